@@ -1,0 +1,235 @@
+//! broker-edge-bench: a load generator that speaks the NATS wire protocol
+//! itself, so the same binary drives Broker Edge and nats-server and every
+//! performance claim can be a side-by-side ratio from one run.
+
+mod compare;
+mod procstat;
+mod proto;
+mod reqrep;
+mod runner;
+mod scenarios;
+mod spawn;
+mod stats;
+mod units;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use proto::ServerUrl;
+use runner::{RunConfig, Scenario, Target};
+use stats::RunResult;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "broker-edge-bench",
+    version,
+    about = "NATS load generator: pub, sub, pubsub, fanout, queue, reqrep",
+    after_help = "Examples:\n  \
+    broker-edge-bench pubsub --size 16 --msgs 2000000\n  \
+    broker-edge-bench fanout --subs 4 --duration 5s --json\n  \
+    broker-edge-bench queue --url nats://127.0.0.1:4222 --compare nats://127.0.0.1:4223 --rounds 5\n  \
+    broker-edge-bench reqrep --size 128 --msgs 20000\n\n\
+    Server CPU per message is read from /proc for a local server (the process\n\
+    listening on the URL's port, or --pid-a/--pid-b). Ratios are always B/A."
+)]
+struct Cli {
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Server A.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    url: String,
+    /// Payload size: 16, 128, 1KiB, 1k, …
+    #[arg(long, default_value = "128", value_parser = units::parse_size)]
+    size: usize,
+    /// Total messages (requests for reqrep), split across publishers.
+    #[arg(long, short = 'n')]
+    msgs: Option<u64>,
+    /// Run for this long (10s, 500ms, 1m); with --msgs, whichever ends first.
+    #[arg(long, value_parser = units::parse_duration)]
+    duration: Option<Duration>,
+    /// Publishers (requesters for reqrep).
+    #[arg(long)]
+    pubs: Option<usize>,
+    /// Subscribers (responders for reqrep).
+    #[arg(long)]
+    subs: Option<usize>,
+    #[arg(long, default_value = "bench.subject")]
+    subject: String,
+    /// Queue group name for `queue` and the reqrep responders.
+    #[arg(long, default_value = "bench-q")]
+    queue: String,
+    /// Bytes per publisher write.
+    #[arg(long, default_value = "64KiB", value_parser = units::parse_size)]
+    batch: usize,
+    /// Bytes per subscriber read.
+    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+    read_buf: usize,
+    /// Give up on silent subscribers this long after publishing ends.
+    #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
+    idle_timeout: Duration,
+    /// Pause after subscribing, before publishing.
+    #[arg(long, default_value = "50ms", value_parser = units::parse_duration)]
+    settle: Duration,
+    /// Server B: run A and B in turn and print B/A ratios.
+    #[arg(long, value_name = "URL2")]
+    compare: Option<String>,
+    /// Rounds for --compare (A B A B …).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Server A's PID for CPU accounting (default: found from the port).
+    #[arg(long)]
+    pid_a: Option<u32>,
+    /// Server B's PID for CPU accounting (default: found from the port).
+    #[arg(long)]
+    pid_b: Option<u32>,
+    /// Start server A with this command (run through sh), stop it after.
+    #[arg(long)]
+    spawn_a: Option<String>,
+    /// Start server B with this command, stop it after.
+    #[arg(long)]
+    spawn_b: Option<String>,
+    /// Where spawned servers' output goes (suffixed -a.log / -b.log).
+    #[arg(long)]
+    spawn_log: Option<String>,
+    /// Print the results as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// No progress line.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// One run of the configured scenario against one server.
+pub fn run_once(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
+    match cfg.scenario {
+        Scenario::Reqrep => reqrep::run(cfg, t),
+        _ => scenarios::run(cfg, t),
+    }
+}
+
+fn config(cli: &Cli) -> Result<RunConfig> {
+    let s = cli.scenario;
+    let (dp, ds) = s.default_clients();
+    let (mut pubs, mut subs) = (cli.pubs.unwrap_or(dp), cli.subs.unwrap_or(ds));
+    match s {
+        Scenario::Pub => subs = 0,
+        Scenario::Sub => pubs = 0,
+        _ => {}
+    }
+    if s != Scenario::Sub && pubs == 0 {
+        bail!("{} needs at least one publisher", s.name());
+    }
+    if s != Scenario::Pub && subs == 0 {
+        bail!("{} needs at least one subscriber", s.name());
+    }
+    if pubs > 10_000 || subs > 10_000 {
+        bail!("at most 10000 publishers and subscribers (one thread each)");
+    }
+    let msgs = match (cli.msgs, cli.duration) {
+        (None, None) => Some(s.default_msgs()),
+        (m, _) => m,
+    };
+    Ok(RunConfig {
+        scenario: s,
+        size: cli.size,
+        msgs,
+        duration: cli.duration,
+        pubs,
+        subs,
+        subject: cli.subject.clone(),
+        queue: cli.queue.clone(),
+        batch: cli.batch.max(1),
+        read_buf: cli.read_buf.max(4096),
+        idle_timeout: cli.idle_timeout,
+        settle: cli.settle,
+        connect_timeout: Duration::from_secs(5),
+        progress: !cli.quiet,
+    })
+}
+
+/// Resolves a side's PID: explicit flag, then the spawned child, then
+/// whoever listens on the URL's port if it is local.
+fn target(
+    url: ServerUrl,
+    explicit: Option<u32>,
+    spawned: Option<&spawn::Spawned>,
+    label: &str,
+    quiet: bool,
+) -> Target {
+    let pid = explicit.or(spawned.map(|s| s.pid())).or_else(|| {
+        if !url.is_local() {
+            return None;
+        }
+        match procstat::find_listener_pid(url.port) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                if !quiet {
+                    eprintln!(
+                        "{label}: no server CPU figures ({e:#}); pass --pid-{}",
+                        label.to_lowercase()
+                    );
+                }
+                None
+            }
+        }
+    });
+    Target {
+        url,
+        pid,
+        label: label.to_string(),
+    }
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    let cfg = config(&cli)?;
+    let url_a = ServerUrl::parse(&cli.url)?;
+    let url_b = cli.compare.as_deref().map(ServerUrl::parse).transpose()?;
+    let log = |side: &str| cli.spawn_log.as_ref().map(|p| format!("{p}-{side}.log"));
+    let spawned_a = match &cli.spawn_a {
+        Some(cmd) => Some(spawn::spawn(cmd, &url_a, log("a").as_deref())?),
+        None => None,
+    };
+    let spawned_b = match (&cli.spawn_b, &url_b) {
+        (Some(cmd), Some(u)) => Some(spawn::spawn(cmd, u, log("b").as_deref())?),
+        (Some(_), None) => bail!("--spawn-b needs --compare URL2"),
+        _ => None,
+    };
+    let a = target(url_a, cli.pid_a, spawned_a.as_ref(), "A", cli.quiet);
+    match url_b {
+        None => {
+            let r = run_once(&cfg, &a)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                stats::print_table(std::slice::from_ref(&r));
+            }
+            if r.lost > 0 {
+                bail!("{} of {} messages lost", r.lost, r.expected);
+            }
+            if !r.errors.is_empty() {
+                bail!("the run hit errors (listed above)");
+            }
+        }
+        Some(ub) => {
+            let b = target(ub, cli.pid_b, spawned_b.as_ref(), "B", cli.quiet);
+            let c = compare::run(&cfg, &a, &b, cli.rounds)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                compare::print(&c);
+            }
+        }
+    }
+    // Spawned servers stop here, on drop.
+    drop(spawned_b);
+    drop(spawned_a);
+    Ok(())
+}
