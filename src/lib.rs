@@ -1,1 +1,23 @@
-pub fn placeholder() {}
+#![recursion_limit = "256"]
+//! Broker Edge: a NATS-compatible, thread-per-core message broker.
+//!
+//! The module tree follows the data path: `router` hands sockets to a
+//! `shard`; a shard runs `client` connections speaking the `protocol`,
+//! matches `subject`s in its `sublist`, and forwards to peer shards.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod global;
+pub mod logging;
+pub mod monitor;
+pub mod options;
+pub mod protocol;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod shard;
+pub mod signal;
+pub mod subject;
+pub mod sublist;
+pub mod config;

@@ -1,0 +1,365 @@
+//! The tasks behind one connection: a reader that parses and executes
+//! operations, a writer that flushes the outbound buffer, and timers for
+//! keep-alive and authentication.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use super::{auth, CloseReason, Client, Sub, SubRef};
+use crate::global::ShardStats;
+use crate::protocol::info::Connect;
+use crate::protocol::{ClientOp, ParseError, Parser};
+use crate::runtime::{self, TcpStream};
+use crate::shard::Shard;
+use crate::subject;
+
+const READ_CHUNK: usize = 64 * 1024;
+const AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: TcpStream, writer: TcpStream) {
+    client.send_info(false);
+    runtime::spawn_local(write_loop(client.clone(), writer)).detach();
+    runtime::spawn_local(read_loop(shard, client, reader)).detach();
+}
+
+async fn write_loop(client: Rc<Client>, mut stream: TcpStream) {
+    let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let deadline = client.g.opts.write_deadline;
+    while client.out.take_into(&mut spare).await {
+        // Once closing, do not let a stuck peer hold the socket for long.
+        let limit = if client.out.is_closing() {
+            deadline.min(Duration::from_secs(2))
+        } else {
+            deadline
+        };
+        match runtime::timeout(limit, stream.write_all(&spare)).await {
+            Some(Ok(())) => {}
+            Some(Err(_)) => {
+                client.close(CloseReason::WriteError);
+                break;
+            }
+            None => {
+                client.slow_consumer(CloseReason::SlowConsumerWriteDeadline);
+                break;
+            }
+        }
+        spare.clear();
+        if spare.capacity() > 4 * 1024 * 1024 {
+            spare = Vec::with_capacity(READ_CHUNK);
+        }
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is owned by `stream`, alive until it drops below.
+    unsafe {
+        libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR);
+    }
+    drop(stream);
+}
+
+async fn ping_loop(client: Rc<Client>) {
+    let opts = &client.g.opts;
+    loop {
+        runtime::sleep(opts.ping_interval).await;
+        if client.is_closed() {
+            return;
+        }
+        if client.pings_out.get() + 1 > opts.ping_max {
+            client.send_err("Stale Connection");
+            tracing::debug!(
+                "{} - cid:{} - Stale Client Connection - Closing",
+                client.addr,
+                client.cid
+            );
+            client.close(CloseReason::StaleConnection);
+            return;
+        }
+        client.pings_out.set(client.pings_out.get() + 1);
+        client.out.push(b"PING\r\n");
+    }
+}
+
+async fn auth_timer(client: Rc<Client>, authed: Rc<Cell<bool>>) {
+    runtime::sleep(AUTH_TIMEOUT).await;
+    if !authed.get() && !client.is_closed() {
+        tracing::error!(
+            "{} - cid:{} - Authentication Timeout",
+            client.addr,
+            client.cid
+        );
+        client.send_err("Authentication Timeout");
+        client.close(CloseReason::AuthenticationTimeout);
+    }
+}
+
+fn reason_for(e: &ParseError) -> CloseReason {
+    match e {
+        ParseError::MaxPayload { .. } => CloseReason::MaxPayload,
+        ParseError::MaxControlLine(_) => CloseReason::MaxControlLine,
+        _ => CloseReason::ProtocolViolation,
+    }
+}
+
+async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) {
+    let opts = &client.g.opts;
+    let _pinger = runtime::spawn_local(ping_loop(client.clone()));
+    let authed = Rc::new(Cell::new(!auth::required(opts)));
+    let _auth = (!authed.get()).then(|| runtime::spawn_local(auth_timer(client.clone(), authed.clone())));
+    let mut parser = Parser::new(opts.max_control_line, opts.max_payload);
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut conn = Conn {
+        shard: &shard,
+        client: &client,
+        authed: &authed,
+        verbose: true,
+        pedantic: true,
+    };
+    let reason = 'read: loop {
+        rbuf.reserve(READ_CHUNK);
+        let len = rbuf.len();
+        let spare = rbuf.spare_capacity_mut();
+        // SAFETY: the kernel only writes into this spare capacity and we only
+        // expose the bytes it reports as read.
+        let dst = unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+        let n = match stream.read(dst).await {
+            Ok(0) => break CloseReason::ClientClosed,
+            Ok(n) => n,
+            Err(_) => break CloseReason::ReadError,
+        };
+        // SAFETY: `n` bytes past `len` were just initialised by the read.
+        unsafe { rbuf.set_len(len + n) };
+        if client.is_closed() {
+            break CloseReason::ClientClosed;
+        }
+        client.last_activity.set(SystemTime::now());
+        loop {
+            match parser.next(&mut rbuf) {
+                Ok(Some(op)) => {
+                    if let Err(reason) = conn.handle(op).await {
+                        break 'read reason;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!("{} - cid:{} - {e}", client.addr, client.cid);
+                    if let Some(text) = e.client_error() {
+                        client.send_err(text);
+                    }
+                    break 'read reason_for(&e);
+                }
+            }
+        }
+    };
+    client.close(reason);
+    // The socket goes with `stream`; nobody may shut it down after this.
+    client.reader_fd.set(None);
+    drop(stream);
+    let subs: Vec<SubRef> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
+    for s in &subs {
+        shard.remove_sub(s);
+    }
+    shard.clients.borrow_mut().remove(&client.cid);
+    shard.stats().connections.fetch_sub(1, Ordering::Relaxed);
+    let why = client.reason.get().unwrap_or(reason);
+    tracing::debug!(
+        "{} - cid:{} - Client connection closed: {}",
+        client.addr,
+        client.cid,
+        why.as_str()
+    );
+}
+
+struct Conn<'a> {
+    shard: &'a Rc<Shard>,
+    client: &'a Rc<Client>,
+    authed: &'a Rc<Cell<bool>>,
+    verbose: bool,
+    pedantic: bool,
+}
+
+impl Conn<'_> {
+    fn ok(&self) {
+        if self.verbose {
+            self.client.out.push(b"+OK\r\n");
+        }
+    }
+
+    async fn handle(&mut self, op: ClientOp) -> Result<(), CloseReason> {
+        let client = self.client;
+        if !self.authed.get() && !matches!(op, ClientOp::Connect(_)) {
+            client.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        }
+        match op {
+            ClientOp::Pub {
+                subject,
+                reply,
+                hdr_len,
+                msg,
+            } => self.publish(subject, reply, hdr_len, msg).await,
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
+                self.subscribe(subject, queue, sid);
+                Ok(())
+            }
+            ClientOp::Unsub { sid, max } => {
+                let existing = client.subs.borrow().get(&sid).cloned();
+                if let Some(s) = existing {
+                    match max {
+                        Some(m) if m > s.0.delivered.get() => s.0.max.set(m),
+                        _ => {
+                            client.drop_sub(&sid);
+                            self.shard.remove_sub(&s);
+                        }
+                    }
+                }
+                self.ok();
+                Ok(())
+            }
+            ClientOp::Ping => {
+                let sync = client.sync.borrow_mut().take();
+                if let Some(sync) = sync {
+                    sync.wait().await;
+                }
+                client.out.push(b"PONG\r\n");
+                Ok(())
+            }
+            ClientOp::Pong => {
+                client.pings_out.set(0);
+                Ok(())
+            }
+            ClientOp::Connect(json) => self.connect(&json),
+            ClientOp::Info | ClientOp::Ok => Ok(()),
+            ClientOp::Err(text) => {
+                tracing::error!(
+                    "{} - cid:{} - Client Error {}",
+                    client.addr,
+                    client.cid,
+                    String::from_utf8_lossy(&text).trim_matches('\'')
+                );
+                Err(CloseReason::ClientClosed)
+            }
+        }
+    }
+
+    fn connect(&mut self, json: &[u8]) -> Result<(), CloseReason> {
+        let client = self.client;
+        let c: Connect = match serde_json::from_slice(json) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{} - cid:{} - {e}", client.addr, client.cid);
+                return Err(CloseReason::ParseError);
+            }
+        };
+        if c.no_responders && !c.headers {
+            client.send_err("no responders requires headers support");
+            tracing::error!(
+                "{} - cid:{} - no responders requires headers support",
+                client.addr,
+                client.cid
+            );
+            return Err(CloseReason::ProtocolViolation);
+        }
+        if !self.authed.get() {
+            if !auth::check(&client.g.opts, &c) {
+                let who = c.user.clone().unwrap_or_default();
+                tracing::error!(
+                    "{} - cid:{} - authentication error - User {:?}",
+                    client.addr,
+                    client.cid,
+                    who
+                );
+                client.send_err("Authorization Violation");
+                return Err(CloseReason::AuthenticationViolation);
+            }
+            self.authed.set(true);
+        }
+        self.verbose = c.verbose;
+        self.pedantic = c.pedantic;
+        client.update_connect(c);
+        self.ok();
+        Ok(())
+    }
+
+    async fn publish(
+        &mut self,
+        subject: Bytes,
+        reply: Option<Bytes>,
+        hdr_len: Option<usize>,
+        msg: Bytes,
+    ) -> Result<(), CloseReason> {
+        let client = self.client;
+        if hdr_len.is_some() && !client.headers() {
+            tracing::error!(
+                "{} - cid:{} - message headers not supported",
+                client.addr,
+                client.cid
+            );
+            return Err(CloseReason::ProtocolViolation);
+        }
+        let c = &client.counters;
+        c.in_msgs.set(c.in_msgs.get() + 1);
+        c.in_bytes.set(c.in_bytes.get() + msg.len() as u64);
+        let st = self.shard.stats();
+        ShardStats::add(&st.in_msgs, 1);
+        ShardStats::add(&st.in_bytes, msg.len() as u64);
+        if self.pedantic && !subject::is_valid_literal(&subject) {
+            client.send_err("Invalid Publish Subject");
+            self.ok();
+            return Ok(());
+        }
+        self.ok();
+        self.shard
+            .publish(client, &subject, reply.as_ref(), hdr_len, &msg);
+        self.shard.link_space().await;
+        Ok(())
+    }
+
+    fn subscribe(&mut self, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
+        let client = self.client;
+        if !subject::is_valid_filter(&subject) {
+            client.send_err("Invalid Subject");
+            return;
+        }
+        if queue
+            .as_ref()
+            .is_some_and(|q| !subject::is_valid_literal(q))
+        {
+            client.send_err("Invalid Queue Name");
+            return;
+        }
+        let max = client.g.opts.max_subscriptions;
+        if max > 0 && client.subs.borrow().len() >= max {
+            tracing::error!(
+                "{} - cid:{} - maximum subscriptions exceeded",
+                client.addr,
+                client.cid
+            );
+            client.send_err("maximum subscriptions exceeded");
+            return;
+        }
+        if client.subs.borrow().contains_key(&sid) {
+            self.ok();
+            return;
+        }
+        let sub = SubRef(Rc::new(Sub {
+            client: client.clone(),
+            subject,
+            queue,
+            sid: sid.clone(),
+            max: Cell::new(0),
+            delivered: Cell::new(0),
+        }));
+        client.subs.borrow_mut().insert(sid, sub.clone());
+        self.shard.add_sub(sub);
+        *client.sync.borrow_mut() = self.shard.pending_sync();
+        self.ok();
+    }
+}

@@ -1,0 +1,308 @@
+//! A client connection: its state, its subscriptions, and how a shard
+//! delivers to it or closes it. The tasks that drive the socket are in
+//! `conn`.
+
+mod auth;
+mod conn;
+pub mod outbound;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::global::ShardStats;
+use crate::protocol::info::{Connect, Info, NATS_VERSION, PRODUCT_VERSION};
+use crate::shard::link::SyncPoint;
+use crate::shard::Shard;
+use outbound::Outbound;
+
+/// Why a connection ended, with the reference's wording for `/connz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientClosed,
+    ProtocolViolation,
+    ParseError,
+    MaxPayload,
+    MaxControlLine,
+    SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
+    StaleConnection,
+    AuthenticationViolation,
+    AuthenticationTimeout,
+    MaxConnectionsExceeded,
+    ServerShutdown,
+    WriteError,
+    ReadError,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::ParseError => "Parse Error",
+            CloseReason::MaxPayload => "Maximum Message Payload Exceeded",
+            CloseReason::MaxControlLine => "Maximum Control Line Exceeded",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::ReadError => "Read Error",
+        }
+    }
+}
+
+pub struct Sub {
+    pub client: Rc<Client>,
+    pub subject: Bytes,
+    pub queue: Option<Bytes>,
+    pub sid: Bytes,
+    /// Auto-unsubscribe after this many deliveries; 0 = never.
+    pub max: Cell<u64>,
+    pub delivered: Cell<u64>,
+}
+
+/// A subscription as the sublist stores it: compared by identity.
+#[derive(Clone)]
+pub struct SubRef(pub Rc<Sub>);
+
+impl PartialEq for SubRef {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub in_msgs: Cell<u64>,
+    pub in_bytes: Cell<u64>,
+    pub out_msgs: Cell<u64>,
+    pub out_bytes: Cell<u64>,
+}
+
+pub struct Client {
+    pub cid: u64,
+    pub addr: SocketAddr,
+    pub shard: Weak<Shard>,
+    pub g: Arc<crate::global::Global>,
+    pub out: Outbound,
+    pub connect: RefCell<Connect>,
+    echo: Cell<bool>,
+    headers: Cell<bool>,
+    no_responders: Cell<bool>,
+    pub subs: RefCell<HashMap<Bytes, SubRef>>,
+    pub counters: Counters,
+    pub start: SystemTime,
+    pub last_activity: Cell<SystemTime>,
+    pub pings_out: Cell<u32>,
+    closed: Cell<bool>,
+    pub reason: Cell<Option<CloseReason>>,
+    /// The reader's descriptor while the reader owns it; used to wake the
+    /// reader when someone else closes the connection.
+    reader_fd: Cell<Option<RawFd>>,
+    pub sync: RefCell<Option<Arc<SyncPoint>>>,
+}
+
+impl Client {
+    pub fn echo(&self) -> bool {
+        self.echo.get()
+    }
+
+    pub fn headers(&self) -> bool {
+        self.headers.get()
+    }
+
+    pub fn wants_no_responders(&self) -> bool {
+        self.no_responders.get() && self.headers.get()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    fn stats(&self) -> Option<Rc<Shard>> {
+        self.shard.upgrade()
+    }
+
+    pub fn info(&self, ldm: bool) -> Info {
+        let g = &self.g;
+        Info {
+            server_id: g.server_id.clone(),
+            server_name: g.server_name.clone(),
+            version: NATS_VERSION.into(),
+            proto: 1,
+            go: "go1.21.0".into(),
+            host: g.opts.host.clone(),
+            port: g.client_addr.port(),
+            headers: true,
+            auth_required: auth::required(&g.opts),
+            max_payload: g.opts.max_payload,
+            jetstream: false,
+            client_id: self.cid,
+            client_ip: self.addr.ip().to_string(),
+            connect_urls: Vec::new(),
+            ldm,
+            nonce: None,
+            broker_edge_version: PRODUCT_VERSION.into(),
+        }
+    }
+
+    pub fn send_info(&self, ldm: bool) {
+        self.out.push(&self.info(ldm).to_line());
+    }
+
+    pub fn send_err(&self, text: &str) {
+        self.out.push(format!("-ERR '{text}'\r\n").as_bytes());
+    }
+
+    /// Queues one delivery and enforces max_pending.
+    pub fn deliver(
+        &self,
+        sid: &[u8],
+        subject: &[u8],
+        reply: Option<&Bytes>,
+        hdr_len: Option<usize>,
+        msg: &Bytes,
+    ) {
+        let (hdr_len, body) = match hdr_len {
+            Some(h) if !self.headers.get() => (None, &msg[h.min(msg.len())..]),
+            h => (h, &msg[..]),
+        };
+        self.out
+            .push_msg(subject, sid, reply.map(|r| &r[..]), hdr_len, body);
+        let c = &self.counters;
+        c.out_msgs.set(c.out_msgs.get() + 1);
+        c.out_bytes.set(c.out_bytes.get() + body.len() as u64);
+        if let Some(shard) = self.stats() {
+            let st: &ShardStats = shard.stats();
+            ShardStats::add(&st.out_msgs, 1);
+            ShardStats::add(&st.out_bytes, body.len() as u64);
+        }
+        if self.out.len() > self.g.opts.max_pending {
+            self.slow_consumer(CloseReason::SlowConsumerPendingBytes);
+        }
+    }
+
+    /// Sends the no-responders status to the requester's own subscription
+    /// that matches `reply`.
+    pub fn no_responders(&self, reply: &Bytes, status: &[u8]) {
+        let sid = self
+            .subs
+            .borrow()
+            .values()
+            .find(|s| crate::subject::matches(&s.0.subject, reply))
+            .map(|s| s.0.sid.clone());
+        if let Some(sid) = sid {
+            self.out
+                .push_msg(reply, &sid, None, Some(status.len()), status);
+        }
+    }
+
+    /// Forgets a subscription on the client side (the shard removes it from
+    /// the sublist).
+    pub fn drop_sub(&self, sid: &[u8]) -> Option<SubRef> {
+        self.subs.borrow_mut().remove(sid)
+    }
+
+    pub fn slow_consumer(&self, reason: CloseReason) {
+        if self.closed.get() {
+            return;
+        }
+        if let Some(shard) = self.stats() {
+            shard.stats().slow_consumers.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::warn!(
+            "{} - cid:{} - Slow Consumer Detected: {}",
+            self.addr,
+            self.cid,
+            match reason {
+                CloseReason::SlowConsumerWriteDeadline => format!(
+                    "WriteDeadline of {:?} exceeded",
+                    self.g.opts.write_deadline
+                ),
+                _ => format!("MaxPending of {} Exceeded", self.g.opts.max_pending),
+            }
+        );
+        // The peer is not reading: drop the backlog and leave only a short
+        // last word, best effort.
+        self.out.discard();
+        self.send_err("Slow Consumer");
+        self.close(reason);
+    }
+
+    /// Ends the connection: queued output is flushed (with a deadline), the
+    /// reader is woken, and the reader task then releases everything.
+    pub fn close(&self, reason: CloseReason) {
+        if self.closed.replace(true) {
+            return;
+        }
+        self.reason.set(Some(reason));
+        self.out.close();
+        if let Some(fd) = self.reader_fd.get() {
+            // SAFETY: the reader still owns `fd` (it clears this cell before
+            // dropping its socket); shutdown only wakes its pending read.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
+        }
+    }
+
+    pub fn update_connect(&self, c: Connect) {
+        self.echo.set(c.echo);
+        self.headers.set(c.headers);
+        self.no_responders.set(c.no_responders);
+        *self.connect.borrow_mut() = c;
+    }
+}
+
+/// Takes over an accepted socket on this shard.
+pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
+    let g = shard.g.clone();
+    let cid = g.next_cid.fetch_add(1, Ordering::Relaxed);
+    let raw = fd.as_raw_fd();
+    let (reader, writer) = match crate::runtime::bind_socket(fd) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("{addr} - cid:{cid} - could not take over connection: {e}");
+            return;
+        }
+    };
+    let now = SystemTime::now();
+    let client = Rc::new(Client {
+        cid,
+        addr,
+        shard: Rc::downgrade(shard),
+        g: g.clone(),
+        out: Outbound::default(),
+        connect: RefCell::new(Connect::default()),
+        echo: Cell::new(true),
+        headers: Cell::new(false),
+        no_responders: Cell::new(false),
+        subs: RefCell::new(HashMap::new()),
+        counters: Counters::default(),
+        start: now,
+        last_activity: Cell::new(now),
+        pings_out: Cell::new(0),
+        closed: Cell::new(false),
+        reason: Cell::new(None),
+        reader_fd: Cell::new(Some(raw)),
+        sync: RefCell::new(None),
+    });
+    let st = shard.stats();
+    st.connections.fetch_add(1, Ordering::Relaxed);
+    st.total_connections.fetch_add(1, Ordering::Relaxed);
+    shard.clients.borrow_mut().insert(cid, client.clone());
+    tracing::debug!("{addr} - cid:{cid} - Client connection created");
+    conn::start(shard.clone(), client, reader, writer);
+}

@@ -1,0 +1,127 @@
+//! A connection's outbound buffer. Deliveries append protocol frames here
+//! without awaiting; the connection's writer task flushes whatever gathered
+//! since its last write in one `send`, so a burst of messages costs one
+//! system call.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::task::{Poll, Waker};
+
+#[derive(Default)]
+pub struct Outbound {
+    buf: RefCell<Vec<u8>>,
+    waker: Cell<Option<Waker>>,
+    closing: Cell<bool>,
+}
+
+impl Outbound {
+    pub fn len(&self) -> usize {
+        self.buf.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.borrow().is_empty()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub fn push(&self, bytes: &[u8]) {
+        if self.closing.get() {
+            return;
+        }
+        self.buf.borrow_mut().extend_from_slice(bytes);
+        self.wake();
+    }
+
+    /// Appends `MSG`/`HMSG` for one delivery.
+    pub fn push_msg(
+        &self,
+        subject: &[u8],
+        sid: &[u8],
+        reply: Option<&[u8]>,
+        hdr_len: Option<usize>,
+        msg: &[u8],
+    ) {
+        if self.closing.get() {
+            return;
+        }
+        let mut b = self.buf.borrow_mut();
+        let mut n = itoa::Buffer::new();
+        b.reserve(msg.len() + subject.len() + 48);
+        b.extend_from_slice(if hdr_len.is_some() { b"HMSG " } else { b"MSG " });
+        b.extend_from_slice(subject);
+        b.push(b' ');
+        b.extend_from_slice(sid);
+        b.push(b' ');
+        if let Some(r) = reply {
+            b.extend_from_slice(r);
+            b.push(b' ');
+        }
+        if let Some(h) = hdr_len {
+            b.extend_from_slice(n.format(h).as_bytes());
+            b.push(b' ');
+        }
+        b.extend_from_slice(n.format(msg.len()).as_bytes());
+        b.extend_from_slice(b"\r\n");
+        b.extend_from_slice(msg);
+        b.extend_from_slice(b"\r\n");
+        drop(b);
+        self.wake();
+    }
+
+    /// Stops accepting data; the writer flushes what is queued and exits.
+    pub fn close(&self) {
+        self.closing.set(true);
+        self.wake();
+    }
+
+    /// Drops anything queued (the peer is not reading it anyway).
+    pub fn discard(&self) {
+        self.buf.borrow_mut().clear();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Waits until there is something to write, then swaps it into `spare`.
+    /// Resolves to false once closing with nothing left.
+    pub fn take_into<'a>(&'a self, spare: &'a mut Vec<u8>) -> impl Future<Output = bool> + 'a {
+        std::future::poll_fn(move |cx| {
+            let mut b = self.buf.borrow_mut();
+            if !b.is_empty() {
+                std::mem::swap(&mut *b, spare);
+                return Poll::Ready(true);
+            }
+            if self.closing.get() {
+                return Poll::Ready(false);
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames() {
+        let o = Outbound::default();
+        o.push_msg(b"foo", b"1", None, None, b"hi");
+        o.push_msg(b"foo", b"2", Some(b"r"), Some(12), b"NATS/1.0\r\n\r\nhi");
+        let got = String::from_utf8(o.buf.borrow().clone()).unwrap();
+        assert_eq!(
+            got,
+            "MSG foo 1 2\r\nhi\r\nHMSG foo 2 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
+        );
+        o.close();
+        o.push(b"x");
+        assert_eq!(o.len(), got.len());
+    }
+}

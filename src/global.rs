@@ -1,0 +1,109 @@
+//! What every shard can see without asking: immutable server identity and
+//! options, the control channels into each shard, and per-shard counters
+//! (each written only by its own shard, read by monitoring).
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::monitor::gather::{Query, ShardReport};
+use crate::options::Options;
+
+/// Control messages into a shard. These cross from plain threads (router,
+/// signal handler, monitoring) so they travel on async-channel, whose
+/// wake-ups work across executors.
+pub enum Ctl {
+    NewClient(OwnedFd, SocketAddr),
+    NewHttp(OwnedFd, SocketAddr),
+    Gather(Query, futures_channel::oneshot::Sender<ShardReport>),
+    /// Tell clients we are going away and close them over `duration`.
+    LameDuck,
+    Shutdown,
+}
+
+/// Counters of one shard. Padded so shards do not share cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct ShardStats {
+    pub connections: AtomicUsize,
+    pub total_connections: AtomicU64,
+    pub subscriptions: AtomicUsize,
+    pub in_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub out_msgs: AtomicU64,
+    pub out_bytes: AtomicU64,
+    pub slow_consumers: AtomicU64,
+}
+
+impl ShardStats {
+    pub fn add(c: &AtomicU64, n: u64) {
+        // Only the owning shard writes, so load+store beats an atomic RMW.
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+pub struct Global {
+    pub opts: Options,
+    pub server_id: String,
+    pub server_name: String,
+    pub shards: usize,
+    pub client_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub start: Instant,
+    pub start_wall: SystemTime,
+    pub next_cid: AtomicU64,
+    pub stats: Vec<ShardStats>,
+    pub ctl: Vec<async_channel::Sender<Ctl>>,
+    pub ctl_rx: Vec<async_channel::Receiver<Ctl>>,
+    pub lame_duck: AtomicBool,
+    pub http_requests: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Global {
+    pub fn new(
+        opts: Options,
+        server_id: String,
+        client_addr: SocketAddr,
+        http_addr: Option<SocketAddr>,
+        shards: usize,
+    ) -> Arc<Global> {
+        let (ctl, ctl_rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| async_channel::unbounded()).unzip();
+        let server_name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+        Arc::new(Global {
+            opts,
+            server_id,
+            server_name,
+            shards,
+            client_addr,
+            http_addr,
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            next_cid: AtomicU64::new(1),
+            stats: (0..shards).map(|_| ShardStats::default()).collect(),
+            ctl,
+            ctl_rx,
+            lame_duck: AtomicBool::new(false),
+            http_requests: Default::default(),
+        })
+    }
+
+    pub fn total(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {
+        self.stats.iter().map(f).sum()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.stats
+            .iter()
+            .map(|s| s.connections.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Sends `msg` to every shard; a shard that already stopped is skipped.
+    pub fn broadcast(&self, msg: impl Fn() -> Ctl) {
+        for tx in &self.ctl {
+            let _ = tx.send_blocking(msg());
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The NATS client wire protocol: parsing what clients send and the JSON
+//! bodies exchanged in INFO/CONNECT.
+
+pub mod info;
+pub mod parser;
+
+pub use parser::{ClientOp, ParseError, Parser};

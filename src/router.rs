@@ -1,0 +1,74 @@
+//! The router: accepts on the client and monitoring listeners and hands
+//! each socket to a shard — the one with the fewest clients, or in turn for
+//! monitoring. It runs on its own thread, blocked in `accept` when idle.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::global::{Ctl, Global};
+
+pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("router".into())
+        .spawn(move || {
+            let mut turn = 0usize;
+            for conn in listener.incoming() {
+                if g.lame_duck.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut stream) = conn else { continue };
+                let Ok(addr) = stream.peer_addr() else { continue };
+                if g.connections() >= g.opts.max_connections {
+                    tracing::error!("{addr} - maximum connections exceeded");
+                    let _ = stream.write_all(b"-ERR 'maximum connections exceeded'\r\n");
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                // Fewest connections wins; ties rotate, so a burst of accepts
+                // (before shards have counted them) still spreads evenly.
+                turn = turn.wrapping_add(1);
+                let shard = (0..g.shards)
+                    .map(|k| (turn + k) % g.shards)
+                    .min_by_key(|&i| g.stats[i].connections.load(Ordering::Relaxed))
+                    .unwrap_or(0);
+                let fd: OwnedFd = stream.into();
+                if g.ctl[shard].send_blocking(Ctl::NewClient(fd, addr)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+pub fn spawn_http(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("router-http".into())
+        .spawn(move || {
+            let mut next = 0usize;
+            for conn in listener.incoming() {
+                let Ok(stream) = conn else { continue };
+                let Ok(addr) = stream.peer_addr() else { continue };
+                let fd: OwnedFd = stream.into();
+                next = (next + 1) % g.shards;
+                if g.ctl[next].send_blocking(Ctl::NewHttp(fd, addr)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Stops a listener's accept loop (used by lame duck mode).
+pub fn stop_listener(listener_fd: i32) {
+    // SAFETY: shutting down a listening socket we own only wakes `accept`.
+    unsafe {
+        libc::shutdown(listener_fd, libc::SHUT_RDWR);
+    }
+}
+
+pub fn raw(l: &TcpListener) -> i32 {
+    l.as_raw_fd()
+}

@@ -1,0 +1,76 @@
+//! The one place that knows glommio: pinned executors, the channel mesh
+//! between them, tasks, timers and sockets. The rest of the server uses
+//! these names, so another io_uring runtime could replace this file.
+
+use std::future::Future;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::time::Duration;
+
+use glommio::{
+    channels::channel_mesh::{Full, MeshBuilder},
+    CpuSet, LocalExecutorPoolBuilder, PoolPlacement,
+};
+
+pub use glommio::channels::channel_mesh::{Receivers, Senders};
+pub use glommio::channels::shared_channel::ConnectedReceiver;
+pub use glommio::net::TcpStream;
+pub use glommio::timer::sleep;
+pub use glommio::{spawn_local, Task};
+
+pub type Mesh<T> = MeshBuilder<T, Full>;
+
+/// Memory glommio registers per executor for I/O. Small, so that the
+/// default 8 MiB RLIMIT_MEMLOCK is enough for several shards.
+const IO_MEMORY: usize = 512 * 1024;
+
+pub fn mesh<T: Send + 'static>(shards: usize, depth: usize) -> Mesh<T> {
+    MeshBuilder::full(shards, depth)
+}
+
+/// Runs `make()`'s future on `shards` executors, one per CPU where
+/// possible, and waits for all of them to finish.
+pub fn run_shards<G, F>(shards: usize, make: G) -> std::io::Result<()>
+where
+    G: FnOnce() -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let cpus = CpuSet::online().ok();
+    let placement = match cpus {
+        Some(set) if set.len() >= shards => PoolPlacement::MaxSpread(shards, Some(set)),
+        _ => PoolPlacement::Unbound(shards),
+    };
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("shard")
+        .io_memory(IO_MEMORY)
+        .ring_depth(256)
+        .on_all_shards(make)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    for r in handles.join_all() {
+        r.map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Makes an accepted socket usable on the current executor. Returns the
+/// reading and writing halves (two descriptors of one socket), so a reader
+/// task and a writer task each own one.
+pub fn bind_socket(fd: OwnedFd) -> std::io::Result<(TcpStream, TcpStream)> {
+    let dup = fd.try_clone()?;
+    // SAFETY: each descriptor is owned exactly once by the stream made here.
+    let r = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    let w = unsafe { TcpStream::from_raw_fd(dup.into_raw_fd()) };
+    let _ = r.set_nodelay(true);
+    Ok((r, w))
+}
+
+/// Waits at most `d` for `f`.
+pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
+    glommio::timer::timeout(d, async move { Ok(f.await) })
+        .await
+        .ok()
+}
+
+/// Gives other tasks on this executor a turn.
+pub async fn yield_now() {
+    glommio::yield_if_needed().await
+}

@@ -1,0 +1,201 @@
+//! Start-up and lifetime of the whole server: bind listeners (so errors are
+//! reported before anything runs), write pid/ports files, start the router
+//! and the shards, and turn signals into shutdown or lame duck.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::global::{Ctl, Global};
+use crate::options::Options;
+use crate::protocol::info::{NATS_VERSION, PRODUCT_VERSION};
+use crate::{router, runtime, shard};
+
+/// A start-up failure, printed as `[FTL]` by the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Error listening on port: {addr}, {detail:?}")]
+    Listen { addr: String, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
+    let addr = format!("{host}:{port}");
+    let fail = |e: std::io::Error| StartError::Listen {
+        addr: addr.clone(),
+        detail: format!("listen tcp {addr}: {e}"),
+    };
+    let sa: SocketAddr = (host, port)
+        .to_socket_addrs()
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| fail(std::io::Error::other("no address")))?;
+    TcpListener::bind(sa).map_err(|e| {
+        let text = if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::other("bind: address already in use")
+        } else {
+            e
+        };
+        fail(text)
+    })
+}
+
+fn url_host(host: &str) -> String {
+    match host {
+        "0.0.0.0" | "" => "127.0.0.1".into(),
+        "::" => "[::1]".into(),
+        h if h.contains(':') => format!("[{h}]"),
+        h => h.into(),
+    }
+}
+
+pub fn run(opts: Options) -> Result<(), StartError> {
+    let server_id = nkeys::KeyPair::new_server().public_key();
+    let name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+    tracing::info!("Starting broker-edge");
+    tracing::info!("  Version:  {PRODUCT_VERSION} (NATS {NATS_VERSION})");
+    tracing::info!("  Name:     {name}");
+    tracing::info!("  ID:       {server_id}");
+    if opts.jetstream {
+        tracing::warn!("JetStream was requested but is not available in this build yet; running core NATS only");
+    }
+    let shards = opts
+        .shards
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+    let client = bind(&opts.host, opts.port.bind_port())?;
+    let client_addr = client
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let http = match opts.http_port {
+        Some(p) => {
+            let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
+            Some(bind(&host, p.bind_port())?)
+        }
+        None => None,
+    };
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+    let g = Global::new(opts.clone(), server_id, client_addr, http_addr, shards);
+
+    if let Some(l) = http {
+        if let Some(a) = http_addr {
+            tracing::info!(
+                "Listening for monitoring connections on http://{}:{}",
+                url_host(&a.ip().to_string()),
+                a.port()
+            );
+        }
+        router::spawn_http(g.clone(), l).map_err(|e| StartError::Other(e.to_string()))?;
+    }
+    let client_fd = router::raw(&client);
+    router::spawn_clients(g.clone(), client).map_err(|e| StartError::Other(e.to_string()))?;
+    tracing::info!(
+        "Listening for client connections on {}:{}",
+        opts.host,
+        client_addr.port()
+    );
+    let files = write_files(&opts, client_addr, http_addr)?;
+    tracing::info!("Server is ready");
+    let mesh = runtime::mesh(shards, 256);
+    spawn_signal_handler(g.clone(), client_fd);
+    let gs = g.clone();
+    runtime::run_shards(shards, move || shard::run(gs, mesh))
+        .map_err(|e| StartError::Other(format!("shard runtime failed: {e}")))?;
+    for f in files {
+        let _ = std::fs::remove_file(f);
+    }
+    tracing::info!("Server Exiting..");
+    Ok(())
+}
+
+fn write_files(
+    opts: &Options,
+    client: SocketAddr,
+    http: Option<SocketAddr>,
+) -> Result<Vec<PathBuf>, StartError> {
+    let mut made = Vec::new();
+    let pid = std::process::id();
+    if let Some(p) = &opts.pid_file {
+        std::fs::write(p, pid.to_string()).map_err(|e| {
+            StartError::Other(format!("Could not write pidfile {}: {e}", p.display()))
+        })?;
+        made.push(p.clone());
+    }
+    if let Some(dir) = &opts.ports_file_dir {
+        let exe = std::env::args()
+            .next()
+            .map(PathBuf::from)
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "broker-edge".into());
+        let path = dir.join(format!("{exe}_{pid}.ports"));
+        let mut ports = serde_json::json!({
+            "nats": [format!("nats://{}:{}", url_host(&opts.host), client.port())],
+        });
+        if let Some(h) = http {
+            ports["monitoring"] = serde_json::json!([format!(
+                "http://{}:{}",
+                url_host(&h.ip().to_string()),
+                h.port()
+            )]);
+        }
+        std::fs::write(&path, ports.to_string()).map_err(|e| {
+            StartError::Other(format!("Error writing ports file {}: {e}", path.display()))
+        })?;
+        made.push(path);
+    }
+    Ok(made)
+}
+
+fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
+    use signal_hook::consts::*;
+    let Ok(mut signals) =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP])
+    else {
+        tracing::error!("could not install signal handlers");
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match sig {
+                    SIGINT | SIGTERM | SIGQUIT => {
+                        let name = match sig {
+                            SIGINT => "interrupt",
+                            SIGTERM => "terminated",
+                            _ => "quit",
+                        };
+                        tracing::info!("Trapped {name:?} signal");
+                        g.lame_duck.store(true, Ordering::Relaxed);
+                        router::stop_listener(client_fd);
+                        g.broadcast(|| Ctl::Shutdown);
+                        return;
+                    }
+                    SIGUSR2 => {
+                        if g.lame_duck.swap(true, Ordering::Relaxed) {
+                            continue;
+                        }
+                        tracing::info!("Entering lame duck mode, stop accepting new clients");
+                        router::stop_listener(client_fd);
+                        g.broadcast(|| Ctl::LameDuck);
+                        std::thread::sleep(g.opts.lame_duck_duration + Duration::from_millis(100));
+                        g.broadcast(|| Ctl::Shutdown);
+                        return;
+                    }
+                    SIGHUP => {
+                        tracing::warn!("Reload requested, but configuration reload is not available in this build yet");
+                    }
+                    SIGUSR1 => {
+                        tracing::info!("Log reopen requested; log files are opened in append mode and need no reopen");
+                    }
+                    _ => {}
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("could not start the signal thread: {e}");
+    }
+}

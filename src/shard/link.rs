@@ -1,0 +1,172 @@
+//! The link from one shard to another: an ordered outgoing queue drained in
+//! batches onto the channel mesh.
+//!
+//! Everything a shard tells a peer (interest changes, forwarded messages)
+//! is pushed here synchronously, so the peer sees it in exactly the order it
+//! happened on this shard: a subscription announced before a request is
+//! always known before the reply comes back. One mesh message carries a
+//! whole batch, which amortises the cross-core hand-off.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+/// A point that completes once every peer has applied one interest change.
+pub struct SyncPoint {
+    remaining: AtomicUsize,
+    waker: atomic_waker::AtomicWaker,
+}
+
+impl SyncPoint {
+    pub fn new(peers: usize) -> Arc<SyncPoint> {
+        Arc::new(SyncPoint {
+            remaining: AtomicUsize::new(peers),
+            waker: atomic_waker::AtomicWaker::new(),
+        })
+    }
+
+    pub fn done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waker.wake();
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0
+    }
+
+    pub fn wait(self: &Arc<Self>) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.is_complete() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.is_complete() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// What crosses between shards.
+pub enum Item {
+    /// `origin` now has `count` local subscribers on `subject` (in `queue`).
+    /// For plain subscriptions only 0/1 transitions are sent; for queue
+    /// groups the count is the group's weight on that shard.
+    Interest {
+        origin: usize,
+        subject: Bytes,
+        queue: Option<Bytes>,
+        count: u32,
+        sync: Arc<SyncPoint>,
+    },
+    /// A published message. `plain`: deliver to all matching plain
+    /// subscribers; `queues`: pick one local member of each.
+    Msg {
+        subject: Bytes,
+        reply: Option<Bytes>,
+        hdr_len: Option<usize>,
+        msg: Bytes,
+        plain: bool,
+        queues: Vec<Bytes>,
+    },
+}
+
+pub type Batch = Vec<Item>;
+
+/// Publishers wait once this many items are queued for one peer.
+const HIGH_WATER: usize = 8192;
+
+#[derive(Default)]
+pub struct Link {
+    queue: RefCell<Vec<Item>>,
+    sender_waker: Cell<Option<Waker>>,
+    space_wakers: RefCell<Vec<Waker>>,
+    closed: Cell<bool>,
+}
+
+impl Link {
+    pub fn push(&self, item: Item) {
+        let mut q = self.queue.borrow_mut();
+        q.push(item);
+        if q.len() == 1 {
+            if let Some(w) = self.sender_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    pub fn is_congested(&self) -> bool {
+        self.queue.borrow().len() >= HIGH_WATER
+    }
+
+    /// Resolves when the queue is below the high-water mark.
+    pub fn space(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if !self.is_congested() || self.closed.get() {
+                Poll::Ready(())
+            } else {
+                self.space_wakers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
+    fn take_batch(&self) -> TakeBatch<'_> {
+        TakeBatch { link: self }
+    }
+
+    pub fn close(&self) {
+        self.closed.set(true);
+        if let Some(w) = self.sender_waker.take() {
+            w.wake();
+        }
+        for w in self.space_wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+struct TakeBatch<'a> {
+    link: &'a Link,
+}
+
+impl Future for TakeBatch<'_> {
+    type Output = Option<Batch>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
+        let mut q = self.link.queue.borrow_mut();
+        if !q.is_empty() {
+            let batch = std::mem::take(&mut *q);
+            drop(q);
+            for w in self.link.space_wakers.borrow_mut().drain(..) {
+                w.wake();
+            }
+            return Poll::Ready(Some(batch));
+        }
+        if self.link.closed.get() {
+            return Poll::Ready(None);
+        }
+        self.link.sender_waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+/// Drains `link` onto the mesh towards `peer` until the link closes.
+pub async fn run_sender(
+    link: std::rc::Rc<Link>,
+    mesh: std::rc::Rc<crate::runtime::Senders<Batch>>,
+    peer: usize,
+) {
+    while let Some(batch) = link.take_batch().await {
+        if mesh.send_to(peer, batch).await.is_err() {
+            break;
+        }
+    }
+}
