@@ -20,4 +20,3 @@ pub mod shard;
 pub mod signal;
 pub mod subject;
 pub mod sublist;
-pub mod config;
