@@ -1,0 +1,204 @@
+//! Runs the bench binary against a real nats-server on a random port (and
+//! against a fake server that swallows messages, to check loss reporting).
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+const BENCH: &str = env!("CARGO_BIN_EXE_broker-edge-bench");
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_nats_server() -> Option<Server> {
+    if !Path::new(NATS_SERVER).exists() {
+        eprintln!("skipping: {NATS_SERVER} is not installed");
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new(NATS_SERVER)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nats-server");
+    let s = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    Some(s)
+}
+
+/// Runs the bench with `--json -q`; returns (exit success, parsed stdout).
+fn bench(args: &[&str]) -> (bool, Value) {
+    let out = Command::new(BENCH)
+        .args(args)
+        .args(["--json", "-q"])
+        .output()
+        .expect("running the bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON ({e}) from {args:?}: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), v)
+}
+
+fn url(port: u16) -> String {
+    format!("nats://127.0.0.1:{port}")
+}
+
+#[test]
+fn scenarios_against_nats_server() {
+    let Some(s) = start_nats_server() else {
+        return;
+    };
+    let u = url(s.port);
+    let cases: [(&[&str], u64, u64); 5] = [
+        (&["pub", "--msgs", "5000"], 5000, 0),
+        (&["pubsub", "--msgs", "5000", "--size", "16"], 5000, 5000),
+        (
+            &["fanout", "--msgs", "3000", "--subs", "3", "--size", "1k"],
+            3000,
+            9000,
+        ),
+        (
+            &["queue", "--msgs", "4000", "--subs", "3", "--pubs", "2"],
+            4000,
+            4000,
+        ),
+        (&["reqrep", "--msgs", "300", "--size", "128"], 300, 300),
+    ];
+    for (args, sent, received) in cases {
+        let mut a = args.to_vec();
+        a.extend(["--url", &u]);
+        let (ok, v) = bench(&a);
+        assert!(ok, "{a:?}: {v}");
+        assert_eq!(v["sent"], sent, "{a:?}: {v}");
+        assert_eq!(v["received"], received, "{a:?}: {v}");
+        assert_eq!(v["lost"], 0, "{a:?}: {v}");
+        // The server is our child on loopback: its PID is found from the port.
+        assert_eq!(v["server_pid"], s.child.id(), "{a:?}: {v}");
+        assert!(v["server_us_per_msg"].is_number(), "{a:?}: {v}");
+        if args[0] == "reqrep" {
+            let p50 = v["latency"]["p50_us"].as_f64().unwrap();
+            let p99 = v["latency"]["p99_us"].as_f64().unwrap();
+            assert!(p50 > 0.0 && p99 >= p50, "{v}");
+        }
+    }
+}
+
+#[test]
+fn compare_two_nats_servers() {
+    let (Some(a), Some(b)) = (start_nats_server(), start_nats_server()) else {
+        return;
+    };
+    let (ua, ub) = (url(a.port), url(b.port));
+    let (ok, v) = bench(&[
+        "pubsub",
+        "--msgs",
+        "3000",
+        "--url",
+        &ua,
+        "--compare",
+        &ub,
+        "--rounds",
+        "2",
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["ratio_direction"], "B/A");
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    for r in rounds {
+        assert_eq!(r["a"]["received"], 3000);
+        assert_eq!(r["b"]["received"], 3000);
+        assert_eq!(r["a"]["server_pid"], a.child.id());
+        assert_eq!(r["b"]["server_pid"], b.child.id());
+        assert!(r["ratios"]["msgs_per_s"].as_f64().unwrap() > 0.0);
+    }
+    assert!(v["median"]["msgs_per_s"].as_f64().unwrap() > 0.0);
+}
+
+/// Speaks just enough NATS to handshake (INFO, PONG for PING) and delivers
+/// nothing, like a server that loses every message.
+fn black_hole() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            thread::spawn(move || serve_black_hole(c));
+        }
+    });
+    port
+}
+
+fn serve_black_hole(mut c: TcpStream) {
+    if c.write_all(b"INFO {\"max_payload\":1048576}\r\n").is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 65536];
+    // Keeps the tail of the previous read so a PING split across reads is seen.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        tail.extend_from_slice(&buf[..n]);
+        let pings = tail.windows(6).filter(|w| w == b"PING\r\n").count();
+        for _ in 0..pings {
+            if c.write_all(b"PONG\r\n").is_err() {
+                return;
+            }
+        }
+        let keep = tail.len().min(5);
+        tail.drain(..tail.len() - keep);
+    }
+}
+
+#[test]
+fn loss_is_reported_not_hung() {
+    let port = black_hole();
+    let started = Instant::now();
+    let (ok, v) = bench(&[
+        "pubsub",
+        "--msgs",
+        "2000",
+        "--idle-timeout",
+        "300ms",
+        "--url",
+        &url(port),
+    ]);
+    assert!(!ok, "a run with lost messages must fail: {v}");
+    assert_eq!(v["sent"], 2000);
+    assert_eq!(v["received"], 0);
+    assert_eq!(v["lost"], 2000);
+    assert!(!v["errors"].as_array().unwrap().is_empty(), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
