@@ -395,7 +395,9 @@ impl<'a> Cursor<'a> {
             let here = self.off;
             match self.bump() {
                 None => return Err(pos.err("Unexpected EOF processing block.")),
-                Some(')') if prev == Some('\n') && self.peek().map_or(true, is_nl) => {
+                Some(')')
+                    if prev == Some('\n') && matches!(self.peek(), None | Some('\n' | '\r')) =>
+                {
                     let s = self.src[start..here].to_string();
                     return Ok(Token::Scalar(ValueKind::String(s), None));
                 }
@@ -540,7 +542,7 @@ impl<'a> Cursor<'a> {
         mut buf: Vec<u8>,
         mut escaped: bool,
     ) -> Result<Token, ConfigError> {
-        buf.extend_from_slice(self.src[start..self.off].as_bytes());
+        buf.extend_from_slice(&self.src.as_bytes()[start..self.off]);
         loop {
             let c = self.peek();
             if ends_bare_string(c) {
