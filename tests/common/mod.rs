@@ -1,0 +1,529 @@
+//! Shared harness for the integration tests.
+//!
+//! Every test starts the real server binary on random ports and talks to it
+//! over TCP. The binary is `BROKER_EDGE_BIN` when set (for example
+//! `/usr/sbin/nats-server`, to check that a test encodes the reference's
+//! behaviour), else the `broker-edge` binary Cargo built for this package.
+//!
+//! Not every test file uses every helper.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream as StdTcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+/// How long a server gets to start accepting connections.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for any single network step of a test.
+pub const STEP: Duration = Duration::from_secs(10);
+/// Shard count given to our binary so that cross-shard paths are exercised.
+pub const SHARDS: &str = "4";
+
+/// Path of the server binary under test.
+pub fn server_bin() -> PathBuf {
+    match std::env::var_os("BROKER_EDGE_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_broker-edge")),
+    }
+}
+
+/// True when the binary under test is the reference nats-server.
+pub fn is_reference() -> bool {
+    server_bin()
+        .file_name()
+        .map(|n| n.to_string_lossy().contains("nats-server"))
+        .unwrap_or(false)
+}
+
+/// Skip the rest of a test that needs a feature only broker-edge has.
+#[macro_export]
+macro_rules! ours_only {
+    ($why:expr) => {
+        if $crate::common::is_reference() {
+            eprintln!("skipped under the reference server: {}", $why);
+            return;
+        }
+    };
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    l.local_addr().unwrap().port()
+}
+
+/// Captured output of a child process, filled by a reader thread.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn attach<R: Read + Send + 'static>(&self, r: R) -> std::thread::JoinHandle<()> {
+        let buf = self.0.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(r);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => buf
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&line)),
+                }
+            }
+        })
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A running server process; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub http_port: u16,
+    /// Everything the process wrote to stderr (the reference logs there).
+    pub stderr: Captured,
+    /// Everything the process wrote to stdout.
+    pub stdout: Captured,
+    /// Directory for config files etc.; lives as long as the server.
+    pub dir: tempfile::TempDir,
+    pub args: Vec<String>,
+}
+
+impl Server {
+    /// Start on `127.0.0.1` with a random client port and a random
+    /// monitoring port, plus `extra` arguments.
+    pub fn start(extra: &[&str]) -> Server {
+        Self::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Like [`Server::start`], with a config file holding `conf` (`-c`).
+    pub fn start_with_config(conf: &str, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut args = vec!["-c", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        Self::start_in(dir, &args)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        let port = free_port();
+        let http_port = free_port();
+        let mut args: Vec<String> = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-m".into(),
+            http_port.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch(dir, args, port, http_port)
+    }
+
+    /// Spawn the binary with exactly `args` (plus `--shards` for ours) and
+    /// wait until `port` on 127.0.0.1 accepts connections.
+    pub fn launch(
+        dir: tempfile::TempDir,
+        mut args: Vec<String>,
+        port: u16,
+        http_port: u16,
+    ) -> Server {
+        if !is_reference() {
+            args.push("--shards".into());
+            args.push(SHARDS.into());
+        }
+        let mut child = Command::new(server_bin())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
+        let stderr = Captured::default();
+        let stdout = Captured::default();
+        stderr.attach(child.stderr.take().unwrap());
+        stdout.attach(child.stdout.take().unwrap());
+        let mut server = Server {
+            child,
+            port,
+            http_port,
+            stderr,
+            stdout,
+            dir,
+            args,
+        };
+        server.wait_accepting(port);
+        server
+    }
+
+    fn wait_accepting(&mut self, port: u16) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "server exited early ({status}) with args {:?}\n--- log ---\n{}",
+                    self.args,
+                    self.log()
+                );
+            }
+            if StdTcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "server did not accept on port {port} within {START_TIMEOUT:?}; args {:?}\n--- log ---\n{}",
+                    self.args,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// stderr and stdout so far (stderr first).
+    pub fn log(&self) -> String {
+        let mut s = self.stderr.text();
+        s.push_str(&self.stdout.text());
+        s
+    }
+
+    /// Wait (bounded) until the log contains `needle`; panics with the log.
+    pub async fn wait_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(needle) {
+            if Instant::now() > deadline {
+                panic!(
+                    "log never contained {needle:?} within {within:?}\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait (bounded) for the process to exit.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "server did not exit within {within:?}\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// Connect the async-nats client with default options.
+    pub async fn client(&self) -> async_nats::Client {
+        self.client_with(async_nats::ConnectOptions::new()).await
+    }
+
+    pub async fn client_with(&self, opts: async_nats::ConnectOptions) -> async_nats::Client {
+        tokio::time::timeout(STEP, opts.connect(self.url()))
+            .await
+            .unwrap_or_else(|_| panic!("connect timed out\n--- log ---\n{}", self.log()))
+            .unwrap_or_else(|e| panic!("connect failed: {e}\n--- log ---\n{}", self.log()))
+    }
+
+    /// Open a raw protocol connection (INFO already read).
+    pub async fn raw(&self) -> Raw {
+        Raw::connect(self.addr()).await
+    }
+
+    /// GET a monitoring path; returns (status, body).
+    pub async fn http(&self, path: &str) -> (u16, String) {
+        http_get(([127, 0, 0, 1], self.http_port).into(), path).await
+    }
+
+    /// GET a monitoring path that must answer 200 with JSON.
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.http(path).await;
+        assert_eq!(status, 200, "GET {path} -> {status}: {body}");
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: body is not JSON ({e}): {body}"))
+    }
+
+    /// Send a signal to the server process.
+    pub fn signal(&self, sig: libc::c_int) {
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the server binary to completion (for `-v`, `-h`, `--signal`, fatal
+/// startup errors). Returns (status, stdout, stderr); bounded by `within`.
+pub async fn run_to_exit(args: &[&str], within: Duration) -> (ExitStatus, String, String) {
+    let mut cmd = tokio::process::Command::new(server_bin());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn server binary");
+    let out = tokio::time::timeout(within, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{:?} {args:?} did not exit within {within:?}", server_bin()))
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Minimal HTTP/1.1 GET with `Connection: close`; handles chunked bodies.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(STEP, fut)
+        .await
+        .unwrap_or_else(|_| panic!("GET {path} on {addr} timed out"))
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path}: no header end in {text:?}"));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: bad status line in {head:?}"));
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, rest)) = s.split_once("\r\n") else {
+            break;
+        };
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        s = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A raw client-protocol connection for wire-level tests.
+pub struct Raw {
+    pub reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    pub writer: tokio::net::tcp::OwnedWriteHalf,
+    /// The INFO JSON the server greeted with.
+    pub info: serde_json::Value,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        let s = tokio::time::timeout(STEP, tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("raw connect timed out")
+            .expect("raw connect");
+        s.set_nodelay(true).unwrap();
+        let (r, w) = s.into_split();
+        let mut raw = Raw {
+            reader: tokio::io::BufReader::new(r),
+            writer: w,
+            info: serde_json::Value::Null,
+        };
+        let line = raw.line().await.expect("connection closed before INFO");
+        raw.info = parse_info(&line);
+        raw
+    }
+
+    pub async fn send(&mut self, data: &str) {
+        self.send_bytes(data.as_bytes()).await
+    }
+
+    pub async fn send_bytes(&mut self, data: &[u8]) {
+        tokio::time::timeout(STEP, self.writer.write_all(data))
+            .await
+            .expect("raw write timed out")
+            .expect("raw write");
+    }
+
+    /// Next protocol line without CRLF; `None` on EOF or connection error.
+    pub async fn line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        match tokio::time::timeout(STEP, self.reader.read_until(b'\n', &mut buf)).await {
+            Err(_) => panic!("no line from server within {STEP:?}"),
+            Ok(Err(_)) | Ok(Ok(0)) => None,
+            Ok(Ok(_)) => {
+                let s = String::from_utf8_lossy(&buf);
+                Some(s.trim_end_matches(['\r', '\n']).to_string())
+            }
+        }
+    }
+
+    /// Next line that is not a PING (answers PINGs with PONG).
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            let l = self.line().await?;
+            if l == "PING" {
+                self.send("PONG\r\n").await;
+                continue;
+            }
+            return Some(l);
+        }
+    }
+
+    /// Read exactly `n` bytes (a message payload plus CRLF, say).
+    pub async fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        tokio::time::timeout(STEP, self.reader.read_exact(&mut buf))
+            .await
+            .expect("payload read timed out")
+            .expect("payload read");
+        buf
+    }
+
+    /// Send `CONNECT {json}` then PING, and expect the PONG (skipping +OK).
+    pub async fn handshake(&mut self, connect_json: &str) {
+        self.send(&format!("CONNECT {connect_json}\r\nPING\r\n"))
+            .await;
+        loop {
+            match self.next().await.as_deref() {
+                Some("PONG") => return,
+                Some("+OK") => continue,
+                other => panic!("expected PONG after CONNECT, got {other:?}"),
+            }
+        }
+    }
+
+    /// True once the server has closed the connection (reads and discards
+    /// whatever is still buffered). Panics if it stays open past `within`.
+    pub async fn expect_closed(&mut self, within: Duration) {
+        let fut = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match self.reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(within, fut)
+            .await
+            .expect("server did not close the connection");
+    }
+}
+
+pub fn parse_info(line: &str) -> serde_json::Value {
+    let json = line
+        .strip_prefix("INFO ")
+        .unwrap_or_else(|| panic!("expected INFO line, got {line:?}"));
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("INFO is not JSON ({e}): {json}"))
+}
+
+/// Read a ports file or pid file path helper: files in `dir` ending in `suffix`.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Await a future with the standard step timeout and a label.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+static SYNC_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A real round trip through the server for an echo-on client: everything
+/// the client sent before (SUB, UNSUB, PUB) has been processed once this
+/// returns. (`async_nats::Client::flush` only flushes the socket.)
+pub async fn sync(c: &async_nats::Client) {
+    use futures::StreamExt;
+    let n = SYNC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let subject = format!("_sync.{}.{n}", std::process::id());
+    let mut sub = c.subscribe(subject.clone()).await.expect("sync subscribe");
+    c.publish(subject, "sync".into())
+        .await
+        .expect("sync publish");
+    within("round trip (sync)", sub.next())
+        .await
+        .expect("sync subscription ended");
+    sub.unsubscribe().await.expect("sync unsubscribe");
+}
+
+/// Round trip for a client that may have echo off: a request that nobody
+/// answers comes back as a no-responders status from the server itself.
+pub async fn sync_no_echo(c: &async_nats::Client) {
+    let n = SYNC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let subject = format!("_sync_nobody.{}.{n}", std::process::id());
+    let err = within("round trip (no responders)", c.request(subject, "".into()))
+        .await
+        .expect_err("nobody should answer");
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+}
+
+/// Next message from a subscription if one is already queued client-side
+/// (ignores tokio's cooperative budget, which would fake "nothing queued").
+pub fn queued<S: futures::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    use futures::{FutureExt, StreamExt};
+    tokio::task::unconstrained(s.next())
+        .now_or_never()
+        .flatten()
+}

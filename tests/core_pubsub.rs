@@ -1,0 +1,599 @@
+//! Core publish/subscribe behaviour as an async-nats client sees it:
+//! plain and wildcard subscriptions, queue groups spread over many
+//! connections (and so over shards), request/reply, headers, no-responders,
+//! auto-unsubscribe, echo off, and delivery/ordering across connections.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_nats::{Client, HeaderMap, Message, Subscriber};
+use bytes::Bytes;
+use common::{queued, sync, within, Server};
+use futures::StreamExt;
+
+/// Next message on `sub`, bounded; panics on timeout or end of stream.
+async fn recv(sub: &mut Subscriber) -> Message {
+    within("message delivery", sub.next())
+        .await
+        .expect("subscription ended unexpectedly")
+}
+
+/// Socket flush only (for publishers); use `sync` where the server must
+/// have processed what was sent.
+async fn flush(c: &Client) {
+    within("flush", c.flush()).await.expect("flush");
+}
+
+#[tokio::test]
+async fn publish_reaches_subscriber_in_order() {
+    let s = Server::start(&[]);
+    let sub_c = s.client().await;
+    let pub_c = s.client().await;
+    let mut sub = sub_c.subscribe("greet.plain").await.unwrap();
+    sync(&sub_c).await;
+    for i in 0..3 {
+        pub_c
+            .publish("greet.plain", format!("hello {i}").into())
+            .await
+            .unwrap();
+    }
+    // A different subject must not be delivered.
+    pub_c.publish("greet.other", "nope".into()).await.unwrap();
+    pub_c.publish("greet.plain", "last".into()).await.unwrap();
+    flush(&pub_c).await;
+    for i in 0..3 {
+        let m = recv(&mut sub).await;
+        assert_eq!(m.subject.as_str(), "greet.plain");
+        assert_eq!(m.payload, Bytes::from(format!("hello {i}")));
+        assert!(m.reply.is_none());
+    }
+    assert_eq!(recv(&mut sub).await.payload, "last");
+}
+
+#[tokio::test]
+async fn empty_and_binary_payloads_round_trip() {
+    let s = Server::start(&[]);
+    let c = s.client().await;
+    let mut sub = c.subscribe("bin").await.unwrap();
+    sync(&c).await;
+    let binary: Vec<u8> = (0..=255u8)
+        .chain(b"\r\nPUB x 1\r\n".iter().copied())
+        .collect();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    c.publish("bin", Bytes::new()).await.unwrap();
+    c.publish("bin", binary.clone().into()).await.unwrap();
+    c.publish("bin", big.clone().into()).await.unwrap();
+    flush(&c).await;
+    assert!(recv(&mut sub).await.payload.is_empty());
+    assert_eq!(recv(&mut sub).await.payload, binary);
+    assert_eq!(recv(&mut sub).await.payload, big);
+}
+
+/// Subscribers for `*`, `>` and mixed patterns, each on its own connection,
+/// see exactly the subjects their pattern matches.
+#[tokio::test]
+async fn wildcard_subscriptions_match_like_nats() {
+    let s = Server::start(&[]);
+    let patterns = ["foo.*", "foo.>", "*.bar", ">", "*.>", "foo.bar"];
+    let mut subs = Vec::new();
+    let mut clients = Vec::new();
+    for p in patterns {
+        let c = s.client().await;
+        let sub = c.subscribe(p).await.unwrap();
+        sync(&c).await;
+        subs.push(sub);
+        clients.push(c);
+    }
+    let publisher = s.client().await;
+    let published = [
+        "foo.bar",
+        "foo.bar.baz",
+        "foo",
+        "x.bar",
+        "foo.x.bar",
+        "bar.foo",
+    ];
+    for subj in published {
+        publisher.publish(subj, subj.into()).await.unwrap();
+    }
+    // `foo.bar` matches every pattern above, so it marks the end.
+    publisher.publish("foo.bar", "end".into()).await.unwrap();
+    flush(&publisher).await;
+
+    let expected: [&[&str]; 6] = [
+        &["foo.bar"],
+        &["foo.bar", "foo.bar.baz", "foo.x.bar"],
+        &["foo.bar", "x.bar"],
+        &[
+            "foo.bar",
+            "foo.bar.baz",
+            "foo",
+            "x.bar",
+            "foo.x.bar",
+            "bar.foo",
+        ],
+        &["foo.bar", "foo.bar.baz", "x.bar", "foo.x.bar", "bar.foo"],
+        &["foo.bar"],
+    ];
+    for ((p, sub), want) in patterns.iter().zip(subs.iter_mut()).zip(expected) {
+        let mut got = Vec::new();
+        loop {
+            let m = recv(sub).await;
+            if m.subject.starts_with("_sync") {
+                continue;
+            }
+            if m.payload == "end" {
+                break;
+            }
+            assert_eq!(m.payload, m.subject.as_str().as_bytes());
+            got.push(m.subject.to_string());
+        }
+        // Per-publisher order holds, so compare as sequences.
+        assert_eq!(got, want, "pattern {p}");
+    }
+}
+
+/// One connection with overlapping subscriptions gets one copy per
+/// matching subscription (nats-server semantics), each tagged with its sid.
+#[tokio::test]
+async fn overlapping_subscriptions_on_one_connection_each_get_a_copy() {
+    let s = Server::start(&[]);
+    let c = s.client().await;
+    let mut a = c.subscribe("ov.x").await.unwrap();
+    let mut b = c.subscribe("ov.*").await.unwrap();
+    let mut d = c.subscribe("ov.>").await.unwrap();
+    sync(&c).await;
+    let p = s.client().await;
+    p.publish("ov.x", "1".into()).await.unwrap();
+    flush(&p).await;
+    for sub in [&mut a, &mut b, &mut d] {
+        assert_eq!(recv(sub).await.payload, "1");
+    }
+}
+
+/// Queue subscribers spread over many connections: every message goes to
+/// exactly one member, several members get work, and a plain subscriber on
+/// the same subject still gets everything.
+#[tokio::test]
+async fn queue_group_delivers_each_message_to_exactly_one_member() {
+    const MEMBERS: usize = 8;
+    const MSGS: usize = 400;
+    let s = Server::start(&[]);
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        let c = s.client().await;
+        let q = c
+            .queue_subscribe("work.items", "workers".to_string())
+            .await
+            .unwrap();
+        let done = c.subscribe("work.done").await.unwrap();
+        sync(&c).await;
+        members.push((c, q, done));
+    }
+    let plain_c = s.client().await;
+    let mut plain = plain_c.subscribe("work.items").await.unwrap();
+    sync(&plain_c).await;
+
+    let publisher = s.client().await;
+    for i in 0..MSGS {
+        publisher
+            .publish("work.items", i.to_string().into())
+            .await
+            .unwrap();
+    }
+    publisher.publish("work.done", "done".into()).await.unwrap();
+    flush(&publisher).await;
+
+    // Everything published before `work.done` reached each member's
+    // connection before `work.done` did (per-publisher order), and the
+    // client has already queued it, so draining without waiting is exact.
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut per_member = Vec::new();
+    for (_, q, done) in members.iter_mut() {
+        assert_eq!(recv(done).await.payload, "done");
+        let mut n = 0;
+        while let Some(m) = queued(q) {
+            let i: usize = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+            *seen.entry(i).or_default() += 1;
+            n += 1;
+        }
+        per_member.push(n);
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(dups.is_empty(), "delivered more than once: {dups:?}");
+    assert_eq!(seen.len(), MSGS, "per member: {per_member:?}");
+    let busy = per_member.iter().filter(|&&n| n > 0).count();
+    assert!(busy >= 2, "work not spread over members: {per_member:?}");
+
+    for i in 0..MSGS {
+        assert_eq!(recv(&mut plain).await.payload, Bytes::from(i.to_string()));
+    }
+}
+
+/// Two different queue groups on one subject each get every message once.
+#[tokio::test]
+async fn distinct_queue_groups_each_get_every_message() {
+    const MSGS: usize = 100;
+    let s = Server::start(&[]);
+    let mut groups: Vec<Vec<(Client, Subscriber)>> = Vec::new();
+    for g in ["ga", "gb"] {
+        let mut members = Vec::new();
+        for _ in 0..3 {
+            let c = s.client().await;
+            let q = c.queue_subscribe("qq", g.to_string()).await.unwrap();
+            sync(&c).await;
+            members.push((c, q));
+        }
+        groups.push(members);
+    }
+    let p = s.client().await;
+    for i in 0..MSGS {
+        p.publish("qq", i.to_string().into()).await.unwrap();
+    }
+    flush(&p).await;
+    for members in groups.iter_mut() {
+        let mut streams = futures::stream::select_all(members.iter_mut().map(|(_, q)| q));
+        let mut got = HashSet::new();
+        while got.len() < MSGS {
+            let m = within("queue delivery", streams.next()).await.unwrap();
+            assert!(got.insert(m.payload.clone()), "duplicate {:?}", m.payload);
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_reply_across_connections() {
+    let s = Server::start(&[]);
+    let responder = s.client().await;
+    let mut svc = responder.subscribe("svc.upper").await.unwrap();
+    sync(&responder).await;
+    let r2 = responder.clone();
+    let task = tokio::spawn(async move {
+        while let Some(m) = svc.next().await {
+            let reply = m.reply.expect("request without reply subject");
+            let up = String::from_utf8_lossy(&m.payload).to_uppercase();
+            r2.publish(reply, up.into()).await.unwrap();
+        }
+    });
+
+    let requester = s.client().await;
+    let reqs = (0..20).map(|i| {
+        let r = requester.clone();
+        async move {
+            let resp = within("request", r.request("svc.upper", format!("hi {i}").into()))
+                .await
+                .expect("request failed");
+            assert_eq!(resp.payload, Bytes::from(format!("HI {i}")));
+        }
+    });
+    futures::future::join_all(reqs).await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn headers_round_trip() {
+    let s = Server::start(&[]);
+    let sub_c = s.client().await;
+    let mut sub = sub_c.subscribe("hdr").await.unwrap();
+    sync(&sub_c).await;
+    let pub_c = s.client().await;
+    assert!(pub_c.server_info().headers, "server must announce headers");
+
+    let mut h = HeaderMap::new();
+    h.insert("X-Single", "one");
+    h.append("X-Multi", "a");
+    h.append("X-Multi", "b");
+    pub_c
+        .publish_with_headers("hdr", h, "body".into())
+        .await
+        .unwrap();
+    // Headers with an empty payload.
+    let mut h2 = HeaderMap::new();
+    h2.insert("Only", "headers");
+    pub_c
+        .publish_with_headers("hdr", h2, Bytes::new())
+        .await
+        .unwrap();
+    // And a plain message after headers.
+    pub_c.publish("hdr", "plain".into()).await.unwrap();
+    flush(&pub_c).await;
+
+    let m = recv(&mut sub).await;
+    assert_eq!(m.payload, "body");
+    let hm = m.headers.expect("headers lost");
+    assert_eq!(hm.get("X-Single").map(|v| v.as_str()), Some("one"));
+    let multi: Vec<_> = hm
+        .get_all("X-Multi")
+        .map(|v| v.as_str().to_string())
+        .collect();
+    assert_eq!(multi, ["a", "b"]);
+
+    let m = recv(&mut sub).await;
+    assert!(m.payload.is_empty());
+    assert_eq!(
+        m.headers
+            .expect("headers lost")
+            .get("Only")
+            .map(|v| v.as_str()),
+        Some("headers")
+    );
+
+    let m = recv(&mut sub).await;
+    assert_eq!(m.payload, "plain");
+    assert!(m.headers.map(|h| h.is_empty()).unwrap_or(true));
+}
+
+#[tokio::test]
+async fn request_with_headers_is_answered_with_headers() {
+    let s = Server::start(&[]);
+    let responder = s.client().await;
+    let mut svc = responder.subscribe("svc.echo").await.unwrap();
+    sync(&responder).await;
+    let r2 = responder.clone();
+    let task = tokio::spawn(async move {
+        while let Some(m) = svc.next().await {
+            let h = m.headers.clone().unwrap_or_default();
+            r2.publish_with_headers(m.reply.unwrap(), h, m.payload)
+                .await
+                .unwrap();
+        }
+    });
+    let requester = s.client().await;
+    let mut h = HeaderMap::new();
+    h.insert("Trace-Id", "abc-123");
+    let resp = within(
+        "request",
+        requester.request_with_headers("svc.echo", h, "ping".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.payload, "ping");
+    assert_eq!(
+        resp.headers.unwrap().get("Trace-Id").map(|v| v.as_str()),
+        Some("abc-123")
+    );
+    task.abort();
+}
+
+#[tokio::test]
+async fn request_without_responders_fails_fast_with_no_responders() {
+    let s = Server::start(&[]);
+    let c = s.client().await;
+    let started = std::time::Instant::now();
+    let err = within("request", c.request("nobody.home", "x".into()))
+        .await
+        .expect_err("request to a subject without subscribers must fail");
+    assert_eq!(
+        err.kind(),
+        async_nats::RequestErrorKind::NoResponders,
+        "got {err:?}"
+    );
+    // The 503 status comes from the server at once, not from a client timeout.
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn unsubscribe_after_n_messages() {
+    let s = Server::start(&[]);
+    let c = s.client().await;
+    let mut sub = c.subscribe("auto").await.unwrap();
+    sub.unsubscribe_after(3).await.unwrap();
+    sync(&c).await;
+    let p = s.client().await;
+    for i in 0..5 {
+        p.publish("auto", i.to_string().into()).await.unwrap();
+    }
+    flush(&p).await;
+    for i in 0..3 {
+        assert_eq!(recv(&mut sub).await.payload, Bytes::from(i.to_string()));
+    }
+    let end = within("end of subscription", sub.next()).await;
+    assert!(end.is_none(), "got a message past the limit: {end:?}");
+}
+
+/// The server (not only the client library) stops delivering after N:
+/// checked on the wire with a raw connection.
+#[tokio::test]
+async fn server_enforces_unsub_max_on_the_wire() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(r#"{"verbose":false,"pedantic":false,"protocol":1}"#)
+        .await;
+    // `wire.end` (unlimited) marks the end of the burst.
+    raw.send("SUB wire.auto 7\r\nUNSUB 7 2\r\nSUB wire.end 8\r\nPING\r\n")
+        .await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    let p = s.client().await;
+    for i in 0..5 {
+        p.publish("wire.auto", i.to_string().into()).await.unwrap();
+    }
+    p.publish("wire.end", "end".into()).await.unwrap();
+    flush(&p).await;
+    let mut got = Vec::new();
+    loop {
+        let line = raw.next().await.expect("connection closed");
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[0], "MSG", "unexpected line {line:?}");
+        let n: usize = parts.last().unwrap().parse().unwrap();
+        let payload = raw.bytes(n + 2).await;
+        if parts[1] == "wire.end" {
+            break;
+        }
+        assert_eq!(parts[2], "7");
+        got.push(String::from_utf8_lossy(&payload[..n]).into_owned());
+    }
+    assert_eq!(got, ["0", "1"]);
+}
+
+#[tokio::test]
+async fn echo_off_suppresses_own_messages_only() {
+    let s = Server::start(&[]);
+    let quiet = s
+        .client_with(async_nats::ConnectOptions::new().no_echo())
+        .await;
+    let mut quiet_sub = quiet.subscribe("echo.t").await.unwrap();
+    common::sync_no_echo(&quiet).await;
+    let loud = s.client().await;
+    let mut loud_sub = loud.subscribe("echo.t").await.unwrap();
+    sync(&loud).await;
+
+    quiet.publish("echo.t", "from-quiet".into()).await.unwrap();
+    common::sync_no_echo(&quiet).await;
+    loud.publish("echo.t", "from-loud".into()).await.unwrap();
+    flush(&loud).await;
+
+    // The no-echo connection sees the other's message first and only.
+    assert_eq!(recv(&mut quiet_sub).await.payload, "from-loud");
+    // The echo-on connection sees both, including its own.
+    let mut got = vec![
+        recv(&mut loud_sub).await.payload,
+        recv(&mut loud_sub).await.payload,
+    ];
+    got.sort();
+    assert_eq!(got, [Bytes::from("from-loud"), Bytes::from("from-quiet")]);
+    assert!(queued(&mut quiet_sub).is_none());
+}
+
+/// Many connections (spread over shards): each subscribes to its own
+/// subject and to a broadcast subject; each publishes a numbered stream to
+/// its neighbour and one broadcast. Every stream arrives complete and in
+/// order, and every connection gets every broadcast.
+#[tokio::test]
+async fn many_connections_cross_delivery_in_order() {
+    const CONNS: usize = 40;
+    const PER: usize = 50;
+    let s = Server::start(&[]);
+    let mut clients = Vec::new();
+    let mut direct = Vec::new();
+    let mut bcast = Vec::new();
+    for i in 0..CONNS {
+        let c = s.client().await;
+        direct.push(c.subscribe(format!("conn.{i}")).await.unwrap());
+        bcast.push(c.subscribe("all.news").await.unwrap());
+        sync(&c).await;
+        clients.push(c);
+    }
+    // Publish concurrently from all connections.
+    let pubs = clients.iter().enumerate().map(|(i, c)| async move {
+        let to = format!("conn.{}", (i + 1) % CONNS);
+        for n in 0..PER {
+            c.publish(to.clone(), format!("{i}:{n}").into())
+                .await
+                .unwrap();
+        }
+        c.publish("all.news", i.to_string().into()).await.unwrap();
+        flush(c).await;
+    });
+    futures::future::join_all(pubs).await;
+
+    for (i, sub) in direct.iter_mut().enumerate() {
+        let from = (i + CONNS - 1) % CONNS;
+        for n in 0..PER {
+            let m = recv(sub).await;
+            assert_eq!(
+                m.payload,
+                Bytes::from(format!("{from}:{n}")),
+                "conn {i} stream from {from}"
+            );
+        }
+    }
+    for (i, sub) in bcast.iter_mut().enumerate() {
+        let mut got = HashSet::new();
+        while got.len() < CONNS {
+            let m = recv(sub).await;
+            assert!(
+                got.insert(m.payload.clone()),
+                "conn {i}: duplicate broadcast"
+            );
+        }
+    }
+}
+
+/// Several publishers on separate connections flood one subscriber on yet
+/// another connection; each publisher's messages arrive in publish order.
+#[tokio::test]
+async fn per_publisher_order_is_preserved() {
+    const PUBS: usize = 4;
+    const PER: usize = 5_000;
+    let s = Server::start(&[]);
+    let sub_c = s
+        .client_with(async_nats::ConnectOptions::new().subscription_capacity(PUBS * PER + 16))
+        .await;
+    let mut sub = sub_c.subscribe("ordered").await.unwrap();
+    sync(&sub_c).await;
+    let mut publishers = Vec::new();
+    for _ in 0..PUBS {
+        publishers.push(s.client().await);
+    }
+    let pubs = publishers.iter().enumerate().map(|(p, c)| async move {
+        for n in 0..PER {
+            c.publish("ordered", format!("{p}:{n}").into())
+                .await
+                .unwrap();
+        }
+        flush(c).await;
+    });
+    futures::future::join_all(pubs).await;
+
+    let mut next: BTreeMap<usize, usize> = (0..PUBS).map(|p| (p, 0)).collect();
+    for _ in 0..PUBS * PER {
+        let m = recv(&mut sub).await;
+        let text = std::str::from_utf8(&m.payload).unwrap();
+        let (p, n) = text.split_once(':').unwrap();
+        let (p, n): (usize, usize) = (p.parse().unwrap(), n.parse().unwrap());
+        assert_eq!(n, next[&p], "publisher {p} out of order");
+        *next.get_mut(&p).unwrap() += 1;
+    }
+    assert!(next.values().all(|&n| n == PER));
+}
+
+/// A subscription is visible to every other connection as soon as the
+/// subscriber's flush returns (single-server semantics, whatever the shard).
+#[tokio::test]
+async fn new_subscription_is_live_after_flush() {
+    let s = Server::start(&[]);
+    let publisher = s.client().await;
+    for i in 0..16 {
+        let c = s.client().await;
+        let subject = format!("fresh.{i}");
+        let mut sub = c.subscribe(subject.clone()).await.unwrap();
+        sync(&c).await;
+        publisher.publish(subject, "x".into()).await.unwrap();
+        flush(&publisher).await;
+        assert_eq!(recv(&mut sub).await.payload, "x", "subscription {i}");
+    }
+}
+
+/// After UNSUB (and a flush) nothing more is delivered to that subscription,
+/// while other subscribers keep receiving.
+#[tokio::test]
+async fn unsubscribe_stops_delivery() {
+    let s = Server::start(&[]);
+    let a = s.client().await;
+    let b = s.client().await;
+    let mut sa = a.subscribe("un.x").await.unwrap();
+    let mut sb = b.subscribe("un.x").await.unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    let p = s.client().await;
+    p.publish("un.x", "1".into()).await.unwrap();
+    flush(&p).await;
+    assert_eq!(recv(&mut sa).await.payload, "1");
+    assert_eq!(recv(&mut sb).await.payload, "1");
+    sa.unsubscribe().await.unwrap();
+    sync(&a).await;
+    // Keep a live subscription on `a` to prove the connection still works.
+    let mut marker = a.subscribe("un.marker").await.unwrap();
+    sync(&a).await;
+    p.publish("un.x", "2".into()).await.unwrap();
+    p.publish("un.marker", "m".into()).await.unwrap();
+    flush(&p).await;
+    assert_eq!(recv(&mut sb).await.payload, "2");
+    assert_eq!(recv(&mut marker).await.payload, "m");
+    assert!(
+        within("closed subscription", sa.next()).await.is_none(),
+        "delivery after unsubscribe"
+    );
+}
