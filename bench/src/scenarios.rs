@@ -258,7 +258,7 @@ fn subscriber(
             mine += got;
             count.store(mine, Ordering::Relaxed);
             let total = group.recv.fetch_add(got, Ordering::Relaxed) + got;
-            if total >= group.expected.load(Ordering::Relaxed) {
+            if total >= group.expected.load(Ordering::Relaxed) || ctl.aborted() {
                 return Ok(());
             }
             continue;
