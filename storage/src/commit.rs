@@ -1,0 +1,370 @@
+//! Group commit. Callers stage operations and await their slot; one
+//! committer task per log takes everything staged, frames it into one
+//! buffer, issues one io_uring write and (per policy) one `fdatasync`, then
+//! publishes the records to the indexes and resolves every slot. Whatever is
+//! staged while that I/O is in flight forms the next group.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::format::{self, Kind};
+use crate::io::LogFile;
+use crate::log::Inner;
+use crate::state::{now_ns, State};
+
+pub(crate) enum Op {
+    Msg {
+        subject: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+    },
+    /// Resolves once every control record staged before it is durable.
+    Barrier,
+}
+
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Appended { seq: u64, ts: u64 },
+    Done,
+}
+
+#[derive(Default)]
+pub(crate) struct Batch {
+    results: RefCell<Vec<Option<Result<Outcome>>>>,
+    wakers: RefCell<Vec<Waker>>,
+    done: Cell<bool>,
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    ops: Vec<Op>,
+    batch: Rc<Batch>,
+    running: bool,
+}
+
+/// Most sequences per tombstone record (keeps records well under a MiB).
+const TOMBS_PER_RECORD: usize = 65536;
+
+impl Inner {
+    /// Stages `op` and waits for the group that carries it.
+    pub(crate) async fn submit(self: &Rc<Self>, op: Op) -> Result<Outcome> {
+        if self.closed.get() {
+            return Err(Error::Closed);
+        }
+        let (batch, idx) = {
+            let mut q = self.q.borrow_mut();
+            q.ops.push(op);
+            let b = q.batch.clone();
+            let mut r = b.results.borrow_mut();
+            r.push(None);
+            let idx = r.len() - 1;
+            drop(r);
+            (b, idx)
+        };
+        self.kick();
+        futures_lite::future::poll_fn(|cx| {
+            if batch.done.get() {
+                if let Some(r) = batch
+                    .results
+                    .borrow_mut()
+                    .get_mut(idx)
+                    .and_then(Option::take)
+                {
+                    return Poll::Ready(r);
+                }
+                return Poll::Ready(Err(Error::Closed));
+            }
+            batch.wakers.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Starts the committer unless it is already running.
+    pub(crate) fn kick(self: &Rc<Self>) {
+        let start = {
+            let mut q = self.q.borrow_mut();
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            glommio::spawn_local(commit_loop(self.clone())).detach();
+        }
+    }
+}
+
+async fn commit_loop(inner: Rc<Inner>) {
+    loop {
+        let (ops, batch) = {
+            let mut q = inner.q.borrow_mut();
+            let st = inner.st.borrow();
+            if q.ops.is_empty() && st.pending_tombs.is_empty() && !st.pending_floor {
+                q.running = false;
+                return;
+            }
+            (std::mem::take(&mut q.ops), std::mem::take(&mut q.batch))
+        };
+        let results = run_batch(&inner, ops).await;
+        *batch.results.borrow_mut() = results.into_iter().map(Some).collect();
+        batch.done.set(true);
+        for w in batch.wakers.take() {
+            w.wake();
+        }
+    }
+}
+
+struct Entry {
+    slot: usize,
+    seq: u64,
+    ts: u64,
+    off: usize,
+    len: usize,
+    subject: Bytes,
+}
+
+/// What one write of the group will carry.
+struct Plan {
+    buf: Vec<u8>,
+    pos: u64,
+    file: Option<Rc<LogFile>>,
+    entries: Vec<Entry>,
+    tombs: Vec<u64>,
+    floor: bool,
+    last_off: usize,
+    /// Roll (or grow) the active segment before the next message; the
+    /// value is the room the next record needs.
+    roll: Option<usize>,
+}
+
+async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>) -> Vec<Result<Outcome>> {
+    let n = ops.len();
+    let mut results: Vec<Option<Result<Outcome>>> = (0..n).map(|_| None).collect();
+    let mut barriers = Vec::new();
+    let mut failure: Option<Error> = None;
+    let mut i = 0;
+    loop {
+        let mut plan = {
+            let mut st = inner.st.borrow_mut();
+            plan(&mut st, &ops, &mut i, &mut results, &mut barriers)
+        };
+        if !plan.buf.is_empty() {
+            let c = plan.last_off + 4;
+            let tail_crc = u32::from_le_bytes([
+                plan.buf[c],
+                plan.buf[c + 1],
+                plan.buf[c + 2],
+                plan.buf[c + 3],
+            ]);
+            let buf = std::mem::take(&mut plan.buf);
+            let buf_len = buf.len();
+            if let Err(e) = write_plan(inner, &plan, buf).await {
+                for e2 in &plan.entries {
+                    results[e2.slot] = Some(Err(e.duplicate()));
+                }
+                let mut st = inner.st.borrow_mut();
+                st.pending_tombs.extend_from_slice(&plan.tombs);
+                st.pending_floor |= plan.floor;
+                failure = Some(e);
+            } else {
+                apply(inner, buf_len, tail_crc, &plan, &mut results);
+            }
+        }
+        if let Some(room) = plan.roll {
+            if let Err(e) = inner.roll(room).await {
+                tracing::error!(error = %e, "segment roll failed");
+                for (j, r) in results.iter_mut().enumerate().skip(i) {
+                    if matches!(ops[j], Op::Msg { .. }) && r.is_none() {
+                        *r = Some(Err(e.duplicate()));
+                    }
+                }
+                failure = Some(e);
+                break;
+            }
+            continue;
+        }
+        if i >= n {
+            break;
+        }
+    }
+    for b in barriers {
+        results[b] = Some(match &failure {
+            Some(e) => Err(e.duplicate()),
+            None => Ok(Outcome::Done),
+        });
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(Error::Closed)))
+        .collect()
+}
+
+fn plan(
+    st: &mut State,
+    ops: &[Op],
+    i: &mut usize,
+    results: &mut [Option<Result<Outcome>>],
+    barriers: &mut Vec<usize>,
+) -> Plan {
+    let active = st.active();
+    let mut p = Plan {
+        buf: Vec::new(),
+        pos: active.len,
+        file: active.file.clone(),
+        entries: Vec::new(),
+        tombs: Vec::new(),
+        floor: false,
+        last_off: 0,
+        roll: None,
+    };
+    let cap = active.capacity as usize;
+    let start = active.len as usize;
+    let ts0 = now_ns().max(st.last_ts);
+
+    // Control records first: they are small and must not wait behind a roll.
+    let ctl_len = if st.pending_floor {
+        format::HEADER_LEN
+    } else {
+        0
+    } + st.pending_tombs.len().div_ceil(TOMBS_PER_RECORD) * format::HEADER_LEN
+        + st.pending_tombs.len() * 8;
+    if ctl_len > 0 && start + ctl_len > cap && active.len > 0 {
+        p.roll = Some(ctl_len);
+        return p;
+    }
+    if st.pending_floor {
+        st.pending_floor = false;
+        p.floor = true;
+        p.last_off = p.buf.len();
+        format::encode(&mut p.buf, Kind::Floor, 0, st.floor, ts0, b"", b"", b"");
+    }
+    if !st.pending_tombs.is_empty() {
+        p.tombs = std::mem::take(&mut st.pending_tombs);
+        for chunk in p.tombs.chunks(TOMBS_PER_RECORD) {
+            let payload: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+            p.last_off = p.buf.len();
+            format::encode(&mut p.buf, Kind::Tombstone, 0, 0, ts0, b"", b"", &payload);
+        }
+    }
+
+    let active = st.active();
+    let jumped = active.end_seq() != st.next_seq;
+    let aged = st.cfg.segment_max_age.is_some_and(|a| {
+        active.live > 0 && ts0.saturating_sub(active.first_ts) > a.as_nanos() as u64
+    });
+    let (mut acc_msgs, mut acc_bytes) = (0u64, 0u64);
+    while *i < ops.len() {
+        match &ops[*i] {
+            Op::Barrier => barriers.push(*i),
+            Op::Msg {
+                subject,
+                headers,
+                payload,
+            } => {
+                let len = format::record_len(subject.len(), headers.len(), payload.len());
+                if let Err(e) = st.check_new(subject, len, (acc_msgs, acc_bytes)) {
+                    results[*i] = Some(Err(e));
+                    *i += 1;
+                    continue;
+                }
+                if jumped || aged || start + p.buf.len() + len > cap {
+                    // Roll before this record (a fresh empty segment grows
+                    // instead, so oversized records always find a home).
+                    p.roll = Some(len);
+                    return p;
+                }
+                let seq = st.next_seq + p.entries.len() as u64;
+                p.last_off = p.buf.len();
+                p.entries.push(Entry {
+                    slot: *i,
+                    seq,
+                    ts: ts0,
+                    off: start + p.buf.len(),
+                    len,
+                    subject: subject.clone(),
+                });
+                format::encode(
+                    &mut p.buf,
+                    Kind::Msg,
+                    0,
+                    seq,
+                    ts0,
+                    subject,
+                    headers,
+                    payload,
+                );
+                acc_msgs += 1;
+                acc_bytes += len as u64;
+            }
+        }
+        *i += 1;
+    }
+    p
+}
+
+async fn write_plan(inner: &Rc<Inner>, p: &Plan, buf: Vec<u8>) -> Result<()> {
+    let Some(file) = p.file.clone() else {
+        return Err(Error::Closed);
+    };
+    let len = buf.len() as u64;
+    let res = async {
+        file.write_all_at(buf, p.pos).await?;
+        let policy = inner.st.borrow().cfg.durability;
+        let sync = match policy {
+            Durability::Always => true,
+            Durability::Interval(d) => inner.st.borrow().last_sync.elapsed() >= d,
+            Durability::Never => false,
+        };
+        if sync {
+            file.sync().await?;
+            inner.st.borrow_mut().last_sync = Instant::now();
+        } else {
+            inner.st.borrow_mut().dirty = true;
+        }
+        Ok(())
+    }
+    .await;
+    if res.is_err() {
+        // Nothing of a failed group may survive: free the range (works even
+        // on a full disk) so recovery cannot resurrect a refused record.
+        if let Err(e) = file.punch(p.pos, len).await {
+            tracing::warn!(error = %e, "could not punch failed write range");
+        }
+    }
+    res
+}
+
+fn apply(
+    inner: &Rc<Inner>,
+    buf_len: usize,
+    crc: u32,
+    p: &Plan,
+    results: &mut [Option<Result<Outcome>>],
+) {
+    let mut st = inner.st.borrow_mut();
+    for e in &p.entries {
+        st.apply_msg(e.seq, e.off, e.ts, e.len, &e.subject);
+        results[e.slot] = Some(Ok(Outcome::Appended {
+            seq: e.seq,
+            ts: e.ts,
+        }));
+    }
+    let floor = st.floor;
+    let a = st.active_mut();
+    a.tail = (p.pos + p.last_off as u64, crc);
+    a.len += buf_len as u64;
+    a.tombstones.extend_from_slice(&p.tombs);
+    if p.floor {
+        a.floor = a.floor.max(floor);
+    }
+    if st.cfg.limits.max_msgs_per_subject.is_some() {
+        for e in &p.entries {
+            st.enforce(Some(&e.subject));
+        }
+    }
+    st.enforce(None);
+}

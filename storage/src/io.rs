@@ -1,0 +1,229 @@
+//! The thin file layer between the log and glommio (io_uring).
+//!
+//! Every write, sync and hole-punch of the engine goes through [`LogFile`],
+//! which is also where the fault-injection layer sits: tests can fail
+//! writes/syncs with any errno, tear a write after N bytes, cap the space
+//! (ENOSPC), and simulate a power loss by discarding every byte that was
+//! written but not yet covered by a successful `fdatasync`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::{BufferedFile, Directory, OpenOptions};
+
+use crate::error::{Error, Result};
+
+/// Test hook: shared between the test and every file of one log.
+#[derive(Clone, Default)]
+pub struct FaultInjector(Rc<RefCell<FaultState>>);
+
+#[derive(Default)]
+struct FaultState {
+    write_errno: Option<i32>,
+    sync_errno: Option<i32>,
+    tear_next_write: Option<usize>,
+    space_left: Option<u64>,
+    /// Per file: byte ranges written since the last successful sync.
+    unsynced: HashMap<PathBuf, Vec<(u64, u64)>>,
+}
+
+impl FaultInjector {
+    pub fn new() -> FaultInjector {
+        FaultInjector::default()
+    }
+
+    /// Every following write fails with `errno` (None: stop failing).
+    pub fn fail_writes(&self, errno: Option<i32>) {
+        self.0.borrow_mut().write_errno = errno;
+    }
+
+    /// Every following fdatasync fails with `errno`.
+    pub fn fail_syncs(&self, errno: Option<i32>) {
+        self.0.borrow_mut().sync_errno = errno;
+    }
+
+    /// The next write stores only its first `keep` bytes, then fails (EIO).
+    pub fn tear_next_write(&self, keep: usize) {
+        self.0.borrow_mut().tear_next_write = Some(keep);
+    }
+
+    /// Only `bytes` more bytes may be written; beyond that writes store what
+    /// fits and fail with ENOSPC (like a full filesystem). None: unlimited.
+    pub fn set_space(&self, bytes: Option<u64>) {
+        self.0.borrow_mut().space_left = bytes;
+    }
+
+    /// Simulates losing power: every unsynced range is replaced by zeros
+    /// (what a sparse, never-flushed block reads as). With `torn`, the first
+    /// half of each file's earliest unsynced range survives, which leaves a
+    /// torn record for recovery to find. Call after the log is dropped.
+    pub fn power_loss(&self, torn: bool) -> io::Result<()> {
+        let mut st = self.0.borrow_mut();
+        for (path, ranges) in st.unsynced.drain() {
+            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                continue; // unlinked since
+            };
+            let len = f.metadata()?.len();
+            let mut ranges = ranges;
+            ranges.sort_unstable();
+            for (i, (off, n)) in ranges.into_iter().enumerate() {
+                let (off, n) = if torn && i == 0 {
+                    (off + n / 2, n - n / 2)
+                } else {
+                    (off, n)
+                };
+                if off >= len {
+                    continue;
+                }
+                let n = n.min(len - off);
+                f.write_all_at(&vec![0u8; n as usize], off)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn before_write(&self, len: usize) -> std::result::Result<usize, (usize, i32)> {
+        let mut st = self.0.borrow_mut();
+        if let Some(e) = st.write_errno {
+            return Err((0, e));
+        }
+        if let Some(keep) = st.tear_next_write.take() {
+            return Err((keep.min(len), libc::EIO));
+        }
+        if let Some(left) = st.space_left.as_mut() {
+            if (len as u64) > *left {
+                let fit = *left as usize;
+                *left = 0;
+                return Err((fit, libc::ENOSPC));
+            }
+            *left -= len as u64;
+        }
+        Ok(len)
+    }
+
+    fn wrote(&self, path: &Path, off: u64, n: usize) {
+        if n > 0 {
+            let mut st = self.0.borrow_mut();
+            st.unsynced
+                .entry(path.to_path_buf())
+                .or_default()
+                .push((off, n as u64));
+        }
+    }
+
+    fn synced(&self, path: &Path) -> std::result::Result<(), i32> {
+        let mut st = self.0.borrow_mut();
+        if let Some(e) = st.sync_errno {
+            return Err(e);
+        }
+        st.unsynced.remove(path);
+        Ok(())
+    }
+}
+
+/// A file written through io_uring (buffered: page cache, so that memory
+/// maps of the same file see every write; see docs/storage.md).
+pub(crate) struct LogFile {
+    file: BufferedFile,
+    path: PathBuf,
+    faults: Option<FaultInjector>,
+}
+
+impl LogFile {
+    pub async fn create(path: &Path, faults: Option<FaultInjector>) -> Result<LogFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .buffered_open(path)
+            .await?;
+        Ok(LogFile {
+            file,
+            path: path.to_path_buf(),
+            faults,
+        })
+    }
+
+    pub async fn open(path: &Path, faults: Option<FaultInjector>) -> Result<LogFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .buffered_open(path)
+            .await?;
+        Ok(LogFile {
+            file,
+            path: path.to_path_buf(),
+            faults,
+        })
+    }
+
+    /// Writes all of `buf` at `pos` in one io_uring write.
+    pub async fn write_all_at(&self, mut buf: Vec<u8>, pos: u64) -> Result<()> {
+        let mut injected = None;
+        if let Some(f) = &self.faults {
+            if let Err((keep, errno)) = f.before_write(buf.len()) {
+                buf.truncate(keep);
+                injected = Some(errno);
+            }
+        }
+        // glommio takes the buffer by value, so a short write cannot be
+        // resumed without a copy; regular files only write short when the
+        // filesystem ran out of room, which is what we report (the caller
+        // punches the partial range away).
+        let want = buf.len();
+        if want > 0 {
+            let n = self.file.write_at(buf, pos).await?;
+            if let Some(f) = &self.faults {
+                f.wrote(&self.path, pos, n);
+            }
+            if n < want && injected.is_none() {
+                return Err(Error::NoSpace);
+            }
+        }
+        match injected {
+            Some(e) => Err(Error::from_io(io::Error::from_raw_os_error(e))),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn sync(&self) -> Result<()> {
+        if let Some(f) = &self.faults {
+            if let Err(e) = f.synced(&self.path) {
+                return Err(Error::from_io(io::Error::from_raw_os_error(e)));
+            }
+        }
+        self.file.fdatasync().await?;
+        Ok(())
+    }
+
+    /// Frees `[off, off+len)`; it reads back as zeros. Works on a full disk.
+    pub async fn punch(&self, off: u64, len: u64) -> Result<()> {
+        if len > 0 {
+            self.file.deallocate(off, len).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_len(&self, len: u64) -> Result<()> {
+        self.file.truncate(len).await?;
+        Ok(())
+    }
+
+    pub async fn close(self) -> Result<()> {
+        self.file.close().await?;
+        Ok(())
+    }
+}
+
+/// Makes directory entries (new, renamed files) durable.
+pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = Directory::open(dir).await?;
+    d.sync().await?;
+    d.close().await?;
+    Ok(())
+}

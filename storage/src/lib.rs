@@ -1,0 +1,32 @@
+//! `broker-edge-storage`: a segmented, append-only message log.
+//!
+//! Knows nothing of NATS. One [`Log`] lives in one directory and belongs to
+//! one glommio executor (it is `!Send`, uses no locks). Appends go through
+//! io_uring with group commit; reads hand out `bytes::Bytes` slices of
+//! memory-mapped segments. See `storage/FORMAT.md` for the file format and
+//! `docs/storage.md` for the design and the durability contract.
+
+mod commit;
+mod config;
+mod error;
+mod format;
+mod index;
+mod io;
+mod log;
+mod recovery;
+mod segment;
+mod state;
+mod subject;
+
+pub use config::{Discard, Durability, Limits, LogConfig};
+pub use error::{Error, LimitKind, Result};
+pub use io::FaultInjector;
+pub use log::{Log, LogState, Purge, Scan, Start};
+pub use recovery::RecoveryReport;
+pub use state::StoredMsg;
+pub use subject::{matches as subject_matches, Filter};
+
+/// Format constants, for tools and tests that inspect files directly.
+pub mod layout {
+    pub use crate::format::{FORMAT_VERSION, HEADER_LEN, RECORD_MAGIC};
+}

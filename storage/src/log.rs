@@ -1,0 +1,633 @@
+//! The public `Log` handle: open, append, read, delete, purge, state.
+//!
+//! A `Log` is a cheap `Rc` handle; clones share one log. It is `!Send` by
+//! construction and must stay on the glommio executor that opened it.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::commit::{Op, Outcome, Queue};
+use crate::config::{Durability, Limits, LogConfig};
+use crate::error::{Error, Result};
+use crate::format;
+use crate::index;
+use crate::io::{self, FaultInjector, LogFile};
+use crate::recovery::{self, build_index, RecoveryReport};
+use crate::segment::{self, Segment};
+use crate::state::{State, StoredMsg};
+use crate::subject::Filter;
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub faults: Option<FaultInjector>,
+    pub st: RefCell<State>,
+    pub q: RefCell<Queue>,
+    pub closed: Cell<bool>,
+}
+
+/// Handle to one log. See the crate docs for the threading model.
+#[derive(Clone)]
+pub struct Log {
+    pub(crate) inner: Rc<Inner>,
+}
+
+/// Where a scan starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    Seq(u64),
+    /// First message with a timestamp >= this (ns since the epoch).
+    Time(u64),
+}
+
+/// Purge request; all fields empty purges everything.
+#[derive(Debug, Clone, Default)]
+pub struct Purge {
+    /// Only messages matching this subject filter (wildcards allowed).
+    pub subject: Option<String>,
+    /// Only messages with a sequence below this.
+    pub up_to: Option<u64>,
+    /// Keep this many newest (matching) messages.
+    pub keep: Option<u64>,
+}
+
+/// A snapshot of the log's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogState {
+    pub msgs: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    pub first_ts: u64,
+    pub last_seq: u64,
+    pub last_ts: u64,
+    pub num_subjects: u64,
+    pub num_deleted: u64,
+    /// Interior deleted sequences, filled when asked for.
+    pub deleted: Option<Vec<u64>>,
+}
+
+impl Log {
+    /// Opens (recovering) or creates the log in `dir`.
+    pub async fn open(dir: impl AsRef<Path>, cfg: LogConfig) -> Result<Log> {
+        Self::open_with_faults(dir, cfg, None).await
+    }
+
+    /// Like `open`, with a fault-injection layer under every file (tests).
+    pub async fn open_with_faults(
+        dir: impl AsRef<Path>,
+        cfg: LogConfig,
+        faults: Option<FaultInjector>,
+    ) -> Result<Log> {
+        let dir = dir.as_ref().to_path_buf();
+        recovery::check_dir(&dir)?;
+        let rec = recovery::recover(&dir, &cfg)?;
+        let need_active = rec.need_active;
+        let inner = Rc::new(Inner {
+            dir: dir.clone(),
+            faults: faults.clone(),
+            st: RefCell::new(rec.state),
+            q: RefCell::new(Queue::default()),
+            closed: Cell::new(false),
+        });
+        if need_active {
+            inner.new_active(0).await?;
+        } else {
+            let path = inner.st.borrow().active().path.clone();
+            let f = LogFile::open(&path, faults).await?;
+            inner.st.borrow_mut().active_mut().file = Some(Rc::new(f));
+        }
+        let log = Log { inner };
+        {
+            let mut st = log.inner.st.borrow_mut();
+            st.enforce(None);
+        }
+        log.inner.kick();
+        spawn_maintenance(Rc::downgrade(&log.inner));
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends one message; resolves with (sequence, timestamp) once it is
+    /// as durable as the log's policy promises.
+    pub async fn append(
+        &self,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<(u64, u64)> {
+        self.append_bytes(
+            Bytes::copy_from_slice(subject.as_bytes()),
+            Bytes::copy_from_slice(headers),
+            Bytes::copy_from_slice(payload),
+        )
+        .await
+    }
+
+    /// `append` without copying the caller's buffers before framing.
+    pub async fn append_bytes(
+        &self,
+        subject: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+    ) -> Result<(u64, u64)> {
+        if subject.len() > format::MAX_SUBJECT_LEN {
+            return Err(Error::SubjectTooLong(subject.len()));
+        }
+        let size = subject.len() + headers.len() + payload.len();
+        let max = self.inner.st.borrow().cfg.limits.max_msg_size;
+        if let Some(max) = max {
+            if size > max {
+                return Err(Error::MsgTooLarge { size, max });
+            }
+        }
+        // A record must fit a u32-offset segment.
+        if size > (u32::MAX as usize) / 2 {
+            return Err(Error::MsgTooLarge {
+                size,
+                max: u32::MAX as usize / 2,
+            });
+        }
+        match self
+            .inner
+            .submit(Op::Msg {
+                subject,
+                headers,
+                payload,
+            })
+            .await?
+        {
+            Outcome::Appended { seq, ts } => Ok((seq, ts)),
+            Outcome::Done => Err(Error::Closed),
+        }
+    }
+
+    /// The message with this sequence.
+    pub fn get(&self, seq: u64) -> Result<StoredMsg> {
+        let mut st = self.inner.st.borrow_mut();
+        let (si, off) = st.locate(seq).ok_or(Error::NotFound(seq))?;
+        st.read(seq, si, off)
+    }
+
+    /// First message with sequence >= `from` matching `filter`. Corrupt
+    /// records on the way are reported and skipped.
+    pub fn next_msg(&self, from: u64, filter: &Filter) -> Result<Option<StoredMsg>> {
+        let mut st = self.inner.st.borrow_mut();
+        let mut from = from;
+        if filter.as_literal().is_some() {
+            match st.subject_range(filter) {
+                None => return Ok(None),
+                Some((first, last, _)) => {
+                    if last < from {
+                        return Ok(None);
+                    }
+                    from = from.max(first);
+                }
+            }
+        }
+        while let Some((seq, si, off)) = st.next_live(from) {
+            from = seq + 1;
+            if !filter.matches_all() {
+                match st.subject_of(si, off) {
+                    Some(s) if filter.matches(s) => {}
+                    _ => continue,
+                }
+            }
+            match st.read(seq, si, off) {
+                Ok(m) => return Ok(Some(m)),
+                Err(Error::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Oldest message matching `filter` (wildcards allowed).
+    pub fn first_for(&self, filter: &Filter) -> Result<Option<StoredMsg>> {
+        let first = self.inner.st.borrow_mut().subject_range(filter);
+        match first {
+            None => Ok(None),
+            Some((f, _, _)) => self.next_msg(f, filter),
+        }
+    }
+
+    /// Newest message matching `filter` (wildcards allowed).
+    pub fn last_for(&self, filter: &Filter) -> Result<Option<StoredMsg>> {
+        let range = self.inner.st.borrow_mut().subject_range(filter);
+        let Some((_, last, _)) = range else {
+            return Ok(None);
+        };
+        if filter.as_literal().is_some() {
+            return self.get(last).map(Some);
+        }
+        // Wildcards: the max over matching subjects is exact after fix-up.
+        self.get(last).map(Some)
+    }
+
+    /// First sequence whose timestamp is >= `ts` (ns since the epoch).
+    pub fn seq_for_time(&self, ts: u64) -> Option<u64> {
+        self.inner.st.borrow().seq_for_time(ts)
+    }
+
+    /// Iterates messages from `start` matching `filter`.
+    pub fn scan(&self, start: Start, filter: Filter) -> Scan {
+        let next = match start {
+            Start::Seq(s) => s,
+            Start::Time(t) => self.seq_for_time(t).unwrap_or(u64::MAX),
+        };
+        Scan {
+            log: self.clone(),
+            next,
+            filter,
+        }
+    }
+
+    /// Per-subject message counts for subjects matching `filter`.
+    pub fn subjects(&self, filter: &Filter) -> Vec<(Bytes, u64)> {
+        let st = self.inner.st.borrow();
+        st.subjects
+            .iter()
+            .filter(|(k, _)| filter.matches(k))
+            .map(|(k, i)| (Bytes::copy_from_slice(k), i.count))
+            .collect()
+    }
+
+    pub fn state(&self, with_deleted: bool) -> LogState {
+        let st = self.inner.st.borrow();
+        let last_seq = st.next_seq - 1;
+        let first_seq = st.first_seq;
+        let ts_of = |seq: u64| {
+            st.locate(seq)
+                .and_then(|(si, off)| st.segs[si].header_at(off).map(|h| h.ts.get()))
+                .unwrap_or(0)
+        };
+        let span = (last_seq + 1).saturating_sub(first_seq);
+        let deleted = with_deleted.then(|| {
+            (first_seq..=last_seq)
+                .filter(|s| st.locate(*s).is_none())
+                .collect()
+        });
+        LogState {
+            msgs: st.msgs,
+            bytes: st.bytes,
+            first_seq,
+            first_ts: if st.msgs > 0 { ts_of(first_seq) } else { 0 },
+            last_seq,
+            last_ts: st.prev_live(last_seq).map_or(0, |(s, _, _)| ts_of(s)),
+            num_subjects: st.subjects.len() as u64,
+            num_deleted: span - st.msgs,
+            deleted,
+        }
+    }
+
+    /// Deletes one message. With `erase`, its headers and payload are also
+    /// overwritten with zeros on disk once the tombstone is durable.
+    /// Returns false when the sequence was not stored.
+    pub async fn delete(&self, seq: u64, erase: bool) -> Result<bool> {
+        let loc = {
+            let mut st = self.inner.st.borrow_mut();
+            let loc = st.locate(seq).map(|(si, off)| (st.segs[si].base, off));
+            if !st.remove(seq) {
+                return Ok(false);
+            }
+            st.pending_tombs.push(seq);
+            st.drop_empty_front();
+            loc
+        };
+        self.inner.submit(Op::Barrier).await?;
+        if let (true, Some((base, off))) = (erase, loc) {
+            self.inner.erase(base, off).await?;
+        }
+        Ok(true)
+    }
+
+    /// Purges messages; returns how many were removed.
+    pub async fn purge(&self, req: Purge) -> Result<u64> {
+        let n = {
+            let mut st = self.inner.st.borrow_mut();
+            purge_locked(&mut st, &req)
+        };
+        self.inner.submit(Op::Barrier).await?;
+        Ok(n)
+    }
+
+    /// Replaces the retention limits and applies them now.
+    pub async fn set_limits(&self, limits: Limits) -> Result<()> {
+        {
+            let mut st = self.inner.st.borrow_mut();
+            st.cfg.limits = limits;
+            st.enforce(None);
+            let subjects: Vec<Box<[u8]>> = if st.cfg.limits.max_msgs_per_subject.is_some() {
+                st.subjects.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            for s in subjects {
+                st.enforce(Some(&s));
+            }
+        }
+        self.inner.submit(Op::Barrier).await?;
+        Ok(())
+    }
+
+    /// Applies age limits now (the maintenance task also does this).
+    pub async fn expire(&self) -> Result<()> {
+        self.inner.st.borrow_mut().enforce(None);
+        self.inner.submit(Op::Barrier).await?;
+        Ok(())
+    }
+
+    /// Waits for everything staged, then makes it durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.submit(Op::Barrier).await?;
+        self.inner.sync_active().await
+    }
+
+    /// Flushes and stops accepting writes. Readers' `Bytes` stay valid.
+    pub async fn close(&self) -> Result<()> {
+        self.flush().await?;
+        self.inner.closed.set(true);
+        Ok(())
+    }
+
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.st.borrow().report.clone()
+    }
+
+    /// Number of segment files (sealed + active).
+    pub fn segment_count(&self) -> usize {
+        self.inner.st.borrow().segs.len()
+    }
+}
+
+/// Computes and applies a purge in memory; tombstones/floor are staged.
+fn purge_locked(st: &mut State, req: &Purge) -> u64 {
+    let Some(subject) = &req.subject else {
+        let floor = match (req.up_to, req.keep) {
+            (Some(s), _) => s,
+            (None, Some(k)) => {
+                let mut at = st.next_seq;
+                let mut kept = 0;
+                while kept < k {
+                    match st.prev_live(at - 1) {
+                        Some((s, _, _)) => {
+                            at = s;
+                            kept += 1;
+                        }
+                        None => break,
+                    }
+                    if at == 0 {
+                        break;
+                    }
+                }
+                if kept < k {
+                    return 0;
+                }
+                at
+            }
+            (None, None) => st.next_seq,
+        };
+        let n = st.raise_floor(floor);
+        if floor > st.next_seq {
+            // Purge to a future sequence: the log continues from there.
+            st.next_seq = floor;
+            st.first_seq = floor;
+        }
+        return n;
+    };
+    let filter = Filter::one(subject);
+    let Some((first, last, _)) = st.subject_range(&filter) else {
+        return 0;
+    };
+    let mut seqs = Vec::new();
+    let mut from = first;
+    while let Some((seq, si, off)) = st.next_live(from) {
+        if seq > last || req.up_to.is_some_and(|u| seq >= u) {
+            break;
+        }
+        if st.subject_of(si, off).is_some_and(|s| filter.matches(s)) {
+            seqs.push(seq);
+        }
+        from = seq + 1;
+    }
+    if let Some(k) = req.keep {
+        let keep = (k as usize).min(seqs.len());
+        seqs.truncate(seqs.len() - keep);
+    }
+    let mut n = 0;
+    for s in seqs {
+        if st.remove(s) {
+            st.pending_tombs.push(s);
+            n += 1;
+        }
+    }
+    st.drop_empty_front();
+    n
+}
+
+/// Iterator over messages (see `Log::scan`). Holds no borrow between calls,
+/// so appends may interleave with a scan.
+pub struct Scan {
+    log: Log,
+    next: u64,
+    filter: Filter,
+}
+
+impl Iterator for Scan {
+    type Item = Result<StoredMsg>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next == u64::MAX {
+            return None;
+        }
+        match self.log.next_msg(self.next, &self.filter) {
+            Ok(Some(m)) => {
+                self.next = m.seq + 1;
+                Some(Ok(m))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.next = u64::MAX;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) async fn sync_active(&self) -> Result<()> {
+        let file = self.st.borrow().active().file.clone();
+        if let Some(f) = file {
+            f.sync().await?;
+            let mut st = self.st.borrow_mut();
+            st.last_sync = Instant::now();
+            st.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Creates a fresh active segment at `next_seq` with room for `room`.
+    pub(crate) async fn new_active(&self, room: usize) -> Result<()> {
+        let (base, cap) = {
+            let st = self.st.borrow();
+            (st.next_seq, st.cfg.segment_size.max(room as u64 + 4096))
+        };
+        let path = self.dir.join(segment::seg_name(base, 0));
+        let f = LogFile::create(&path, self.faults.clone()).await?;
+        // Sparse preallocation: the mapping covers the whole segment and
+        // later fdatasyncs need not change the file size.
+        f.set_len(cap).await?;
+        f.sync().await?;
+        io::sync_dir(&self.dir).await?;
+        let (data, map) = segment::map_file(&path, cap)?;
+        let mut seg = Segment::new(base, 0, path, data, map, cap);
+        seg.file = Some(Rc::new(f));
+        self.st.borrow_mut().segs.push(seg);
+        Ok(())
+    }
+
+    /// Seals the active segment (sync, trim, index file) and starts a new
+    /// one; an empty active segment is just replaced.
+    pub(crate) async fn roll(&self, room: usize) -> Result<()> {
+        let (file, len, empty, same_base) = {
+            let st = self.st.borrow();
+            let a = st.active();
+            (a.file.clone(), a.len, a.len == 0, a.base == st.next_seq)
+        };
+        if empty && same_base {
+            return self.grow(room).await;
+        }
+        if empty {
+            // Nothing written here (the sequence jumped): replace it.
+            self.new_active(room).await?;
+            let mut st = self.st.borrow_mut();
+            let n = st.segs.len();
+            let old = st.segs.remove(n - 2);
+            old.retire();
+            return Ok(());
+        }
+        if let Some(f) = &file {
+            f.sync().await?;
+            f.set_len(len).await?;
+            f.sync().await?;
+        }
+        let (data, path) = {
+            let mut st = self.st.borrow_mut();
+            let a = st.active_mut();
+            a.file = None;
+            a.capacity = a.len;
+            let d = build_index(a);
+            (
+                index::encode(&d),
+                st.dir.join(segment::idx_name(d.base, d.gen)),
+            )
+        };
+        // Index files need no fsync: a lost or stale one is detected and
+        // rebuilt from the segment at the next open.
+        let idx = LogFile::create(&path, self.faults.clone()).await?;
+        idx.write_all_at(data, 0).await?;
+        idx.close().await?;
+        let r = self.new_active(room).await;
+        self.st.borrow_mut().drop_empty_front();
+        r
+    }
+
+    /// Enlarges the (empty) active segment so a record of `room` fits.
+    async fn grow(&self, room: usize) -> Result<()> {
+        let (file, path, cap) = {
+            let st = self.st.borrow();
+            let a = st.active();
+            (
+                a.file.clone(),
+                a.path.clone(),
+                a.capacity.max(room as u64 + 4096),
+            )
+        };
+        let Some(file) = file else {
+            return Err(Error::Closed);
+        };
+        file.set_len(cap).await?;
+        file.sync().await?;
+        let (data, map) = segment::map_file(&path, cap)?;
+        let mut st = self.st.borrow_mut();
+        let a = st.active_mut();
+        a.data = data;
+        a.map = map;
+        a.capacity = cap;
+        Ok(())
+    }
+
+    /// Overwrites a deleted record's headers and payload with zeros.
+    pub(crate) async fn erase(&self, base: u64, off: usize) -> Result<()> {
+        let (rec, file, path) = {
+            let st = self.st.borrow();
+            let Some(seg) = st.segs.iter().find(|s| s.base == base) else {
+                return Ok(()); // segment already dropped: nothing left to erase
+            };
+            let Some(h) = seg.header_at(off) else {
+                return Ok(());
+            };
+            let len = h.record_len();
+            let rec = seg.data.get(off..off + len).and_then(format::erased_copy);
+            (rec, seg.file.clone(), seg.path.clone())
+        };
+        let Some(rec) = rec else { return Ok(()) };
+        let file = match file {
+            Some(f) => f,
+            None => Rc::new(LogFile::open(&path, self.faults.clone()).await?),
+        };
+        file.write_all_at(rec, off as u64).await?;
+        if self.st.borrow().cfg.durability != Durability::Never {
+            file.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Background duties: interval fsync and age expiry. Holds only a weak
+/// reference so dropping every `Log` handle ends it.
+fn spawn_maintenance(weak: Weak<Inner>) {
+    glommio::spawn_local(async move {
+        loop {
+            let tick = {
+                let Some(inner) = weak.upgrade() else { return };
+                let st = inner.st.borrow();
+                match st.cfg.durability {
+                    Durability::Interval(d) => d.min(Duration::from_secs(1)),
+                    _ => Duration::from_secs(1),
+                }
+            };
+            glommio::timer::sleep(tick).await;
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.get() {
+                return;
+            }
+            let (sync, expire) = {
+                let st = inner.st.borrow();
+                let sync = matches!(st.cfg.durability, Durability::Interval(d)
+                    if st.dirty && st.last_sync.elapsed() >= d);
+                (sync, st.cfg.limits.max_age.is_some())
+            };
+            if sync {
+                if let Err(e) = inner.sync_active().await {
+                    tracing::warn!(error = %e, "interval fsync failed");
+                }
+            }
+            if expire {
+                inner.st.borrow_mut().enforce(None);
+                let pending = {
+                    let st = inner.st.borrow();
+                    st.pending_floor || !st.pending_tombs.is_empty()
+                };
+                if pending {
+                    inner.kick();
+                }
+            }
+        }
+    })
+    .detach();
+}

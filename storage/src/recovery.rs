@@ -1,0 +1,355 @@
+//! Opening a log directory: sealed segments come back from their index files
+//! (verified by checksum and tied to the exact segment content), anything
+//! without a good index and the active segment are walked record by record
+//! with CRC checks. A torn tail is cut off; a corrupt record in the middle
+//! is skipped and reported.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::format::{self, Kind};
+use crate::index::{self, IndexData, SubjectSummary};
+use crate::segment::{self, Segment, ABSENT};
+use crate::state::{State, SubjInfo, SubjectMap};
+
+/// What recovery found; `Log::recovery_report` returns it.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub indexes_loaded: usize,
+    /// Segments whose index was missing or bad and was rebuilt by a walk.
+    pub indexes_rebuilt: Vec<PathBuf>,
+    /// A torn tail was cut at (segment, offset of the first bad byte).
+    pub torn_tail: Option<(PathBuf, u64)>,
+    /// Corrupt records skipped (segment, offset); also read-time failures.
+    pub corrupt: Vec<(PathBuf, u64)>,
+    /// Leftovers removed: temp files, superseded compaction generations.
+    pub removed_files: Vec<PathBuf>,
+    pub elapsed: Duration,
+}
+
+/// Builds the index content of a segment from its live records.
+pub(crate) fn build_index(seg: &Segment) -> IndexData {
+    let mut subj: HashMap<&[u8], (u64, u64, u64), ahash::RandomState> = HashMap::default();
+    for (i, &o) in seg.offsets.iter().enumerate() {
+        if o == ABSENT {
+            continue;
+        }
+        let off = o as usize;
+        let Some(h) = seg.header_at(off) else {
+            continue;
+        };
+        let s = format::HEADER_LEN + off;
+        let Some(name) = seg.data.get(s..s + h.subject_len.get() as usize) else {
+            continue;
+        };
+        let seq = seg.base + i as u64;
+        let e = subj.entry(name).or_insert((seq, seq, 0));
+        e.1 = seq;
+        e.2 += 1;
+    }
+    IndexData {
+        base: seg.base,
+        gen: seg.gen,
+        seg_len: seg.len,
+        seg_tail_crc: seg.tail.1,
+        tail_off: seg.tail.0,
+        offsets: seg.offsets.clone(),
+        first_ts: seg.first_ts,
+        last_ts: seg.last_ts,
+        floor: seg.floor,
+        tombstones: seg.tombstones.clone(),
+        subjects: subj
+            .into_iter()
+            .map(|(k, (first, last, count))| SubjectSummary {
+                subject: k.to_vec(),
+                first,
+                last,
+                count,
+            })
+            .collect(),
+        live: seg.live,
+        live_bytes: seg.live_bytes,
+    }
+}
+
+/// Does the index describe exactly this segment file?
+fn index_matches(d: &IndexData, base: u64, gen: u32, data: &[u8]) -> bool {
+    if d.base != base || d.gen != gen || d.seg_len != data.len() as u64 {
+        return false;
+    }
+    if d.seg_len == 0 {
+        return true;
+    }
+    let off = d.tail_off as usize;
+    match format::header(data.get(off..).unwrap_or(&[])) {
+        Some(h) => h.crc.get() == d.seg_tail_crc && off + h.record_len() == data.len(),
+        None => false,
+    }
+}
+
+/// Result of recovery, before the active segment file is (re)opened.
+pub(crate) struct Recovered {
+    pub state: State,
+    /// The last segment is sealed (or there is none): create a new active.
+    pub need_active: bool,
+}
+
+pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
+    let t0 = Instant::now();
+    fs::create_dir_all(dir)?;
+    let mut report = RecoveryReport::default();
+    // base -> (gen, has index)
+    let mut found: BTreeMap<u64, (u32, bool)> = BTreeMap::new();
+    let mut idx_gens: Vec<(u64, u32)> = Vec::new();
+    for ent in fs::read_dir(dir)? {
+        let ent = ent?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            let _ = fs::remove_file(ent.path());
+            report.removed_files.push(ent.path());
+            continue;
+        }
+        match segment::parse_name(name) {
+            Some((base, gen, "seg")) => {
+                let e = found.entry(base).or_insert((gen, false));
+                if gen > e.0 {
+                    // A finished compaction: the older generation is garbage.
+                    remove_gen(dir, base, e.0, &mut report);
+                    *e = (gen, false);
+                } else if gen < e.0 {
+                    remove_gen(dir, base, gen, &mut report);
+                }
+            }
+            Some((base, gen, "idx")) => idx_gens.push((base, gen)),
+            _ => {}
+        }
+    }
+    for (base, gen) in idx_gens {
+        match found.get_mut(&base) {
+            Some(e) if e.0 == gen => e.1 = true,
+            _ => {
+                let p = dir.join(segment::idx_name(base, gen));
+                let _ = fs::remove_file(&p);
+                report.removed_files.push(p);
+            }
+        }
+    }
+
+    let mut segs: Vec<Segment> = Vec::with_capacity(found.len());
+    let mut subjects: SubjectMap = SubjectMap::default();
+    let mut max_seq = 0u64;
+    let mut need_active = true;
+    let n = found.len();
+    for (k, (&base, &(gen, has_idx))) in found.iter().enumerate() {
+        let last = k + 1 == n;
+        let path = dir.join(segment::seg_name(base, gen));
+        let idx_path = dir.join(segment::idx_name(base, gen));
+        let file_len = fs::metadata(&path)?.len();
+        if has_idx {
+            if let Some(d) = index::load(&idx_path) {
+                let (data, map) = segment::map_file(&path, file_len)?;
+                if index_matches(&d, base, gen, &data) {
+                    let mut seg = Segment::new(base, gen, path, data, map, file_len);
+                    seg.len = file_len;
+                    seg.offsets = d.offsets;
+                    seg.first_ts = d.first_ts;
+                    seg.last_ts = d.last_ts;
+                    seg.live = d.live;
+                    seg.live_bytes = d.live_bytes;
+                    seg.tombstones = d.tombstones;
+                    seg.floor = d.floor;
+                    seg.tail = (d.tail_off, d.seg_tail_crc);
+                    max_seq = max_seq.max(seg.end_seq().saturating_sub(1));
+                    for s in d.subjects {
+                        merge_subject(&mut subjects, s);
+                    }
+                    report.indexes_loaded += 1;
+                    segs.push(seg);
+                    continue;
+                }
+            }
+            let _ = fs::remove_file(&idx_path);
+        }
+        // Walk the segment. The last one stays active (mapped at capacity).
+        let capacity = if last {
+            file_len.max(cfg.segment_size)
+        } else {
+            file_len
+        };
+        if last && capacity != file_len {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .set_len(capacity)?;
+        }
+        let (data, map) = segment::map_file(&path, capacity)?;
+        let mut seg = Segment::new(base, gen, path.clone(), data.clone(), map, capacity);
+        let mut summ: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
+        let mut prev = base.wrapping_sub(1);
+        let mut bad_order = Vec::new();
+        let walked = segment::walk(&data, |off, h, rec| match segment::kind_of(h) {
+            Some(Kind::Msg) => {
+                let seq = h.seq.get();
+                if seq < base || (seq <= prev && prev != base.wrapping_sub(1)) {
+                    bad_order.push(off);
+                    return;
+                }
+                prev = seq;
+                seg.index_msg(seq, off, h.ts.get(), rec.len());
+                let (a, b, _) = segment::body(rec, h);
+                let e = summ.entry(rec[a..b].to_vec()).or_insert((seq, seq, 0));
+                e.1 = seq;
+                e.2 += 1;
+                seg.tail = (off as u64, h.crc.get());
+            }
+            Some(Kind::Tombstone) => {
+                let (_, _, p) = segment::body(rec, h);
+                seg.tombstones.extend(format::tombstone_seqs(&rec[p..]));
+                seg.tail = (off as u64, h.crc.get());
+            }
+            Some(Kind::Floor) => {
+                seg.floor = seg.floor.max(h.seq.get());
+                seg.tail = (off as u64, h.crc.get());
+            }
+            None => {}
+        });
+        seg.len = walked.end as u64;
+        for (off, _) in &walked.corrupt {
+            tracing::warn!(path = ?path, off, "corrupt record skipped");
+            report.corrupt.push((path.clone(), *off as u64));
+        }
+        for off in bad_order {
+            tracing::warn!(path = ?path, off, "out-of-order record skipped");
+            report.corrupt.push((path.clone(), off as u64));
+        }
+        if walked.torn {
+            tracing::warn!(path = ?path, off = walked.end, "torn tail truncated");
+            report.torn_tail = Some((path.clone(), walked.end as u64));
+        }
+        for (subject, (first, last, count)) in summ {
+            merge_subject(
+                &mut subjects,
+                SubjectSummary {
+                    subject,
+                    first,
+                    last,
+                    count,
+                },
+            );
+        }
+        max_seq = max_seq.max(seg.end_seq().saturating_sub(1));
+        let f = fs::OpenOptions::new().write(true).open(&path)?;
+        if last {
+            // Zero everything past the last good record (cut, then regrow
+            // sparse) so stale bytes can never be parsed as a later record.
+            if (walked.end as u64) < capacity {
+                f.set_len(walked.end as u64)?;
+                f.set_len(capacity)?;
+                f.sync_all()?;
+            }
+            need_active = false;
+        } else {
+            if (walked.end as u64) != file_len {
+                f.set_len(walked.end as u64)?;
+                f.sync_all()?;
+            }
+            seg.capacity = seg.len;
+            let d = build_index(&seg);
+            if let Err(e) = fs::write(&idx_path, index::encode(&d)) {
+                tracing::warn!(error = %e, "could not rewrite index");
+            }
+        }
+        report.indexes_rebuilt.push(path);
+        segs.push(seg);
+    }
+    report.segments = segs.len();
+
+    let floor = segs.iter().map(|s| s.floor).max().unwrap_or(0);
+    let last_base = segs.last().map_or(cfg.first_seq, |s| s.base);
+    let next_seq = last_base.max(max_seq + 1).max(floor).max(1);
+    let msgs = segs.iter().map(|s| s.live).sum();
+    let bytes = segs.iter().map(|s| s.live_bytes).sum();
+    let tombs: Vec<u64> = segs.iter().flat_map(|s| s.tombstones.clone()).collect();
+    let mut st = State {
+        cfg: cfg.clone(),
+        dir: dir.to_path_buf(),
+        segs,
+        subjects,
+        first_seq: 0,
+        next_seq,
+        msgs,
+        bytes,
+        last_ts: 0,
+        floor,
+        pending_floor: false,
+        pending_tombs: Vec::new(),
+        dirty: false,
+        last_sync: Instant::now(),
+        report,
+        compacting: false,
+    };
+    st.first_seq = st.next_live(0).map_or(next_seq, |x| x.0);
+    st.last_ts = st.segs.iter().map(|s| s.last_ts).max().unwrap_or(0);
+    for t in tombs {
+        st.remove(t);
+    }
+    st.raise_floor(floor);
+    st.pending_floor = false;
+    if st.segs.is_empty() && floor > 0 {
+        st.next_seq = st.next_seq.max(floor);
+    }
+    st.report.elapsed = t0.elapsed();
+    Ok(Recovered {
+        state: st,
+        need_active,
+    })
+}
+
+fn merge_subject(map: &mut SubjectMap, s: SubjectSummary) {
+    match map.get_mut(s.subject.as_slice()) {
+        Some(i) => {
+            i.first = i.first.min(s.first);
+            i.last = i.last.max(s.last);
+            i.count += s.count;
+        }
+        None => {
+            map.insert(
+                s.subject.into_boxed_slice(),
+                SubjInfo {
+                    first: s.first,
+                    last: s.last,
+                    count: s.count,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+}
+
+fn remove_gen(dir: &Path, base: u64, gen: u32, report: &mut RecoveryReport) {
+    for p in [
+        dir.join(segment::seg_name(base, gen)),
+        dir.join(segment::idx_name(base, gen)),
+    ] {
+        if fs::remove_file(&p).is_ok() {
+            report.removed_files.push(p);
+        }
+    }
+}
+
+/// Layout sanity for callers that pass a file instead of a directory.
+pub(crate) fn check_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Layout(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! One segment file: its memory map, its in-memory sequence index, and the
+//! walker that validates records (used by recovery and index rebuilds).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use memmap2::{Mmap, MmapOptions};
+
+use crate::error::{Error, Result};
+use crate::format::{self, Kind, Probe, RecordHeader, HEADER_LEN};
+use crate::io::LogFile;
+
+/// Marks a sequence that the segment does not (or no longer) hold.
+pub(crate) const ABSENT: u32 = u32::MAX;
+
+/// File name of a segment: first sequence (20 digits, sorts by name) and a
+/// generation that compaction bumps.
+pub(crate) fn seg_name(base: u64, gen: u32) -> String {
+    format!("{base:020}-{gen:04}.seg")
+}
+
+pub(crate) fn idx_name(base: u64, gen: u32) -> String {
+    format!("{base:020}-{gen:04}.idx")
+}
+
+/// Parses `<base>-<gen>.<ext>`.
+pub(crate) fn parse_name(name: &str) -> Option<(u64, u32, &str)> {
+    let (stem, ext) = name.split_once('.')?;
+    let (b, g) = stem.split_once('-')?;
+    if b.len() != 20 || g.len() != 4 {
+        return None;
+    }
+    Some((b.parse().ok()?, g.parse().ok()?, ext))
+}
+
+/// Owns a mapping. `Bytes` handed to readers keep it alive; when the last one
+/// goes, the map is released and, if the segment was retired meanwhile, its
+/// file is unlinked only then.
+pub(crate) struct MapInner {
+    map: Mmap,
+    unlink_on_release: OnceLock<PathBuf>,
+}
+
+impl Drop for MapInner {
+    fn drop(&mut self) {
+        if let Some(p) = self.unlink_on_release.get() {
+            if let Err(e) = std::fs::remove_file(p) {
+                tracing::warn!(path = ?p, error = %e, "unlink of retired segment failed");
+            }
+        }
+    }
+}
+
+struct MapRef(Arc<MapInner>);
+
+impl AsRef<[u8]> for MapRef {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.map
+    }
+}
+
+/// Maps `len` bytes of `path` read-only (shared, so writes are visible).
+pub(crate) fn map_file(path: &Path, len: u64) -> Result<(Bytes, Arc<MapInner>)> {
+    if len == 0 {
+        let inner = Arc::new(MapInner {
+            map: MmapOptions::new().len(1).map_anon()?.make_read_only()?,
+            unlink_on_release: OnceLock::new(),
+        });
+        return Ok((Bytes::new(), inner));
+    }
+    let f = File::open(path)?;
+    // SAFETY: the log is the only writer of its files, appends only past the
+    // published end and never shrinks a file below bytes it has handed out.
+    let map = unsafe { MmapOptions::new().len(len as usize).map(&f)? };
+    let inner = Arc::new(MapInner {
+        map,
+        unlink_on_release: OnceLock::new(),
+    });
+    let bytes = Bytes::from_owner(MapRef(inner.clone()));
+    Ok((bytes, inner))
+}
+
+pub(crate) struct Segment {
+    pub base: u64,
+    pub gen: u32,
+    pub path: PathBuf,
+    /// The whole mapping; reads slice it.
+    pub data: Bytes,
+    pub map: Arc<MapInner>,
+    /// Bytes of valid records (the write position of the active segment).
+    pub len: u64,
+    /// Mapped (and, for the active segment, preallocated) size.
+    pub capacity: u64,
+    /// `offsets[seq - base]` = record offset, or ABSENT.
+    pub offsets: Vec<u32>,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    pub live: u64,
+    pub live_bytes: u64,
+    /// Targets of tombstone records stored in this segment.
+    pub tombstones: Vec<u64>,
+    /// Highest floor marker stored in this segment (0: none).
+    pub floor: u64,
+    /// Offset and CRC field of the last record (ties the index file to us).
+    pub tail: (u64, u32),
+    /// Open for writing (active segment only).
+    pub file: Option<Rc<LogFile>>,
+}
+
+impl Segment {
+    pub fn new(
+        base: u64,
+        gen: u32,
+        path: PathBuf,
+        data: Bytes,
+        map: Arc<MapInner>,
+        capacity: u64,
+    ) -> Segment {
+        Segment {
+            base,
+            gen,
+            path,
+            data,
+            map,
+            len: 0,
+            capacity,
+            offsets: Vec::new(),
+            first_ts: 0,
+            last_ts: 0,
+            live: 0,
+            live_bytes: 0,
+            tombstones: Vec::new(),
+            floor: 0,
+            tail: (0, 0),
+            file: None,
+        }
+    }
+
+    /// One past the highest sequence slot this segment indexes.
+    pub fn end_seq(&self) -> u64 {
+        self.base + self.offsets.len() as u64
+    }
+
+    pub fn offset_of(&self, seq: u64) -> Option<usize> {
+        let i = seq.checked_sub(self.base)?;
+        match self.offsets.get(i as usize) {
+            Some(&o) if o != ABSENT => Some(o as usize),
+            _ => None,
+        }
+    }
+
+    /// Header of the record at `off` (must be a known-valid offset).
+    pub fn header_at(&self, off: usize) -> Option<&RecordHeader> {
+        format::header(self.data.get(off..)?)
+    }
+
+    /// Indexes a message record (sequence order is guaranteed by the caller).
+    pub fn index_msg(&mut self, seq: u64, off: usize, ts: u64, len: usize) {
+        let i = (seq - self.base) as usize;
+        if self.offsets.len() <= i {
+            self.offsets.resize(i + 1, ABSENT);
+        }
+        self.offsets[i] = off as u32;
+        if self.live == 0 && self.first_ts == 0 {
+            self.first_ts = ts;
+        }
+        self.last_ts = ts;
+        self.live += 1;
+        self.live_bytes += len as u64;
+    }
+
+    /// Forgets `seq`; returns (record length) when it was live.
+    pub fn remove(&mut self, seq: u64) -> Option<usize> {
+        let off = self.offset_of(seq)?;
+        let len = self.header_at(off).map(|h| h.record_len()).unwrap_or(0);
+        self.offsets[(seq - self.base) as usize] = ABSENT;
+        self.live -= 1;
+        self.live_bytes -= len as u64;
+        Some(len)
+    }
+
+    /// Marks the file for unlinking once every reader released its map.
+    pub fn retire(self) {
+        let _ = self.map.unlink_on_release.set(self.path.clone());
+    }
+
+    pub fn corrupt(&self, off: usize) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            offset: off as u64,
+        }
+    }
+}
+
+/// What a walk over a segment's bytes found.
+#[derive(Debug, Default)]
+pub(crate) struct WalkEnd {
+    /// End of the last good record.
+    pub end: usize,
+    /// Bytes after `end` that were neither records nor clean zeros.
+    pub torn: bool,
+    /// Corrupt records skipped in the middle: (offset, length).
+    pub corrupt: Vec<(usize, usize)>,
+}
+
+/// Walks every valid record in `buf` from offset 0, calling `f(offset,
+/// header, record bytes)`. Stops at the clean end (zeros) or at a torn tail;
+/// skips a corrupt record when a valid one follows it.
+pub(crate) fn walk(buf: &[u8], mut f: impl FnMut(usize, &RecordHeader, &[u8])) -> WalkEnd {
+    let mut off = 0usize;
+    let mut out = WalkEnd::default();
+    while off < buf.len() {
+        match format::probe(&buf[off..]) {
+            Probe::Valid { len } => {
+                if let Some(h) = format::header(&buf[off..]) {
+                    f(off, h, &buf[off..off + len]);
+                }
+                off += len;
+                out.end = off;
+            }
+            Probe::End => return out,
+            Probe::BadCrc { .. } | Probe::Garbage => match resync(buf, off + 1) {
+                Some(next) => {
+                    out.corrupt.push((off, next - off));
+                    off = next;
+                }
+                None => {
+                    out.torn = true;
+                    return out;
+                }
+            },
+        }
+    }
+    out
+}
+
+/// Finds the next offset >= `from` holding a record with a valid CRC.
+fn resync(buf: &[u8], from: usize) -> Option<usize> {
+    let magic = format::RECORD_MAGIC.to_le_bytes();
+    let hay = buf.get(from..)?;
+    memchr::memmem::find_iter(hay, &magic)
+        .map(|i| from + i)
+        .find(|&at| matches!(format::probe(&buf[at..]), Probe::Valid { .. }))
+}
+
+/// The kind of a record header (msg/tombstone/floor), tolerant of unknowns.
+pub(crate) fn kind_of(h: &RecordHeader) -> Option<Kind> {
+    h.kind()
+}
+
+/// Body slices of a complete record: (subject, headers, payload).
+pub(crate) fn body(rec: &[u8], h: &RecordHeader) -> (usize, usize, usize) {
+    let s = HEADER_LEN;
+    let hd = s + h.subject_len.get() as usize;
+    let p = hd + h.headers_len.get() as usize;
+    debug_assert!(p + h.payload_len.get() as usize <= rec.len());
+    (s, hd, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::encode;
+
+    #[test]
+    fn names() {
+        assert_eq!(parse_name(&seg_name(42, 3)), Some((42, 3, "seg")));
+        assert_eq!(parse_name("foo.seg"), None);
+    }
+
+    #[test]
+    fn walk_finds_torn_tail_and_mid_corruption() {
+        let mut buf = Vec::new();
+        for i in 1..=3u64 {
+            encode(&mut buf, Kind::Msg, 0, i, i, b"s", b"", b"abcdef");
+        }
+        let rec = buf.len() / 3;
+        let mut seen = Vec::new();
+        let end = walk(&buf, |o, h, _| seen.push((o, h.seq.get())));
+        assert_eq!(seen.len(), 3);
+        assert_eq!(end.end, buf.len());
+        assert!(!end.torn);
+
+        // Corrupt the middle record: skipped and reported.
+        let mut mid = buf.clone();
+        mid[rec + HEADER_LEN + 2] ^= 0xff;
+        let mut seqs = Vec::new();
+        let e = walk(&mid, |_, h, _| seqs.push(h.seq.get()));
+        assert_eq!(seqs, vec![1, 3]);
+        assert_eq!(e.corrupt, vec![(rec, rec)]);
+
+        // Torn tail: half of the last record, then zeros.
+        let mut torn = buf[..rec * 2 + rec / 2].to_vec();
+        torn.extend_from_slice(&[0u8; 100]);
+        let e = walk(&torn, |_, _, _| {});
+        assert!(e.torn);
+        assert_eq!(e.end, rec * 2);
+    }
+}

@@ -1,0 +1,424 @@
+//! The in-memory half of a log: segments, subject index, counters, and the
+//! synchronous operations on them (lookups, removals, limit enforcement).
+//! Nothing here awaits; the async layer borrows this briefly and never
+//! across an await point.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::config::{Discard, LogConfig};
+use crate::error::{Error, LimitKind, Result};
+use crate::format::{self, HEADER_LEN};
+use crate::segment::{self, Segment};
+use crate::subject::Filter;
+use crate::RecoveryReport;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SubjInfo {
+    pub first: u64,
+    pub last: u64,
+    pub count: u64,
+    /// `first`/`last` may point at removed records; fixed up lazily on the
+    /// next query so deletes stay O(1).
+    pub first_stale: bool,
+    pub last_stale: bool,
+}
+
+pub(crate) type SubjectMap = HashMap<Box<[u8]>, SubjInfo, ahash::RandomState>;
+
+/// A message as returned by reads; every field slices the segment mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMsg {
+    pub seq: u64,
+    /// Nanoseconds since the Unix epoch, assigned by the log.
+    pub ts: u64,
+    pub subject: Bytes,
+    pub headers: Bytes,
+    pub payload: Bytes,
+}
+
+pub(crate) struct State {
+    pub cfg: LogConfig,
+    pub dir: PathBuf,
+    /// Ascending by base; the last one is the active (writable) segment.
+    pub segs: Vec<Segment>,
+    pub subjects: SubjectMap,
+    /// Lowest live sequence, or `next_seq` when empty.
+    pub first_seq: u64,
+    pub next_seq: u64,
+    pub msgs: u64,
+    pub bytes: u64,
+    pub last_ts: u64,
+    /// Every sequence below this is gone.
+    pub floor: u64,
+    /// A floor marker must be written with the next commit.
+    pub pending_floor: bool,
+    /// Tombstones that must be written with the next commit.
+    pub pending_tombs: Vec<u64>,
+    pub dirty: bool,
+    pub last_sync: Instant,
+    pub report: RecoveryReport,
+    pub compacting: bool,
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl State {
+    pub fn active(&self) -> &Segment {
+        // A log always has an active segment (open creates one).
+        &self.segs[self.segs.len() - 1]
+    }
+
+    pub fn active_mut(&mut self) -> &mut Segment {
+        let n = self.segs.len() - 1;
+        &mut self.segs[n]
+    }
+
+    /// Index of the segment whose range would hold `seq`.
+    pub fn seg_for(&self, seq: u64) -> Option<usize> {
+        let i = self.segs.partition_point(|s| s.base <= seq);
+        i.checked_sub(1)
+    }
+
+    pub fn locate(&self, seq: u64) -> Option<(usize, usize)> {
+        let si = self.seg_for(seq)?;
+        Some((si, self.segs[si].offset_of(seq)?))
+    }
+
+    /// First live sequence >= `from`.
+    pub fn next_live(&self, from: u64) -> Option<(u64, usize, usize)> {
+        let from = from.max(self.first_seq);
+        let mut si = self.seg_for(from).unwrap_or(0);
+        let mut seq = from;
+        while si < self.segs.len() {
+            let s = &self.segs[si];
+            let start = seq.max(s.base);
+            for i in (start - s.base) as usize..s.offsets.len() {
+                let o = s.offsets[i];
+                if o != segment::ABSENT {
+                    return Some((s.base + i as u64, si, o as usize));
+                }
+            }
+            si += 1;
+            seq = start;
+        }
+        None
+    }
+
+    /// Last live sequence <= `from`.
+    pub fn prev_live(&self, from: u64) -> Option<(u64, usize, usize)> {
+        if from < self.first_seq {
+            return None;
+        }
+        let mut si = self.seg_for(from)?;
+        loop {
+            let s = &self.segs[si];
+            let top = (from.saturating_sub(s.base) as usize + 1).min(s.offsets.len());
+            for i in (0..top).rev() {
+                let o = s.offsets[i];
+                if o != segment::ABSENT {
+                    return Some((s.base + i as u64, si, o as usize));
+                }
+            }
+            si = si.checked_sub(1)?;
+        }
+    }
+
+    /// The record at a known offset, CRC-checked. A failing record is taken
+    /// out of the index (never served) and reported.
+    pub fn read(&mut self, seq: u64, si: usize, off: usize) -> Result<StoredMsg> {
+        let s = &self.segs[si];
+        let ok = s.header_at(off).and_then(|h| {
+            let len = h.record_len();
+            let rec = s.data.get(off..off + len)?;
+            (h.seq.get() == seq && format::crc_ok(rec)).then(|| {
+                let (a, b, c) = segment::body(rec, h);
+                let base = off;
+                StoredMsg {
+                    seq,
+                    ts: h.ts.get(),
+                    subject: s.data.slice(base + a..base + b),
+                    headers: s.data.slice(base + b..base + c),
+                    payload: s.data.slice(base + c..base + len),
+                }
+            })
+        });
+        match ok {
+            Some(m) => Ok(m),
+            None => {
+                let err = s.corrupt(off);
+                tracing::error!(seq, path = ?s.path, off, "corrupt record dropped from index");
+                self.report.corrupt.push((s.path.clone(), off as u64));
+                self.remove(seq);
+                self.pending_tombs.push(seq);
+                Err(err)
+            }
+        }
+    }
+
+    pub fn subject_of(&self, si: usize, off: usize) -> Option<&[u8]> {
+        let s = &self.segs[si];
+        let h = s.header_at(off)?;
+        s.data
+            .get(off + HEADER_LEN..off + HEADER_LEN + h.subject_len.get() as usize)
+    }
+
+    /// Takes a live sequence out of every index. True when it was live.
+    pub fn remove(&mut self, seq: u64) -> bool {
+        let Some((si, off)) = self.locate(seq) else {
+            return false;
+        };
+        let subj: Option<Box<[u8]>> = self.subject_of(si, off).map(Into::into);
+        let Some(len) = self.segs[si].remove(seq) else {
+            return false;
+        };
+        self.msgs -= 1;
+        self.bytes -= len as u64;
+        if let Some(subj) = subj {
+            if let Some(info) = self.subjects.get_mut(&subj) {
+                info.count -= 1;
+                if info.count == 0 {
+                    self.subjects.remove(&subj);
+                } else {
+                    info.first_stale |= info.first == seq;
+                    info.last_stale |= info.last == seq;
+                }
+            }
+        }
+        if seq == self.first_seq {
+            self.first_seq = self.next_live(seq + 1).map_or(self.next_seq, |x| x.0);
+        }
+        true
+    }
+
+    /// Removes every live record below `floor` and records the new floor.
+    pub fn raise_floor(&mut self, floor: u64) -> u64 {
+        let mut n = 0;
+        while self.first_seq < floor && self.first_seq < self.next_seq {
+            let s = self.first_seq;
+            if self.remove(s) {
+                n += 1;
+            } else {
+                break; // index inconsistency; never loop forever
+            }
+        }
+        if floor > self.floor {
+            self.floor = floor;
+            self.pending_floor = true;
+        }
+        if self.first_seq < floor {
+            self.first_seq = floor.min(self.next_seq);
+        }
+        self.drop_empty_front();
+        n
+    }
+
+    /// Drops whole segments at the front that hold nothing live. Their files
+    /// are unlinked once the last reader releases the mapping.
+    pub fn drop_empty_front(&mut self) {
+        while self.segs.len() > 1 && self.segs[0].live == 0 && !self.compacting {
+            let seg = self.segs.remove(0);
+            let _ = std::fs::remove_file(self.dir.join(segment::idx_name(seg.base, seg.gen)));
+            seg.retire();
+        }
+    }
+
+    fn fix_subject(&mut self, subj: &[u8]) -> Option<SubjInfo> {
+        let info = self.subjects.get(subj)?.clone();
+        let mut fixed = info.clone();
+        if info.first_stale {
+            let mut s = info.first;
+            while let Some((seq, si, off)) = self.next_live(s) {
+                if self.subject_of(si, off) == Some(subj) {
+                    fixed.first = seq;
+                    break;
+                }
+                s = seq + 1;
+            }
+            fixed.first_stale = false;
+        }
+        if info.last_stale {
+            let mut s = info.last;
+            while let Some((seq, si, off)) = self.prev_live(s) {
+                if self.subject_of(si, off) == Some(subj) {
+                    fixed.last = seq;
+                    break;
+                }
+                if seq == 0 {
+                    break;
+                }
+                s = seq - 1;
+            }
+            fixed.last_stale = false;
+        }
+        if let Some(i) = self.subjects.get_mut(subj) {
+            *i = fixed.clone();
+        }
+        Some(fixed)
+    }
+
+    /// (first, last, count) over every subject matching `filter`.
+    pub fn subject_range(&mut self, filter: &Filter) -> Option<(u64, u64, u64)> {
+        if let Some(lit) = filter.as_literal() {
+            let i = self.fix_subject(lit)?;
+            return Some((i.first, i.last, i.count));
+        }
+        let keys: Vec<Box<[u8]>> = self
+            .subjects
+            .keys()
+            .filter(|k| filter.matches(k))
+            .cloned()
+            .collect();
+        let mut acc: Option<(u64, u64, u64)> = None;
+        for k in keys {
+            if let Some(i) = self.fix_subject(&k) {
+                acc = Some(match acc {
+                    None => (i.first, i.last, i.count),
+                    Some((f, l, c)) => (f.min(i.first), l.max(i.last), c + i.count),
+                });
+            }
+        }
+        acc
+    }
+
+    /// Under `Discard::New`, refuses a message that would break a limit.
+    /// `extra_*` account for messages accepted earlier in the same batch.
+    pub fn check_new(&self, subject: &[u8], len: usize, extra: (u64, u64)) -> Result<()> {
+        let l = &self.cfg.limits;
+        if l.discard != Discard::New {
+            return Ok(());
+        }
+        if l.max_msgs.is_some_and(|m| self.msgs + extra.0 + 1 > m) {
+            return Err(Error::LimitReached(LimitKind::MaxMsgs));
+        }
+        if l.max_bytes
+            .is_some_and(|m| self.bytes + extra.1 + len as u64 > m)
+        {
+            return Err(Error::LimitReached(LimitKind::MaxBytes));
+        }
+        if l.discard_new_per_subject {
+            if let Some(m) = l.max_msgs_per_subject {
+                let c = self.subjects.get(subject).map_or(0, |i| i.count);
+                if c + 1 > m {
+                    return Err(Error::LimitReached(LimitKind::MaxMsgsPerSubject));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies discard-old limits (msgs, bytes, age) by raising the floor,
+    /// and the per-subject limit for `subject` (if any) by tombstones.
+    pub fn enforce(&mut self, subject: Option<&[u8]>) {
+        let l = self.cfg.limits.clone();
+        if let (Some(subj), Some(max)) = (subject, l.max_msgs_per_subject) {
+            while self.subjects.get(subj).is_some_and(|i| i.count > max) {
+                let Some(i) = self.fix_subject(subj) else {
+                    break;
+                };
+                if !self.remove(i.first) {
+                    break;
+                }
+                self.pending_tombs.push(i.first);
+            }
+        }
+        let mut floor = self.first_seq;
+        if l.discard == Discard::Old {
+            let over = |st: &State| {
+                l.max_msgs.is_some_and(|m| st.msgs > m) || l.max_bytes.is_some_and(|m| st.bytes > m)
+            };
+            while over(self) && self.msgs > 0 {
+                let s = self.first_seq;
+                if !self.remove(s) {
+                    break;
+                }
+                floor = s + 1;
+            }
+        }
+        if let Some(age) = l.max_age {
+            let cutoff = now_ns().saturating_sub(age.as_nanos() as u64);
+            while let Some((seq, si, off)) = self.next_live(self.first_seq) {
+                let ts = self.segs[si].header_at(off).map_or(0, |h| h.ts.get());
+                if ts >= cutoff || !self.remove(seq) {
+                    break;
+                }
+                floor = seq + 1;
+            }
+        }
+        if floor > self.floor {
+            self.raise_floor(floor);
+        }
+        self.drop_empty_front();
+    }
+
+    /// First live sequence whose timestamp is >= `ts`.
+    pub fn seq_for_time(&self, ts: u64) -> Option<u64> {
+        let si = self
+            .segs
+            .iter()
+            .position(|s| s.live > 0 && s.last_ts >= ts)?;
+        for s in &self.segs[si..] {
+            // Timestamps are monotonic, so binary search over slots; absent
+            // slots are resolved to the next live one.
+            let live_ts = |i: usize| -> Option<(usize, u64)> {
+                (i..s.offsets.len()).find_map(|j| {
+                    let o = s.offsets[j];
+                    (o != segment::ABSENT)
+                        .then(|| s.header_at(o as usize).map(|h| (j, h.ts.get())))
+                        .flatten()
+                })
+            };
+            let (mut lo, mut hi) = (0usize, s.offsets.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                match live_ts(mid) {
+                    Some((_, t)) if t >= ts => hi = mid,
+                    Some((j, _)) => lo = j + 1,
+                    None => hi = mid,
+                }
+            }
+            if let Some((j, _)) = live_ts(lo) {
+                return Some(s.base + j as u64);
+            }
+        }
+        None
+    }
+
+    /// Appends a message record's effects to the indexes (after its write).
+    pub fn apply_msg(&mut self, seq: u64, off: usize, ts: u64, len: usize, subject: &[u8]) {
+        self.active_mut().index_msg(seq, off, ts, len);
+        self.msgs += 1;
+        self.bytes += len as u64;
+        if self.msgs == 1 {
+            self.first_seq = seq;
+        }
+        self.next_seq = seq + 1;
+        self.last_ts = ts;
+        match self.subjects.get_mut(subject) {
+            Some(i) => {
+                i.count += 1;
+                i.last = seq;
+                i.last_stale = false;
+            }
+            None => {
+                self.subjects.insert(
+                    subject.into(),
+                    SubjInfo {
+                        first: seq,
+                        last: seq,
+                        count: 1,
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+mod common;
+
+use broker_edge_storage::{Discard, Error, Filter, LimitKind, Limits, Log, Purge, Start};
+use common::{payload, run, small_cfg};
+
+#[test]
+fn append_get_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(4096)).await.unwrap();
+        for i in 1..=100u64 {
+            let (seq, _) = log
+                .append(&format!("a.{}", i % 3), b"h", &payload(i, 50))
+                .await
+                .unwrap();
+            assert_eq!(seq, i);
+        }
+        assert!(log.segment_count() > 1, "small segments must roll");
+        let m = log.get(42).unwrap();
+        assert_eq!(&m.payload[..], &payload(42, 50)[..]);
+        assert_eq!(&m.subject[..], b"a.0");
+        assert_eq!(&m.headers[..], b"h");
+        let st = log.state(true);
+        assert_eq!((st.msgs, st.first_seq, st.last_seq), (100, 1, 100));
+        assert_eq!(st.num_subjects, 3);
+        log.close().await.unwrap();
+        drop(log);
+
+        let log = Log::open(&p, small_cfg(4096)).await.unwrap();
+        let r = log.recovery_report();
+        assert!(r.torn_tail.is_none() && r.corrupt.is_empty(), "{r:?}");
+        assert!(r.indexes_loaded > 0, "{r:?}");
+        let st2 = log.state(true);
+        assert_eq!(st2.msgs, 100);
+        assert_eq!(st2.last_seq, 100);
+        assert_eq!(st2.num_subjects, 3);
+        for i in 1..=100u64 {
+            assert_eq!(&log.get(i).unwrap().payload[..], &payload(i, 50)[..]);
+        }
+        let (seq, _) = log.append("a.1", b"", b"x").await.unwrap();
+        assert_eq!(seq, 101);
+    });
+}
+
+#[test]
+fn subjects_wildcards_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(2048)).await.unwrap();
+        let mut mid_ts = 0;
+        for i in 1..=60u64 {
+            let subj = match i % 3 {
+                0 => "orders.eu.new",
+                1 => "orders.us.new",
+                _ => "audit.x",
+            };
+            let (_, ts) = log.append(subj, b"", &payload(i, 10)).await.unwrap();
+            if i == 30 {
+                mid_ts = ts;
+            }
+        }
+        let f = Filter::one("orders.*.new");
+        assert_eq!(log.first_for(&f).unwrap().unwrap().seq, 1);
+        assert_eq!(log.last_for(&f).unwrap().unwrap().seq, 60);
+        let f = Filter::one("audit.>");
+        assert_eq!(log.first_for(&f).unwrap().unwrap().seq, 2);
+        assert_eq!(log.last_for(&f).unwrap().unwrap().seq, 59);
+        assert!(log.first_for(&Filter::one("nope")).unwrap().is_none());
+        let eu: Vec<u64> = log
+            .scan(Start::Seq(10), Filter::one("orders.eu.new"))
+            .map(|m| m.unwrap().seq)
+            .collect();
+        assert_eq!(eu, (12..=60).step_by(3).collect::<Vec<_>>());
+        let multi = log
+            .scan(Start::Seq(1), Filter::new(&["audit.x", "orders.us.*"]))
+            .count();
+        assert_eq!(multi, 40);
+        let from_t: Vec<u64> = log
+            .scan(Start::Time(mid_ts), Filter::all())
+            .map(|m| m.unwrap().seq)
+            .collect();
+        assert_eq!(from_t.first().copied(), log.seq_for_time(mid_ts));
+        assert!(from_t[0] <= 30 && *from_t.last().unwrap() == 60);
+        // Deleting a subject's first and last fixes the subject index.
+        assert!(log.delete(1, false).await.unwrap());
+        assert!(log.delete(58, false).await.unwrap());
+        let f = Filter::one("orders.us.new");
+        assert_eq!(log.first_for(&f).unwrap().unwrap().seq, 4);
+        assert_eq!(log.last_for(&f).unwrap().unwrap().seq, 55);
+        let counts = log.subjects(&Filter::one("orders.>"));
+        assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 38);
+    });
+}
+
+#[test]
+fn deletes_purges_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+        for i in 1..=50u64 {
+            log.append(&format!("k.{}", i % 5), b"", &payload(i, 20))
+                .await
+                .unwrap();
+        }
+        assert!(log.delete(10, true).await.unwrap());
+        assert!(!log.delete(10, false).await.unwrap());
+        assert!(matches!(log.get(10), Err(Error::NotFound(10))));
+        let st = log.state(true);
+        assert_eq!(st.num_deleted, 1);
+        assert_eq!(st.deleted, Some(vec![10]));
+        // Purge one subject keeping its newest 2.
+        let n = log
+            .purge(Purge {
+                subject: Some("k.1".into()),
+                keep: Some(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 8);
+        // Purge everything below 20.
+        let before = log.state(false).msgs;
+        let n = log
+            .purge(Purge {
+                up_to: Some(20),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(log.state(false).first_seq, 20);
+        assert_eq!(log.state(false).msgs, before - n);
+        // Per-subject limit.
+        log.set_limits(Limits {
+            max_msgs_per_subject: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for (s, c) in log.subjects(&Filter::all()) {
+            assert!(c <= 3, "{s:?} has {c}");
+        }
+        // Max msgs, discard new.
+        let msgs = log.state(false).msgs;
+        log.set_limits(Limits {
+            max_msgs: Some(msgs),
+            discard: Discard::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let e = log.append("k.9", b"", b"x").await.unwrap_err();
+        assert!(matches!(e, Error::LimitReached(LimitKind::MaxMsgs)));
+        // Max msgs, discard old.
+        log.set_limits(Limits {
+            max_msgs: Some(5),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let (last, _) = log.append("k.9", b"", b"x").await.unwrap();
+        let st = log.state(false);
+        assert_eq!(st.msgs, 5);
+        assert_eq!(st.last_seq, last);
+        // Max msg size.
+        log.set_limits(Limits {
+            max_msg_size: Some(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            log.append("k", b"", &[0u8; 20]).await,
+            Err(Error::MsgTooLarge { .. })
+        ));
+        let state_before = log.state(true);
+        log.close().await.unwrap();
+        drop(log);
+        // Deletes and purges survive a restart (limits off now).
+        let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+        assert_eq!(log.state(true), state_before);
+        // Purge all: the log continues after the last sequence.
+        log.purge(Purge::default()).await.unwrap();
+        let st = log.state(false);
+        assert_eq!((st.msgs, st.first_seq), (0, state_before.last_seq + 1));
+        let (s, _) = log.append("z", b"", b"1").await.unwrap();
+        assert_eq!(s, state_before.last_seq + 1);
+        // Purge to a future sequence.
+        log.purge(Purge {
+            up_to: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let (s, _) = log.append("z", b"", b"2").await.unwrap();
+        assert_eq!(s, 1000);
+        log.close().await.unwrap();
+        drop(log);
+        let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+        let st = log.state(false);
+        assert_eq!((st.msgs, st.first_seq, st.last_seq), (1, 1000, 1000));
+    });
+}
+
+#[test]
+fn concurrent_appenders_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(1 << 20)).await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let mut seqs = Vec::new();
+                for i in 0..50u64 {
+                    let (s, _) = log
+                        .append(&format!("t.{t}"), b"", &payload(t * 1000 + i, 100))
+                        .await
+                        .unwrap();
+                    seqs.push((s, t * 1000 + i));
+                }
+                seqs
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await);
+        }
+        all.sort();
+        assert_eq!(all.len(), 400);
+        for (i, (s, k)) in all.iter().enumerate() {
+            assert_eq!(*s, i as u64 + 1);
+            assert_eq!(&log.get(*s).unwrap().payload[..], &payload(*k, 100)[..]);
+        }
+    });
+}
+
+#[test]
+fn big_record_grows_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(4096)).await.unwrap();
+        let big = payload(1, 100_000);
+        log.append("a", b"", b"small").await.unwrap();
+        let (s, _) = log.append("b", b"", &big).await.unwrap();
+        log.append("c", b"", b"after").await.unwrap();
+        assert_eq!(&log.get(s).unwrap().payload[..], &big[..]);
+        drop(log);
+        let log = Log::open(&p, small_cfg(4096)).await.unwrap();
+        assert_eq!(&log.get(s).unwrap().payload[..], &big[..]);
+        assert_eq!(log.state(false).msgs, 3);
+    });
+}

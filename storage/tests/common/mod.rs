@@ -1,0 +1,27 @@
+#![allow(dead_code)]
+use std::future::Future;
+
+use broker_edge_storage::{Durability, LogConfig};
+use glommio::{LocalExecutorBuilder, Placement};
+
+/// Runs a future on a fresh glommio executor with a small I/O memory
+/// budget (RLIMIT_MEMLOCK is low on CI machines).
+pub fn run<T: 'static>(f: impl Future<Output = T> + 'static) -> T {
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(512 << 10)
+        .make()
+        .expect("executor");
+    ex.run(f)
+}
+
+pub fn small_cfg(seg: u64) -> LogConfig {
+    LogConfig {
+        segment_size: seg,
+        durability: Durability::Always,
+        ..Default::default()
+    }
+}
+
+pub fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+}
