@@ -2,7 +2,7 @@
 //! (A B A B …), with B/A ratios per round and their median. Alternating
 //! spreads slow drift of the box (thermal, other builds) over both sides.
 
-use crate::runner::{RunConfig, Target};
+use crate::runner::{RunConfig, Scenario, Target};
 use crate::stats::{median, print_rows, print_table, ratio, RunResult};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -63,7 +63,29 @@ pub struct Comparison {
     pub median: Ratios,
 }
 
-pub fn run(cfg: &RunConfig, a: &Target, b: &Target, rounds: usize) -> Result<Comparison> {
+pub fn run(
+    cfg: &RunConfig,
+    a: &Target,
+    b: &Target,
+    rounds: usize,
+    warmup: bool,
+) -> Result<Comparison> {
+    // `sub` waits on an outside publisher, so it has nothing to warm up with.
+    if warmup && cfg.scenario != Scenario::Sub {
+        // A short unrecorded run per side, so neither pays for first-touch
+        // costs (buffer growth, page faults, lazy init) in a recorded round.
+        let mut w = cfg.clone();
+        w.msgs = Some((cfg.msgs.unwrap_or(100_000) / 10).max(1000));
+        w.duration = cfg
+            .duration
+            .map(|d| (d / 10).max(Duration::from_millis(200)));
+        w.progress = false;
+        for t in [a, b] {
+            let mut t = t.clone();
+            t.label = format!("{}-warmup", t.label);
+            crate::run_once(&w, &t).with_context(|| format!("warm-up run against {}", t.url))?;
+        }
+    }
     let mut out = Vec::new();
     for round in 1..=rounds.max(1) {
         let mut ta = a.clone();

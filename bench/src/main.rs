@@ -76,6 +76,9 @@ struct Cli {
     /// Rounds for --compare (A B A B …).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Skip the unrecorded warm-up run per side in --compare.
+    #[arg(long)]
+    no_warmup: bool,
     /// Server A's PID for CPU accounting (default: found from the port).
     #[arg(long)]
     pid_a: Option<u32>,
@@ -220,7 +223,7 @@ fn real_main() -> Result<()> {
         }
         Some(ub) => {
             let b = target(ub, cli.pid_b, spawned_b.as_ref(), "B", cli.quiet);
-            let c = compare::run(&cfg, &a, &b, cli.rounds)?;
+            let c = compare::run(&cfg, &a, &b, cli.rounds, !cli.no_warmup)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {
