@@ -1,0 +1,152 @@
+//! Server limits set in a config file: max_payload, max_connections,
+//! max_subscriptions, ping_interval/ping_max (stale connections) and
+//! max_pending (slow consumers), with the reference's errors and closes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{sync, within, Server};
+use futures::StreamExt;
+
+const QUIET: &str = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+
+#[tokio::test]
+async fn max_payload_is_announced_and_enforced() {
+    let s = Server::start_with_config("max_payload: 1024\n", &[]);
+
+    // Announced in INFO, so the client library refuses bigger messages.
+    let c = s.client().await;
+    assert_eq!(c.server_info().max_payload, 1024);
+    let err = c
+        .publish("mp.x", vec![0u8; 2000].into())
+        .await
+        .expect_err("client must refuse a payload over max_payload");
+    assert_eq!(
+        err.kind(),
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded
+    );
+
+    // Exactly max_payload passes.
+    let mut sub = c.subscribe("mp.x").await.unwrap();
+    sync(&c).await;
+    c.publish("mp.x", vec![7u8; 1024].into()).await.unwrap();
+    let m = within("max-size message", sub.next()).await.unwrap();
+    assert_eq!(m.payload.len(), 1024);
+
+    // On the wire, one byte over is fatal.
+    let mut raw = s.raw().await;
+    assert_eq!(raw.info["max_payload"], 1024);
+    raw.handshake(QUIET).await;
+    raw.send("PUB mp.x 1025\r\n").await;
+    assert_eq!(
+        raw.next().await.as_deref(),
+        Some("-ERR 'Maximum Payload Violation'")
+    );
+    raw.expect_closed(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn max_connections_rejects_the_extra_client() {
+    let s = Server::start_with_config("max_connections: 2\n", &[]);
+    let mut a = s.raw().await;
+    let mut b = s.raw().await;
+    a.handshake(QUIET).await;
+    b.handshake(QUIET).await;
+    let mut c = s.raw().await;
+    assert_eq!(
+        c.next().await.as_deref(),
+        Some("-ERR 'maximum connections exceeded'")
+    );
+    c.expect_closed(Duration::from_secs(5)).await;
+    // The first two are unaffected.
+    for r in [&mut a, &mut b] {
+        r.send("PING\r\n").await;
+        assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    }
+}
+
+#[tokio::test]
+async fn max_subscriptions_rejects_extra_subs_but_keeps_the_connection() {
+    let s = Server::start_with_config("max_subscriptions: 2\n", &[]);
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    raw.send("SUB a 1\r\nSUB b 2\r\nSUB c 3\r\nPING\r\n").await;
+    assert_eq!(
+        raw.next().await.as_deref(),
+        Some("-ERR 'maximum subscriptions exceeded'")
+    );
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    // The first two subscriptions work, the rejected one does not exist.
+    raw.send("PUB c 1\r\nx\r\nPUB b 1\r\ny\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("MSG b 2 1"));
+}
+
+#[tokio::test]
+async fn unanswered_pings_make_a_stale_connection() {
+    let s = Server::start_with_config("ping_interval: \"200ms\"\nping_max: 1\n", &[]);
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    // Read lines without answering PINGs.
+    let mut pings = 0;
+    loop {
+        match raw.line().await.as_deref() {
+            Some("PING") => pings += 1,
+            Some("-ERR 'Stale Connection'") => break,
+            other => panic!("unexpected {other:?} while waiting for the stale error"),
+        }
+    }
+    assert!(pings >= 1, "server never pinged");
+    raw.expect_closed(Duration::from_secs(5)).await;
+
+    // A client that answers stays connected across many intervals.
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    let started = std::time::Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_millis(900) {
+        // `next` answers PINGs; a PONG comes back for our own PING.
+        raw.send("PING\r\n").await;
+        assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered > 3);
+}
+
+/// A subscriber that never reads while a publisher floods it is cut off as
+/// a slow consumer; other connections are unaffected.
+#[tokio::test]
+async fn slow_consumer_is_disconnected() {
+    let s = Server::start_with_config(
+        "max_payload: 65536\nmax_pending: 262144\nwrite_deadline: \"2s\"\n",
+        &[],
+    );
+    let mut slow = s.raw().await;
+    slow.handshake(QUIET).await;
+    slow.send("SUB flood 1\r\nPING\r\n").await;
+    assert_eq!(slow.next().await.as_deref(), Some("PONG"));
+    let publisher = s.client().await;
+    let chunk: bytes::Bytes = vec![b'x'; 64 * 1024].into();
+    // 32 MiB is far beyond socket buffers plus max_pending.
+    let flood = async {
+        for _ in 0..512 {
+            publisher.publish("flood", chunk.clone()).await.unwrap();
+        }
+        publisher.flush().await.unwrap();
+    };
+    within("flood", flood).await;
+    sync(&publisher).await;
+
+    s.wait_log("Slow Consumer", Duration::from_secs(10)).await;
+    let varz = s.json("/varz").await;
+    assert!(
+        varz["slow_consumers"].as_u64().unwrap_or(0) >= 1,
+        "varz slow_consumers: {}",
+        varz["slow_consumers"]
+    );
+    // The slow connection is closed: draining it ends in EOF/reset.
+    slow.expect_closed(Duration::from_secs(10)).await;
+    // The publisher is fine.
+    sync(&publisher).await;
+}
