@@ -186,7 +186,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
     }
 
     /// Everything interested in the literal `subject`.
-    pub fn matches(&mut self, subject: &Bytes) -> Rc<Matches<T>> {
+    pub fn matches(&mut self, subject: &[u8]) -> Rc<Matches<T>> {
         self.stats.matches += 1;
         if let Some(hit) = self.cache.get(subject) {
             self.stats.cache_hits += 1;
@@ -199,7 +199,8 @@ impl<T: Clone + PartialEq> Sublist<T> {
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
-        self.cache.insert(subject.clone(), out.clone());
+        self.cache
+            .insert(Bytes::copy_from_slice(subject), out.clone());
         out
     }
 
@@ -400,7 +401,11 @@ mod tests {
     }
 
     fn token() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("c".to_string())]
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("c".to_string())
+        ]
     }
 
     fn filter() -> impl Strategy<Value = String> {

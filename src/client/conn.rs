@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use super::{auth, CloseReason, Client, Sub, SubRef};
+use super::{auth, Client, CloseReason, Sub, SubRef};
 use crate::global::ShardStats;
 use crate::protocol::info::Connect;
-use crate::protocol::{ClientOp, ParseError, Parser};
+use crate::protocol::{parse, ClientOp, Limits, ParseError, Parsed};
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
 use crate::subject;
@@ -108,9 +108,15 @@ async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) 
     let opts = &client.g.opts;
     let _pinger = runtime::spawn_local(ping_loop(client.clone()));
     let authed = Rc::new(Cell::new(!auth::required(opts)));
-    let _auth = (!authed.get()).then(|| runtime::spawn_local(auth_timer(client.clone(), authed.clone())));
-    let mut parser = Parser::new(opts.max_control_line, opts.max_payload);
+    let _auth =
+        (!authed.get()).then(|| runtime::spawn_local(auth_timer(client.clone(), authed.clone())));
+    let limits = Limits {
+        max_control_line: opts.max_control_line,
+        max_payload: opts.max_payload,
+    };
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    // Bytes the next operation needs before parsing is worth trying.
+    let mut need = 0usize;
     let mut conn = Conn {
         shard: &shard,
         client: &client,
@@ -119,7 +125,7 @@ async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) 
         pedantic: true,
     };
     let reason = 'read: loop {
-        rbuf.reserve(READ_CHUNK);
+        rbuf.reserve(READ_CHUNK.max(need.saturating_sub(rbuf.len())));
         let len = rbuf.len();
         let spare = rbuf.spare_capacity_mut();
         // SAFETY: the kernel only writes into this spare capacity and we only
@@ -136,14 +142,26 @@ async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) 
             break CloseReason::ClientClosed;
         }
         client.last_activity.set(SystemTime::now());
-        loop {
-            match parser.next(&mut rbuf) {
-                Ok(Some(op)) => {
-                    if let Err(reason) = conn.handle(op).await {
+        if rbuf.len() < need {
+            continue;
+        }
+        // Freeze what arrived: operations borrow it, and messages for other
+        // shards share it with one reference count per read.
+        let chunk = rbuf.split().freeze();
+        let mut at = 0;
+        need = 0;
+        while at < chunk.len() {
+            match parse(&chunk[at..], &limits) {
+                Ok(Parsed::Op(op, used)) => {
+                    at += used;
+                    if let Err(reason) = conn.handle(&chunk, op).await {
                         break 'read reason;
                     }
                 }
-                Ok(None) => break,
+                Ok(Parsed::Incomplete(n)) => {
+                    need = n;
+                    break;
+                }
                 Err(e) => {
                     tracing::error!("{} - cid:{} - {e}", client.addr, client.cid);
                     if let Some(text) = e.client_error() {
@@ -152,6 +170,10 @@ async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) 
                     break 'read reason_for(&e);
                 }
             }
+        }
+        // Carry an incomplete operation over to the next read.
+        if at < chunk.len() {
+            rbuf.extend_from_slice(&chunk[at..]);
         }
     };
     client.close(reason);
@@ -188,7 +210,7 @@ impl Conn<'_> {
         }
     }
 
-    async fn handle(&mut self, op: ClientOp) -> Result<(), CloseReason> {
+    async fn handle(&mut self, data: &Bytes, op: ClientOp<'_>) -> Result<(), CloseReason> {
         let client = self.client;
         if !self.authed.get() && !matches!(op, ClientOp::Connect(_)) {
             client.send_err("Authorization Violation");
@@ -200,7 +222,7 @@ impl Conn<'_> {
                 reply,
                 hdr_len,
                 msg,
-            } => self.publish(subject, reply, hdr_len, msg).await,
+            } => self.publish(data, subject, reply, hdr_len, msg).await,
             ClientOp::Sub {
                 subject,
                 queue,
@@ -210,12 +232,12 @@ impl Conn<'_> {
                 Ok(())
             }
             ClientOp::Unsub { sid, max } => {
-                let existing = client.subs.borrow().get(&sid).cloned();
+                let existing = client.subs.borrow().get(sid).cloned();
                 if let Some(s) = existing {
                     match max {
                         Some(m) if m > s.0.delivered.get() => s.0.max.set(m),
                         _ => {
-                            client.drop_sub(&sid);
+                            client.drop_sub(sid);
                             self.shard.remove_sub(&s);
                         }
                     }
@@ -235,14 +257,14 @@ impl Conn<'_> {
                 client.pings_out.set(0);
                 Ok(())
             }
-            ClientOp::Connect(json) => self.connect(&json),
+            ClientOp::Connect(json) => self.connect(json),
             ClientOp::Info | ClientOp::Ok => Ok(()),
             ClientOp::Err(text) => {
                 tracing::error!(
                     "{} - cid:{} - Client Error {}",
                     client.addr,
                     client.cid,
-                    String::from_utf8_lossy(&text).trim_matches('\'')
+                    String::from_utf8_lossy(text).trim_matches('\'')
                 );
                 Err(CloseReason::ClientClosed)
             }
@@ -290,10 +312,11 @@ impl Conn<'_> {
 
     async fn publish(
         &mut self,
-        subject: Bytes,
-        reply: Option<Bytes>,
+        data: &Bytes,
+        subject: &[u8],
+        reply: Option<&[u8]>,
         hdr_len: Option<usize>,
-        msg: Bytes,
+        msg: &[u8],
     ) -> Result<(), CloseReason> {
         let client = self.client;
         if hdr_len.is_some() && !client.headers() {
@@ -310,21 +333,21 @@ impl Conn<'_> {
         let st = self.shard.stats();
         ShardStats::add(&st.in_msgs, 1);
         ShardStats::add(&st.in_bytes, msg.len() as u64);
-        if self.pedantic && !subject::is_valid_literal(&subject) {
+        if self.pedantic && !subject::is_valid_literal(subject) {
             client.send_err("Invalid Publish Subject");
             self.ok();
             return Ok(());
         }
         self.ok();
         self.shard
-            .publish(client, &subject, reply.as_ref(), hdr_len, &msg);
+            .publish(client, data, subject, reply, hdr_len, msg);
         self.shard.link_space().await;
         Ok(())
     }
 
-    fn subscribe(&mut self, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
+    fn subscribe(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
         let client = self.client;
-        if !subject::is_valid_filter(&subject) {
+        if !subject::is_valid_filter(subject) {
             client.send_err("Invalid Subject");
             return;
         }
@@ -345,14 +368,15 @@ impl Conn<'_> {
             client.send_err("maximum subscriptions exceeded");
             return;
         }
-        if client.subs.borrow().contains_key(&sid) {
+        if client.subs.borrow().contains_key(sid) {
             self.ok();
             return;
         }
+        let sid = Bytes::copy_from_slice(sid);
         let sub = SubRef(Rc::new(Sub {
             client: client.clone(),
-            subject,
-            queue,
+            subject: Bytes::copy_from_slice(subject),
+            queue: queue.map(Bytes::copy_from_slice),
             sid: sid.clone(),
             max: Cell::new(0),
             delivered: Cell::new(0),

@@ -167,20 +167,12 @@ impl Client {
     }
 
     /// Queues one delivery and enforces max_pending.
-    pub fn deliver(
-        &self,
-        sid: &[u8],
-        subject: &[u8],
-        reply: Option<&Bytes>,
-        hdr_len: Option<usize>,
-        msg: &Bytes,
-    ) {
-        let (hdr_len, body) = match hdr_len {
-            Some(h) if !self.headers.get() => (None, &msg[h.min(msg.len())..]),
-            h => (h, &msg[..]),
+    pub fn deliver(&self, sid: &[u8], m: &crate::shard::Msg) {
+        let (hdr_len, body) = match m.hdr_len {
+            Some(h) if !self.headers.get() => (None, &m.msg[h.min(m.msg.len())..]),
+            h => (h, m.msg),
         };
-        self.out
-            .push_msg(subject, sid, reply.map(|r| &r[..]), hdr_len, body);
+        self.out.push_msg(m.subject, sid, m.reply, hdr_len, body);
         let c = &self.counters;
         c.out_msgs.set(c.out_msgs.get() + 1);
         c.out_bytes.set(c.out_bytes.get() + body.len() as u64);
@@ -196,7 +188,7 @@ impl Client {
 
     /// Sends the no-responders status to the requester's own subscription
     /// that matches `reply`.
-    pub fn no_responders(&self, reply: &Bytes, status: &[u8]) {
+    pub fn no_responders(&self, reply: &[u8], status: &[u8]) {
         let sid = self
             .subs
             .borrow()
@@ -227,10 +219,8 @@ impl Client {
             self.addr,
             self.cid,
             match reason {
-                CloseReason::SlowConsumerWriteDeadline => format!(
-                    "WriteDeadline of {:?} exceeded",
-                    self.g.opts.write_deadline
-                ),
+                CloseReason::SlowConsumerWriteDeadline =>
+                    format!("WriteDeadline of {:?} exceeded", self.g.opts.write_deadline),
                 _ => format!("MaxPending of {} Exceeded", self.g.opts.max_pending),
             }
         );

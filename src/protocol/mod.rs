@@ -4,4 +4,4 @@
 pub mod info;
 pub mod parser;
 
-pub use parser::{ClientOp, ParseError, Parser};
+pub use parser::{parse, ClientOp, Limits, ParseError, Parsed};

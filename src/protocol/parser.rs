@@ -1,35 +1,46 @@
-//! Incremental parser for what clients send (CONNECT, PUB, HPUB, SUB, UNSUB,
-//! PING, PONG, ...). It consumes from a `BytesMut` read buffer and hands out
-//! `Bytes` that share that buffer, so payloads are never copied here.
+//! Parser for what clients send (CONNECT, PUB, HPUB, SUB, UNSUB, PING,
+//! PONG, ...). It is stateless and borrows from the read buffer: an
+//! operation comes out as slices of the bytes the socket delivered, so the
+//! hot path neither allocates nor touches reference counts. When an
+//! operation is incomplete it says how many bytes it needs, so the reader can
+//! wait for a large payload without re-parsing it chunk by chunk.
 
-use bytes::{Buf, Bytes, BytesMut};
-
-/// One operation from a client.
+/// One operation from a client, borrowing the read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientOp {
-    Connect(Bytes),
+pub enum ClientOp<'a> {
+    Connect(&'a [u8]),
     /// PUB and HPUB. `hdr_len` is `Some` for HPUB; `msg` holds headers
     /// followed by payload.
     Pub {
-        subject: Bytes,
-        reply: Option<Bytes>,
+        subject: &'a [u8],
+        reply: Option<&'a [u8]>,
         hdr_len: Option<usize>,
-        msg: Bytes,
+        msg: &'a [u8],
     },
     Sub {
-        subject: Bytes,
-        queue: Option<Bytes>,
-        sid: Bytes,
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+        sid: &'a [u8],
     },
     Unsub {
-        sid: Bytes,
+        sid: &'a [u8],
         max: Option<u64>,
     },
     Ping,
     Pong,
     Info,
     Ok,
-    Err(Bytes),
+    Err(&'a [u8]),
+}
+
+/// The result of one parse step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// An operation and how many bytes it used.
+    Op(ClientOp<'a>, usize),
+    /// Nothing complete yet; at least this many bytes (from the start of the
+    /// buffer) are needed.
+    Incomplete(usize),
 }
 
 /// Why parsing stopped. Every variant ends the connection; `client_error`
@@ -62,35 +73,30 @@ impl ParseError {
     }
 }
 
-#[derive(Debug)]
-enum State {
-    Line,
-    Payload {
-        subject: Bytes,
-        reply: Option<Bytes>,
-        hdr_len: Option<usize>,
-        total: usize,
-    },
-}
-
-pub struct Parser {
-    state: State,
-    max_control_line: usize,
-    max_payload: usize,
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_control_line: usize,
+    pub max_payload: usize,
 }
 
 fn snippet(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(32)]).into_owned()
 }
 
-fn split_args(line: &Bytes) -> Vec<Bytes> {
-    let mut out = Vec::with_capacity(4);
+/// Splits on spaces/tabs into at most 5 arguments without allocating;
+/// returns the count (6 means "too many").
+fn split_args<'a>(line: &'a [u8], out: &mut [&'a [u8]; 5]) -> usize {
+    let mut n = 0;
     let mut start = None;
     for (i, &c) in line.iter().enumerate() {
         let ws = c == b' ' || c == b'\t';
         match (ws, start) {
             (true, Some(s)) => {
-                out.push(line.slice(s..i));
+                if n == out.len() {
+                    return n + 1;
+                }
+                out[n] = &line[s..i];
+                n += 1;
                 start = None;
             }
             (false, None) => start = Some(i),
@@ -98,9 +104,13 @@ fn split_args(line: &Bytes) -> Vec<Bytes> {
         }
     }
     if let Some(s) = start {
-        out.push(line.slice(s..));
+        if n == out.len() {
+            return n + 1;
+        }
+        out[n] = &line[s..];
+        n += 1;
     }
-    out
+    n
 }
 
 fn parse_size(b: &[u8]) -> Option<usize> {
@@ -124,194 +134,7 @@ fn is_op_start(c: u8) -> bool {
     )
 }
 
-impl Parser {
-    pub fn new(max_control_line: usize, max_payload: usize) -> Self {
-        Parser {
-            state: State::Line,
-            max_control_line,
-            max_payload,
-        }
-    }
-
-    pub fn set_max_payload(&mut self, max: usize) {
-        self.max_payload = max;
-    }
-
-    /// Returns the next complete operation, `Ok(None)` when more bytes are
-    /// needed.
-    pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<ClientOp>, ParseError> {
-        loop {
-            match &self.state {
-                State::Payload { total, .. } => {
-                    let total = *total;
-                    if buf.len() < total + 2 {
-                        return Ok(None);
-                    }
-                    if &buf[total..total + 2] != b"\r\n" {
-                        return Err(ParseError::UnknownOp(snippet(&buf[total..])));
-                    }
-                    let State::Payload {
-                        subject,
-                        reply,
-                        hdr_len,
-                        ..
-                    } = std::mem::replace(&mut self.state, State::Line)
-                    else {
-                        unreachable!("state checked above");
-                    };
-                    let msg = buf.split_to(total).freeze();
-                    buf.advance(2);
-                    return Ok(Some(ClientOp::Pub {
-                        subject,
-                        reply,
-                        hdr_len,
-                        msg,
-                    }));
-                }
-                State::Line => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    // Fail fast on garbage, as the reference does, rather than
-                    // waiting for a line end that may never come.
-                    if !is_op_start(buf[0]) {
-                        return Err(ParseError::UnknownOp(snippet(buf)));
-                    }
-                    let Some(nl) = memchr::memchr(b'\n', buf) else {
-                        if buf.len() > self.max_control_line {
-                            return Err(ParseError::MaxControlLine(self.max_control_line));
-                        }
-                        return Ok(None);
-                    };
-                    if nl > self.max_control_line {
-                        return Err(ParseError::MaxControlLine(self.max_control_line));
-                    }
-                    let mut line = buf.split_to(nl + 1).freeze();
-                    line.truncate(nl);
-                    if line.last() == Some(&b'\r') {
-                        line.truncate(nl - 1);
-                    }
-                    if line.is_empty() {
-                        continue;
-                    }
-                    if let Some(op) = self.control_line(line)? {
-                        return Ok(Some(op));
-                    }
-                }
-            }
-        }
-    }
-
-    fn control_line(&mut self, line: Bytes) -> Result<Option<ClientOp>, ParseError> {
-        let op_end = line
-            .iter()
-            .position(|&c| c == b' ' || c == b'\t')
-            .unwrap_or(line.len());
-        let mut op = [0u8; 8];
-        if op_end > op.len() {
-            return Err(ParseError::UnknownOp(snippet(&line)));
-        }
-        for (d, s) in op.iter_mut().zip(&line[..op_end]) {
-            *d = s.to_ascii_uppercase();
-        }
-        let rest = line.slice(op_end..);
-        match &op[..op_end] {
-            b"PUB" => self.pub_args(rest, false).map(|_| None),
-            b"HPUB" => self.pub_args(rest, true).map(|_| None),
-            b"SUB" => {
-                let a = split_args(&rest);
-                let (subject, queue, sid) = match a.len() {
-                    2 => (a[0].clone(), None, a[1].clone()),
-                    3 => (a[0].clone(), Some(a[1].clone()), a[2].clone()),
-                    _ => {
-                        return Err(ParseError::BadArgs {
-                            op: "processSub",
-                            args: trimmed(&rest),
-                        })
-                    }
-                };
-                Ok(Some(ClientOp::Sub {
-                    subject,
-                    queue,
-                    sid,
-                }))
-            }
-            b"UNSUB" => {
-                let a = split_args(&rest);
-                match a.len() {
-                    1 => Ok(Some(ClientOp::Unsub {
-                        sid: a[0].clone(),
-                        max: None,
-                    })),
-                    // A bad max is ignored by the reference: the sub goes.
-                    2 => Ok(Some(ClientOp::Unsub {
-                        sid: a[0].clone(),
-                        max: parse_size(&a[1]).map(|n| n as u64),
-                    })),
-                    _ => Err(ParseError::UnknownOp(snippet(&line))),
-                }
-            }
-            b"CONNECT" => Ok(Some(ClientOp::Connect(trim_bytes(rest)))),
-            b"PING" => Ok(Some(ClientOp::Ping)),
-            b"PONG" => Ok(Some(ClientOp::Pong)),
-            b"INFO" => Ok(Some(ClientOp::Info)),
-            b"+OK" => Ok(Some(ClientOp::Ok)),
-            b"-ERR" => Ok(Some(ClientOp::Err(trim_bytes(rest)))),
-            _ => Err(ParseError::UnknownOp(snippet(&line))),
-        }
-    }
-
-    fn pub_args(&mut self, rest: Bytes, headers: bool) -> Result<(), ParseError> {
-        let op = if headers {
-            "processHeaderPub"
-        } else {
-            "processPub"
-        };
-        let a = split_args(&rest);
-        let n_sizes = if headers { 2 } else { 1 };
-        if a.len() < 1 + n_sizes || a.len() > 2 + n_sizes {
-            return Err(ParseError::BadArgs {
-                op,
-                args: trimmed(&rest),
-            });
-        }
-        let subject = a[0].clone();
-        let reply = (a.len() == 2 + n_sizes).then(|| a[1].clone());
-        let sizes: Vec<Option<usize>> = a[a.len() - n_sizes..]
-            .iter()
-            .map(|s| parse_size(s))
-            .collect();
-        let bad_size = || ParseError::BadSize {
-            op,
-            args: trimmed(&rest),
-        };
-        let total = sizes[n_sizes - 1].ok_or_else(bad_size)?;
-        let hdr_len = if headers {
-            let h = sizes[0].ok_or_else(bad_size)?;
-            if h > total {
-                return Err(ParseError::HeaderTooLarge(trimmed(&rest)));
-            }
-            Some(h)
-        } else {
-            None
-        };
-        if total > self.max_payload {
-            return Err(ParseError::MaxPayload {
-                size: total,
-                max: self.max_payload,
-            });
-        }
-        self.state = State::Payload {
-            subject,
-            reply,
-            hdr_len,
-            total,
-        };
-        Ok(())
-    }
-}
-
-fn trim_bytes(b: Bytes) -> Bytes {
+fn trim(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
         .position(|c| !c.is_ascii_whitespace())
@@ -320,11 +143,168 @@ fn trim_bytes(b: Bytes) -> Bytes {
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
-    b.slice(start..end.max(start))
+    &b[start..end.max(start)]
 }
 
-fn trimmed(b: &Bytes) -> String {
-    String::from_utf8_lossy(&trim_bytes(b.clone())).into_owned()
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(trim(b)).into_owned()
+}
+
+/// Parses the next operation at the start of `buf`.
+pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseError> {
+    let mut at = 0;
+    loop {
+        let rest = &buf[at..];
+        if rest.is_empty() {
+            return Ok(Parsed::Incomplete(at + 1));
+        }
+        // Fail fast on garbage, as the reference does, rather than waiting
+        // for a line end that may never come.
+        if !is_op_start(rest[0]) {
+            return Err(ParseError::UnknownOp(snippet(rest)));
+        }
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
+            if rest.len() > limits.max_control_line {
+                return Err(ParseError::MaxControlLine(limits.max_control_line));
+            }
+            return Ok(Parsed::Incomplete(buf.len() + 1));
+        };
+        if nl > limits.max_control_line {
+            return Err(ParseError::MaxControlLine(limits.max_control_line));
+        }
+        let mut line = &rest[..nl];
+        if line.last() == Some(&b'\r') {
+            line = &line[..nl - 1];
+        }
+        let line_end = at + nl + 1;
+        if line.is_empty() {
+            at = line_end;
+            continue;
+        }
+        return control_line(buf, line, line_end, limits);
+    }
+}
+
+fn control_line<'a>(
+    buf: &'a [u8],
+    line: &'a [u8],
+    line_end: usize,
+    limits: &Limits,
+) -> Result<Parsed<'a>, ParseError> {
+    let op_end = line
+        .iter()
+        .position(|&c| c == b' ' || c == b'\t')
+        .unwrap_or(line.len());
+    let mut op = [0u8; 8];
+    if op_end > op.len() {
+        return Err(ParseError::UnknownOp(snippet(line)));
+    }
+    for (d, s) in op.iter_mut().zip(&line[..op_end]) {
+        *d = s.to_ascii_uppercase();
+    }
+    let rest = &line[op_end..];
+    let done = |op| Ok(Parsed::Op(op, line_end));
+    let mut a: [&[u8]; 5] = [&[]; 5];
+    match &op[..op_end] {
+        b"PUB" => pub_op(buf, rest, line_end, false, limits),
+        b"HPUB" => pub_op(buf, rest, line_end, true, limits),
+        b"SUB" => match split_args(rest, &mut a) {
+            2 => done(ClientOp::Sub {
+                subject: a[0],
+                queue: None,
+                sid: a[1],
+            }),
+            3 => done(ClientOp::Sub {
+                subject: a[0],
+                queue: Some(a[1]),
+                sid: a[2],
+            }),
+            _ => Err(ParseError::BadArgs {
+                op: "processSub",
+                args: lossy(rest),
+            }),
+        },
+        b"UNSUB" => match split_args(rest, &mut a) {
+            1 => done(ClientOp::Unsub {
+                sid: a[0],
+                max: None,
+            }),
+            // A bad max is ignored by the reference: the sub goes.
+            2 => done(ClientOp::Unsub {
+                sid: a[0],
+                max: parse_size(a[1]).map(|n| n as u64),
+            }),
+            _ => Err(ParseError::UnknownOp(snippet(line))),
+        },
+        b"CONNECT" => done(ClientOp::Connect(trim(rest))),
+        b"PING" => done(ClientOp::Ping),
+        b"PONG" => done(ClientOp::Pong),
+        b"INFO" => done(ClientOp::Info),
+        b"+OK" => done(ClientOp::Ok),
+        b"-ERR" => done(ClientOp::Err(trim(rest))),
+        _ => Err(ParseError::UnknownOp(snippet(line))),
+    }
+}
+
+fn pub_op<'a>(
+    buf: &'a [u8],
+    rest: &'a [u8],
+    line_end: usize,
+    headers: bool,
+    limits: &Limits,
+) -> Result<Parsed<'a>, ParseError> {
+    let op = if headers {
+        "processHeaderPub"
+    } else {
+        "processPub"
+    };
+    let mut a: [&[u8]; 5] = [&[]; 5];
+    let n = split_args(rest, &mut a);
+    let n_sizes = if headers { 2 } else { 1 };
+    if n < 1 + n_sizes || n > 2 + n_sizes {
+        return Err(ParseError::BadArgs {
+            op,
+            args: lossy(rest),
+        });
+    }
+    let subject = a[0];
+    let reply = (n == 2 + n_sizes).then_some(a[1]);
+    let bad_size = || ParseError::BadSize {
+        op,
+        args: lossy(rest),
+    };
+    let total = parse_size(a[n - 1]).ok_or_else(bad_size)?;
+    let hdr_len = if headers {
+        let h = parse_size(a[n - 2]).ok_or_else(bad_size)?;
+        if h > total {
+            return Err(ParseError::HeaderTooLarge(lossy(rest)));
+        }
+        Some(h)
+    } else {
+        None
+    };
+    if total > limits.max_payload {
+        return Err(ParseError::MaxPayload {
+            size: total,
+            max: limits.max_payload,
+        });
+    }
+    let end = line_end + total;
+    if buf.len() < end + 2 {
+        return Ok(Parsed::Incomplete(end + 2));
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return Err(ParseError::UnknownOp(snippet(&buf[end..])));
+    }
+    Ok(Parsed::Op(
+        ClientOp::Pub {
+            subject,
+            reply,
+            hdr_len,
+            msg: &buf[line_end..end],
+        },
+        end + 2,
+    ))
 }
 
 #[cfg(test)]
@@ -332,9 +312,53 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn parse_all(input: &[u8], chunks: &[usize]) -> Result<Vec<ClientOp>, ParseError> {
-        let mut p = Parser::new(4096, 1 << 20);
-        let mut buf = BytesMut::new();
+    const LIMITS: Limits = Limits {
+        max_control_line: 4096,
+        max_payload: 1 << 20,
+    };
+
+    /// Owned form of an operation, for comparing across buffers.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Owned {
+        Connect(Vec<u8>),
+        Pub(Vec<u8>, Option<Vec<u8>>, Option<usize>, Vec<u8>),
+        Sub(Vec<u8>, Option<Vec<u8>>, Vec<u8>),
+        Unsub(Vec<u8>, Option<u64>),
+        Ping,
+        Pong,
+        Other,
+    }
+
+    fn own(op: &ClientOp) -> Owned {
+        match op {
+            ClientOp::Connect(c) => Owned::Connect(c.to_vec()),
+            ClientOp::Pub {
+                subject,
+                reply,
+                hdr_len,
+                msg,
+            } => Owned::Pub(
+                subject.to_vec(),
+                reply.map(|r| r.to_vec()),
+                *hdr_len,
+                msg.to_vec(),
+            ),
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => Owned::Sub(subject.to_vec(), queue.map(|q| q.to_vec()), sid.to_vec()),
+            ClientOp::Unsub { sid, max } => Owned::Unsub(sid.to_vec(), *max),
+            ClientOp::Ping => Owned::Ping,
+            ClientOp::Pong => Owned::Pong,
+            _ => Owned::Other,
+        }
+    }
+
+    /// Feeds `input` in the given chunk sizes the way the reader does:
+    /// parse what is complete, carry the tail.
+    fn parse_all(input: &[u8], chunks: &[usize]) -> Result<Vec<Owned>, ParseError> {
+        let mut buf: Vec<u8> = Vec::new();
         let mut out = Vec::new();
         let mut pos = 0;
         let mut ci = 0;
@@ -348,15 +372,26 @@ mod tests {
             ci += 1;
             buf.extend_from_slice(&input[pos..pos + n]);
             pos += n;
-            while let Some(op) = p.next(&mut buf)? {
-                out.push(op);
+            let mut at = 0;
+            loop {
+                match parse(&buf[at..], &LIMITS)? {
+                    Parsed::Op(op, used) => {
+                        out.push(own(&op));
+                        at += used;
+                    }
+                    Parsed::Incomplete(need) => {
+                        assert!(need > buf.len() - at, "asks for bytes it has");
+                        break;
+                    }
+                }
             }
+            buf.drain(..at);
         }
         Ok(out)
     }
 
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn v(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
     }
 
     #[test]
@@ -369,32 +404,23 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                ClientOp::Connect(b("{\"verbose\":false}")),
-                ClientOp::Pub {
-                    subject: b("foo"),
-                    reply: None,
-                    hdr_len: None,
-                    msg: b("abc")
-                },
-                ClientOp::Sub {
-                    subject: b("foo"),
-                    queue: Some(b("q")),
-                    sid: b("1")
-                },
-                ClientOp::Pub {
-                    subject: b("a"),
-                    reply: Some(b("r")),
-                    hdr_len: Some(12),
-                    msg: b("NATS/1.0\r\n\r\nhi")
-                },
-                ClientOp::Unsub {
-                    sid: b("1"),
-                    max: Some(5)
-                },
-                ClientOp::Ping,
-                ClientOp::Pong,
+                Owned::Connect(v("{\"verbose\":false}")),
+                Owned::Pub(v("foo"), None, None, v("abc")),
+                Owned::Sub(v("foo"), Some(v("q")), v("1")),
+                Owned::Pub(v("a"), Some(v("r")), Some(12), v("NATS/1.0\r\n\r\nhi")),
+                Owned::Unsub(v("1"), Some(5)),
+                Owned::Ping,
+                Owned::Pong,
             ]
         );
+    }
+
+    #[test]
+    fn incomplete_payload_reports_need() {
+        let Parsed::Incomplete(need) = parse(b"PUB foo 10\r\nabc", &LIMITS).unwrap() else {
+            panic!("expected incomplete");
+        };
+        assert_eq!(need, 11 + 10 + 2);
     }
 
     #[test]
@@ -416,12 +442,18 @@ mod tests {
         assert_eq!(e.client_error(), Some("Unknown Protocol Operation"));
         let e = parse_all(b"HPUB a 5 3\r\n", &[]).unwrap_err();
         assert!(matches!(e, ParseError::HeaderTooLarge(_)));
+        let e = parse_all(b"SUB a b c d e f g\r\n", &[]).unwrap_err();
+        assert!(matches!(e, ParseError::BadArgs { .. }));
     }
 
-    fn op_strategy() -> impl Strategy<Value = (String, ClientOp)> {
+    fn op_strategy() -> impl Strategy<Value = (Vec<u8>, Owned)> {
         let subj = "[a-z]{1,5}(\\.[a-z]{1,5}){0,2}";
         prop_oneof![
-            (subj, proptest::option::of("[A-Z]{1,4}"), proptest::collection::vec(any::<u8>(), 0..40))
+            (
+                subj,
+                proptest::option::of("[A-Z]{1,4}"),
+                proptest::collection::vec(any::<u8>(), 0..40)
+            )
                 .prop_map(|(s, r, p)| {
                     let mut text = format!("PUB {s} ");
                     if let Some(r) = &r {
@@ -431,29 +463,15 @@ mod tests {
                     let mut raw = text.into_bytes();
                     raw.extend_from_slice(&p);
                     raw.extend_from_slice(b"\r\n");
-                    (
-                        unsafe_latin1(&raw),
-                        ClientOp::Pub {
-                            subject: b(&s),
-                            reply: r.map(|r| b(&r)),
-                            hdr_len: None,
-                            msg: Bytes::from(p),
-                        },
-                    )
+                    (raw, Owned::Pub(v(&s), r.map(|r| v(&r)), None, p))
                 }),
             (subj, "[0-9]{1,4}").prop_map(|(s, sid)| (
-                format!("SUB {s} {sid}\r\n"),
-                ClientOp::Sub { subject: b(&s), queue: None, sid: b(&sid) }
+                format!("SUB {s} {sid}\r\n").into_bytes(),
+                Owned::Sub(v(&s), None, v(&sid))
             )),
-            Just(("PING\r\n".to_string(), ClientOp::Ping)),
-            Just(("PONG\r\n".to_string(), ClientOp::Pong)),
+            Just((b"PING\r\n".to_vec(), Owned::Ping)),
+            Just((b"PONG\r\n".to_vec(), Owned::Pong)),
         ]
-    }
-
-    /// Keeps arbitrary payload bytes intact through a `String` (one char per
-    /// byte) so the strategy can concatenate frames.
-    fn unsafe_latin1(raw: &[u8]) -> String {
-        raw.iter().map(|&c| c as char).collect()
     }
 
     proptest! {
@@ -463,8 +481,8 @@ mod tests {
             frames in proptest::collection::vec(op_strategy(), 1..20),
             chunks in proptest::collection::vec(1usize..64, 0..200),
         ) {
-            let input: Vec<u8> = frames.iter().flat_map(|(t, _)| t.chars().map(|c| c as u8)).collect();
-            let want: Vec<ClientOp> = frames.into_iter().map(|(_, op)| op).collect();
+            let input: Vec<u8> = frames.iter().flat_map(|(t, _)| t.iter().copied()).collect();
+            let want: Vec<Owned> = frames.into_iter().map(|(_, op)| op).collect();
             let got = parse_all(&input, &chunks).unwrap();
             prop_assert_eq!(got, want);
         }

@@ -58,7 +58,7 @@ impl RemoteInterest {
         }
     }
 
-    pub fn matches(&mut self, subject: &Bytes) -> Rc<Matches<Remote>> {
+    pub fn matches(&mut self, subject: &[u8]) -> Rc<Matches<Remote>> {
         self.list.matches(subject)
     }
 

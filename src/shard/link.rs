@@ -67,16 +67,44 @@ pub enum Item {
         count: u32,
         sync: Arc<SyncPoint>,
     },
-    /// A published message. `plain`: deliver to all matching plain
-    /// subscribers; `queues`: pick one local member of each.
-    Msg {
-        subject: Bytes,
-        reply: Option<Bytes>,
-        hdr_len: Option<usize>,
-        msg: Bytes,
-        plain: bool,
-        queues: Vec<Bytes>,
-    },
+    /// Published messages that all live in `data` (one read from a
+    /// publisher's socket): one reference count per batch, not per message.
+    Msgs { data: Bytes, msgs: Vec<MsgRef> },
+}
+
+/// A byte range inside an `Item::Msgs` buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    /// The position of `part` inside `data`; `part` must be a sub-slice.
+    pub fn of(data: &[u8], part: &[u8]) -> Span {
+        let start = (part.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+        debug_assert!(start + part.len() <= data.len());
+        Span {
+            start: start as u32,
+            len: part.len() as u32,
+        }
+    }
+
+    pub fn get<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        let s = self.start as usize;
+        data.get(s..s + self.len as usize).unwrap_or_default()
+    }
+}
+
+/// One forwarded message. `plain`: deliver to all matching plain
+/// subscribers; `queues`: pick one local member of each named group.
+pub struct MsgRef {
+    pub subject: Span,
+    pub reply: Option<Span>,
+    pub hdr_len: Option<u32>,
+    pub msg: Span,
+    pub plain: bool,
+    pub queues: Vec<Bytes>,
 }
 
 pub type Batch = Vec<Item>;
@@ -87,6 +115,7 @@ const HIGH_WATER: usize = 8192;
 #[derive(Default)]
 pub struct Link {
     queue: RefCell<Vec<Item>>,
+    queued: Cell<usize>,
     sender_waker: Cell<Option<Waker>>,
     space_wakers: RefCell<Vec<Waker>>,
     closed: Cell<bool>,
@@ -96,6 +125,7 @@ impl Link {
     pub fn push(&self, item: Item) {
         let mut q = self.queue.borrow_mut();
         q.push(item);
+        self.queued.set(self.queued.get() + 1);
         if q.len() == 1 {
             if let Some(w) = self.sender_waker.take() {
                 w.wake();
@@ -103,8 +133,27 @@ impl Link {
         }
     }
 
+    /// Queues a message from `data`, joining the previous batch entry when
+    /// it came from the same buffer.
+    pub fn push_msg(&self, data: &Bytes, m: MsgRef) {
+        {
+            let mut q = self.queue.borrow_mut();
+            if let Some(Item::Msgs { data: d, msgs }) = q.last_mut() {
+                if d.as_ptr() == data.as_ptr() && d.len() == data.len() {
+                    msgs.push(m);
+                    self.queued.set(self.queued.get() + 1);
+                    return;
+                }
+            }
+        }
+        self.push(Item::Msgs {
+            data: data.clone(),
+            msgs: vec![m],
+        });
+    }
+
     pub fn is_congested(&self) -> bool {
-        self.queue.borrow().len() >= HIGH_WATER
+        self.queued.get() >= HIGH_WATER
     }
 
     /// Resolves when the queue is below the high-water mark.
@@ -145,6 +194,7 @@ impl Future for TakeBatch<'_> {
         if !q.is_empty() {
             let batch = std::mem::take(&mut *q);
             drop(q);
+            self.link.queued.set(0);
             for w in self.link.space_wakers.borrow_mut().drain(..) {
                 w.wake();
             }

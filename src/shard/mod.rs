@@ -18,7 +18,7 @@ use crate::client::{Client, SubRef};
 use crate::global::{Global, ShardStats};
 use crate::sublist::Sublist;
 use interest::{LocalCounts, RemoteInterest};
-use link::{Item, Link, SyncPoint};
+use link::{Item, Link, MsgRef, Span, SyncPoint};
 
 pub use run::run;
 
@@ -35,6 +35,25 @@ pub struct Shard {
 }
 
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
+
+/// One message as delivery sees it: slices of wherever it lives.
+pub struct Msg<'a> {
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    pub hdr_len: Option<usize>,
+    pub msg: &'a [u8],
+}
+
+/// Picks the remote shard whose cumulative weight covers `at`.
+fn pick_weighted(r: &[interest::Remote], mut at: u64) -> Option<usize> {
+    for x in r {
+        if at < x.weight as u64 {
+            return Some(x.shard);
+        }
+        at -= x.weight as u64;
+    }
+    None
+}
 
 impl Shard {
     pub fn new(id: usize, g: Arc<Global>) -> Shard {
@@ -117,16 +136,25 @@ impl Shard {
         *self.last_sync.borrow_mut() = Some(sync);
     }
 
-    /// Delivers a message published by a local client. Returns whether
-    /// anyone was interested.
+    /// Delivers a message published by a local client. `subject`, `reply`
+    /// and `msg` are slices of `data`, which travels to other shards as is.
+    /// Returns whether anyone was interested.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
         from: &Client,
-        subject: &Bytes,
-        reply: Option<&Bytes>,
+        data: &Bytes,
+        subject: &[u8],
+        reply: Option<&[u8]>,
         hdr_len: Option<usize>,
-        msg: &Bytes,
+        msg: &[u8],
     ) -> bool {
+        let m = Msg {
+            subject,
+            reply,
+            hdr_len,
+            msg,
+        };
         let local = self.subs.borrow_mut().matches(subject);
         let echo = from.echo();
         let mut any = false;
@@ -134,14 +162,14 @@ impl Shard {
             if !echo && s.0.client.cid == from.cid {
                 continue;
             }
-            any |= self.deliver(s, subject, reply, hdr_len, msg);
+            any |= self.deliver(s, &m);
         }
         if self.g.shards < 2 || self.remote.borrow().is_empty() {
             for (_, members) in &local.qsubs {
-                any |= self.deliver_one_of(members, echo, from.cid, subject, reply, hdr_len, msg);
+                any |= self.deliver_one_of(members, echo, from.cid, &m);
             }
         } else {
-            any |= self.publish_across(from, &local, subject, reply, hdr_len, msg);
+            any |= self.publish_across(from, &local, data, &m);
         }
         if !any && reply.is_some() && from.wants_no_responders() {
             if let Some(r) = reply {
@@ -151,17 +179,7 @@ impl Shard {
         any
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn deliver_one_of(
-        &self,
-        members: &[SubRef],
-        echo: bool,
-        from: u64,
-        subject: &Bytes,
-        reply: Option<&Bytes>,
-        hdr_len: Option<usize>,
-        msg: &Bytes,
-    ) -> bool {
+    fn deliver_one_of(&self, members: &[SubRef], echo: bool, from: u64, m: &Msg) -> bool {
         let eligible = |s: &&SubRef| echo || s.0.client.cid != from;
         let n = members.iter().filter(eligible).count();
         if n == 0 {
@@ -169,14 +187,8 @@ impl Shard {
         }
         let start = fastrand::usize(..n);
         // Try from a random member onwards, in case one is closing.
-        for s in members
-            .iter()
-            .filter(eligible)
-            .cycle()
-            .skip(start)
-            .take(n)
-        {
-            if self.deliver(s, subject, reply, hdr_len, msg) {
+        for s in members.iter().filter(eligible).cycle().skip(start).take(n) {
+            if self.deliver(s, m) {
                 return true;
             }
         }
@@ -187,25 +199,24 @@ impl Shard {
         &self,
         from: &Client,
         local: &crate::sublist::Matches<SubRef>,
-        subject: &Bytes,
-        reply: Option<&Bytes>,
-        hdr_len: Option<usize>,
-        msg: &Bytes,
+        data: &Bytes,
+        m: &Msg,
     ) -> bool {
-        let remote = self.remote.borrow_mut().matches(subject);
+        let remote = self.remote.borrow_mut().matches(m.subject);
+        if remote.is_empty() {
+            let mut any = false;
+            for (_, members) in &local.qsubs {
+                any |= self.deliver_one_of(members, from.echo(), from.cid, m);
+            }
+            return any;
+        }
         let echo = from.echo();
         let mut any = false;
-        let n = self.g.shards;
-        let mut plain = vec![false; n];
-        let mut queues: Vec<Vec<Bytes>> = vec![Vec::new(); n];
-        for r in &remote.psubs {
-            plain[r.shard] = true;
-        }
         // Queue groups: weigh local members against remote shards' counts
-        // and pick exactly one member across all shards.
-        let mut seen: Vec<&Bytes> = Vec::new();
+        // and pick exactly one member across all shards. The picks for
+        // other shards are gathered as (shard, group).
+        let mut picks: Vec<(usize, Bytes)> = Vec::new();
         for (q, members) in &local.qsubs {
-            seen.push(q);
             let rem = remote.qsubs.iter().find(|(rq, _)| rq == q).map(|(_, r)| r);
             let local_n = members
                 .iter()
@@ -217,50 +228,48 @@ impl Shard {
             }
             let pick = fastrand::u64(..local_n + remote_w);
             if pick < local_n {
-                any |= self.deliver_one_of(members, echo, from.cid, subject, reply, hdr_len, msg);
+                any |= self.deliver_one_of(members, echo, from.cid, m);
             } else if let Some(r) = rem {
-                let mut left = pick - local_n;
-                for x in r {
-                    if left < x.weight as u64 {
-                        queues[x.shard].push(q.clone());
-                        break;
-                    }
-                    left -= x.weight as u64;
+                if let Some(shard) = pick_weighted(r, pick - local_n) {
+                    picks.push((shard, q.clone()));
                 }
             }
         }
         for (q, r) in &remote.qsubs {
-            if seen.contains(&q) {
+            if local.qsubs.iter().any(|(lq, _)| lq == q) {
                 continue;
             }
             let total: u64 = r.iter().map(|x| x.weight as u64).sum();
             if total == 0 {
                 continue;
             }
-            let mut left = fastrand::u64(..total);
-            for x in r {
-                if left < x.weight as u64 {
-                    queues[x.shard].push(q.clone());
-                    break;
-                }
-                left -= x.weight as u64;
+            if let Some(shard) = pick_weighted(r, fastrand::u64(..total)) {
+                picks.push((shard, q.clone()));
             }
         }
         for (peer, link) in self.links.iter().enumerate() {
             let Some(link) = link else { continue };
-            let qs = std::mem::take(&mut queues[peer]);
-            if !plain[peer] && qs.is_empty() {
+            let plain = remote.psubs.iter().any(|r| r.shard == peer);
+            let queues: Vec<Bytes> = picks
+                .iter()
+                .filter(|(s, _)| *s == peer)
+                .map(|(_, q)| q.clone())
+                .collect();
+            if !plain && queues.is_empty() {
                 continue;
             }
             any = true;
-            link.push(Item::Msg {
-                subject: subject.clone(),
-                reply: reply.cloned(),
-                hdr_len,
-                msg: msg.clone(),
-                plain: plain[peer],
-                queues: qs,
-            });
+            link.push_msg(
+                data,
+                MsgRef {
+                    subject: Span::of(data, m.subject),
+                    reply: m.reply.map(|r| Span::of(data, r)),
+                    hdr_len: m.hdr_len.map(|h| h as u32),
+                    msg: Span::of(data, m.msg),
+                    plain,
+                    queues,
+                },
+            );
         }
         any
     }
@@ -290,23 +299,24 @@ impl Shard {
                     .apply(origin, subject, queue, count);
                 sync.done();
             }
-            Item::Msg {
-                subject,
-                reply,
-                hdr_len,
-                msg,
-                plain,
-                queues,
-            } => {
-                let local = self.subs.borrow_mut().matches(&subject);
-                if plain {
-                    for s in &local.psubs {
-                        self.deliver(s, &subject, reply.as_ref(), hdr_len, &msg);
+            Item::Msgs { data, msgs } => {
+                for r in &msgs {
+                    let m = Msg {
+                        subject: r.subject.get(&data),
+                        reply: r.reply.map(|s| s.get(&data)),
+                        hdr_len: r.hdr_len.map(|h| h as usize),
+                        msg: r.msg.get(&data),
+                    };
+                    let local = self.subs.borrow_mut().matches(m.subject);
+                    if r.plain {
+                        for s in &local.psubs {
+                            self.deliver(s, &m);
+                        }
                     }
-                }
-                for q in &queues {
-                    if let Some((_, members)) = local.qsubs.iter().find(|(n, _)| n == q) {
-                        self.deliver_one_of(members, true, 0, &subject, reply.as_ref(), hdr_len, &msg);
+                    for q in &r.queues {
+                        if let Some((_, members)) = local.qsubs.iter().find(|(n, _)| n == q) {
+                            self.deliver_one_of(members, true, 0, &m);
+                        }
                     }
                 }
             }
@@ -315,14 +325,7 @@ impl Shard {
 
     /// Writes one message to one subscription. False if the subscription
     /// could not take it (closed, or past its auto-unsubscribe limit).
-    pub fn deliver(
-        &self,
-        sub: &SubRef,
-        subject: &Bytes,
-        reply: Option<&Bytes>,
-        hdr_len: Option<usize>,
-        msg: &Bytes,
-    ) -> bool {
+    pub fn deliver(&self, sub: &SubRef, m: &Msg) -> bool {
         let s = &sub.0;
         let c = &s.client;
         if c.is_closed() {
@@ -334,7 +337,7 @@ impl Shard {
             return false;
         }
         s.delivered.set(delivered);
-        c.deliver(&s.sid, subject, reply, hdr_len, msg);
+        c.deliver(&s.sid, m);
         if max > 0 && delivered == max {
             c.drop_sub(&s.sid);
             self.remove_sub(sub);
