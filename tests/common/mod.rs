@@ -130,15 +130,17 @@ impl Server {
             http_port.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::launch(dir, args, port, http_port)
+        Self::launch(dir, args, Some(port), http_port)
     }
 
     /// Spawn the binary with exactly `args` (plus `--shards` for ours) and
-    /// wait until `port` on 127.0.0.1 accepts connections.
+    /// wait until `port` on 127.0.0.1 accepts connections. With `port`
+    /// `None` (random port, `-p -1`), the port is read from the log line
+    /// `Listening for client connections on HOST:PORT`.
     pub fn launch(
         dir: tempfile::TempDir,
         mut args: Vec<String>,
-        port: u16,
+        port: Option<u16>,
         http_port: u16,
     ) -> Server {
         if !is_reference() {
@@ -158,15 +160,40 @@ impl Server {
         stdout.attach(child.stdout.take().unwrap());
         let mut server = Server {
             child,
-            port,
+            port: port.unwrap_or(0),
             http_port,
             stderr,
             stdout,
             dir,
             args,
         };
-        server.wait_accepting(port);
+        if port.is_none() {
+            server.port = server.port_from_log();
+        }
+        server.wait_accepting(server.port);
         server
+    }
+
+    fn port_from_log(&mut self) -> u16 {
+        let needle = "Listening for client connections on ";
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                let addr = line.split(needle).nth(1).unwrap().trim();
+                let port = addr.rsplit(':').next().unwrap();
+                return port
+                    .parse()
+                    .unwrap_or_else(|_| panic!("no port in log line {line:?}"));
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("server exited early ({status})\n--- log ---\n{log}");
+            }
+            if Instant::now() > deadline {
+                panic!("no listening line in the log\n--- log ---\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_accepting(&mut self, port: u16) {
