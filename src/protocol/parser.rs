@@ -420,7 +420,7 @@ mod tests {
         let Parsed::Incomplete(need) = parse(b"PUB foo 10\r\nabc", &LIMITS).unwrap() else {
             panic!("expected incomplete");
         };
-        assert_eq!(need, 11 + 10 + 2);
+        assert_eq!(need, "PUB foo 10\r\n".len() + 10 + 2);
     }
 
     #[test]
