@@ -363,8 +363,8 @@ fn apply(
     }
     if st.cfg.limits.max_msgs_per_subject.is_some() {
         for e in &p.entries {
-            st.enforce(Some(&e.subject));
+            st.enforce_subject(&e.subject);
         }
     }
-    st.enforce(None);
+    st.enforce_global();
 }

@@ -7,6 +7,7 @@
 //! `docs/storage.md` for the design and the durability contract.
 
 mod commit;
+mod compact;
 mod config;
 mod error;
 mod format;

@@ -102,7 +102,7 @@ impl Log {
         let log = Log { inner };
         {
             let mut st = log.inner.st.borrow_mut();
-            st.enforce(None);
+            st.enforce_all();
         }
         log.inner.kick();
         spawn_maintenance(Rc::downgrade(&log.inner));
@@ -291,7 +291,9 @@ impl Log {
     pub async fn delete(&self, seq: u64, erase: bool) -> Result<bool> {
         let loc = {
             let mut st = self.inner.st.borrow_mut();
-            let loc = st.locate(seq).map(|(si, off)| (st.segs[si].base, off));
+            let loc = st
+                .locate(seq)
+                .map(|(si, off)| (st.segs[si].base, st.segs[si].gen, off));
             if !st.remove(seq) {
                 return Ok(false);
             }
@@ -300,8 +302,8 @@ impl Log {
             loc
         };
         self.inner.submit(Op::Barrier).await?;
-        if let (true, Some((base, off))) = (erase, loc) {
-            self.inner.erase(base, off).await?;
+        if let (true, Some((base, gen, off))) = (erase, loc) {
+            self.inner.erase(seq, base, gen, off).await?;
         }
         Ok(true)
     }
@@ -321,15 +323,7 @@ impl Log {
         {
             let mut st = self.inner.st.borrow_mut();
             st.cfg.limits = limits;
-            st.enforce(None);
-            let subjects: Vec<Box<[u8]>> = if st.cfg.limits.max_msgs_per_subject.is_some() {
-                st.subjects.keys().cloned().collect()
-            } else {
-                Vec::new()
-            };
-            for s in subjects {
-                st.enforce(Some(&s));
-            }
+            st.enforce_all();
         }
         self.inner.submit(Op::Barrier).await?;
         Ok(())
@@ -337,7 +331,7 @@ impl Log {
 
     /// Applies age limits now (the maintenance task also does this).
     pub async fn expire(&self) -> Result<()> {
-        self.inner.st.borrow_mut().enforce(None);
+        self.inner.st.borrow_mut().enforce_global();
         self.inner.submit(Op::Barrier).await?;
         Ok(())
     }
@@ -562,15 +556,20 @@ impl Inner {
     }
 
     /// Overwrites a deleted record's headers and payload with zeros.
-    pub(crate) async fn erase(&self, base: u64, off: usize) -> Result<()> {
+    pub(crate) async fn erase(&self, seq: u64, base: u64, gen: u32, off: usize) -> Result<()> {
         let (rec, file, path) = {
             let st = self.st.borrow();
-            let Some(seg) = st.segs.iter().find(|s| s.base == base) else {
-                return Ok(()); // segment already dropped: nothing left to erase
+            // Same generation only: a compaction may have moved records (and
+            // did not copy this one, which was already deleted).
+            let Some(seg) = st.segs.iter().find(|s| s.base == base && s.gen == gen) else {
+                return Ok(());
             };
             let Some(h) = seg.header_at(off) else {
                 return Ok(());
             };
+            if h.seq.get() != seq || h.kind() != Some(format::Kind::Msg) {
+                return Ok(());
+            }
             let len = h.record_len();
             let rec = seg.data.get(off..off + len).and_then(format::erased_copy);
             (rec, seg.file.clone(), seg.path.clone())
@@ -618,7 +617,7 @@ fn spawn_maintenance(weak: Weak<Inner>) {
                 }
             }
             if expire {
-                inner.st.borrow_mut().enforce(None);
+                inner.st.borrow_mut().enforce_global();
                 let pending = {
                     let st = inner.st.borrow();
                     st.pending_floor || !st.pending_tombs.is_empty()

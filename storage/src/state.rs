@@ -315,21 +315,25 @@ impl State {
         Ok(())
     }
 
-    /// Applies discard-old limits (msgs, bytes, age) by raising the floor,
-    /// and the per-subject limit for `subject` (if any) by tombstones.
-    pub fn enforce(&mut self, subject: Option<&[u8]>) {
-        let l = self.cfg.limits.clone();
-        if let (Some(subj), Some(max)) = (subject, l.max_msgs_per_subject) {
-            while self.subjects.get(subj).is_some_and(|i| i.count > max) {
-                let Some(i) = self.fix_subject(subj) else {
-                    break;
-                };
-                if !self.remove(i.first) {
-                    break;
-                }
-                self.pending_tombs.push(i.first);
+    /// Applies the per-subject limit to `subj` by tombstoning its oldest.
+    pub fn enforce_subject(&mut self, subj: &[u8]) {
+        let Some(max) = self.cfg.limits.max_msgs_per_subject else {
+            return;
+        };
+        while self.subjects.get(subj).is_some_and(|i| i.count > max) {
+            let Some(i) = self.fix_subject(subj) else {
+                break;
+            };
+            if !self.remove(i.first) {
+                break;
             }
+            self.pending_tombs.push(i.first);
         }
+    }
+
+    /// Applies discard-old limits (msgs, bytes, age) by raising the floor.
+    pub fn enforce_global(&mut self) {
+        let l = self.cfg.limits.clone();
         let mut floor = self.first_seq;
         if l.discard == Discard::Old {
             let over = |st: &State| {
@@ -357,6 +361,17 @@ impl State {
             self.raise_floor(floor);
         }
         self.drop_empty_front();
+    }
+
+    /// Applies every limit to everything: per-subject first, then global.
+    pub fn enforce_all(&mut self) {
+        if self.cfg.limits.max_msgs_per_subject.is_some() {
+            let subjects: Vec<Box<[u8]>> = self.subjects.keys().cloned().collect();
+            for s in subjects {
+                self.enforce_subject(&s);
+            }
+        }
+        self.enforce_global();
     }
 
     /// First live sequence whose timestamp is >= `ts`.
