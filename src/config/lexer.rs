@@ -468,7 +468,9 @@ impl<'a> Cursor<'a> {
                 {
                     self.bump();
                 }
-                if ends_number(self.peek()) {
+                // As in nats, a digit right after the suffix ends the number
+                // too (`1k5` is 1000 followed by a stray 5, an error later).
+                if ends_number(self.peek()) || self.peek().is_some_and(|c| c.is_ascii_digit()) {
                     self.int_token(start, digits_start + ndigits)
                 } else {
                     // Not a size after all (`500ms`, `1kx`): a bare string.

@@ -97,7 +97,18 @@ impl Parser<'_, '_, '_> {
                 Some(c @ (':' | '=')) => {
                     return Err(pos.err(format!("Unexpected key separator '{c}'")));
                 }
-                Some('}') => return Err(pos.err("Unexpected '}' at top level")),
+                Some('}') => {
+                    // nats tolerates one stray '}' closing the file (JSON
+                    // written without the opening brace); nothing may follow.
+                    self.cur.bump();
+                    self.cur.skip_ws_and_comments();
+                    if self.cur.peek().is_some() {
+                        return Err(pos.err("Unexpected '}' at top level"));
+                    }
+                }
+                Some('/') if !self.cur.at_comment() => {
+                    return Err(pos.err("Unexpected '/' at top level (comments start with '//')"));
+                }
                 Some(_) => {
                     self.entry(Ctx::Top)?;
                     self.top_value_end(!braces.is_empty())?;
@@ -354,6 +365,12 @@ impl Parser<'_, '_, '_> {
         if self.shared.include_stack.len() >= MAX_INCLUDE_DEPTH {
             return Err(pos.err(format!(
                 "error parsing include file '{rel}', includes nested deeper than {MAX_INCLUDE_DEPTH}"
+            )));
+        }
+        // Only regular files: `include /dev/zero` must not read forever.
+        if std::fs::metadata(&full).is_ok_and(|m| !m.is_file()) {
+            return Err(pos.err(format!(
+                "error parsing include file '{rel}', not a regular file"
             )));
         }
         let text = read_text(&full)

@@ -575,7 +575,9 @@ fn error_positions() {
         ("a: 1kbi", "t.conf:1:8: invalid size suffix 'kbi' in '1kbi'"),
         ("\n b: $NOPE", "t.conf:2:5: variable reference for 'NOPE' can not be found"),
         ("{ a: 1", "t.conf:1:1: Unexpected EOF: this '{' is never closed."),
-        ("}", "t.conf:1:1: Unexpected '}' at top level"),
+        ("a: 1\n}\nb: 2", "t.conf:2:1: Unexpected '}' at top level"),
+        ("/ x", "t.conf:1:1: Unexpected '/' at top level (comments start with '//')"),
+        ("a: 1k5", "t.conf:1:6: Expected a top-level value to end with a new line, comment or EOF, but got '5' instead."),
         ("a {\"k: 1}", "t.conf:1:4: Unexpected EOF processing quoted key."),
     ];
     for (src, want) in cases {
@@ -630,6 +632,11 @@ fn whitespace_oddities() {
     assert_eq!(kind(&v, "b"), &ValueKind::Int(2));
     let v = parse("\u{feff}port: 1\r\nm {\r\n  x: y\r\n}\r\n");
     assert_eq!(v.get("m").unwrap().get("x").unwrap().kind, s("y"));
+    // A stray '}' closing the file is tolerated, as in nats.
+    assert_eq!(
+        kind(&parse("\"port\": 1\n} # end\n"), "port"),
+        &ValueKind::Int(1)
+    );
     // `key =` at the very end is an empty string, as in nats.
     assert_eq!(kind(&parse("a ="), "a"), &s(""));
 }
@@ -640,4 +647,95 @@ fn deep_nesting_is_an_error_not_a_crash() {
     assert!(fail(&src).contains("nested deeper"));
     let src = format!("a: {}", "{b: ".repeat(10_000));
     assert!(fail(&src).contains("nested deeper"));
+}
+
+#[test]
+fn nats_conf_package_cases() {
+    // Forms exercised by nats-server's own conf tests.
+    let v = parse("{\n  {\n    listen: 0.0.0.0:4222 // c\n  }\n  # w1\n}\n# w2\n");
+    assert_eq!(kind(&v, "listen"), &s("0.0.0.0:4222"));
+    let v = parse("\naccounts { users = [{}]}\n}\n");
+    assert_eq!(
+        v.get("accounts")
+            .unwrap()
+            .get("users")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let v = parse(
+        "{\n  \"jetstream\": {\n    \"store_dir\": \"/tmp/nats\"\n    \"max_mem\": 1000000,\n  },\n  \
+         \"port\": 4222,\n  \"server_name\": \"nats1\"\n}\n",
+    );
+    assert_eq!(
+        v.get("jetstream").unwrap().get("max_mem").unwrap().as_int(),
+        Some(1_000_000)
+    );
+    assert_eq!(kind(&v, "server_name"), &s("nats1"));
+    let v = parse("{\n  \"debug\":              False\n  \"prof_port\":          8221\n}\n");
+    assert_eq!(kind(&v, "debug"), &ValueKind::Bool(false));
+    for src in ["{}", "\n{\n# c\n}\n", "", "\n\n   \n", "# c\n# d\n"] {
+        assert!(parse(src).as_map().unwrap().is_empty(), "{src:?}");
+    }
+    for src in [
+        "aaaaaaaaa",
+        "     aaaa     ",
+        "\n# c\n  aaaa\n   ",
+        "\n  a,a,a,a\n  ",
+    ] {
+        assert!(fail(src).contains("has no value"), "{src:?}");
+    }
+    let env = [("A", "3Gyz"), ("B", "'3xyz'"), ("C", "22")];
+    let v = parse_env("a = $A\nb = $B\nc = $C\n", &env).unwrap();
+    assert_eq!(kind(&v, "a"), &s("3Gyz"));
+    assert_eq!(kind(&v, "b"), &s("3xyz"));
+    assert_eq!(kind(&v, "c"), &ValueKind::Int(22));
+    let v = parse(
+        "k = 8k\nkb = 4kb\nki = 3ki\nkib = 4kib\nm = 1m\nmib = 64MiB\ng = 2g\ngi = 22Gi\n\
+         tb = 22TB\npib = 22PiB\n",
+    );
+    assert_eq!(kind(&v, "k"), &ValueKind::Int(8000));
+    assert_eq!(kind(&v, "kb"), &ValueKind::Int(4096));
+    assert_eq!(kind(&v, "ki"), &ValueKind::Int(3072));
+    assert_eq!(kind(&v, "kib"), &ValueKind::Int(4096));
+    assert_eq!(kind(&v, "m"), &ValueKind::Int(1_000_000));
+    assert_eq!(kind(&v, "mib"), &ValueKind::Int(64 << 20));
+    assert_eq!(kind(&v, "g"), &ValueKind::Int(2_000_000_000));
+    assert_eq!(kind(&v, "gi"), &ValueKind::Int(22 << 30));
+    assert_eq!(kind(&v, "tb"), &ValueKind::Int(22 << 40));
+    assert_eq!(kind(&v, "pib"), &ValueKind::Int(22 << 50));
+}
+
+#[test]
+fn nats_server_test_configs_parse() {
+    // nats-server's reference test configs use these forms together.
+    let v = parse(
+        "# Cluster Seed Node\n\nlisten: 127.0.0.1:4222\nhttp: 8222\n\ncluster {\n  \
+         listen: 127.0.0.1:4248\n  name: xyz\n\n  authorization {\n    user: ruser\n    \
+         password: T0PS3cr3T!\n    timeout: 1\n  }\n  routes = [\n    nats-route://ruser:T0PS3cr3T!@127.0.0.1:4244\n  ]\n}\n\
+         tls {\n  cert_file: \"./configs/certs/server.pem\"\n  key_file:  './configs/certs/key.pem'\n  \
+         timeout: 0.5\n  cipher_suites: [\n    \"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\",\n  ]\n}\n",
+    );
+    let cluster = v.get("cluster").unwrap();
+    assert_eq!(
+        cluster
+            .get("authorization")
+            .unwrap()
+            .get("password")
+            .unwrap()
+            .kind,
+        s("T0PS3cr3T!")
+    );
+    let routes = cluster.get("routes").unwrap().as_array().unwrap();
+    assert_eq!(
+        routes[0].kind,
+        s("nats-route://ruser:T0PS3cr3T!@127.0.0.1:4244")
+    );
+    assert_eq!(
+        v.get("tls").unwrap().get("timeout").unwrap().kind,
+        ValueKind::Float(0.5)
+    );
+    assert_eq!(kind(&v, "http"), &ValueKind::Int(8222));
 }
