@@ -1,0 +1,313 @@
+//! Monitoring HTTP endpoints (`-m PORT`): /healthz, /varz, /connz, /subsz
+//! with nats-server's JSON field names and query parameters. Counts are
+//! compared as deltas where the reference has internal (system account)
+//! connections or subscriptions of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{sync, Raw, Server};
+use serde_json::Value;
+
+const NAMED: &str = r#"{"verbose":false,"pedantic":false,"protocol":1,"name":"alpha","lang":"raw","version":"9.9.9"}"#;
+const QUIET: &str = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+
+/// Poll `path` until `pred` holds (bounded); counters may be gathered from
+/// several shards, but must converge quickly.
+async fn json_until(s: &Server, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let v = s.json(path).await;
+        if pred(&v) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("GET {path}: condition never held; last answer:\n{v:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not an unsigned number: {v}"))
+}
+
+#[tokio::test]
+async fn healthz_is_ok() {
+    let s = Server::start(&[]);
+    let (status, body) = s.http("/healthz").await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).expect("healthz JSON");
+    assert_eq!(v, serde_json::json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn unknown_path_is_404() {
+    let s = Server::start(&[]);
+    let (status, _) = s.http("/no-such-endpoint").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn varz_describes_the_server_and_counts_traffic() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    let v = s.json("/varz").await;
+    assert_eq!(v["server_id"], raw.info["server_id"]);
+    assert_eq!(v["version"], raw.info["version"]);
+    assert_eq!(v["host"], "127.0.0.1");
+    assert_eq!(u(&v["port"]), u64::from(s.port));
+    assert_eq!(u(&v["http_port"]), u64::from(s.http_port));
+    assert_eq!(u(&v["max_payload"]), 1024 * 1024);
+    assert_eq!(u(&v["max_connections"]), 65536);
+    assert_eq!(u(&v["max_control_line"]), 4096);
+    assert_eq!(u(&v["ping_max"]), 2);
+    assert_eq!(u(&v["proto"]), 1);
+    for key in ["start", "now", "uptime"] {
+        assert!(v[key].is_string(), "varz.{key}: {}", v[key]);
+    }
+    assert!(u(&v["cores"]) >= 1);
+    assert_eq!(u(&v["connections"]), 1, "one client connected");
+    let before_in = u(&v["in_msgs"]);
+    let before_out = u(&v["out_msgs"]);
+    let before_in_bytes = u(&v["in_bytes"]);
+
+    // One subscriber on another connection, ten 5-byte messages.
+    let mut sub = s.raw().await;
+    sub.handshake(QUIET).await;
+    sub.send("SUB vz 1\r\nPING\r\n").await;
+    assert_eq!(sub.next().await.as_deref(), Some("PONG"));
+    for _ in 0..10 {
+        raw.send("PUB vz 5\r\nhello\r\n").await;
+    }
+    raw.send("PING\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    for _ in 0..10 {
+        assert_eq!(sub.next().await.as_deref(), Some("MSG vz 1 5"));
+        sub.bytes(7).await;
+    }
+    let v = json_until(&s, "/varz", |v| {
+        u(&v["in_msgs"]) >= before_in + 10 && u(&v["out_msgs"]) >= before_out + 10
+    })
+    .await;
+    assert_eq!(u(&v["in_msgs"]), before_in + 10);
+    assert_eq!(u(&v["out_msgs"]), before_out + 10);
+    assert_eq!(u(&v["in_bytes"]), before_in_bytes + 50);
+    assert_eq!(u(&v["connections"]), 2);
+    assert!(u(&v["total_connections"]) >= 2);
+    assert!(u(&v["subscriptions"]) >= 1);
+}
+
+#[tokio::test]
+async fn varz_reflects_config_limits() {
+    let s = Server::start_with_config("max_payload: 2048\nmax_connections: 77\n", &[]);
+    let v = s.json("/varz").await;
+    assert_eq!(u(&v["max_payload"]), 2048);
+    assert_eq!(u(&v["max_connections"]), 77);
+}
+
+/// Three raw connections with known subscriptions.
+async fn three_connections(s: &Server) -> (Raw, Raw, Raw) {
+    let mut a = s.raw().await;
+    a.handshake(NAMED).await;
+    a.send("SUB a.b 1\r\nSUB c.* q 2\r\nPING\r\n").await;
+    assert_eq!(a.next().await.as_deref(), Some("PONG"));
+    let mut b = s.raw().await;
+    b.handshake(QUIET).await;
+    b.send("SUB x 1\r\nPING\r\n").await;
+    assert_eq!(b.next().await.as_deref(), Some("PONG"));
+    let mut c = s.raw().await;
+    c.handshake(QUIET).await;
+    // c publishes one message that a receives.
+    c.send("PUB a.b 2\r\nhi\r\nPING\r\n").await;
+    assert_eq!(c.next().await.as_deref(), Some("PONG"));
+    assert_eq!(a.next().await.as_deref(), Some("MSG a.b 1 2"));
+    a.bytes(4).await;
+    (a, b, c)
+}
+
+fn cid(r: &Raw) -> u64 {
+    u(&r.info["client_id"])
+}
+
+fn find_conn(connz: &Value, cid: u64) -> &Value {
+    connz["connections"]
+        .as_array()
+        .expect("connections array")
+        .iter()
+        .find(|c| c["cid"].as_u64() == Some(cid))
+        .unwrap_or_else(|| panic!("cid {cid} not in {connz:#}"))
+}
+
+#[tokio::test]
+async fn connz_lists_connections_with_subscriptions() {
+    let s = Server::start(&[]);
+    let (a, b, c) = three_connections(&s).await;
+    let v = json_until(&s, "/connz?subs=1", |v| {
+        v["num_connections"].as_u64() == Some(3)
+            && find_conn_opt(v, cid(&c)).is_some_and(|x| x["in_msgs"].as_u64() == Some(1))
+    })
+    .await;
+    assert_eq!(u(&v["total"]), 3);
+    assert_eq!(u(&v["offset"]), 0);
+    assert_eq!(v["server_id"], a.info["server_id"]);
+
+    let ca = find_conn(&v, cid(&a));
+    assert_eq!(ca["name"], "alpha");
+    assert_eq!(ca["lang"], "raw");
+    assert_eq!(ca["version"], "9.9.9");
+    assert_eq!(ca["ip"], "127.0.0.1");
+    assert!(u(&ca["port"]) > 0);
+    assert_eq!(u(&ca["subscriptions"]), 2);
+    assert_eq!(u(&ca["out_msgs"]), 1);
+    assert_eq!(u(&ca["out_bytes"]), 2);
+    let mut subs: Vec<String> = ca["subscriptions_list"]
+        .as_array()
+        .expect("subscriptions_list with ?subs=1")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    subs.sort();
+    assert_eq!(subs, ["a.b", "c.*"]);
+
+    let cb = find_conn(&v, cid(&b));
+    assert_eq!(u(&cb["subscriptions"]), 1);
+    let cc = find_conn(&v, cid(&c));
+    assert_eq!(u(&cc["in_msgs"]), 1);
+    assert_eq!(u(&cc["in_bytes"]), 2);
+    assert_eq!(u(&cc["subscriptions"]), 0);
+
+    // Without ?subs the list is left out.
+    let v = s.json("/connz").await;
+    assert!(find_conn(&v, cid(&a)).get("subscriptions_list").is_none());
+
+    // Detail form names queue groups.
+    let v = s.json(&format!("/connz?subs=detail&cid={}", cid(&a))).await;
+    let detail = find_conn(&v, cid(&a))["subscriptions_list_detail"]
+        .as_array()
+        .expect("subscriptions_list_detail")
+        .clone();
+    let q = detail
+        .iter()
+        .find(|d| d["subject"] == "c.*")
+        .expect("c.* in detail");
+    assert_eq!(q["qgroup"], "q");
+    assert_eq!(q["sid"], "2");
+}
+
+fn find_conn_opt(connz: &Value, cid: u64) -> Option<&Value> {
+    connz["connections"]
+        .as_array()?
+        .iter()
+        .find(|c| c["cid"].as_u64() == Some(cid))
+}
+
+#[tokio::test]
+async fn connz_paging_sorting_and_cid_filter() {
+    let s = Server::start(&[]);
+    let (a, b, c) = three_connections(&s).await;
+    json_until(&s, "/connz", |v| v["num_connections"].as_u64() == Some(3)).await;
+    let mut cids = [cid(&a), cid(&b), cid(&c)];
+    cids.sort();
+
+    let v = s.json("/connz?sort=cid&limit=1&offset=1").await;
+    assert_eq!(u(&v["limit"]), 1);
+    assert_eq!(u(&v["offset"]), 1);
+    assert_eq!(u(&v["total"]), 3);
+    assert_eq!(u(&v["num_connections"]), 1);
+    let conns = v["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(u(&conns[0]["cid"]), cids[1]);
+
+    let v = s.json("/connz?sort=cid").await;
+    let got: Vec<u64> = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| u(&c["cid"]))
+        .collect();
+    assert_eq!(got, cids);
+
+    // Most subscriptions first.
+    let v = s.json("/connz?sort=subs").await;
+    let conns = v["connections"].as_array().unwrap();
+    assert_eq!(u(&conns[0]["cid"]), cid(&a));
+    let counts: Vec<u64> = conns.iter().map(|c| u(&c["subscriptions"])).collect();
+    assert_eq!(counts, [2, 1, 0]);
+
+    let v = s.json(&format!("/connz?cid={}", cid(&b))).await;
+    let conns = v["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(u(&conns[0]["cid"]), cid(&b));
+
+    let (status, _) = s.http("/connz?sort=bogus").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn connz_drops_closed_connections() {
+    let s = Server::start(&[]);
+    let (a, b, c) = three_connections(&s).await;
+    json_until(&s, "/connz", |v| v["num_connections"].as_u64() == Some(3)).await;
+    let gone = cid(&b);
+    drop(b);
+    let v = json_until(&s, "/connz", |v| v["num_connections"].as_u64() == Some(2)).await;
+    assert!(find_conn_opt(&v, gone).is_none());
+    find_conn(&v, cid(&a));
+    find_conn(&v, cid(&c));
+}
+
+#[tokio::test]
+async fn subsz_counts_and_lists_subscriptions() {
+    let s = Server::start(&[]);
+    let base = u(&s.json("/subsz").await["num_subscriptions"]);
+    let (a, _b, _c) = three_connections(&s).await;
+    let v = json_until(&s, "/subsz", |v| {
+        v["num_subscriptions"].as_u64() == Some(base + 3)
+    })
+    .await;
+    assert!(v["num_cache"].is_u64());
+    assert!(v["num_matches"].is_u64());
+
+    let v = s.json("/subsz?subs=1&test=a.b").await;
+    let list = v["subscriptions_list"]
+        .as_array()
+        .expect("subscriptions_list");
+    assert_eq!(list.len(), 1, "{v:#}");
+    assert_eq!(list[0]["subject"], "a.b");
+    assert_eq!(list[0]["sid"], "1");
+    assert_eq!(u(&list[0]["cid"]), cid(&a));
+    assert_eq!(u(&list[0]["msgs"]), 1);
+
+    // A client that goes away takes its subscriptions with it.
+    drop(a);
+    json_until(&s, "/subsz", |v| {
+        v["num_subscriptions"].as_u64() == Some(base + 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn varz_connections_follow_async_nats_clients() {
+    let s = Server::start(&[]);
+    let base = u(&s.json("/varz").await["connections"]);
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let c = s.client().await;
+        sync(&c).await;
+        clients.push(c);
+    }
+    json_until(&s, "/varz", |v| v["connections"].as_u64() == Some(base + 6)).await;
+    let v = s.json("/connz?limit=2").await;
+    assert_eq!(u(&v["total"]), base + 6);
+    assert_eq!(v["connections"].as_array().unwrap().len(), 2);
+    for c in &clients {
+        let conn = find_conn_opt(&s.json("/connz").await, c.server_info().client_id)
+            .cloned()
+            .expect("client in connz");
+        assert_eq!(conn["lang"], "rust");
+    }
+}
