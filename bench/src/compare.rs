@@ -186,6 +186,7 @@ mod tests {
             elapsed_s: 1000.0 / rate_s,
             server_cpu_s: cpu,
             gen_cpu_s: 0.001,
+            other_cpu_s: None,
             latency: p50.map(|p| Latency {
                 count: 1000,
                 min_us: 1.0,

@@ -106,11 +106,41 @@ pub fn find_listener_pid(port: u16) -> Result<u32> {
     bail!("port {port} is listening but its process is not visible to us")
 }
 
+/// Busy ticks of the whole machine from the first line of /proc/stat:
+/// user, nice, system, irq, softirq (idle, iowait and steal left out).
+pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?;
+    let mut f = line.split_ascii_whitespace();
+    if f.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = f.take(7).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    if v.len() < 7 {
+        return None;
+    }
+    Some(v[0] + v[1] + v[2] + v[5] + v[6])
+}
+
+fn machine_busy_seconds() -> Option<f64> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    Some(parse_machine_busy_ticks(&text)? as f64 / clock_ticks())
+}
+
+/// CPU seconds spent during one run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    pub server: Option<f64>,
+    pub generator: f64,
+    /// Everything else on the box (other builds, tests): the noise gauge.
+    pub other: Option<f64>,
+}
+
 /// CPU readings around one run.
 pub struct CpuProbe {
     pid: Option<u32>,
     server0: Option<f64>,
     gen0: f64,
+    machine0: Option<f64>,
 }
 
 impl CpuProbe {
@@ -119,16 +149,25 @@ impl CpuProbe {
             pid,
             server0: pid.and_then(|p| process_cpu_seconds(p).ok()),
             gen0: self_cpu_seconds(),
+            machine0: machine_busy_seconds(),
         }
     }
 
-    /// (server CPU seconds if known, generator CPU seconds).
-    pub fn finish(&self) -> (Option<f64>, f64) {
+    pub fn finish(&self) -> CpuUse {
         let server = match (self.pid, self.server0) {
             (Some(p), Some(s0)) => process_cpu_seconds(p).ok().map(|s1| s1 - s0),
             _ => None,
         };
-        (server, self_cpu_seconds() - self.gen0)
+        let generator = self_cpu_seconds() - self.gen0;
+        let other = match (self.machine0, machine_busy_seconds()) {
+            (Some(m0), Some(m1)) => Some((m1 - m0 - generator - server.unwrap_or(0.0)).max(0.0)),
+            _ => None,
+        };
+        CpuUse {
+            server,
+            generator,
+            other,
+        }
     }
 }
 
@@ -145,6 +184,15 @@ mod tests {
         assert_eq!(parse_stat_ticks(odd), Some((11, 12)));
         assert_eq!(parse_stat_ticks("garbage"), None);
         assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn machine_stat() {
+        let s = "cpu  100 5 50 1000 20 3 2 7 0 0\ncpu0 50 2 25 500 10 1 1 3 0 0\n";
+        assert_eq!(parse_machine_busy_ticks(s), Some(160));
+        assert_eq!(parse_machine_busy_ticks("cpu 1 2\n"), None);
+        assert_eq!(parse_machine_busy_ticks("intr 1 2 3 4 5 6 7 8\n"), None);
+        assert!(machine_busy_seconds().is_some());
     }
 
     #[test]

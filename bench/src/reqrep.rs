@@ -80,7 +80,7 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         progress.tick(sum(&sent), r, r);
     }
     let req_out = join_all(req_handles);
-    let (server_cpu_s, gen_cpu_s) = probe.finish();
+    let cpu = probe.finish();
     ctl.abort.store(true, Ordering::Relaxed);
     let resp_out = join_all(resp_handles);
     progress.finish();
@@ -116,8 +116,9 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         received: sum(&replied),
         expected: sent_n,
         elapsed_s,
-        server_cpu_s,
-        gen_cpu_s,
+        server_cpu_s: cpu.server,
+        gen_cpu_s: cpu.generator,
+        other_cpu_s: cpu.other,
         latency: (!hist.is_empty()).then(|| Latency::from_ns(&hist)),
         errors,
     }))

@@ -139,7 +139,7 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         }
     }
     let sub_out = join_all(sub_handles);
-    let (server_cpu_s, gen_cpu_s) = probe.finish();
+    let cpu = probe.finish();
     progress.finish();
 
     let sent = sum(&pub_counts);
@@ -180,8 +180,9 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         received,
         expected,
         elapsed_s,
-        server_cpu_s,
-        gen_cpu_s,
+        server_cpu_s: cpu.server,
+        gen_cpu_s: cpu.generator,
+        other_cpu_s: cpu.other,
         latency: None,
         errors,
     }))

@@ -65,6 +65,8 @@ pub struct RunResult {
     pub server_us_per_delivery: Option<f64>,
     pub gen_cpu_s: f64,
     pub gen_us_per_msg: f64,
+    /// CPU used by everything else on the machine during the run.
+    pub other_cpu_s: Option<f64>,
     pub latency: Option<Latency>,
     pub errors: Vec<String>,
 }
@@ -84,6 +86,7 @@ pub struct Raw {
     pub elapsed_s: f64,
     pub server_cpu_s: Option<f64>,
     pub gen_cpu_s: f64,
+    pub other_cpu_s: Option<f64>,
     pub latency: Option<Latency>,
     pub errors: Vec<String>,
 }
@@ -119,6 +122,7 @@ impl RunResult {
             elapsed_s: r.elapsed_s,
             server_cpu_s: r.server_cpu_s,
             gen_cpu_s: r.gen_cpu_s,
+            other_cpu_s: r.other_cpu_s,
             latency: r.latency,
             errors: r.errors,
         }
@@ -151,6 +155,7 @@ pub fn print_table(runs: &[RunResult]) {
         "srv µs/msg",
         "srv µs/dlv",
         "gen µs/msg",
+        "other cpu s",
     ];
     if latency {
         head.extend(["p50 µs", "p90 µs", "p99 µs", "p999 µs"]);
@@ -173,6 +178,7 @@ pub fn print_table(runs: &[RunResult]) {
             opt(r.server_us_per_msg),
             opt(r.server_us_per_delivery),
             format!("{:.3}", r.gen_us_per_msg),
+            r.other_cpu_s.map_or("-".into(), |v| format!("{v:.2}")),
         ];
         if latency {
             match &r.latency {
@@ -262,6 +268,7 @@ mod tests {
             elapsed_s: 2.0,
             server_cpu_s: Some(2.0),
             gen_cpu_s: 1.0,
+            other_cpu_s: None,
             latency: None,
             errors: vec![],
         }
