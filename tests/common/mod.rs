@@ -21,8 +21,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for any single network step of a test.
 pub const STEP: Duration = Duration::from_secs(10);
-/// Shard count given to our binary so that cross-shard paths are exercised.
-pub const SHARDS: &str = "4";
+/// Shard count given to our binary so that cross-shard paths are exercised
+/// (`BROKER_EDGE_SHARDS` overrides the default of 4).
+pub fn shards() -> String {
+    std::env::var("BROKER_EDGE_SHARDS").unwrap_or_else(|_| "4".into())
+}
 
 /// Path of the server binary under test.
 pub fn server_bin() -> PathBuf {
@@ -143,9 +146,12 @@ impl Server {
         port: Option<u16>,
         http_port: u16,
     ) -> Server {
-        if !is_reference() {
+        let has_shards = args
+            .iter()
+            .any(|a| a.trim_start_matches('-').starts_with("shards"));
+        if !is_reference() && !has_shards {
             args.push("--shards".into());
-            args.push(SHARDS.into());
+            args.push(shards());
         }
         let mut child = Command::new(server_bin())
             .args(&args)
@@ -373,10 +379,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size, rest)) = s.split_once("\r\n") else {
-            break;
-        };
+    while let Some((size, rest)) = s.split_once("\r\n") {
         let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap_or(0);
         if size == 0 || rest.len() < size {
             break;
