@@ -187,6 +187,8 @@ mod tests {
             server_cpu_s: cpu,
             gen_cpu_s: 0.001,
             other_cpu_s: None,
+            server_rss_mib: None,
+            server_peak_rss_mib: None,
             latency: p50.map(|p| Latency {
                 count: 1000,
                 min_us: 1.0,

@@ -106,6 +106,29 @@ pub fn find_listener_pid(port: u16) -> Result<u32> {
     bail!("port {port} is listening but its process is not visible to us")
 }
 
+/// (VmRSS, VmHWM) in KiB from the text of /proc/PID/status.
+pub fn parse_status_rss_kib(status: &str) -> (Option<u64>, Option<u64>) {
+    let field = |name: &str| {
+        status.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            rest.split_ascii_whitespace().next()?.parse().ok()
+        })
+    };
+    (field("VmRSS"), field("VmHWM"))
+}
+
+/// The server's resident and peak resident memory in MiB, where readable.
+pub fn process_rss_mib(pid: u32) -> (Option<f64>, Option<f64>) {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (None, None);
+    };
+    let (rss, hwm) = parse_status_rss_kib(&text);
+    (
+        rss.map(|k| k as f64 / 1024.0),
+        hwm.map(|k| k as f64 / 1024.0),
+    )
+}
+
 /// Busy ticks of the whole machine from the first line of /proc/stat:
 /// user, nice, system, irq, softirq (idle, iowait and steal left out).
 pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
@@ -133,6 +156,9 @@ pub struct CpuUse {
     pub generator: f64,
     /// Everything else on the box (other builds, tests): the noise gauge.
     pub other: Option<f64>,
+    /// Server memory at the end of the run, and its peak so far (MiB).
+    pub server_rss_mib: Option<f64>,
+    pub server_peak_rss_mib: Option<f64>,
 }
 
 /// CPU readings around one run.
@@ -163,10 +189,16 @@ impl CpuProbe {
             (Some(m0), Some(m1)) => Some((m1 - m0 - generator - server.unwrap_or(0.0)).max(0.0)),
             _ => None,
         };
+        let (server_rss_mib, server_peak_rss_mib) = match self.pid {
+            Some(p) => process_rss_mib(p),
+            None => (None, None),
+        };
         CpuUse {
             server,
             generator,
             other,
+            server_rss_mib,
+            server_peak_rss_mib,
         }
     }
 }
@@ -184,6 +216,15 @@ mod tests {
         assert_eq!(parse_stat_ticks(odd), Some((11, 12)));
         assert_eq!(parse_stat_ticks("garbage"), None);
         assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn status_rss() {
+        let s = "Name:\tnats-server\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        assert_eq!(parse_status_rss_kib(s), (Some(10240), Some(20480)));
+        assert_eq!(parse_status_rss_kib("Name: x\n"), (None, None));
+        let (rss, _) = process_rss_mib(std::process::id());
+        assert!(rss.unwrap() > 0.0);
     }
 
     #[test]

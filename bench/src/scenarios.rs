@@ -183,6 +183,8 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         server_cpu_s: cpu.server,
         gen_cpu_s: cpu.generator,
         other_cpu_s: cpu.other,
+        server_rss_mib: cpu.server_rss_mib,
+        server_peak_rss_mib: cpu.server_peak_rss_mib,
         latency: None,
         errors,
     }))

@@ -67,6 +67,9 @@ pub struct RunResult {
     pub gen_us_per_msg: f64,
     /// CPU used by everything else on the machine during the run.
     pub other_cpu_s: Option<f64>,
+    /// Server memory after the run and its peak since it started (MiB).
+    pub server_rss_mib: Option<f64>,
+    pub server_peak_rss_mib: Option<f64>,
     pub latency: Option<Latency>,
     pub errors: Vec<String>,
 }
@@ -87,6 +90,8 @@ pub struct Raw {
     pub server_cpu_s: Option<f64>,
     pub gen_cpu_s: f64,
     pub other_cpu_s: Option<f64>,
+    pub server_rss_mib: Option<f64>,
+    pub server_peak_rss_mib: Option<f64>,
     pub latency: Option<Latency>,
     pub errors: Vec<String>,
 }
@@ -123,6 +128,8 @@ impl RunResult {
             server_cpu_s: r.server_cpu_s,
             gen_cpu_s: r.gen_cpu_s,
             other_cpu_s: r.other_cpu_s,
+            server_rss_mib: r.server_rss_mib,
+            server_peak_rss_mib: r.server_peak_rss_mib,
             latency: r.latency,
             errors: r.errors,
         }
@@ -156,6 +163,7 @@ pub fn print_table(runs: &[RunResult]) {
         "srv µs/dlv",
         "gen µs/msg",
         "other cpu s",
+        "srv peak MiB",
     ];
     if latency {
         head.extend(["p50 µs", "p90 µs", "p99 µs", "p999 µs"]);
@@ -179,6 +187,8 @@ pub fn print_table(runs: &[RunResult]) {
             opt(r.server_us_per_delivery),
             format!("{:.3}", r.gen_us_per_msg),
             r.other_cpu_s.map_or("-".into(), |v| format!("{v:.2}")),
+            r.server_peak_rss_mib
+                .map_or("-".into(), |v| format!("{v:.0}")),
         ];
         if latency {
             match &r.latency {
@@ -269,6 +279,8 @@ mod tests {
             server_cpu_s: Some(2.0),
             gen_cpu_s: 1.0,
             other_cpu_s: None,
+            server_rss_mib: None,
+            server_peak_rss_mib: None,
             latency: None,
             errors: vec![],
         }
