@@ -202,3 +202,21 @@ fn loss_is_reported_not_hung() {
     assert!(!v["errors"].as_array().unwrap().is_empty(), "{v}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn spawned_server_is_measured_and_stopped() {
+    if !Path::new(NATS_SERVER).exists() {
+        eprintln!("skipping: {NATS_SERVER} is not installed");
+        return;
+    }
+    let port = free_port();
+    let u = url(port);
+    let cmd = format!("{NATS_SERVER} -a 127.0.0.1 -p {port}");
+    let (ok, v) = bench(&["pubsub", "--msgs", "2000", "--url", &u, "--spawn-a", &cmd]);
+    assert!(ok, "{v}");
+    assert_eq!(v["received"], 2000);
+    assert!(v["server_pid"].is_u64(), "{v}");
+    assert!(v["server_peak_rss_mib"].as_f64().unwrap() > 0.0, "{v}");
+    // The bench stops what it started.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
