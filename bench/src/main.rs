@@ -94,6 +94,10 @@ struct Cli {
     /// Where spawned servers' output goes (suffixed -a.log / -b.log).
     #[arg(long)]
     spawn_log: Option<String>,
+    /// Pin the generator to these CPUs (e.g. `1`, `0-1`), e.g. to keep it off
+    /// a server started with `taskset -c 0`.
+    #[arg(long)]
+    cpus: Option<String>,
     /// Print the results as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -205,6 +209,10 @@ fn real_main() -> Result<()> {
         (Some(_), None) => bail!("--spawn-b needs --compare URL2"),
         _ => None,
     };
+    // After spawning, so the servers do not inherit the generator's CPUs.
+    if let Some(list) = &cli.cpus {
+        procstat::pin_self(&procstat::parse_cpu_list(list)?)?;
+    }
     let a = target(url_a, cli.pid_a, spawned_a.as_ref(), "A", cli.quiet);
     match url_b {
         None => {

@@ -129,6 +129,47 @@ pub fn process_rss_mib(pid: u32) -> (Option<f64>, Option<f64>) {
     )
 }
 
+/// Parses a CPU list like `1`, `0-1`, `0,2-3`.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (
+            a.trim()
+                .parse()
+                .with_context(|| format!("bad CPU list {s:?}"))?,
+            b.trim()
+                .parse()
+                .with_context(|| format!("bad CPU list {s:?}"))?,
+        );
+        if a > b || b >= libc::CPU_SETSIZE as usize {
+            bail!("bad CPU range {part:?}");
+        }
+        out.extend(a..=b);
+    }
+    if out.is_empty() {
+        bail!("empty CPU list {s:?}");
+    }
+    Ok(out)
+}
+
+/// Pins this process (and the threads it starts later) to `cpus`, to keep
+/// the generator off the server's cores in an isolation experiment.
+pub fn pin_self(cpus: &[usize]) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET stays in bounds (checked above);
+    // sched_setaffinity reads the set we pass.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(())
+}
+
 /// Busy ticks of the whole machine from the first line of /proc/stat:
 /// user, nice, system, irq, softirq (idle, iowait and steal left out).
 pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
@@ -225,6 +266,17 @@ mod tests {
         assert_eq!(parse_status_rss_kib("Name: x\n"), (None, None));
         let (rss, _) = process_rss_mib(std::process::id());
         assert!(rss.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        assert_eq!(parse_cpu_list("0-1").unwrap(), vec![0, 1]);
+        assert_eq!(parse_cpu_list("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list("99999").is_err());
     }
 
     #[test]
