@@ -14,7 +14,24 @@
 //! ```
 //!
 //! The syntax and its quirks follow nats-server's `conf` package: see
-//! `lexer.rs` and `parser.rs` for the rules and the few places we differ.
+//! `lexer.rs` and `parser.rs` for the rules. Deliberate differences (checked
+//! against nats-server 2.9.10 `-t` on nats' own test configs and on the
+//! fuzz corpus):
+//! * errors are `file:line:col: message` with 1-based columns everywhere
+//!   (nats prints lexer errors as `Parse error on line N: '...'` and uses
+//!   column 0 on line 1);
+//! * refused where nats silently drops or wraps: unknown size suffixes
+//!   (`1kbb`), integers that overflow with their suffix (`16EB`), a key with
+//!   no value at the end of the file (current nats refuses it too), an
+//!   unclosed `{` or `[` at end of file, nesting deeper than 128, variable
+//!   expansion beyond a million values, include cycles, including
+//!   non-regular files;
+//! * accepted where nats errs: `]` ends a number (`[1,2]`), a bare key stops
+//!   at `{`/`[` (`auth{`), `$2b$`/`$2y$` bcrypt hashes unquoted, `)\r` ends a
+//!   block in CRLF files, NUL bytes are ordinary characters, an absolute
+//!   `include` path means itself (nats joins it onto the directory);
+//! * `Value::as_duration` reads a bare `2m` (the integer 2,000,000 to nats)
+//!   as two minutes.
 
 mod duration;
 mod keys;

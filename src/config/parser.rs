@@ -15,6 +15,9 @@ use super::value::{Entry, Map, Value, ValueKind};
 const MAX_DEPTH: usize = 128;
 /// Longest chain of includes (and of env variables expanding to variables).
 const MAX_INCLUDE_DEPTH: usize = 32;
+/// Most values `$VARIABLE` references may copy in one parse: nested
+/// variables can grow a file exponentially ("billion laughs").
+const MAX_EXPANDED_VALUES: usize = 1_000_000;
 
 /// Environment lookup; injectable so tests need not touch the process env.
 pub type EnvLookup<'e> = &'e dyn Fn(&str) -> Option<String>;
@@ -26,6 +29,8 @@ pub(crate) struct Shared<'e> {
     env_refs: Vec<String>,
     /// Files currently being parsed, canonicalized (include cycles).
     pub(crate) include_stack: Vec<PathBuf>,
+    /// Values copied by variable references so far.
+    expanded: usize,
 }
 
 impl<'e> Shared<'e> {
@@ -34,6 +39,7 @@ impl<'e> Shared<'e> {
             env,
             env_refs: Vec::new(),
             include_stack: Vec::new(),
+            expanded: 0,
         }
     }
 }
@@ -312,6 +318,13 @@ impl Parser<'_, '_, '_> {
         for scope in self.scopes.iter_mut().rev() {
             if let Some(e) = scope.entry_mut(&name) {
                 e.used_as_variable = true;
+                self.shared.expanded = self.shared.expanded.saturating_add(e.value.node_count());
+                if self.shared.expanded > MAX_EXPANDED_VALUES {
+                    return Err(pos.err(format!(
+                        "variable reference for '{name}': variables expand to more than \
+                         {MAX_EXPANDED_VALUES} values"
+                    )));
+                }
                 let mut v = e.value.clone();
                 v.pos = pos;
                 return Ok(v);

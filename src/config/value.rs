@@ -171,6 +171,19 @@ impl Value {
         self.as_map().and_then(|m| m.get_ci(key))
     }
 
+    /// How many values this one contains, itself included.
+    pub(crate) fn node_count(&self) -> usize {
+        match &self.kind {
+            ValueKind::Map(m) => m
+                .iter()
+                .fold(1usize, |n, e| n.saturating_add(e.value.node_count())),
+            ValueKind::Array(a) => a
+                .iter()
+                .fold(1usize, |n, v| n.saturating_add(v.node_count())),
+            _ => 1,
+        }
+    }
+
     /// Give this value and everything inside it one position (used for
     /// values that came from an environment variable).
     pub(crate) fn set_pos_recursive(&mut self, pos: &Pos) {
