@@ -745,10 +745,7 @@ fn exponential_variable_expansion_is_refused() {
     let mut src = String::from("A0 = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n");
     for i in 1..12 {
         let prev = format!("$A{}", i - 1);
-        src.push_str(&format!(
-            "A{i} = [{}]\n",
-            vec![prev.as_str(); 10].join(", ")
-        ));
+        src.push_str(&format!("A{i} = [{}]\n", [prev.as_str(); 10].join(", ")));
     }
     assert!(fail(&src).contains("expand to more than"));
 }
