@@ -10,6 +10,10 @@ use std::time::{Instant, SystemTime};
 
 use crate::monitor::gather::{Query, ShardReport};
 use crate::options::Options;
+use crate::shard::link::Batch;
+
+/// Batches in flight from one shard to another before the sender waits.
+const PEER_DEPTH: usize = 256;
 
 /// Control messages into a shard. These cross from plain threads (router,
 /// signal handler, monitoring) so they travel on async-channel, whose
@@ -58,6 +62,10 @@ pub struct Global {
     pub ctl: Vec<async_channel::Sender<Ctl>>,
     pub ctl_rx: Vec<async_channel::Receiver<Ctl>>,
     pub lame_duck: AtomicBool,
+    /// Channels between shards, `[from][to]`; `None` on the diagonal.
+    pub peer_tx: Vec<Vec<Option<async_channel::Sender<Batch>>>>,
+    pub peer_rx: Vec<Vec<Option<async_channel::Receiver<Batch>>>>,
+    next_shard: AtomicUsize,
     pub http_requests: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -69,8 +77,28 @@ impl Global {
         http_addr: Option<SocketAddr>,
         shards: usize,
     ) -> Arc<Global> {
-        let (ctl, ctl_rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| async_channel::unbounded()).unzip();
-        let server_name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+        let (ctl, ctl_rx): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| async_channel::unbounded()).unzip();
+        let server_name = opts
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server_id.clone());
+        let mut peer_tx = Vec::new();
+        let mut peer_rx = Vec::new();
+        for from in 0..shards {
+            let (tx, rx): (Vec<_>, Vec<_>) = (0..shards)
+                .map(|to| {
+                    if from == to {
+                        (None, None)
+                    } else {
+                        let (t, r) = async_channel::bounded(PEER_DEPTH);
+                        (Some(t), Some(r))
+                    }
+                })
+                .unzip();
+            peer_tx.push(tx);
+            peer_rx.push(rx);
+        }
         Arc::new(Global {
             opts,
             server_id,
@@ -85,8 +113,16 @@ impl Global {
             ctl,
             ctl_rx,
             lame_duck: AtomicBool::new(false),
+            peer_tx,
+            peer_rx,
+            next_shard: AtomicUsize::new(0),
             http_requests: Default::default(),
         })
+    }
+
+    /// Hands each starting shard its index.
+    pub fn claim_shard_id(&self) -> usize {
+        self.next_shard.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn total(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {

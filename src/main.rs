@@ -42,7 +42,12 @@ fn main() -> ExitCode {
         Action::Run => {}
     }
     let opts = parsed.opts;
-    if let Err(e) = logging::init(opts.log_file.as_deref(), opts.debug, opts.trace, opts.logtime) {
+    if let Err(e) = logging::init(
+        opts.log_file.as_deref(),
+        opts.debug,
+        opts.trace,
+        opts.logtime,
+    ) {
         eprintln!("could not open log file: {e}");
         return ExitCode::from(1);
     }

@@ -20,7 +20,9 @@ pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<(
                     break;
                 }
                 let Ok(mut stream) = conn else { continue };
-                let Ok(addr) = stream.peer_addr() else { continue };
+                let Ok(addr) = stream.peer_addr() else {
+                    continue;
+                };
                 if g.connections() >= g.opts.max_connections {
                     tracing::error!("{addr} - maximum connections exceeded");
                     let _ = stream.write_all(b"-ERR 'maximum connections exceeded'\r\n");
@@ -35,7 +37,10 @@ pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<(
                     .min_by_key(|&i| g.stats[i].connections.load(Ordering::Relaxed))
                     .unwrap_or(0);
                 let fd: OwnedFd = stream.into();
-                if g.ctl[shard].send_blocking(Ctl::NewClient(fd, addr)).is_err() {
+                if g.ctl[shard]
+                    .send_blocking(Ctl::NewClient(fd, addr))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -50,7 +55,9 @@ pub fn spawn_http(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> 
             let mut next = 0usize;
             for conn in listener.incoming() {
                 let Ok(stream) = conn else { continue };
-                let Ok(addr) = stream.peer_addr() else { continue };
+                let Ok(addr) = stream.peer_addr() else {
+                    continue;
+                };
                 let fd: OwnedFd = stream.into();
                 next = (next + 1) % g.shards;
                 if g.ctl[next].send_blocking(Ctl::NewHttp(fd, addr)).is_err() {

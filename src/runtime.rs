@@ -1,42 +1,31 @@
-//! The one place that knows glommio: pinned executors, the channel mesh
-//! between them, tasks, timers and sockets. The rest of the server uses
+//! The one place that knows glommio: executors, tasks, timers and
+//! sockets. The rest of the server uses
 //! these names, so another io_uring runtime could replace this file.
 
 use std::future::Future;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
-use glommio::{
-    channels::channel_mesh::{Full, MeshBuilder},
-    CpuSet, LocalExecutorPoolBuilder, PoolPlacement,
-};
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
-pub use glommio::channels::channel_mesh::{Receivers, Senders};
-pub use glommio::channels::shared_channel::ConnectedReceiver;
 pub use glommio::net::TcpStream;
 pub use glommio::timer::sleep;
 pub use glommio::{spawn_local, Task};
-
-pub type Mesh<T> = MeshBuilder<T, Full>;
 
 /// Memory glommio registers per executor for I/O. Small, so that the
 /// default 8 MiB RLIMIT_MEMLOCK is enough for several shards.
 const IO_MEMORY: usize = 512 * 1024;
 
-pub fn mesh<T: Send + 'static>(shards: usize, depth: usize) -> Mesh<T> {
-    MeshBuilder::full(shards, depth)
-}
-
 /// Runs `make()`'s future on `shards` executors, one per CPU where
 /// possible, and waits for all of them to finish.
-pub fn run_shards<G, F>(shards: usize, make: G) -> std::io::Result<()>
+pub fn run_shards<G, F>(shards: usize, pin: bool, make: G) -> std::io::Result<()>
 where
     G: FnOnce() -> F + Clone + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
     let cpus = CpuSet::online().ok();
     let placement = match cpus {
-        Some(set) if set.len() >= shards => PoolPlacement::MaxSpread(shards, Some(set)),
+        Some(set) if pin && set.len() >= shards => PoolPlacement::MaxSpread(shards, Some(set)),
         _ => PoolPlacement::Unbound(shards),
     };
     let handles = LocalExecutorPoolBuilder::new(placement)

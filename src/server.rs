@@ -54,7 +54,10 @@ fn url_host(host: &str) -> String {
 
 pub fn run(opts: Options) -> Result<(), StartError> {
     let server_id = nkeys::KeyPair::new_server().public_key();
-    let name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+    let name = opts
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server_id.clone());
     tracing::info!("Starting broker-edge");
     tracing::info!("  Version:  {PRODUCT_VERSION} (NATS {NATS_VERSION})");
     tracing::info!("  Name:     {name}");
@@ -99,10 +102,10 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     );
     let files = write_files(&opts, client_addr, http_addr)?;
     tracing::info!("Server is ready");
-    let mesh = runtime::mesh(shards, 256);
     spawn_signal_handler(g.clone(), client_fd);
     let gs = g.clone();
-    runtime::run_shards(shards, move || shard::run(gs, mesh))
+    let pin = std::env::var("BROKER_EDGE_PIN").is_ok_and(|v| v == "1");
+    runtime::run_shards(shards, pin, move || shard::run(gs))
         .map_err(|e| StartError::Other(format!("shard runtime failed: {e}")))?;
     for f in files {
         let _ = std::fs::remove_file(f);

@@ -50,14 +50,17 @@ pub fn send(command: &str, target: Option<&str>) -> Result<(), SignalError> {
         Some(t) => match t.parse::<i32>() {
             Ok(p) => p,
             Err(_) => {
-                let text = std::fs::read_to_string(Path::new(t)).map_err(|e| SignalError::PidFile {
-                    path: t.into(),
-                    why: e.to_string(),
-                })?;
-                text.trim().parse().map_err(|e: std::num::ParseIntError| SignalError::PidFile {
-                    path: t.into(),
-                    why: e.to_string(),
-                })?
+                let text =
+                    std::fs::read_to_string(Path::new(t)).map_err(|e| SignalError::PidFile {
+                        path: t.into(),
+                        why: e.to_string(),
+                    })?;
+                text.trim()
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| SignalError::PidFile {
+                        path: t.into(),
+                        why: e.to_string(),
+                    })?
             }
         },
         None => {
@@ -67,7 +70,10 @@ pub fn send(command: &str, target: Option<&str>) -> Result<(), SignalError> {
                 [p] => *p,
                 many => {
                     return Err(SignalError::Ambiguous(
-                        many.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"),
+                        many.iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n"),
                     ))
                 }
             }

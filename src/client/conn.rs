@@ -248,7 +248,9 @@ impl Conn<'_> {
             ClientOp::Ping => {
                 let sync = client.sync.borrow_mut().take();
                 if let Some(sync) = sync {
+                    tracing::trace!("cid:{} - PING waits for interest sync", client.cid);
                     sync.wait().await;
+                    tracing::trace!("cid:{} - interest sync done", client.cid);
                 }
                 client.out.push(b"PONG\r\n");
                 Ok(())

@@ -198,7 +198,11 @@ fn conn_json(c: &ConnReport, subs: bool, detail: bool) -> Value {
         "subscriptions": c.subscriptions,
         "shard": c.shard,
     });
-    for (k, val) in [("name", &c.name), ("lang", &c.lang), ("version", &c.version)] {
+    for (k, val) in [
+        ("name", &c.name),
+        ("lang", &c.lang),
+        ("version", &c.version),
+    ] {
         if !val.is_empty() {
             v[k] = json!(val);
         }

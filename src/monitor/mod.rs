@@ -29,7 +29,9 @@ pub fn serve(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
         // One request per connection keeps this simple; clients that
         // keep-alive just reconnect.
         loop {
-            let n = match runtime::timeout(std::time::Duration::from_secs(10), r.read(&mut chunk)).await {
+            let n = match runtime::timeout(std::time::Duration::from_secs(10), r.read(&mut chunk))
+                .await
+            {
                 Some(Ok(n)) if n > 0 => n,
                 _ => return,
             };
@@ -48,7 +50,9 @@ pub fn serve(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
                 Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => continue,
                 _ => {
                     tracing::debug!("{addr} - bad monitoring request");
-                    let _ = w.write_all(&http(400, "text/plain", b"bad request\n")).await;
+                    let _ = w
+                        .write_all(&http(400, "text/plain", b"bad request\n"))
+                        .await;
                     return;
                 }
             }

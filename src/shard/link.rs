@@ -17,22 +17,30 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 
 /// A point that completes once every peer has applied one interest change.
+/// Several connections may wait on the same point (their subscriptions
+/// rode on one announcement), so it keeps every waiter's waker.
 pub struct SyncPoint {
     remaining: AtomicUsize,
-    waker: atomic_waker::AtomicWaker,
+    wakers: std::sync::Mutex<Vec<Waker>>,
 }
 
 impl SyncPoint {
     pub fn new(peers: usize) -> Arc<SyncPoint> {
         Arc::new(SyncPoint {
             remaining: AtomicUsize::new(peers),
-            waker: atomic_waker::AtomicWaker::new(),
+            wakers: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     pub fn done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.waker.wake();
+            let wakers = match self.wakers.lock() {
+                Ok(mut w) => std::mem::take(&mut *w),
+                Err(_) => return,
+            };
+            for w in wakers {
+                w.wake();
+            }
         }
     }
 
@@ -45,7 +53,13 @@ impl SyncPoint {
             if self.is_complete() {
                 return Poll::Ready(());
             }
-            self.waker.register(cx.waker());
+            if let Ok(mut w) = self.wakers.lock() {
+                if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                    w.push(cx.waker().clone());
+                }
+            }
+            // Checked again under the registration: `done` may have run
+            // between the first check and the push.
             if self.is_complete() {
                 Poll::Ready(())
             } else {
@@ -208,14 +222,10 @@ impl Future for TakeBatch<'_> {
     }
 }
 
-/// Drains `link` onto the mesh towards `peer` until the link closes.
-pub async fn run_sender(
-    link: std::rc::Rc<Link>,
-    mesh: std::rc::Rc<crate::runtime::Senders<Batch>>,
-    peer: usize,
-) {
+/// Drains `link` into the channel towards its peer until the link closes.
+pub async fn run_sender(link: std::rc::Rc<Link>, tx: async_channel::Sender<Batch>) {
     while let Some(batch) = link.take_batch().await {
-        if mesh.send_to(peer, batch).await.is_err() {
+        if tx.send(batch).await.is_err() {
             break;
         }
     }

@@ -123,6 +123,11 @@ impl Shard {
         if self.g.shards < 2 {
             return;
         }
+        tracing::trace!(
+            "shard {} announces {:?} x{count}",
+            self.id,
+            String::from_utf8_lossy(subject)
+        );
         let sync = SyncPoint::new(self.g.shards - 1);
         for link in self.links.iter().flatten() {
             link.push(Item::Interest {
@@ -294,6 +299,11 @@ impl Shard {
                 count,
                 sync,
             } => {
+                tracing::trace!(
+                    "shard {} applies interest {:?} x{count} from shard {origin}",
+                    self.id,
+                    String::from_utf8_lossy(&subject)
+                );
                 self.remote
                     .borrow_mut()
                     .apply(origin, subject, queue, count);

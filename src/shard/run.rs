@@ -1,45 +1,33 @@
-//! A shard's life: join the mesh, start the links, then serve control
+//! A shard's life: start the links to its peers, then serve control
 //! messages (new connections, monitoring queries, lame duck, shutdown).
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::link::{run_sender, Batch};
+use super::link::run_sender;
 use super::Shard;
 use crate::global::{Ctl, Global};
-use crate::runtime::{self, Mesh};
+use crate::runtime;
 
-pub async fn run(g: Arc<Global>, mesh: Mesh<Batch>) {
-    let (senders, mut receivers) = match mesh.join().await {
-        Ok(x) => x,
-        Err(_) => {
-            tracing::error!(target: "fatal", "shard failed to join the channel mesh");
-            return;
-        }
-    };
-    let id = senders.peer_id();
+pub async fn run(g: Arc<Global>) {
+    let id = g.claim_shard_id();
     let shard = Rc::new(Shard::new(id, g.clone()));
-    let senders = Rc::new(senders);
     let mut tasks = Vec::new();
     for peer in 0..g.shards {
-        if let Some(link) = shard.link(peer) {
-            tasks.push(runtime::spawn_local(run_sender(
-                link.clone(),
-                senders.clone(),
-                peer,
-            )));
+        if let (Some(link), Some(tx)) = (shard.link(peer), g.peer_tx[id][peer].clone()) {
+            tasks.push(runtime::spawn_local(run_sender(link.clone(), tx)));
         }
-    }
-    for (_, rx) in receivers.streams() {
-        let shard = shard.clone();
-        tasks.push(runtime::spawn_local(async move {
-            while let Some(batch) = rx.recv().await {
-                for item in batch {
-                    shard.receive(item);
+        if let Some(rx) = g.peer_rx[peer][id].clone() {
+            let shard = shard.clone();
+            tasks.push(runtime::spawn_local(async move {
+                while let Ok(batch) = rx.recv().await {
+                    for item in batch {
+                        shard.receive(item);
+                    }
                 }
-            }
-        }));
+            }));
+        }
     }
     let ctl = g.ctl_rx[id].clone();
     while let Ok(msg) = ctl.recv().await {
@@ -62,7 +50,6 @@ pub async fn run(g: Arc<Global>, mesh: Mesh<Batch>) {
     for link in (0..g.shards).filter_map(|p| shard.link(p)) {
         link.close();
     }
-    senders.close();
     drop(tasks);
 }
 
