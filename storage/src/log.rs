@@ -83,6 +83,9 @@ impl Log {
     ) -> Result<Log> {
         let dir = dir.as_ref().to_path_buf();
         recovery::check_dir(&dir)?;
+        std::fs::create_dir_all(&dir)?;
+        // glommio opens directories by absolute path only.
+        let dir = std::fs::canonicalize(&dir)?;
         let rec = recovery::recover(&dir, &cfg)?;
         let need_active = rec.need_active;
         let inner = Rc::new(Inner {
@@ -468,7 +471,7 @@ impl Inner {
     pub(crate) async fn new_active(&self, room: usize) -> Result<()> {
         let (base, cap) = {
             let st = self.st.borrow();
-            (st.next_seq, st.cfg.segment_size.max(room as u64 + 4096))
+            (st.next_seq, fit(st.cfg.segment_size, room))
         };
         let path = self.dir.join(segment::seg_name(base, 0));
         let f = LogFile::create(&path, self.faults.clone()).await?;
@@ -535,11 +538,7 @@ impl Inner {
         let (file, path, cap) = {
             let st = self.st.borrow();
             let a = st.active();
-            (
-                a.file.clone(),
-                a.path.clone(),
-                a.capacity.max(room as u64 + 4096),
-            )
+            (a.file.clone(), a.path.clone(), fit(a.capacity, room))
         };
         let Some(file) = file else {
             return Err(Error::Closed);
@@ -584,6 +583,15 @@ impl Inner {
             file.sync().await?;
         }
         Ok(())
+    }
+}
+
+/// Segment capacity: the configured size, or more for one oversized record.
+fn fit(size: u64, room: usize) -> u64 {
+    if room as u64 > size {
+        (room as u64).next_multiple_of(4096)
+    } else {
+        size
     }
 }
 

@@ -255,3 +255,73 @@ fn big_record_grows_segment() {
         assert_eq!(log.state(false).msgs, 3);
     });
 }
+
+#[test]
+fn age_limit_drops_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let mut cfg = small_cfg(1024);
+        cfg.durability = broker_edge_storage::Durability::Never;
+        cfg.limits.max_age = Some(std::time::Duration::from_millis(300));
+        cfg.segment_max_age = Some(std::time::Duration::from_millis(50));
+        let log = Log::open(&p, cfg).await.unwrap();
+        for i in 1..=40u64 {
+            log.append("old", b"", &payload(i, 60)).await.unwrap();
+        }
+        let segs_before = log.segment_count();
+        assert!(segs_before > 2);
+        glommio::timer::sleep(std::time::Duration::from_millis(350)).await;
+        let (fresh, _) = log.append("new", b"", b"fresh").await.unwrap();
+        log.expire().await.unwrap();
+        let st = log.state(false);
+        assert_eq!((st.msgs, st.first_seq), (1, fresh));
+        assert!(log.segment_count() <= 2, "aged segments must go");
+        // Sealed files of dropped segments are unlinked (no reader holds them).
+        let n = std::fs::read_dir(&p)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count();
+        assert_eq!(n, log.segment_count());
+    });
+}
+
+#[test]
+fn erase_overwrites_bytes_and_readers_keep_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+        log.append("s", b"", b"TOP-SECRET-PAYLOAD").await.unwrap();
+        for i in 2..=30u64 {
+            log.append("s", b"", &payload(i, 50)).await.unwrap();
+        }
+        // A reader holds a slice of the first segment while it is purged.
+        let held = log.get(2).unwrap();
+        assert!(log.delete(1, true).await.unwrap());
+        let all: Vec<u8> = std::fs::read_dir(&p)
+            .unwrap()
+            .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(!all.windows(18).any(|w| w == b"TOP-SECRET-PAYLOAD"));
+        log.purge(broker_edge_storage::Purge {
+            up_to: Some(20),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // The mapping stays valid for the holder even though the segment
+        // was dropped; its file goes when the last slice does.
+        assert_eq!(&held.payload[..], &payload(2, 50)[..]);
+        let first_seg = p.join("00000000000000000001-0000.seg");
+        assert!(first_seg.exists());
+        drop(held);
+        assert!(!first_seg.exists());
+    });
+}

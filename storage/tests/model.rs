@@ -251,7 +251,7 @@ fn run_case(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
     #[test]
     fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
         run_case(ops);

@@ -1,0 +1,412 @@
+//! Storage benchmark: append throughput per record size and durability
+//! policy, read throughput (warm/cold maps), recovery time, and the
+//! machine's own limits (O_DIRECT sequential write, fdatasync latency) plus
+//! the buffered-vs-O_DIRECT coherence cost, all measured in one run.
+//!
+//!     cargo run --release -p broker-edge-storage --example logbench
+//!
+//! Environment: LOGBENCH_DIR (default target/logbench), LOGBENCH_SECS per
+//! append case (default 2), LOGBENCH_RECOVERY_MSGS (default 10_000_000).
+
+use std::cell::Cell;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use broker_edge_storage::{Durability, Filter, Log, LogConfig, Start};
+use bytes::Bytes;
+use glommio::io::{BufferedFile, DmaFile};
+use glommio::{LocalExecutorBuilder, Placement};
+
+fn env_u64(k: &str, d: u64) -> u64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn fresh(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("bench dir");
+    p
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+/// Sequential O_DIRECT write bandwidth (1 MiB writes, 4 in flight, final
+/// fdatasync included).
+async fn disk_seq_write(dir: &Path, total: u64) -> f64 {
+    let path = dir.join("odirect.bin");
+    let f = Rc::new(DmaFile::create(&path).await.expect("create"));
+    const CHUNK: usize = 1 << 20;
+    let t = Instant::now();
+    let mut pos = 0u64;
+    let mut inflight = Vec::new();
+    while pos < total {
+        let mut buf = f.alloc_dma_buffer(CHUNK);
+        buf.as_bytes_mut().fill(0x5a);
+        let ff = f.clone();
+        let at = pos;
+        inflight.push(glommio::spawn_local(
+            async move { ff.write_at(buf, at).await },
+        ));
+        if inflight.len() >= 4 {
+            inflight.remove(0).await.expect("write");
+        }
+        pos += CHUNK as u64;
+    }
+    for h in inflight {
+        h.await.expect("write");
+    }
+    f.fdatasync().await.expect("sync");
+    let d = t.elapsed();
+    let _ = std::fs::remove_file(&path);
+    mbps(pos, d)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum FileMode {
+    /// Each write extends the file.
+    Extend,
+    /// The file was sized with ftruncate first (sparse holes).
+    Sparse,
+    /// The file was sized with fallocate first (unwritten extents).
+    Fallocated,
+    /// Every block was written and synced before (pure overwrite).
+    Overwrite,
+}
+
+/// p50/p99 of a 4 KiB buffered write + fdatasync, in microseconds.
+async fn fsync_latency(dir: &Path, n: usize, mode: FileMode) -> (f64, f64) {
+    let path = dir.join("fsync.bin");
+    let f = BufferedFile::create(&path).await.expect("create");
+    let len = (n * 4096) as u64;
+    match mode {
+        FileMode::Extend => {}
+        FileMode::Sparse => f.truncate(len).await.expect("truncate"),
+        FileMode::Fallocated => f.pre_allocate(len, false).await.expect("fallocate"),
+        FileMode::Overwrite => {
+            f.write_at(vec![0u8; len as usize], 0).await.expect("fill");
+        }
+    }
+    f.fdatasync().await.expect("sync");
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f.write_at(vec![7u8; 4096], (i * 4096) as u64)
+            .await
+            .expect("write");
+        f.fdatasync().await.expect("sync");
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = std::fs::remove_file(&path);
+    lat.sort_by(f64::total_cmp);
+    (lat[n / 2], lat[n * 99 / 100])
+}
+
+/// Writes 16 KiB chunks and reads each back through a shared mapping right
+/// away, once with buffered io_uring writes and once with O_DIRECT.
+async fn coherence(dir: &Path, total: u64) -> (f64, f64) {
+    const CHUNK: usize = 16 << 10;
+    let touch = |m: &memmap2::Mmap, at: usize| -> u64 {
+        m[at..at + CHUNK]
+            .iter()
+            .step_by(64)
+            .map(|b| *b as u64)
+            .sum()
+    };
+    let mut sink = 0u64;
+    // Buffered.
+    let p = dir.join("coh-buf.bin");
+    let f = BufferedFile::create(&p).await.expect("create");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .and_then(|x| x.set_len(total))
+        .expect("len");
+    let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&p).expect("open")) }.expect("map");
+    let t = Instant::now();
+    let mut pos = 0;
+    while pos < total as usize {
+        f.write_at(vec![1u8; CHUNK], pos as u64).await.expect("w");
+        sink += touch(&map, pos);
+        pos += CHUNK;
+    }
+    f.fdatasync().await.expect("sync");
+    let buffered = mbps(total, t.elapsed());
+    drop(map);
+    let _ = std::fs::remove_file(&p);
+    // O_DIRECT: every write invalidates the cached pages the map reads.
+    let p = dir.join("coh-direct.bin");
+    let f = DmaFile::create(&p).await.expect("create");
+    f.truncate(total).await.expect("len");
+    let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&p).expect("open")) }.expect("map");
+    let t = Instant::now();
+    let mut pos = 0;
+    while pos < total as usize {
+        let mut b = f.alloc_dma_buffer(CHUNK);
+        b.as_bytes_mut().fill(2);
+        f.write_at(b, pos as u64).await.expect("w");
+        sink += touch(&map, pos);
+        pos += CHUNK;
+    }
+    f.fdatasync().await.expect("sync");
+    let direct = mbps(total, t.elapsed());
+    let _ = std::fs::remove_file(&p);
+    std::hint::black_box(sink);
+    (buffered, direct)
+}
+
+struct AppendResult {
+    msgs: u64,
+    secs: f64,
+}
+
+/// Appends `size`-byte payloads from `tasks` concurrent appenders for
+/// `secs`, then flushes (the flush is inside the timed span).
+async fn append_case(
+    dir: &Path,
+    durability: Durability,
+    size: usize,
+    tasks: usize,
+    secs: u64,
+) -> AppendResult {
+    let p = fresh(dir, "append");
+    let cfg = LogConfig {
+        durability,
+        segment_size: 64 << 20,
+        ..Default::default()
+    };
+    let log = Log::open(&p, cfg).await.expect("open");
+    let payload = Bytes::from(vec![0xabu8; size]);
+    let subject = Bytes::from_static(b"bench.subject");
+    let stop = Rc::new(Cell::new(false));
+    let count = Rc::new(Cell::new(0u64));
+    let t = Instant::now();
+    let mut hs = Vec::new();
+    for _ in 0..tasks {
+        let (log, payload, subject, stop, count) = (
+            log.clone(),
+            payload.clone(),
+            subject.clone(),
+            stop.clone(),
+            count.clone(),
+        );
+        hs.push(glommio::spawn_local(async move {
+            while !stop.get() {
+                log.append_bytes(subject.clone(), Bytes::new(), payload.clone())
+                    .await
+                    .expect("append");
+                count.set(count.get() + 1);
+            }
+        }));
+    }
+    glommio::timer::sleep(Duration::from_secs(secs)).await;
+    stop.set(true);
+    for h in hs {
+        h.await;
+    }
+    log.flush().await.expect("flush");
+    let secs = t.elapsed().as_secs_f64();
+    let r = AppendResult {
+        msgs: count.get(),
+        secs,
+    };
+    drop(log);
+    let _ = std::fs::remove_dir_all(&p);
+    r
+}
+
+/// Fills a log with `n` records of `size` bytes (Never, 64 appenders).
+async fn fill(p: &Path, n: u64, size: usize) {
+    let cfg = LogConfig {
+        durability: Durability::Never,
+        segment_size: 64 << 20,
+        ..Default::default()
+    };
+    let log = Log::open(p, cfg).await.expect("open");
+    let payload = Bytes::from(vec![0x11u8; size]);
+    let left = Rc::new(Cell::new(n));
+    let mut hs = Vec::new();
+    for t in 0..64u64 {
+        let (log, payload, left) = (log.clone(), payload.clone(), left.clone());
+        hs.push(glommio::spawn_local(async move {
+            let subject = Bytes::from(format!("fill.{}", t % 8));
+            while left.get() > 0 {
+                left.set(left.get() - 1);
+                log.append_bytes(subject.clone(), Bytes::new(), payload.clone())
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for h in hs {
+        h.await;
+    }
+    log.close().await.expect("close");
+}
+
+fn drop_cache(p: &Path) {
+    for e in std::fs::read_dir(p).expect("dir").flatten() {
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// Scans the whole log touching every payload; returns (msgs/s, MB/s).
+fn scan_all(log: &Log) -> (f64, f64, u64) {
+    let t = Instant::now();
+    let (mut n, mut bytes, mut sink) = (0u64, 0u64, 0u64);
+    for m in log.scan(Start::Seq(1), Filter::all()) {
+        let m = m.expect("read");
+        n += 1;
+        bytes += m.payload.len() as u64;
+        sink = sink.wrapping_add(m.payload.iter().step_by(64).map(|b| *b as u64).sum());
+    }
+    std::hint::black_box(sink);
+    let d = t.elapsed();
+    (n as f64 / d.as_secs_f64(), mbps(bytes, d), n)
+}
+
+async fn bench() {
+    let dir =
+        PathBuf::from(std::env::var("LOGBENCH_DIR").unwrap_or_else(|_| "target/logbench".into()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secs = env_u64("LOGBENCH_SECS", 2);
+    let rec_n = env_u64("LOGBENCH_RECOVERY_MSGS", 10_000_000);
+
+    println!("## machine");
+    if std::env::var("LOGBENCH_ONLY_MACHINE").is_ok() {
+        for mode in [
+            FileMode::Extend,
+            FileMode::Sparse,
+            FileMode::Fallocated,
+            FileMode::Overwrite,
+        ] {
+            let (p50, p99) = fsync_latency(&dir, 300, mode).await;
+            println!("4 KiB write + fdatasync ({mode:?}): p50 {p50:.0} us, p99 {p99:.0} us");
+        }
+        return;
+    }
+    let bw = disk_seq_write(&dir, 1 << 30).await;
+    println!("O_DIRECT sequential write (1 MiB x4 in flight, 1 GiB): {bw:.0} MB/s");
+    for mode in [
+        FileMode::Extend,
+        FileMode::Sparse,
+        FileMode::Fallocated,
+        FileMode::Overwrite,
+    ] {
+        let (p50, p99) = fsync_latency(&dir, 300, mode).await;
+        println!("4 KiB write + fdatasync ({mode:?}): p50 {p50:.0} us, p99 {p99:.0} us");
+    }
+    let (cb, cd) = coherence(&dir, 256 << 20).await;
+    println!("write 16 KiB + read back via mmap: buffered {cb:.0} MB/s, O_DIRECT {cd:.0} MB/s");
+
+    println!("\n## append (timed {secs}s each, flush included)");
+    println!("| policy | appenders | size | msgs/s | MB/s |");
+    println!("|---|---|---|---|---|");
+    let policies = [
+        ("always", Durability::Always),
+        (
+            "interval(10ms)",
+            Durability::Interval(Duration::from_millis(10)),
+        ),
+        ("never", Durability::Never),
+    ];
+    for (name, pol) in policies {
+        for size in [128usize, 1024, 16384] {
+            for tasks in [1usize, 64] {
+                let r = append_case(&dir, pol, size, tasks, secs).await;
+                let rate = r.msgs as f64 / r.secs;
+                println!(
+                    "| {name} | {tasks} | {size} | {rate:.0} | {:.1} |",
+                    rate * size as f64 / 1e6
+                );
+            }
+        }
+    }
+
+    println!("\n## read (1 KiB records)");
+    let p = fresh(&dir, "read");
+    fill(&p, 1_000_000, 1024).await;
+    let log = Log::open(&p, LogConfig::default()).await.expect("open");
+    let (_, _, n) = scan_all(&log);
+    let (r, mb, _) = scan_all(&log);
+    println!("warm scan: {n} msgs, {r:.0} msgs/s, {mb:.0} MB/s");
+    drop(log);
+    drop_cache(&p);
+    let log = Log::open(&p, LogConfig::default()).await.expect("open");
+    drop_cache(&p);
+    let (r, mb, _) = scan_all(&log);
+    println!("cold scan (fadvise DONTNEED): {r:.0} msgs/s, {mb:.0} MB/s");
+    let t = Instant::now();
+    let mut x = 0u64;
+    for i in 0..200_000u64 {
+        let m = log.get(1 + (i * 7919) % n).expect("get");
+        x = x.wrapping_add(m.payload[0] as u64);
+    }
+    std::hint::black_box(x);
+    println!(
+        "warm random get: {:.0} gets/s",
+        200_000.0 / t.elapsed().as_secs_f64()
+    );
+    drop(log);
+    let _ = std::fs::remove_dir_all(&p);
+
+    println!("\n## recovery ({rec_n} x 128 B)");
+    let p = fresh(&dir, "recovery");
+    let t = Instant::now();
+    fill(&p, rec_n, 128).await;
+    println!("fill: {:.1}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let log = Log::open(&p, LogConfig::default()).await.expect("open");
+    let clean = t.elapsed();
+    let st = log.state(false);
+    assert_eq!(st.msgs, rec_n);
+    println!(
+        "clean open: {:.0} ms ({} segments, report {:?})",
+        clean.as_secs_f64() * 1e3,
+        log.segment_count(),
+        log.recovery_report().elapsed
+    );
+    drop(log);
+    // Crash-like: the active segment has no index and is walked; also lose
+    // every index file to measure the full-rescan worst case.
+    for e in std::fs::read_dir(&p).expect("dir").flatten() {
+        if e.path().extension().is_some_and(|x| x == "idx") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    drop_cache(&p);
+    let t = Instant::now();
+    let log = Log::open(&p, LogConfig::default()).await.expect("open");
+    println!(
+        "all indexes lost, cold cache (full CRC walk): {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    assert_eq!(log.state(false).msgs, rec_n);
+    drop(log);
+    let t = Instant::now();
+    let log = Log::open(&p, LogConfig::default()).await.expect("open");
+    println!(
+        "reopen after rebuild: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(log);
+    let _ = std::fs::remove_dir_all(&p);
+}
+
+fn main() {
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(4 << 20)
+        .make()
+        .expect("executor");
+    ex.run(bench());
+}
