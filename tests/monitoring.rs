@@ -55,7 +55,8 @@ async fn varz_describes_the_server_and_counts_traffic() {
     let s = Server::start(&[]);
     let mut raw = s.raw().await;
     raw.handshake(QUIET).await;
-    let v = s.json("/varz").await;
+    // The harness's readiness probe connection may still be closing.
+    let v = json_until(&s, "/varz", |v| v["connections"].as_u64() == Some(1)).await;
     assert_eq!(v["server_id"], raw.info["server_id"]);
     assert_eq!(v["version"], raw.info["version"]);
     assert_eq!(v["host"], "127.0.0.1");
@@ -70,7 +71,6 @@ async fn varz_describes_the_server_and_counts_traffic() {
         assert!(v[key].is_string(), "varz.{key}: {}", v[key]);
     }
     assert!(u(&v["cores"]) >= 1);
-    assert_eq!(u(&v["connections"]), 1, "one client connected");
     let before_in = u(&v["in_msgs"]);
     let before_out = u(&v["out_msgs"]);
     let before_in_bytes = u(&v["in_bytes"]);
@@ -90,7 +90,9 @@ async fn varz_describes_the_server_and_counts_traffic() {
         sub.bytes(7).await;
     }
     let v = json_until(&s, "/varz", |v| {
-        u(&v["in_msgs"]) >= before_in + 10 && u(&v["out_msgs"]) >= before_out + 10
+        u(&v["in_msgs"]) >= before_in + 10
+            && u(&v["out_msgs"]) >= before_out + 10
+            && v["connections"].as_u64() == Some(2)
     })
     .await;
     assert_eq!(u(&v["in_msgs"]), before_in + 10);
@@ -293,16 +295,15 @@ async fn subsz_counts_and_lists_subscriptions() {
 #[tokio::test]
 async fn varz_connections_follow_async_nats_clients() {
     let s = Server::start(&[]);
-    let base = u(&s.json("/varz").await["connections"]);
     let mut clients = Vec::new();
     for _ in 0..6 {
         let c = s.client().await;
         sync(&c).await;
         clients.push(c);
     }
-    json_until(&s, "/varz", |v| v["connections"].as_u64() == Some(base + 6)).await;
+    json_until(&s, "/varz", |v| v["connections"].as_u64() == Some(6)).await;
     let v = s.json("/connz?limit=2").await;
-    assert_eq!(u(&v["total"]), base + 6);
+    assert_eq!(u(&v["total"]), 6);
     assert_eq!(v["connections"].as_array().unwrap().len(), 2);
     for c in &clients {
         let conn = find_conn_opt(&s.json("/connz").await, c.server_info().client_id)

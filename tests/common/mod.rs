@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream as StdTcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -54,10 +54,69 @@ macro_rules! ours_only {
     };
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A free TCP port on 127.0.0.1, never the same twice in this process.
+///
+/// Ports come from below the kernel's ephemeral range (32768+ here), so the
+/// local ports of client sockets can never take one between the check and
+/// the server's bind; each candidate is checked by binding it.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
-    l.local_addr().unwrap().port()
+    use rand::Rng;
+    static USED: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    let mut used = USED.lock().unwrap();
+    let used = used.get_or_insert_with(Default::default);
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000);
+        if used.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            used.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+/// Inodes of TCP sockets in LISTEN state on local `port` (any address).
+fn listening_inodes_on(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            let local_port = f[1].rsplit(':').next().unwrap_or("");
+            if u16::from_str_radix(local_port, 16).ok() == Some(port) {
+                if let Ok(inode) = f[9].parse() {
+                    out.push(inode);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Socket inodes held open by process `pid`.
+fn listening_inodes_of(pid: u32) -> std::collections::HashSet<u64> {
+    let mut out = std::collections::HashSet::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in rd.flatten() {
+            if let Ok(target) = std::fs::read_link(e.path()) {
+                let t = target.to_string_lossy();
+                if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    if let Ok(inode) = n.parse() {
+                        out.insert(inode);
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Captured output of a child process, filled by a reader thread.
@@ -202,9 +261,17 @@ impl Server {
         }
     }
 
+    /// Wait until this child process itself listens on `port` (and on the
+    /// monitoring port, when one was given). Checking socket ownership in
+    /// /proc, rather than just connecting, means a stray listener from
+    /// another process can never pass for our server, and leaves no probe
+    /// connection behind to skew connection counts.
     fn wait_accepting(&mut self, port: u16) {
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut ports = vec![port];
+        if self.http_port != 0 {
+            ports.push(self.http_port);
+        }
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
@@ -213,12 +280,16 @@ impl Server {
                     self.log()
                 );
             }
-            if StdTcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let owned = listening_inodes_of(self.pid());
+            if ports
+                .iter()
+                .all(|p| listening_inodes_on(*p).iter().any(|i| owned.contains(i)))
+            {
                 return;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "server did not accept on port {port} within {START_TIMEOUT:?}; args {:?}\n--- log ---\n{}",
+                    "server did not listen on {ports:?} within {START_TIMEOUT:?}; args {:?}\n--- log ---\n{}",
                     self.args,
                     self.log()
                 );
