@@ -63,7 +63,23 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     tracing::info!("  Name:     {name}");
     tracing::info!("  ID:       {server_id}");
     if opts.jetstream {
-        tracing::warn!("JetStream was requested but is not available in this build yet; running core NATS only");
+        // nats-server's default: a "nats" folder in the temporary directory;
+        // the data goes under "jetstream" inside the store directory.
+        let base = opts
+            .store_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("nats"));
+        let dir = base.join("jetstream");
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StartError::Other(format!(
+                "Could not create storage directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        tracing::warn!(
+            "JetStream was requested (store directory {}) but is not available in this build yet; running core NATS only",
+            base.display()
+        );
     }
     let shards = opts
         .shards

@@ -246,12 +246,7 @@ impl Conn<'_> {
                 Ok(())
             }
             ClientOp::Ping => {
-                let sync = client.sync.borrow_mut().take();
-                if let Some(sync) = sync {
-                    tracing::trace!("cid:{} - PING waits for interest sync", client.cid);
-                    sync.wait().await;
-                    tracing::trace!("cid:{} - interest sync done", client.cid);
-                }
+                self.await_interest().await;
                 client.out.push(b"PONG\r\n");
                 Ok(())
             }
@@ -269,6 +264,20 @@ impl Conn<'_> {
                     String::from_utf8_lossy(text).trim_matches('\'')
                 );
                 Err(CloseReason::ClientClosed)
+            }
+        }
+    }
+
+    /// Waits until every shard knows the subscriptions this connection made
+    /// so far. Done before anything the client could observe (a PONG, or a
+    /// message it publishes and may receive itself), so "subscribe, then
+    /// round trip" means the subscription is live server-wide, as on a single
+    /// nats-server. Consecutive SUBs do not wait for each other.
+    async fn await_interest(&self) {
+        let sync = self.client.sync.borrow_mut().take();
+        if let Some(sync) = sync {
+            if !sync.is_complete() {
+                sync.wait().await;
             }
         }
     }
@@ -341,6 +350,7 @@ impl Conn<'_> {
             return Ok(());
         }
         self.ok();
+        self.await_interest().await;
         self.shard
             .publish(client, data, subject, reply, hdr_len, msg);
         self.shard.link_space().await;

@@ -44,46 +44,72 @@ impl Info {
     }
 }
 
-fn default_true() -> bool {
-    true
+/// CONNECT options. Fields a client leaves out (or sends as `null`, as
+/// some clients do) keep the reference's defaults: verbose and pedantic stay
+/// on unless turned off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "RawConnect")]
+pub struct Connect {
+    pub verbose: bool,
+    pub pedantic: bool,
+    pub tls_required: bool,
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub protocol: i32,
+    pub echo: bool,
+    pub headers: bool,
+    pub no_responders: bool,
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub auth_token: Option<String>,
+    pub nkey: Option<String>,
+    pub sig: Option<String>,
+    pub jwt: Option<String>,
 }
 
-/// CONNECT options. Fields a client leaves out keep the reference's
-/// defaults (verbose and pedantic stay on unless turned off).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Connect {
-    #[serde(default = "default_true")]
-    pub verbose: bool,
-    #[serde(default = "default_true")]
-    pub pedantic: bool,
-    #[serde(default)]
-    pub tls_required: bool,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub lang: String,
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub protocol: i32,
-    #[serde(default = "default_true")]
-    pub echo: bool,
-    #[serde(default)]
-    pub headers: bool,
-    #[serde(default)]
-    pub no_responders: bool,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub pass: Option<String>,
-    #[serde(default)]
-    pub auth_token: Option<String>,
-    #[serde(default)]
-    pub nkey: Option<String>,
-    #[serde(default)]
-    pub sig: Option<String>,
-    #[serde(default)]
-    pub jwt: Option<String>,
+/// The wire form: every field optional and nullable.
+#[derive(Deserialize)]
+struct RawConnect {
+    verbose: Option<bool>,
+    pedantic: Option<bool>,
+    tls_required: Option<bool>,
+    name: Option<String>,
+    lang: Option<String>,
+    version: Option<String>,
+    protocol: Option<i32>,
+    echo: Option<bool>,
+    headers: Option<bool>,
+    no_responders: Option<bool>,
+    user: Option<String>,
+    pass: Option<String>,
+    auth_token: Option<String>,
+    nkey: Option<String>,
+    sig: Option<String>,
+    jwt: Option<String>,
+}
+
+impl From<RawConnect> for Connect {
+    fn from(r: RawConnect) -> Connect {
+        Connect {
+            verbose: r.verbose.unwrap_or(true),
+            pedantic: r.pedantic.unwrap_or(true),
+            tls_required: r.tls_required.unwrap_or(false),
+            name: r.name.unwrap_or_default(),
+            lang: r.lang.unwrap_or_default(),
+            version: r.version.unwrap_or_default(),
+            protocol: r.protocol.unwrap_or(0),
+            echo: r.echo.unwrap_or(true),
+            headers: r.headers.unwrap_or(false),
+            no_responders: r.no_responders.unwrap_or(false),
+            user: r.user,
+            pass: r.pass,
+            auth_token: r.auth_token,
+            nkey: r.nkey,
+            sig: r.sig,
+            jwt: r.jwt,
+        }
+    }
 }
 
 impl Default for Connect {
@@ -122,5 +148,9 @@ mod tests {
                 .unwrap();
         assert!(!c.verbose && c.headers);
         assert_eq!(c.name, "x");
+        let c: Connect =
+            serde_json::from_str(r#"{"name":null,"user":null,"echo":null,"verbose":false}"#)
+                .unwrap();
+        assert!(c.echo && c.name.is_empty() && c.user.is_none());
     }
 }
