@@ -159,6 +159,7 @@ pub struct Server {
     /// Directory for config files etc.; lives as long as the server.
     pub dir: tempfile::TempDir,
     pub args: Vec<String>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -221,8 +222,10 @@ impl Server {
             .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
         let stderr = Captured::default();
         let stdout = Captured::default();
-        stderr.attach(child.stderr.take().unwrap());
-        stdout.attach(child.stdout.take().unwrap());
+        let readers = vec![
+            stderr.attach(child.stderr.take().unwrap()),
+            stdout.attach(child.stdout.take().unwrap()),
+        ];
         let mut server = Server {
             child,
             port: port.unwrap_or(0),
@@ -231,6 +234,7 @@ impl Server {
             stdout,
             dir,
             args,
+            readers,
         };
         if port.is_none() {
             server.port = server.port_from_log();
@@ -252,7 +256,11 @@ impl Server {
                     .unwrap_or_else(|_| panic!("no port in log line {line:?}"));
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("server exited early ({status})\n--- log ---\n{log}");
+                self.drain_output();
+                panic!(
+                    "server exited early ({status})\n--- log ---\n{}",
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
                 panic!("no listening line in the log\n--- log ---\n{log}");
@@ -274,6 +282,7 @@ impl Server {
         }
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.drain_output();
                 panic!(
                     "server exited early ({status}) with args {:?}\n--- log ---\n{}",
                     self.args,
@@ -302,6 +311,14 @@ impl Server {
         self.child.id()
     }
 
+    /// After the process has exited: wait for the output readers to reach
+    /// end of file, so that the log is complete.
+    fn drain_output(&mut self) {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+
     /// stderr and stdout so far (stderr first).
     pub fn log(&self) -> String {
         let mut s = self.stderr.text();
@@ -328,6 +345,7 @@ impl Server {
         let deadline = Instant::now() + within;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                self.drain_output();
                 return st;
             }
             if Instant::now() > deadline {
