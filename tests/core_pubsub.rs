@@ -597,3 +597,146 @@ async fn unsubscribe_stops_delivery() {
         "delivery after unsubscribe"
     );
 }
+
+/// After members unsubscribe (and their round trip returns), the remaining
+/// member of a queue group gets every message: nothing is routed to a
+/// member that is gone, whichever shard it was on.
+#[tokio::test]
+async fn queue_group_rebalances_after_members_leave() {
+    let s = Server::start(&[]);
+    let mut members = Vec::new();
+    for _ in 0..6 {
+        let c = s.client().await;
+        let q = c
+            .queue_subscribe("jobs.rebalance", "g".to_string())
+            .await
+            .unwrap();
+        sync(&c).await;
+        members.push((c, q));
+    }
+    let (keep_c, mut keep) = members.pop().unwrap();
+    for (c, mut q) in members {
+        q.unsubscribe().await.unwrap();
+        sync(&c).await;
+    }
+    let p = s.client().await;
+    for i in 0..100 {
+        p.publish("jobs.rebalance", i.to_string().into())
+            .await
+            .unwrap();
+    }
+    flush(&p).await;
+    for i in 0..100 {
+        assert_eq!(
+            recv(&mut keep).await.payload,
+            Bytes::from(i.to_string()),
+            "message {i} lost or reordered"
+        );
+    }
+    sync(&keep_c).await;
+}
+
+/// Many requesters on many connections against a queue group of responders
+/// on other connections: every request gets its own answer.
+#[tokio::test]
+async fn request_reply_many_requesters_and_responders() {
+    let s = Server::start(&[]);
+    let mut tasks = Vec::new();
+    for r in 0..3 {
+        let c = s.client().await;
+        let mut sub = c
+            .queue_subscribe("svc.add", "adders".to_string())
+            .await
+            .unwrap();
+        sync(&c).await;
+        tasks.push(tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let n: u64 = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+                c.publish(m.reply.unwrap(), format!("{} by {r}", n + 1).into())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let mut requesters = Vec::new();
+    for _ in 0..8 {
+        requesters.push(s.client().await);
+    }
+    let all = requesters.iter().enumerate().map(|(k, c)| async move {
+        for j in 0..25u64 {
+            let n = k as u64 * 1000 + j;
+            let resp = within("request", c.request("svc.add", n.to_string().into()))
+                .await
+                .expect("request failed");
+            let text = String::from_utf8(resp.payload.to_vec()).unwrap();
+            assert!(
+                text.starts_with(&format!("{} by ", n + 1)),
+                "answer {text:?} for {n}"
+            );
+        }
+    });
+    futures::future::join_all(all).await;
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// A 1 MiB message (the default max_payload) crosses connections intact.
+#[tokio::test]
+async fn max_size_message_crosses_connections_intact() {
+    let s = Server::start(&[]);
+    let sub_c = s.client().await;
+    let mut sub = sub_c.subscribe("big.one").await.unwrap();
+    sync(&sub_c).await;
+    let p = s.client().await;
+    let max = p.server_info().max_payload;
+    assert_eq!(max, 1024 * 1024);
+    let body: Vec<u8> = (0..max).map(|i| (i * 7 % 253) as u8).collect();
+    for _ in 0..3 {
+        p.publish("big.one", body.clone().into()).await.unwrap();
+    }
+    flush(&p).await;
+    for _ in 0..3 {
+        assert!(recv(&mut sub).await.payload == body, "payload corrupted");
+    }
+}
+
+/// One publisher alternating between subjects; one subscriber connection
+/// with a subscription per subject sees the exact publish interleaving
+/// (order is per publisher and connection, not per subject).
+#[tokio::test]
+async fn interleaving_across_subjects_is_preserved() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(r#"{"verbose":false,"pedantic":false,"protocol":1}"#)
+        .await;
+    raw.send("SUB il.a 1\r\nSUB il.b 2\r\nSUB il.* 3\r\nPING\r\n")
+        .await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    let p = s.client().await;
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let subj = if i % 3 == 0 { "il.b" } else { "il.a" };
+        p.publish(subj, i.to_string().into()).await.unwrap();
+        expected.push(i.to_string());
+    }
+    flush(&p).await;
+    // Each message arrives twice (exact sid + wildcard sid), adjacent.
+    for want in &expected {
+        let mut sids = Vec::new();
+        for _ in 0..2 {
+            let line = raw.next().await.expect("closed");
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts[0], "MSG", "line {line:?}");
+            let n: usize = parts[3].parse().unwrap();
+            let body = raw.bytes(n + 2).await;
+            assert_eq!(&body[..n], want.as_bytes(), "order broken at {want}");
+            sids.push(parts[2].to_string());
+        }
+        sids.sort();
+        assert!(
+            sids.contains(&"3".to_string()),
+            "wildcard copy missing: {sids:?}"
+        );
+    }
+}
