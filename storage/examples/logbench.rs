@@ -281,19 +281,21 @@ async fn bench() {
     std::fs::create_dir_all(&dir).expect("dir");
     let secs = env_u64("LOGBENCH_SECS", 2);
     let rec_n = env_u64("LOGBENCH_RECOVERY_MSGS", 10_000_000);
+    let task_counts: Vec<usize> = std::env::var("LOGBENCH_TASKS")
+        .unwrap_or_else(|_| "1,64,512".into())
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    let sizes: Vec<usize> = std::env::var("LOGBENCH_SIZES")
+        .unwrap_or_else(|_| "128,1024,16384".into())
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    let skip_machine = std::env::var("LOGBENCH_SKIP_MACHINE").is_ok();
 
     println!("## machine");
-    if std::env::var("LOGBENCH_ONLY_MACHINE").is_ok() {
-        for mode in [
-            FileMode::Extend,
-            FileMode::Sparse,
-            FileMode::Fallocated,
-            FileMode::Overwrite,
-        ] {
-            let (p50, p99) = fsync_latency(&dir, 300, mode).await;
-            println!("4 KiB write + fdatasync ({mode:?}): p50 {p50:.0} us, p99 {p99:.0} us");
-        }
-        return;
+    if skip_machine {
+        return append_only(&dir, secs, &task_counts, &sizes).await;
     }
     let bw = disk_seq_write(&dir, 1 << 30).await;
     println!("O_DIRECT sequential write (1 MiB x4 in flight, 1 GiB): {bw:.0} MB/s");
@@ -309,6 +311,11 @@ async fn bench() {
     let (cb, cd) = coherence(&dir, 256 << 20).await;
     println!("write 16 KiB + read back via mmap: buffered {cb:.0} MB/s, O_DIRECT {cd:.0} MB/s");
 
+    append_only(&dir, secs, &task_counts, &sizes).await;
+    read_and_recovery(&dir, rec_n).await;
+}
+
+async fn append_only(dir: &Path, secs: u64, task_counts: &[usize], sizes: &[usize]) {
     println!("\n## append (timed {secs}s each, flush included)");
     println!("| policy | appenders | size | msgs/s | MB/s |");
     println!("|---|---|---|---|---|");
@@ -321,9 +328,9 @@ async fn bench() {
         ("never", Durability::Never),
     ];
     for (name, pol) in policies {
-        for size in [128usize, 1024, 16384] {
-            for tasks in [1usize, 64] {
-                let r = append_case(&dir, pol, size, tasks, secs).await;
+        for &size in sizes {
+            for &tasks in task_counts {
+                let r = append_case(dir, pol, size, tasks, secs).await;
                 let rate = r.msgs as f64 / r.secs;
                 println!(
                     "| {name} | {tasks} | {size} | {rate:.0} | {:.1} |",
@@ -332,9 +339,11 @@ async fn bench() {
             }
         }
     }
+}
 
+async fn read_and_recovery(dir: &Path, rec_n: u64) {
     println!("\n## read (1 KiB records)");
-    let p = fresh(&dir, "read");
+    let p = fresh(dir, "read");
     fill(&p, 1_000_000, 1024).await;
     let log = Log::open(&p, LogConfig::default()).await.expect("open");
     let (_, _, n) = scan_all(&log);
@@ -361,7 +370,7 @@ async fn bench() {
     let _ = std::fs::remove_dir_all(&p);
 
     println!("\n## recovery ({rec_n} x 128 B)");
-    let p = fresh(&dir, "recovery");
+    let p = fresh(dir, "recovery");
     let t = Instant::now();
     fill(&p, rec_n, 128).await;
     println!("fill: {:.1}s", t.elapsed().as_secs_f64());

@@ -315,14 +315,14 @@ async fn write_plan(inner: &Rc<Inner>, p: &Plan, buf: Vec<u8>) -> Result<()> {
         file.write_all_at(buf, p.pos).await?;
         let policy = inner.st.borrow().cfg.durability;
         let sync = match policy {
-            Durability::Always => true,
+            Durability::Always => !file.is_dsync(),
             Durability::Interval(d) => inner.st.borrow().last_sync.elapsed() >= d,
             Durability::Never => false,
         };
         if sync {
             file.sync().await?;
             inner.st.borrow_mut().last_sync = Instant::now();
-        } else {
+        } else if policy != Durability::Always {
             inner.st.borrow_mut().dirty = true;
         }
         Ok(())

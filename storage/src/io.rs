@@ -131,35 +131,45 @@ pub(crate) struct LogFile {
     file: BufferedFile,
     path: PathBuf,
     faults: Option<FaultInjector>,
+    /// Opened with O_DSYNC: a completed write is already durable, which
+    /// saves the separate fdatasync round trip per group commit.
+    dsync: bool,
 }
 
 impl LogFile {
     pub async fn create(path: &Path, faults: Option<FaultInjector>) -> Result<LogFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .buffered_open(path)
-            .await?;
-        Ok(LogFile {
-            file,
-            path: path.to_path_buf(),
-            faults,
-        })
+        Self::open_with(path, faults, true, false).await
     }
 
     pub async fn open(path: &Path, faults: Option<FaultInjector>) -> Result<LogFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .buffered_open(path)
-            .await?;
+        Self::open_with(path, faults, false, false).await
+    }
+
+    pub async fn open_with(
+        path: &Path,
+        faults: Option<FaultInjector>,
+        create: bool,
+        dsync: bool,
+    ) -> Result<LogFile> {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true);
+        if create {
+            o.create(true).truncate(true);
+        }
+        if dsync {
+            o.custom_flags(libc::O_DSYNC);
+        }
+        let file = o.buffered_open(path).await?;
         Ok(LogFile {
             file,
             path: path.to_path_buf(),
             faults,
+            dsync,
         })
+    }
+
+    pub fn is_dsync(&self) -> bool {
+        self.dsync
     }
 
     /// Writes all of `buf` at `pos` in one io_uring write.
@@ -180,6 +190,12 @@ impl LogFile {
             let n = self.file.write_at(buf, pos).await?;
             if let Some(f) = &self.faults {
                 f.wrote(&self.path, pos, n);
+                if self.dsync && injected.is_none() {
+                    // O_DSYNC: the write included its own sync.
+                    if let Err(e) = f.synced(&self.path) {
+                        return Err(Error::from_io(io::Error::from_raw_os_error(e)));
+                    }
+                }
             }
             if n < want && injected.is_none() {
                 return Err(Error::NoSpace);

@@ -99,7 +99,8 @@ impl Log {
             inner.new_active(0).await?;
         } else {
             let path = inner.st.borrow().active().path.clone();
-            let f = LogFile::open(&path, faults).await?;
+            let dsync = cfg.durability == Durability::Always;
+            let f = LogFile::open_with(&path, faults, false, dsync).await?;
             inner.st.borrow_mut().active_mut().file = Some(Rc::new(f));
         }
         let log = Log { inner };
