@@ -249,3 +249,143 @@ async fn hpub_without_headers_support_closes() {
     raw.send("HPUB foo 12 14\r\nNATS/1.0\r\n\r\nxx\r\n").await;
     raw.expect_closed(Duration::from_secs(5)).await;
 }
+
+/// The reference's parser is lenient: lower-case verbs, runs of spaces or
+/// tabs between arguments, bare LF line ends.
+#[tokio::test]
+async fn lenient_parsing_like_the_reference() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    raw.send("sub lenient.a 1\r\npub lenient.a 1\r\nx\r\n")
+        .await;
+    assert_eq!(raw.next().await.as_deref(), Some("MSG lenient.a 1 1"));
+    assert_eq!(raw.bytes(3).await, b"x\r\n");
+    raw.send("SUB  lenient.b \t 2\r\nPUB   lenient.b\t 2\r\nyz\r\n")
+        .await;
+    assert_eq!(raw.next().await.as_deref(), Some("MSG lenient.b 2 2"));
+    assert_eq!(raw.bytes(4).await, b"yz\r\n");
+    raw.send("SUB lenient.c 3\nPUB lenient.c 1\nq\r\nPING\n")
+        .await;
+    assert_eq!(raw.next().await.as_deref(), Some("MSG lenient.c 3 1"));
+    assert_eq!(raw.bytes(3).await, b"q\r\n");
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+}
+
+/// Malformed arguments are protocol violations: the connection is closed.
+#[tokio::test]
+async fn malformed_arguments_close_the_connection() {
+    let s = Server::start(&[]);
+    let cases = [
+        "PUB foo\r\n",
+        "PUB foo -1\r\n",
+        "PUB foo bar baz 1\r\n",
+        "SUB foo\r\n",
+        "SUB foo bar baz qux\r\n",
+        "UNSUB\r\n",
+        "CONNECT {bad json\r\n",
+    ];
+    for case in cases {
+        let mut raw = s.raw().await;
+        if !case.starts_with("CONNECT") {
+            raw.handshake(QUIET).await;
+        }
+        raw.send(case).await;
+        // Whatever -ERR precedes it, the server must hang up.
+        raw.expect_closed(Duration::from_secs(5)).await;
+    }
+    // HPUB whose header size exceeds its total size.
+    let mut raw = s.raw().await;
+    raw.handshake(r#"{"verbose":false,"pedantic":false,"protocol":1,"headers":true}"#)
+        .await;
+    raw.send("HPUB foo 20 10\r\n0123456789\r\n").await;
+    raw.expect_closed(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn server_only_operations_from_a_client() {
+    let s = Server::start(&[]);
+    // MSG is not something a client may send.
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    raw.send("MSG foo 1 1\r\nx\r\n").await;
+    expect_err_and_close(&mut raw, "Unknown Protocol Operation").await;
+    // INFO and PONG from a client are accepted and ignored.
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    raw.send("INFO {}\r\nPONG\r\n").await;
+    expect_alive(&mut raw).await;
+    // -ERR from a client closes its connection.
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    raw.send("-ERR 'client says no'\r\n").await;
+    raw.expect_closed(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn unsub_unknown_sid_and_duplicate_sid_are_harmless() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    raw.send("UNSUB 99\r\nUNSUB 98 5\r\n").await;
+    expect_alive(&mut raw).await;
+    // The same sid twice is still one subscription: one delivery.
+    raw.send("SUB dup 1\r\nSUB dup 1\r\nPUB dup 1\r\nx\r\nPING\r\n")
+        .await;
+    assert_eq!(raw.next().await.as_deref(), Some("MSG dup 1 1"));
+    assert_eq!(raw.bytes(3).await, b"x\r\n");
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+}
+
+/// The parser copes with any split of the stream: one byte per write.
+#[tokio::test]
+async fn byte_at_a_time_input() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    let stream = format!(
+        "CONNECT {QUIET}\r\nSUB trickle 1\r\nPUB trickle reply.x 5\r\nhello\r\nHPUB trickle 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n"
+    );
+    // Headers must be enabled for the HPUB part.
+    let stream = stream.replacen(r#""protocol":1"#, r#""protocol":1,"headers":true"#, 1);
+    for b in stream.as_bytes() {
+        raw.send_bytes(std::slice::from_ref(b)).await;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(raw.next().await.as_deref(), Some("MSG trickle 1 reply.x 5"));
+    assert_eq!(raw.bytes(7).await, b"hello\r\n");
+    assert_eq!(raw.next().await.as_deref(), Some("HMSG trickle 1 12 14"));
+    assert_eq!(raw.bytes(16).await, b"NATS/1.0\r\n\r\nhi\r\n");
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+}
+
+/// Thousands of operations in one write are all processed, in order.
+#[tokio::test]
+async fn pipelined_batch_in_one_write() {
+    let s = Server::start(&[]);
+    let mut sub = s.raw().await;
+    sub.handshake(QUIET).await;
+    sub.send("SUB batch 1\r\nPING\r\n").await;
+    assert_eq!(sub.next().await.as_deref(), Some("PONG"));
+    let mut p = s.raw().await;
+    p.handshake(QUIET).await;
+    let mut buf = String::new();
+    for i in 0..5000 {
+        let body = i.to_string();
+        buf.push_str(&format!("PUB batch {}\r\n{body}\r\n", body.len()));
+    }
+    buf.push_str("PING\r\n");
+    p.send(&buf).await;
+    assert_eq!(p.next().await.as_deref(), Some("PONG"));
+    for i in 0..5000 {
+        let body = i.to_string();
+        assert_eq!(
+            sub.next().await,
+            Some(format!("MSG batch 1 {}", body.len())),
+            "message {i}"
+        );
+        assert_eq!(
+            sub.bytes(body.len() + 2).await,
+            format!("{body}\r\n").as_bytes()
+        );
+    }
+}
