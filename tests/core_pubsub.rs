@@ -740,3 +740,98 @@ async fn interleaving_across_subjects_is_preserved() {
         );
     }
 }
+
+/// Several publishers at once into a queue group spread over connections:
+/// still exactly one delivery per message.
+#[tokio::test]
+async fn queue_group_exactly_once_with_concurrent_publishers() {
+    const MEMBERS: usize = 8;
+    const PUBS: usize = 4;
+    const PER: usize = 250;
+    let s = Server::start(&[]);
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        let c = s.client().await;
+        let q = c
+            .queue_subscribe("cq.items", "w".to_string())
+            .await
+            .unwrap();
+        let done = c.subscribe("cq.done").await.unwrap();
+        sync(&c).await;
+        members.push((c, q, done));
+    }
+    let mut publishers = Vec::new();
+    for _ in 0..PUBS {
+        publishers.push(s.client().await);
+    }
+    let pubs = publishers.iter().enumerate().map(|(p, c)| async move {
+        for n in 0..PER {
+            c.publish("cq.items", format!("{p}:{n}").into())
+                .await
+                .unwrap();
+        }
+        c.publish("cq.done", p.to_string().into()).await.unwrap();
+        flush(c).await;
+    });
+    futures::future::join_all(pubs).await;
+
+    let mut seen: HashMap<Bytes, usize> = HashMap::new();
+    for (_, q, done) in members.iter_mut() {
+        // Once every publisher's marker is here, all their items are too.
+        for _ in 0..PUBS {
+            recv(done).await;
+        }
+        while let Some(m) = queued(q) {
+            *seen.entry(m.payload).or_default() += 1;
+        }
+    }
+    let dups = seen.values().filter(|&&n| n > 1).count();
+    assert_eq!(dups, 0, "messages delivered more than once");
+    assert_eq!(seen.len(), PUBS * PER, "messages lost");
+}
+
+/// When the only subscriber goes away, requests get a prompt no-responders
+/// answer again (no stale interest left on any shard).
+#[tokio::test]
+async fn no_responders_again_after_the_only_subscriber_leaves() {
+    let s = Server::start(&[]);
+    let requester = s
+        .client_with(
+            async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_secs(2))),
+        )
+        .await;
+    for round in 0..3 {
+        let responder = s.client().await;
+        let mut svc = responder.subscribe("svc.once").await.unwrap();
+        sync(&responder).await;
+        let r2 = responder.clone();
+        let task = tokio::spawn(async move {
+            if let Some(m) = svc.next().await {
+                r2.publish(m.reply.unwrap(), "yes".into()).await.unwrap();
+                r2.flush().await.unwrap();
+            }
+        });
+        let resp = within("request", requester.request("svc.once", "?".into()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(resp.payload, "yes");
+        task.await.unwrap();
+        drop(responder);
+
+        // The server notices the close; from then on, no responders.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match requester.request("svc.once", "?".into()).await {
+                Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => break,
+                Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                    panic!("round {round}: request timed out instead of no-responders")
+                }
+                other => assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: still routed after close: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
