@@ -58,6 +58,218 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
     /// Broker Edge's own: executor count (default: online CPUs).
     pub shards: Option<usize>,
+    /// `authorization { timeout }` (nats: seconds, may be fractional).
+    pub auth_timeout: Option<Duration>,
+    /// `authorization { users }` and users defined inside `accounts`.
+    pub users: Vec<User>,
+    /// Users that authenticate with a signed nonce.
+    pub nkeys: Vec<NkeyUser>,
+    pub no_auth_user: Option<String>,
+    pub accounts: Vec<AccountConfig>,
+    pub system_account: Option<String>,
+    /// `jetstream { max_memory_store }`, bytes.
+    pub jetstream_max_memory: Option<i64>,
+    /// `jetstream { max_file_store }`, bytes.
+    pub jetstream_max_store: Option<i64>,
+    pub jetstream_domain: Option<String>,
+    pub jetstream_strict: Option<bool>,
+    pub tls: Option<TlsConfig>,
+    pub websocket: Option<WebsocketConfig>,
+    pub leafnodes: Option<ListenerConfig>,
+    pub cluster: Option<ListenerConfig>,
+    pub server_tags: Vec<String>,
+}
+
+/// A user with a password (plain or bcrypt `$2a$…`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub username: String,
+    pub password: String,
+    pub permissions: Option<PermissionsConfig>,
+    /// The account the user was declared in; `None` is the global account.
+    pub account: Option<String>,
+    /// Upper-cased (`STANDARD`, `WEBSOCKET`, …); empty means any.
+    pub allowed_connection_types: Vec<String>,
+}
+
+/// A user identified by a public user nkey (`U…`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NkeyUser {
+    pub nkey: String,
+    pub permissions: Option<PermissionsConfig>,
+    pub account: Option<String>,
+    pub allowed_connection_types: Vec<String>,
+}
+
+/// `permissions { publish, subscribe, allow_responses }` as written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PermissionsConfig {
+    pub publish: Option<SubjectPermission>,
+    pub subscribe: Option<SubjectPermission>,
+    pub allow_responses: Option<ResponsePermission>,
+}
+
+/// `allow`/`deny` lists. `allow: None` means no allow list (everything
+/// not denied); subscribe entries may carry a queue: `"foo.* workers"`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectPermission {
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+/// `allow_responses`: `None` fields mean unlimited (nats: negative).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponsePermission {
+    pub max_msgs: Option<u64>,
+    pub expires: Option<Duration>,
+}
+
+impl Default for ResponsePermission {
+    /// nats-server's defaults: one response within two minutes.
+    fn default() -> Self {
+        ResponsePermission {
+            max_msgs: Some(1),
+            expires: Some(Duration::from_secs(120)),
+        }
+    }
+}
+
+/// One `accounts { NAME: { … } }` entry. Its users are in
+/// [`Options::users`]/[`Options::nkeys`] with `account` set to `name`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountConfig {
+    pub name: String,
+    pub nkey: Option<String>,
+    pub jetstream: AccountJetStream,
+    pub exports: Vec<ExportConfig>,
+    pub imports: Vec<ImportConfig>,
+    pub default_permissions: Option<PermissionsConfig>,
+    /// `limits { max_connections, max_subscriptions, max_payload, max_leafnodes }`.
+    pub limits: AccountLimits,
+    /// `mappings`, kept as written for the feature that will read it.
+    pub mappings: Option<crate::config::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum AccountJetStream {
+    #[default]
+    Disabled,
+    /// `enabled`/`true`: dynamic limits.
+    Enabled,
+    /// A limits map; `-1` (nats' "unlimited") is `None`.
+    Limits {
+        max_memory: Option<i64>,
+        max_store: Option<i64>,
+        max_streams: Option<i64>,
+        max_consumers: Option<i64>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub max_connections: Option<i64>,
+    pub max_subscriptions: Option<i64>,
+    pub max_payload: Option<i64>,
+    pub max_leafnodes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    Stream,
+    Service,
+}
+
+/// `{stream|service: SUBJECT, accounts: [...], response_type: …}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    pub kind: ExportKind,
+    pub subject: String,
+    /// Empty means public.
+    pub accounts: Vec<String>,
+    /// `single` (default), `stream` or `chunked`, lower case.
+    pub response_type: Option<String>,
+    pub response_threshold: Option<Duration>,
+}
+
+/// `{stream|service: {account, subject}, to: …, prefix: …, share: …}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportConfig {
+    pub kind: ExportKind,
+    pub account: String,
+    pub subject: String,
+    pub to: Option<String>,
+    pub prefix: Option<String>,
+    pub share: bool,
+}
+
+/// `tls { … }` (client listener, websocket, leafnodes, cluster).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub verify: bool,
+    pub verify_and_map: bool,
+    pub insecure: bool,
+    /// Handshake timeout (nats default 2s when unset).
+    pub timeout: Option<Duration>,
+    pub handshake_first: bool,
+    pub cipher_suites: Vec<String>,
+    pub curve_preferences: Vec<String>,
+    pub pinned_certs: Vec<String>,
+}
+
+/// `websocket { … }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebsocketConfig {
+    pub host: String,
+    pub port: Option<Port>,
+    pub advertise: Option<String>,
+    pub no_tls: bool,
+    pub tls: Option<TlsConfig>,
+    pub compression: bool,
+    pub same_origin: bool,
+    pub allowed_origins: Vec<String>,
+    pub handshake_timeout: Option<Duration>,
+    pub jwt_cookie: Option<String>,
+    pub no_auth_user: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub auth_timeout: Option<Duration>,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        WebsocketConfig {
+            host: "0.0.0.0".into(),
+            port: None,
+            advertise: None,
+            no_tls: false,
+            tls: None,
+            compression: false,
+            same_origin: false,
+            allowed_origins: Vec::new(),
+            handshake_timeout: None,
+            jwt_cookie: None,
+            no_auth_user: None,
+            username: None,
+            password: None,
+            token: None,
+            auth_timeout: None,
+        }
+    }
+}
+
+/// `cluster { … }` / `leafnodes { … }`: where it listens, plus the whole
+/// block as written for the issue that implements it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<Port>,
+    pub tls: Option<TlsConfig>,
+    pub raw: crate::config::Value,
 }
 
 impl Default for Options {
@@ -91,6 +303,21 @@ impl Default for Options {
             auth_token: None,
             config_file: None,
             shards: None,
+            auth_timeout: None,
+            users: Vec::new(),
+            nkeys: Vec::new(),
+            no_auth_user: None,
+            accounts: Vec::new(),
+            system_account: None,
+            jetstream_max_memory: None,
+            jetstream_max_store: None,
+            jetstream_domain: None,
+            jetstream_strict: None,
+            tls: None,
+            websocket: None,
+            leafnodes: None,
+            cluster: None,
+            server_tags: Vec::new(),
         }
     }
 }

@@ -36,6 +36,7 @@
 mod duration;
 mod keys;
 mod lexer;
+pub mod options;
 mod parser;
 mod pos;
 mod value;

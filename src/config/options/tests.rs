@@ -1,0 +1,191 @@
+use std::path::Path;
+
+use super::*;
+use crate::config::parse_str_with_env;
+
+pub(crate) fn opts_from(src: &str) -> Result<Options, Vec<String>> {
+    opts_with_env(src, &|_| None)
+}
+
+pub(crate) fn opts_with_env(
+    src: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Options, Vec<String>> {
+    let root =
+        parse_str_with_env(src, Path::new("t.conf"), env).map_err(|e| vec![e.to_string()])?;
+    let mut o = Options::default();
+    apply_value(&root, &mut o, &[])
+        .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    Ok(o)
+}
+
+fn errs(src: &str) -> Vec<String> {
+    match opts_from(src) {
+        Ok(_) => panic!("expected errors for {src:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn basics() {
+    let o = opts_from(
+        "listen: 127.0.0.1:4333\nserver_name: x\nhttp: 8223\nmax_payload: 2MB\n\
+         max_connections: 10\nmax_pending: 100MB\nmax_control_line: 1024\nmax_subs: 5\n\
+         ping_interval: \"30s\"\nping_max: 4\nwrite_deadline: 3\nlame_duck_duration: \"1m\"\n\
+         lame_duck_grace_period: \"5s\"\ndebug: true\ntrace: true\nlogtime: false\n\
+         log_file: /tmp/l\npid_file: /tmp/p\nports_file_dir: /tmp\nserver_tags: [a, \"b:c\"]\n",
+    )
+    .unwrap();
+    assert_eq!(o.host, "127.0.0.1");
+    assert_eq!(o.port, Port::Fixed(4333));
+    assert_eq!(o.server_name.as_deref(), Some("x"));
+    assert_eq!(o.http_port, Some(Port::Fixed(8223)));
+    assert_eq!(o.max_payload, 2 * 1024 * 1024);
+    assert_eq!(o.max_connections, 10);
+    assert_eq!(o.max_control_line, 1024);
+    assert_eq!(o.max_subscriptions, 5);
+    assert_eq!(o.ping_interval, Duration::from_secs(30));
+    assert_eq!(o.ping_max, 4);
+    assert_eq!(o.write_deadline, Duration::from_secs(3));
+    assert_eq!(o.lame_duck_duration, Duration::from_secs(60));
+    assert_eq!(o.lame_duck_grace_period, Duration::from_secs(5));
+    assert!(o.debug && o.trace && !o.logtime);
+    assert_eq!(o.log_file, Some(PathBuf::from("/tmp/l")));
+    assert_eq!(o.pid_file, Some(PathBuf::from("/tmp/p")));
+    assert_eq!(o.ports_file_dir, Some(PathBuf::from("/tmp")));
+    assert_eq!(o.server_tags, vec!["a".to_string(), "b:c".to_string()]);
+    let o =
+        opts_from("host: 10.0.0.1\nport: -1\nmonitor_port: 8000\nhttp: \"0.0.0.0:9000\"").unwrap();
+    assert_eq!((o.host.as_str(), o.port), ("10.0.0.1", Port::Random));
+    assert_eq!(o.http_host.as_deref(), Some("0.0.0.0"));
+    assert_eq!(o.http_port, Some(Port::Fixed(9000)));
+}
+
+#[test]
+fn jetstream_forms() {
+    assert!(opts_from("jetstream: enabled").unwrap().jetstream);
+    assert!(opts_from("jetstream: true").unwrap().jetstream);
+    assert!(!opts_from("jetstream: disabled").unwrap().jetstream);
+    let o = opts_from(
+        "jetstream { store_dir: /data, max_mem_store: 1GB, max_file_store: \"2G\", domain: hub, strict: true }",
+    )
+    .unwrap();
+    assert!(o.jetstream);
+    assert_eq!(o.store_dir, Some(PathBuf::from("/data")));
+    assert_eq!(o.jetstream_max_memory, Some(1 << 30));
+    assert_eq!(o.jetstream_max_store, Some(2 << 30));
+    assert_eq!(o.jetstream_domain.as_deref(), Some("hub"));
+    assert_eq!(o.jetstream_strict, Some(true));
+    assert!(!opts_from("jetstream { enabled: false }").unwrap().jetstream);
+    assert_eq!(
+        errs("jetstream: maybe"),
+        ["t.conf:1:1: Expected 'enabled' or 'disabled' for string value, got 'maybe'"]
+    );
+    assert_eq!(
+        errs("store_dir: /a\njetstream { store_dir: /b }"),
+        ["t.conf:2:13: Duplicate 'store_dir' configuration"]
+    );
+    assert_eq!(
+        errs("jetstream { max_file_store: \"1X\" }"),
+        ["t.conf:1:13: max_file_store sizes defined as strings must end in K, M, G, T"]
+    );
+    assert_eq!(
+        errs("jetstream { bogus: 1 }"),
+        ["t.conf:1:13: unknown field \"bogus\""]
+    );
+}
+
+#[test]
+fn errors_worded_like_nats() {
+    let e = errs(
+        "port: \"abc\"\nfoo: 1\nmax_payload: 3GB\nping_interval: \"xx\"\nlisten: \"nohost\"\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "t.conf:1:1: port: expected an integer, got string",
+            "t.conf:2:1: unknown field \"foo\"",
+            "t.conf:3:1: max_payload value is too big",
+            "t.conf:4:1: error parsing ping_interval: time: invalid duration \"xx\"",
+            "t.conf:5:1: could not parse address string \"nohost\"",
+        ]
+    );
+    assert_eq!(
+        errs("lame_duck_duration: \"5s\""),
+        ["t.conf:1:1: invalid lame_duck_duration of 5s, minimum is 30 seconds"]
+    );
+    assert_eq!(
+        errs("lame_duck_grace_period: \"-5s\""),
+        ["t.conf:1:1: invalid lame_duck_grace_period, needs to be positive"]
+    );
+    assert_eq!(
+        errs("max_payload: 10MB\nmax_pending: 1MB"),
+        ["t.conf:1:1: max_payload (10485760) cannot be higher than max_pending (1048576)"]
+    );
+    assert_eq!(
+        errs("lame_duck_duration: \"30s\"\nlame_duck_grace_period: \"40s\""),
+        ["t.conf:2:1: lame duck grace period (40s) should be strictly lower than lame duck duration (30s)"]
+    );
+    // A key used as a variable is a definition, not an unknown option.
+    assert!(opts_from("P = 4000\nport: $P").is_ok());
+    assert_eq!(
+        errs("server_tags: [1]")[0],
+        "t.conf:1:1: error parsing tags: unsupported type int64 where string is expected"
+    );
+}
+
+#[test]
+fn command_line_wins() {
+    let root = parse_str_with_env(
+        "port: 5000\nhost: 1.2.3.4\ndebug: true\nserver_name: f\nauthorization { user: a, password: b }",
+        Path::new("t.conf"),
+        &|_| None,
+    )
+    .unwrap();
+    let mut o = Options {
+        port: Port::Fixed(6000),
+        username: Some("cli".into()),
+        ..Default::default()
+    };
+    apply_value(&root, &mut o, &["port", "user"]).unwrap();
+    assert_eq!(o.port, Port::Fixed(6000));
+    assert_eq!(o.username.as_deref(), Some("cli"));
+    assert_eq!(o.password.as_deref(), Some("b"));
+    assert_eq!(o.host, "1.2.3.4");
+    assert!(o.debug);
+    assert_eq!(o.server_name.as_deref(), Some("f"));
+}
+
+#[test]
+fn tls_websocket_cluster_leaf() {
+    let o = opts_from(
+        "tls { cert_file: c.pem, key_file: k.pem, ca_file: ca.pem, verify: true, timeout: 2.5, handshake_first: true }\n\
+         websocket { port: -1, no_tls: true, compression: true, same_origin: false, allowed_origins: [\"http://a\"], \
+         authorization { user: w, password: p } }\n\
+         cluster { name: c1, listen: 0.0.0.0:6222, routes: [\"nats://a:6222\"] }\n\
+         leafnodes { port: 7422, remotes: [ { url: \"nats://x:7422\" } ] }",
+    )
+    .unwrap();
+    let t = o.tls.unwrap();
+    assert_eq!(t.cert_file, Some(PathBuf::from("c.pem")));
+    assert!(t.verify && t.handshake_first);
+    assert_eq!(t.timeout, Some(Duration::from_millis(2500)));
+    let w = o.websocket.unwrap();
+    assert_eq!(w.port, Some(Port::Random));
+    assert!(w.no_tls && w.compression);
+    assert_eq!(w.allowed_origins, ["http://a"]);
+    assert_eq!(w.username.as_deref(), Some("w"));
+    let c = o.cluster.unwrap();
+    assert_eq!(c.name.as_deref(), Some("c1"));
+    assert_eq!(c.port, Some(Port::Fixed(6222)));
+    assert!(c.raw.get("routes").is_some());
+    assert_eq!(o.leafnodes.unwrap().port, Some(Port::Fixed(7422)));
+    assert_eq!(
+        errs("tls { cert_file: 1 }"),
+        ["t.conf:1:7: error parsing tls config, expected 'cert_file' to be filename"]
+    );
+    assert_eq!(
+        errs("tls { bogus: 1 }"),
+        ["t.conf:1:7: error parsing tls config, unknown field [\"bogus\"]"]
+    );
+}
