@@ -118,7 +118,37 @@ pub struct MsgRef {
     pub hdr_len: Option<u32>,
     pub msg: Span,
     pub plain: bool,
-    pub queues: Vec<Bytes>,
+    pub queues: smallvec::SmallVec<[QueueName; 1]>,
+}
+
+/// A queue group's name as it crosses to another shard: copied inline when
+/// short (the usual case), so no reference count is shared between cores.
+#[derive(Debug, Clone)]
+pub enum QueueName {
+    Inline { len: u8, buf: [u8; 30] },
+    Shared(Bytes),
+}
+
+impl QueueName {
+    pub fn new(name: &Bytes) -> QueueName {
+        if name.len() <= 30 {
+            let mut buf = [0u8; 30];
+            buf[..name.len()].copy_from_slice(name);
+            QueueName::Inline {
+                len: name.len() as u8,
+                buf,
+            }
+        } else {
+            QueueName::Shared(name.clone())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            QueueName::Inline { len, buf } => &buf[..*len as usize],
+            QueueName::Shared(b) => b,
+        }
+    }
 }
 
 pub type Batch = Vec<Item>;

@@ -18,7 +18,7 @@ use crate::client::{Client, SubRef};
 use crate::global::{Global, ShardStats};
 use crate::sublist::Sublist;
 use interest::{LocalCounts, RemoteInterest};
-use link::{Item, Link, MsgRef, Span, SyncPoint};
+use link::{Item, Link, MsgRef, QueueName, Span, SyncPoint};
 
 pub use run::run;
 
@@ -220,7 +220,7 @@ impl Shard {
         // Queue groups: weigh local members against remote shards' counts
         // and pick exactly one member across all shards. The picks for
         // other shards are gathered as (shard, group).
-        let mut picks: Vec<(usize, Bytes)> = Vec::new();
+        let mut picks: smallvec::SmallVec<[(usize, &Bytes); 2]> = smallvec::SmallVec::new();
         for (q, members) in &local.qsubs {
             let rem = remote.qsubs.iter().find(|(rq, _)| rq == q).map(|(_, r)| r);
             let local_n = members
@@ -236,7 +236,7 @@ impl Shard {
                 any |= self.deliver_one_of(members, echo, from.cid, m);
             } else if let Some(r) = rem {
                 if let Some(shard) = pick_weighted(r, pick - local_n) {
-                    picks.push((shard, q.clone()));
+                    picks.push((shard, q));
                 }
             }
         }
@@ -249,16 +249,16 @@ impl Shard {
                 continue;
             }
             if let Some(shard) = pick_weighted(r, fastrand::u64(..total)) {
-                picks.push((shard, q.clone()));
+                picks.push((shard, q));
             }
         }
         for (peer, link) in self.links.iter().enumerate() {
             let Some(link) = link else { continue };
             let plain = remote.psubs.iter().any(|r| r.shard == peer);
-            let queues: Vec<Bytes> = picks
+            let queues: smallvec::SmallVec<[QueueName; 1]> = picks
                 .iter()
                 .filter(|(s, _)| *s == peer)
-                .map(|(_, q)| q.clone())
+                .map(|(_, q)| QueueName::new(q))
                 .collect();
             if !plain && queues.is_empty() {
                 continue;
@@ -324,6 +324,7 @@ impl Shard {
                         }
                     }
                     for q in &r.queues {
+                        let q = q.as_bytes();
                         if let Some((_, members)) = local.qsubs.iter().find(|(n, _)| n == q) {
                             self.deliver_one_of(members, true, 0, &m);
                         }
