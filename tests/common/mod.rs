@@ -485,6 +485,8 @@ pub struct Raw {
     pub writer: tokio::net::tcp::OwnedWriteHalf,
     /// The INFO JSON the server greeted with.
     pub info: serde_json::Value,
+    /// Tail of what was sent and received, for failure messages.
+    trail: String,
 }
 
 impl Raw {
@@ -499,6 +501,7 @@ impl Raw {
             reader: tokio::io::BufReader::new(r),
             writer: w,
             info: serde_json::Value::Null,
+            trail: String::new(),
         };
         let line = raw.line().await.expect("connection closed before INFO");
         raw.info = parse_info(&line);
@@ -510,6 +513,7 @@ impl Raw {
     }
 
     pub async fn send_bytes(&mut self, data: &[u8]) {
+        self.note(">> ", data);
         tokio::time::timeout(STEP, self.writer.write_all(data))
             .await
             .expect("raw write timed out")
@@ -520,12 +524,30 @@ impl Raw {
     pub async fn line(&mut self) -> Option<String> {
         let mut buf = Vec::new();
         match tokio::time::timeout(STEP, self.reader.read_until(b'\n', &mut buf)).await {
-            Err(_) => panic!("no line from server within {STEP:?}"),
+            Err(_) => panic!(
+                "no line from server within {STEP:?}; recent traffic:\n{}",
+                self.trail
+            ),
             Ok(Err(_)) | Ok(Ok(0)) => None,
             Ok(Ok(_)) => {
+                self.note("<< ", &buf);
                 let s = String::from_utf8_lossy(&buf);
                 Some(s.trim_end_matches(['\r', '\n']).to_string())
             }
+        }
+    }
+
+    fn note(&mut self, dir: &str, data: &[u8]) {
+        let text = String::from_utf8_lossy(&data[..data.len().min(200)]);
+        self.trail.push_str(dir);
+        self.trail.push_str(&text.escape_debug().to_string());
+        self.trail.push('\n');
+        if self.trail.len() > 2000 {
+            let cut = self.trail.len() - 2000;
+            let cut = (cut..self.trail.len())
+                .find(|&i| self.trail.is_char_boundary(i))
+                .unwrap();
+            self.trail.drain(..cut);
         }
     }
 
