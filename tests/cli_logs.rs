@@ -310,3 +310,19 @@ async fn sigterm_and_sigint_shut_down_promptly() {
         assert!(std::net::TcpStream::connect(s.addr()).is_err());
     }
 }
+
+/// INFO says `"jetstream":true` only when JetStream is enabled (clients gate
+/// their JetStream API on it). Needs the JetStream engine to be wired up.
+#[tokio::test]
+async fn jetstream_flag_is_announced_in_info() {
+    let plain = Server::start(&[]);
+    let info = plain.raw().await.info;
+    assert!(info["jetstream"].is_null() || info["jetstream"] == false);
+    let dir = tempfile::tempdir().unwrap();
+    let js = Server::start(&["-js", "-sd", dir.path().to_str().unwrap()]);
+    assert_eq!(
+        js.raw().await.info["jetstream"],
+        true,
+        "INFO jetstream flag"
+    );
+}
