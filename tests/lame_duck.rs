@@ -158,3 +158,22 @@ async fn signal_flag_reload_keeps_serving() {
         "server exited on reload"
     );
 }
+
+/// With the default durations (no config file): the announcement and the
+/// closed listener come at once; the server keeps existing clients for now.
+#[tokio::test]
+async fn lame_duck_with_defaults_announces_and_stops_accepting() {
+    let s = Server::start(&[]);
+    let mut clients = raw_clients(&s, 2).await;
+    s.signal(libc::SIGUSR2);
+    for r in clients.iter_mut() {
+        expect_ldm_info(r).await;
+    }
+    expect_listener_closed(&s).await;
+    // Within the default 10 s grace period, existing clients still work.
+    for r in clients.iter_mut() {
+        r.send("PING\r\n").await;
+        assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    }
+    assert!(s.log().contains("Entering lame duck mode"), "{}", s.log());
+}
