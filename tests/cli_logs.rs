@@ -326,3 +326,18 @@ async fn jetstream_flag_is_announced_in_info() {
         "INFO jetstream flag"
     );
 }
+
+#[tokio::test]
+async fn server_name_flag_forms() {
+    for (flag, name) in [
+        ("-n", "edge-short"),
+        ("--name", "edge-long"),
+        ("--server_name", "edge-server-name"),
+    ] {
+        let s = Server::start(&[flag, name]);
+        let info = s.raw().await.info;
+        assert_eq!(info["server_name"], name, "{flag}");
+        let varz = s.json("/varz").await;
+        assert_eq!(varz["server_name"], name, "{flag}");
+    }
+}
