@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use broker_edge::cli::{self, Action};
 use broker_edge::protocol::info::{NATS_VERSION, PRODUCT_VERSION};
-use broker_edge::{logging, server, signal};
+use broker_edge::{config, logging, server, signal};
 
 fn main() -> ExitCode {
     let parsed = match cli::parse(std::env::args().skip(1)) {
@@ -35,13 +35,32 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Action::TestConfig => {
-            eprintln!("configuration files are not supported by this build yet");
+        Action::TestConfig | Action::Run => {}
+    }
+    let mut opts = parsed.opts;
+    match opts.config_file.clone() {
+        Some(path) => {
+            if let Err(errs) = config::options::apply_file(&path, &mut opts, &parsed.set) {
+                let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+                eprintln!("broker-edge: {}", text.join("\n"));
+                return ExitCode::from(1);
+            }
+            if parsed.action == Action::TestConfig {
+                eprintln!(
+                    "broker-edge: configuration file {} is valid",
+                    path.display()
+                );
+                return ExitCode::SUCCESS;
+            }
+        }
+        None if parsed.action == Action::TestConfig => {
+            eprintln!(
+                "broker-edge: must specify [-c, --config] option to check configuration file(s)"
+            );
             return ExitCode::from(1);
         }
-        Action::Run => {}
+        None => {}
     }
-    let opts = parsed.opts;
     if let Err(e) = logging::init(
         opts.log_file.as_deref(),
         opts.debug,
@@ -49,10 +68,6 @@ fn main() -> ExitCode {
         opts.logtime,
     ) {
         eprintln!("could not open log file: {e}");
-        return ExitCode::from(1);
-    }
-    if opts.config_file.is_some() {
-        tracing::error!(target: "fatal", "configuration files are not supported by this build yet");
         return ExitCode::from(1);
     }
     match server::run(opts) {
