@@ -835,3 +835,75 @@ async fn no_responders_again_after_the_only_subscriber_leaves() {
         }
     }
 }
+
+/// Auto-unsubscribe is exact even with several publishers on other
+/// connections publishing at once.
+#[tokio::test]
+async fn unsub_max_is_exact_with_concurrent_publishers() {
+    const PUBS: usize = 4;
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(r#"{"verbose":false,"pedantic":false,"protocol":1}"#)
+        .await;
+    raw.send("SUB capped 1\r\nUNSUB 1 10\r\nSUB capped.end 2\r\nPING\r\n")
+        .await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    let mut publishers = Vec::new();
+    for _ in 0..PUBS {
+        publishers.push(s.client().await);
+    }
+    let pubs = publishers.iter().map(|c| async move {
+        for i in 0..20 {
+            c.publish("capped", i.to_string().into()).await.unwrap();
+        }
+        c.publish("capped.end", "end".into()).await.unwrap();
+        flush(c).await;
+    });
+    futures::future::join_all(pubs).await;
+    let (mut capped, mut ends) = (0, 0);
+    while ends < PUBS {
+        let line = raw.next().await.expect("closed");
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[0], "MSG", "line {line:?}");
+        let n: usize = parts[3].parse().unwrap();
+        raw.bytes(n + 2).await;
+        match parts[2] {
+            "1" => capped += 1,
+            "2" => ends += 1,
+            sid => panic!("unknown sid {sid}"),
+        }
+    }
+    assert_eq!(capped, 10);
+}
+
+/// Removing some of the subscriptions on a subject (on one connection or
+/// on several) leaves the others receiving.
+#[tokio::test]
+async fn interest_survives_partial_unsubscribe() {
+    let s = Server::start(&[]);
+    let a = s.client().await;
+    let mut a1 = a.subscribe("rc.x").await.unwrap();
+    let mut a2 = a.subscribe("rc.x").await.unwrap();
+    let mut others = Vec::new();
+    for _ in 0..7 {
+        let c = s.client().await;
+        let sub = c.subscribe("rc.x").await.unwrap();
+        sync(&c).await;
+        others.push((c, sub));
+    }
+    sync(&a).await;
+    a1.unsubscribe().await.unwrap();
+    sync(&a).await;
+    let (keep_c, mut keep) = others.pop().unwrap();
+    for (c, mut sub) in others {
+        sub.unsubscribe().await.unwrap();
+        sync(&c).await;
+    }
+    let p = s.client().await;
+    p.publish("rc.x", "still".into()).await.unwrap();
+    flush(&p).await;
+    assert_eq!(recv(&mut a2).await.payload, "still");
+    assert_eq!(recv(&mut keep).await.payload, "still");
+    assert!(within("closed", a1.next()).await.is_none());
+    sync(&keep_c).await;
+}
