@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use broker_edge_storage::{Durability, Filter, Log, LogConfig, Start};
+use broker_edge_storage::{Durability, Filter, Log, LogConfig, Start, WriteMode};
 use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaFile};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -171,6 +171,7 @@ struct AppendResult {
 async fn append_case(
     dir: &Path,
     durability: Durability,
+    mode: WriteMode,
     size: usize,
     tasks: usize,
     secs: u64,
@@ -178,6 +179,7 @@ async fn append_case(
     let p = fresh(dir, "append");
     let cfg = LogConfig {
         durability,
+        write_mode: mode,
         segment_size: 64 << 20,
         ..Default::default()
     };
@@ -317,8 +319,8 @@ async fn bench() {
 
 async fn append_only(dir: &Path, secs: u64, task_counts: &[usize], sizes: &[usize]) {
     println!("\n## append (timed {secs}s each, flush included)");
-    println!("| policy | appenders | size | msgs/s | MB/s |");
-    println!("|---|---|---|---|---|");
+    println!("| write mode | policy | appenders | size | msgs/s | MB/s |");
+    println!("|---|---|---|---|---|---|");
     let policies = [
         ("always", Durability::Always),
         (
@@ -327,18 +329,63 @@ async fn append_only(dir: &Path, secs: u64, task_counts: &[usize], sizes: &[usiz
         ),
         ("never", Durability::Never),
     ];
-    for (name, pol) in policies {
-        for &size in sizes {
-            for &tasks in task_counts {
-                let r = append_case(dir, pol, size, tasks, secs).await;
-                let rate = r.msgs as f64 / r.secs;
-                println!(
-                    "| {name} | {tasks} | {size} | {rate:.0} | {:.1} |",
-                    rate * size as f64 / 1e6
-                );
+    let only = std::env::var("LOGBENCH_POLICIES").unwrap_or_default();
+    let modes = std::env::var("LOGBENCH_MODES").unwrap_or_else(|_| "buffered,direct".into());
+    for (mname, mode) in [
+        ("buffered", WriteMode::Buffered),
+        ("direct", WriteMode::Direct),
+    ] {
+        if !modes.split(',').any(|m| m == mname) {
+            continue;
+        }
+        for (name, pol) in policies {
+            if !only.is_empty() && !only.split(',').any(|o| name.starts_with(o)) {
+                continue;
+            }
+            for &size in sizes {
+                for &tasks in task_counts {
+                    let r = append_case(dir, pol, mode, size, tasks, secs).await;
+                    let rate = r.msgs as f64 / r.secs;
+                    println!(
+                        "| {mname} | {name} | {tasks} | {size} | {rate:.0} | {:.1} |",
+                        rate * size as f64 / 1e6
+                    );
+                }
             }
         }
+        let (w, r) = tail_read(dir, mode).await;
+        println!("| {mname} | never, read each record right after its append | 1 | 16384 | {w:.0} | {r:.1} |");
     }
+}
+
+/// One appender (Never, 16 KiB) that reads every record back right after
+/// its append: the cost of mmap coherence with each write mode.
+async fn tail_read(dir: &Path, mode: WriteMode) -> (f64, f64) {
+    let p = fresh(dir, "tail");
+    let cfg = LogConfig {
+        durability: Durability::Never,
+        write_mode: mode,
+        segment_size: 64 << 20,
+        ..Default::default()
+    };
+    let log = Log::open(&p, cfg).await.expect("open");
+    let payload = Bytes::from(vec![0x3cu8; 16384]);
+    let n = 20_000u64;
+    let mut sink = 0u64;
+    let t = Instant::now();
+    for _ in 0..n {
+        let (seq, _) = log
+            .append_bytes(Bytes::from_static(b"t"), Bytes::new(), payload.clone())
+            .await
+            .expect("append");
+        let m = log.get(seq).expect("get");
+        sink = sink.wrapping_add(m.payload.iter().step_by(64).map(|b| *b as u64).sum());
+    }
+    std::hint::black_box(sink);
+    let d = t.elapsed();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&p);
+    (n as f64 / d.as_secs_f64(), mbps(n * 16384, d))
 }
 
 async fn read_and_recovery(dir: &Path, rec_n: u64) {

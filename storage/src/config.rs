@@ -56,6 +56,8 @@ pub struct LogConfig {
     pub compact_below: f64,
     /// First sequence of a brand-new log.
     pub first_seq: u64,
+    /// Buffered (default) or O_DIRECT segment writes.
+    pub write_mode: crate::io::WriteMode,
 }
 
 impl Default for LogConfig {
@@ -67,6 +69,7 @@ impl Default for LogConfig {
             limits: Limits::default(),
             compact_below: 0.5,
             first_seq: 1,
+            write_mode: crate::io::WriteMode::Buffered,
         }
     }
 }

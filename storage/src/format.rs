@@ -63,6 +63,7 @@ pub struct RecordHeader {
 }
 
 const _: () = assert!(std::mem::size_of::<RecordHeader>() == HEADER_LEN);
+const _: () = assert!(RECORD_MAGIC == 0x524C_4542);
 
 impl RecordHeader {
     /// Total on-disk length of the record this header frames.

@@ -42,6 +42,8 @@ pub struct IndexHeader {
 }
 
 const HDR: usize = std::mem::size_of::<IndexHeader>();
+// FORMAT.md documents this layout byte by byte.
+const _: () = assert!(HDR == 96);
 
 /// Per-subject summary of the records physically in one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{BufferedFile, Directory, OpenOptions};
+use glommio::io::{BufferedFile, Directory, DmaFile, OpenOptions};
 
 use crate::error::{Error, Result};
 
@@ -125,10 +125,33 @@ impl FaultInjector {
     }
 }
 
-/// A file written through io_uring (buffered: page cache, so that memory
-/// maps of the same file see every write; see docs/storage.md).
+/// How segment bytes reach the file (see docs/storage.md, "Coherence").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// io_uring writes through the page cache: memory maps see every write.
+    #[default]
+    Buffered,
+    /// io_uring O_DIRECT writes of whole 4 KiB blocks; the partial last block
+    /// is kept in memory and rewritten with the next group. The kernel drops
+    /// the cached pages of each written range, so maps stay correct but
+    /// re-read fresh data from the device.
+    Direct,
+}
+
+const BLOCK: u64 = 4096;
+
+enum Backend {
+    Buffered(BufferedFile),
+    Direct {
+        file: DmaFile,
+        /// (offset of the partial last block, its bytes up to the end).
+        tail: RefCell<(u64, Vec<u8>)>,
+    },
+}
+
+/// A segment or index file written through io_uring.
 pub(crate) struct LogFile {
-    file: BufferedFile,
+    backend: Backend,
     path: PathBuf,
     faults: Option<FaultInjector>,
     /// Opened with O_DSYNC: a completed write is already durable, which
@@ -151,6 +174,41 @@ impl LogFile {
         create: bool,
         dsync: bool,
     ) -> Result<LogFile> {
+        let file = Self::options(create, dsync).buffered_open(path).await?;
+        Ok(LogFile {
+            backend: Backend::Buffered(file),
+            path: path.to_path_buf(),
+            faults,
+            dsync,
+        })
+    }
+
+    /// Opens a segment for O_DIRECT appends; `end` is its logical length.
+    pub async fn open_direct(
+        path: &Path,
+        faults: Option<FaultInjector>,
+        create: bool,
+        dsync: bool,
+        end: u64,
+    ) -> Result<LogFile> {
+        let file = Self::options(create, dsync).dma_open(path).await?;
+        let start = end - end % BLOCK;
+        let mut bytes = vec![0u8; (end - start) as usize];
+        if !bytes.is_empty() {
+            std::fs::File::open(path)?.read_exact_at(&mut bytes, start)?;
+        }
+        Ok(LogFile {
+            backend: Backend::Direct {
+                file,
+                tail: RefCell::new((start, bytes)),
+            },
+            path: path.to_path_buf(),
+            faults,
+            dsync,
+        })
+    }
+
+    fn options(create: bool, dsync: bool) -> OpenOptions {
         let mut o = OpenOptions::new();
         o.read(true).write(true);
         if create {
@@ -159,20 +217,14 @@ impl LogFile {
         if dsync {
             o.custom_flags(libc::O_DSYNC);
         }
-        let file = o.buffered_open(path).await?;
-        Ok(LogFile {
-            file,
-            path: path.to_path_buf(),
-            faults,
-            dsync,
-        })
+        o
     }
 
     pub fn is_dsync(&self) -> bool {
         self.dsync
     }
 
-    /// Writes all of `buf` at `pos` in one io_uring write.
+    /// Appends `buf` at `pos` (the current end) in one io_uring write.
     pub async fn write_all_at(&self, mut buf: Vec<u8>, pos: u64) -> Result<()> {
         let mut injected = None;
         if let Some(f) = &self.faults {
@@ -187,9 +239,14 @@ impl LogFile {
         // punches the partial range away).
         let want = buf.len();
         if want > 0 {
-            let n = self.file.write_at(buf, pos).await?;
+            let (at, n) = match &self.backend {
+                Backend::Buffered(file) => (pos, file.write_at(buf, pos).await?),
+                Backend::Direct { file, tail } => {
+                    Self::direct_append(file, tail, &buf, pos).await?
+                }
+            };
             if let Some(f) = &self.faults {
-                f.wrote(&self.path, pos, n);
+                f.wrote(&self.path, at, n);
                 if self.dsync && injected.is_none() {
                     // O_DSYNC: the write included its own sync.
                     if let Err(e) = f.synced(&self.path) {
@@ -207,31 +264,129 @@ impl LogFile {
         }
     }
 
+    /// O_DIRECT append: rewrite the partial tail block plus the new bytes,
+    /// padded with zeros to whole blocks. Returns (offset, new bytes written).
+    async fn direct_append(
+        file: &DmaFile,
+        tail: &RefCell<(u64, Vec<u8>)>,
+        buf: &[u8],
+        pos: u64,
+    ) -> Result<(u64, usize)> {
+        let (start, head) = {
+            let t = tail.borrow();
+            (t.0, t.1.clone())
+        };
+        if start + head.len() as u64 != pos {
+            return Err(Error::Io(io::Error::other("direct append not at the end")));
+        }
+        let total = head.len() + buf.len();
+        let padded = (total as u64).next_multiple_of(BLOCK) as usize;
+        let mut dma = file.alloc_dma_buffer(padded);
+        let b = dma.as_bytes_mut();
+        b[..head.len()].copy_from_slice(&head);
+        b[head.len()..total].copy_from_slice(buf);
+        b[total..].fill(0);
+        let end = pos + buf.len() as u64;
+        let new_start = end - end % BLOCK;
+        let keep = b[(new_start - start) as usize..total].to_vec();
+        let n = file.write_at(dma, start).await?;
+        if n < total {
+            return Ok((pos, n.saturating_sub(head.len())));
+        }
+        *tail.borrow_mut() = (new_start, keep);
+        Ok((pos, buf.len()))
+    }
+
+    /// Rewrites bytes inside the written region (erase).
+    pub async fn overwrite_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+        match &self.backend {
+            Backend::Buffered(_) => self.write_all_at(buf, pos).await,
+            Backend::Direct { file, tail } => {
+                let a0 = pos - pos % BLOCK;
+                let a1 = (pos + buf.len() as u64).next_multiple_of(BLOCK);
+                let mut cur = vec![0u8; (a1 - a0) as usize];
+                let f = std::fs::File::open(&self.path)?;
+                let got = f.read_at(&mut cur, a0)?;
+                cur[got..].fill(0);
+                let o = (pos - a0) as usize;
+                cur[o..o + buf.len()].copy_from_slice(&buf);
+                {
+                    // Keep the in-memory tail block in step.
+                    let mut t = tail.borrow_mut();
+                    let (ts, tb) = (t.0, &mut t.1);
+                    for (i, byte) in buf.iter().enumerate() {
+                        let at = pos + i as u64;
+                        if at >= ts && ((at - ts) as usize) < tb.len() {
+                            tb[(at - ts) as usize] = *byte;
+                        }
+                    }
+                }
+                let mut dma = file.alloc_dma_buffer((a1 - a0) as usize);
+                dma.as_bytes_mut().copy_from_slice(&cur);
+                file.write_at(dma, a0).await?;
+                if let Some(fi) = &self.faults {
+                    fi.wrote(&self.path, a0, (a1 - a0) as usize);
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub async fn sync(&self) -> Result<()> {
         if let Some(f) = &self.faults {
             if let Err(e) = f.synced(&self.path) {
                 return Err(Error::from_io(io::Error::from_raw_os_error(e)));
             }
         }
-        self.file.fdatasync().await?;
+        match &self.backend {
+            Backend::Buffered(file) => file.fdatasync().await?,
+            Backend::Direct { file, .. } => file.fdatasync().await?,
+        }
         Ok(())
     }
 
     /// Frees `[off, off+len)`; it reads back as zeros. Works on a full disk.
     pub async fn punch(&self, off: u64, len: u64) -> Result<()> {
         if len > 0 {
-            self.file.deallocate(off, len).await?;
+            match &self.backend {
+                Backend::Buffered(file) => file.deallocate(off, len).await?,
+                Backend::Direct { file, tail } => {
+                    // Whole blocks only; the partial first block is rewritten
+                    // from the in-memory tail by the next append.
+                    let a0 = off.next_multiple_of(BLOCK);
+                    let a1 = (off + len).next_multiple_of(BLOCK);
+                    if a1 > a0 {
+                        file.deallocate(a0, a1 - a0).await?;
+                    }
+                    let t = tail.borrow();
+                    if t.0 < a0 && !t.1.is_empty() {
+                        let mut dma = file.alloc_dma_buffer(BLOCK as usize);
+                        let b = dma.as_bytes_mut();
+                        b.fill(0);
+                        b[..t.1.len()].copy_from_slice(&t.1);
+                        let at = t.0;
+                        drop(t);
+                        file.write_at(dma, at).await?;
+                    }
+                }
+            }
         }
         Ok(())
     }
 
     pub async fn set_len(&self, len: u64) -> Result<()> {
-        self.file.truncate(len).await?;
+        match &self.backend {
+            Backend::Buffered(file) => file.truncate(len).await?,
+            Backend::Direct { file, .. } => file.truncate(len).await?,
+        }
         Ok(())
     }
 
     pub async fn close(self) -> Result<()> {
-        self.file.close().await?;
+        match self.backend {
+            Backend::Buffered(file) => file.close().await?,
+            Backend::Direct { file, .. } => file.close().await?,
+        }
         Ok(())
     }
 }

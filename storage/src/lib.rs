@@ -21,7 +21,7 @@ mod subject;
 
 pub use config::{Discard, Durability, Limits, LogConfig};
 pub use error::{Error, LimitKind, Result};
-pub use io::FaultInjector;
+pub use io::{FaultInjector, WriteMode};
 pub use log::{Log, LogState, Purge, Scan, Start};
 pub use recovery::RecoveryReport;
 pub use state::StoredMsg;

@@ -15,7 +15,7 @@ use crate::config::{Durability, Limits, LogConfig};
 use crate::error::{Error, Result};
 use crate::format;
 use crate::index;
-use crate::io::{self, FaultInjector, LogFile};
+use crate::io::{self, FaultInjector, LogFile, WriteMode};
 use crate::recovery::{self, build_index, RecoveryReport};
 use crate::segment::{self, Segment};
 use crate::state::{State, StoredMsg};
@@ -100,7 +100,11 @@ impl Log {
         } else {
             let path = inner.st.borrow().active().path.clone();
             let dsync = cfg.durability == Durability::Always;
-            let f = LogFile::open_with(&path, faults, false, dsync).await?;
+            let end = inner.st.borrow().active().len;
+            let f = match cfg.write_mode {
+                WriteMode::Buffered => LogFile::open_with(&path, faults, false, dsync).await?,
+                WriteMode::Direct => LogFile::open_direct(&path, faults, false, dsync, end).await?,
+            };
             inner.st.borrow_mut().active_mut().file = Some(Rc::new(f));
         }
         let log = Log { inner };
@@ -579,7 +583,7 @@ impl Inner {
             Some(f) => f,
             None => Rc::new(LogFile::open(&path, self.faults.clone()).await?),
         };
-        file.write_all_at(rec, off as u64).await?;
+        file.overwrite_at(rec, off as u64).await?;
         if self.st.borrow().cfg.durability != Durability::Never {
             file.sync().await?;
         }

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use broker_edge_storage::{Durability, Error, FaultInjector, Filter, Log, Start};
+use broker_edge_storage::{Durability, Error, FaultInjector, Filter, Log, Start, WriteMode};
 use common::{payload, run, small_cfg};
 
 fn seg_files(dir: &Path) -> Vec<PathBuf> {
@@ -86,12 +86,18 @@ fn failed_sync_and_torn_write_are_not_acked() {
 /// reopening, every acknowledged record (Always) is intact and every record
 /// present passes its checksum.
 fn power_loss_case(durability: Durability, torn: bool, stop_after: usize) {
+    power_loss_mode(durability, torn, stop_after, WriteMode::Buffered);
+    power_loss_mode(durability, torn, stop_after, WriteMode::Direct);
+}
+
+fn power_loss_mode(durability: Durability, torn: bool, stop_after: usize, mode: WriteMode) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().to_path_buf();
     run(async move {
         let f = FaultInjector::new();
         let mut cfg = small_cfg(8192);
         cfg.durability = durability;
+        cfg.write_mode = mode;
         let log = Log::open_with_faults(&p, cfg.clone(), Some(f.clone()))
             .await
             .unwrap();

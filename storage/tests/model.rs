@@ -6,7 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use broker_edge_storage::{Discard, Durability, Filter, Limits, Log, LogConfig, Purge, Start};
+use broker_edge_storage::{
+    Discard, Durability, Filter, Limits, Log, LogConfig, Purge, Start, WriteMode,
+};
 use common::run;
 use proptest::prelude::*;
 
@@ -77,10 +79,19 @@ impl Model {
     }
 }
 
-fn cfg(limits: &Limits) -> LogConfig {
+fn cfg(limits: &Limits, direct: bool) -> LogConfig {
     LogConfig {
         segment_size: 600,
-        durability: Durability::Never,
+        durability: if direct {
+            Durability::Always
+        } else {
+            Durability::Never
+        },
+        write_mode: if direct {
+            WriteMode::Direct
+        } else {
+            WriteMode::Buffered
+        },
         limits: limits.clone(),
         compact_below: 0.6,
         ..Default::default()
@@ -133,7 +144,7 @@ async fn check(log: &Log, m: &Model) {
     );
 }
 
-fn run_case(ops: Vec<Op>) {
+fn run_case(ops: Vec<Op>, direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().to_path_buf();
     run(async move {
@@ -141,7 +152,7 @@ fn run_case(ops: Vec<Op>) {
             next: 1,
             ..Default::default()
         };
-        let mut log = Log::open(&p, cfg(&m.limits)).await.unwrap();
+        let mut log = Log::open(&p, cfg(&m.limits, direct)).await.unwrap();
         let trace = std::env::var("MODEL_TRACE").is_ok();
         for (step, op) in ops.into_iter().enumerate() {
             if trace {
@@ -240,7 +251,7 @@ fn run_case(ops: Vec<Op>) {
                 Op::Restart => {
                     log.close().await.unwrap();
                     drop(log);
-                    log = Log::open(&p, cfg(&m.limits)).await.unwrap();
+                    log = Log::open(&p, cfg(&m.limits, direct)).await.unwrap();
                     let r = log.recovery_report();
                     assert!(r.corrupt.is_empty() && r.torn_tail.is_none(), "{r:?}");
                 }
@@ -253,7 +264,7 @@ fn run_case(ops: Vec<Op>) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
     #[test]
-    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run_case(ops);
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60), direct in any::<bool>()) {
+        run_case(ops, direct);
     }
 }
