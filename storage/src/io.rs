@@ -358,14 +358,17 @@ impl LogFile {
                     if a1 > a0 {
                         file.deallocate(a0, a1 - a0).await?;
                     }
-                    let t = tail.borrow();
-                    if t.0 < a0 && !t.1.is_empty() {
-                        let mut dma = file.alloc_dma_buffer(BLOCK as usize);
-                        let b = dma.as_bytes_mut();
-                        b.fill(0);
-                        b[..t.1.len()].copy_from_slice(&t.1);
-                        let at = t.0;
-                        drop(t);
+                    let rewrite = {
+                        let t = tail.borrow();
+                        (t.0 < a0 && !t.1.is_empty()).then(|| {
+                            let mut dma = file.alloc_dma_buffer(BLOCK as usize);
+                            let b = dma.as_bytes_mut();
+                            b.fill(0);
+                            b[..t.1.len()].copy_from_slice(&t.1);
+                            (dma, t.0)
+                        })
+                    };
+                    if let Some((dma, at)) = rewrite {
                         file.write_at(dma, at).await?;
                     }
                 }
