@@ -1,0 +1,466 @@
+//! Client authentication and authorization, built once from [`Options`]
+//! and shared by every shard (`Arc<Authenticator>`; it is `Send + Sync`
+//! and immutable, so a reload builds a new one and swaps it in).
+//!
+//! ```ignore
+//! let auth = Arc::new(Authenticator::new(&opts)?);
+//! // INFO: auth_required = auth.required(); nonce = auth.nonce_required()
+//! //       .then(auth::new_nonce) — keep it, CONNECT's `sig` signs it.
+//! match auth.authenticate(&connect, nonce.as_deref().map(str::as_bytes)) {
+//!     Ok(who) => { /* who.account; who.permissions.map(ConnPermissions::new) */ }
+//!     Err(e) => { /* log `e` with the client address, send
+//!                  -ERR 'Authorization Violation' (AUTH_VIOLATION), close */ }
+//! }
+//! ```
+//!
+//! Modes, checked in nats-server's order: nkey users (the CONNECT names a
+//! known `nkey` and signs the INFO nonce), users list (plain or bcrypt
+//! passwords; `no_auth_user` stands in for a CONNECT without credentials),
+//! token (`authorization { token }`, `--auth`; may be bcrypt), single
+//! user/password. Plain secrets are compared in constant time.
+//!
+//! bcrypt is deliberately slow (cost 11: tens of milliseconds): a CONNECT
+//! checked against a bcrypt password blocks its executor for that long.
+//! [`Authenticator::is_slow`] tells the caller when to move the check off
+//! the shard (e.g. glommio's `spawn_blocking`).
+//!
+//! Deliberate difference: nats-server re-checks a `no_auth_user`'s stored
+//! password against itself, which fails for bcrypt-hashed users; here the
+//! no_auth_user simply is that user.
+
+mod conn;
+mod permissions;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::options::{Options, PermissionsConfig};
+use crate::protocol::info::Connect;
+
+pub use conn::{ConnPermissions, ResponsePermits};
+pub use permissions::Permissions;
+
+/// nats-server's global account: users not declared in `accounts`.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+/// Sent as `-ERR 'Authorization Violation'` before closing.
+pub const AUTH_VIOLATION: &str = "Authorization Violation";
+/// Sent as `-ERR 'Authentication Timeout'` when CONNECT comes too late.
+pub const AUTH_TIMEOUT: &str = "Authentication Timeout";
+/// nats-server's default auth timeout (`authorization { timeout }`).
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `Permissions Violation for Publish to "subj"` (the connection stays).
+pub fn publish_violation(subject: &[u8]) -> String {
+    format!("Permissions Violation for Publish to {}", go_quote(subject))
+}
+
+/// `Permissions Violation for Subscription to "subj"`, with
+/// ` using queue "q"` for a queue subscription.
+pub fn subscribe_violation(subject: &[u8], queue: Option<&[u8]>) -> String {
+    match queue.filter(|q| !q.is_empty()) {
+        Some(q) => format!(
+            "Permissions Violation for Subscription to {} using queue {}",
+            go_quote(subject),
+            go_quote(q)
+        ),
+        None => format!(
+            "Permissions Violation for Subscription to {}",
+            go_quote(subject)
+        ),
+    }
+}
+
+/// `Permissions Violation for Publish with Reply of "r"` (nats sends it
+/// for reply subjects reserved for service imports).
+pub fn reply_violation(reply: &[u8]) -> String {
+    format!(
+        "Permissions Violation for Publish with Reply of {}",
+        go_quote(reply)
+    )
+}
+
+/// Go's `%q` for subjects (printable ASCII in practice).
+fn go_quote(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for &b in s {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The configuration cannot be enforced.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthConfigError {
+    #[error("no_auth_user: \"{0}\" present, but users are not defined")]
+    NoAuthUserWithoutUsers(String),
+    #[error(
+        "no_auth_user: \"{0}\" not present as user in authorization block or account configuration"
+    )]
+    NoAuthUserUnknown(String),
+    #[error("Not a valid public nkey for a user: {0:?}")]
+    BadNkey(String),
+    #[error("subject {0:?} is not a valid subject")]
+    BadSubject(String),
+    #[error("Duplicate user {0:?} detected")]
+    DuplicateUser(String),
+}
+
+/// Why a CONNECT was refused. Every variant goes on the wire as
+/// [`AUTH_VIOLATION`]; the text is for the log and never holds a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no credentials")]
+    MissingCredentials,
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    #[error("wrong password for user {0:?}")]
+    BadPassword(String),
+    #[error("wrong token")]
+    BadToken,
+    #[error("unknown nkey {0:?}")]
+    UnknownNkey(String),
+    #[error("nkey {0:?}: signature missing")]
+    MissingSignature(String),
+    #[error("nkey {0:?}: signature not valid base64")]
+    BadSignatureEncoding(String),
+    #[error("nkey {0:?}: signature not verified")]
+    BadSignature(String),
+    #[error("user {user:?} may not connect as {conn_type}")]
+    ConnectionTypeNotAllowed { user: String, conn_type: String },
+}
+
+/// Who a connection authenticated as.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// User name, public nkey for nkey users, empty for token/anonymous.
+    pub user: String,
+    pub account: String,
+    /// `None`: no restrictions.
+    pub permissions: Option<Arc<Permissions>>,
+}
+
+enum Secret {
+    Plain(Box<[u8]>),
+    Bcrypt(String),
+}
+
+impl Secret {
+    fn new(s: &str) -> Secret {
+        if is_bcrypt(s) {
+            Secret::Bcrypt(s.to_string())
+        } else {
+            Secret::Plain(s.as_bytes().into())
+        }
+    }
+
+    fn is_slow(&self) -> bool {
+        matches!(self, Secret::Bcrypt(_))
+    }
+
+    fn check(&self, given: &str) -> bool {
+        match self {
+            Secret::Plain(p) => ct_eq(p, given.as_bytes()),
+            Secret::Bcrypt(h) => bcrypt::verify(given, h).unwrap_or(false),
+        }
+    }
+}
+
+/// nats' `^\$2[abxy]\$\d{2}\$.*`.
+fn is_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 7
+        && b.starts_with(b"$2")
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+}
+
+/// Equal-length inputs take the same time whatever their contents.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(!x);
+    }
+    diff == 0
+}
+
+struct UserEntry {
+    secret: Secret,
+    account: String,
+    permissions: Option<Arc<Permissions>>,
+    conn_types: Vec<String>,
+}
+
+struct NkeyEntry {
+    key: nkeys::KeyPair,
+    account: String,
+    permissions: Option<Arc<Permissions>>,
+    conn_types: Vec<String>,
+}
+
+/// Checks CONNECT credentials against the configured users.
+pub struct Authenticator {
+    users: HashMap<String, UserEntry>,
+    nkeys: HashMap<String, NkeyEntry>,
+    token: Option<Secret>,
+    single: Option<(String, Secret)>,
+    no_auth_user: Option<String>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Authenticator {
+    // Never prints secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("users", &self.users.len())
+            .field("nkeys", &self.nkeys.len())
+            .field("token", &self.token.is_some())
+            .field("single_user", &self.single.as_ref().map(|(u, _)| u))
+            .field("no_auth_user", &self.no_auth_user)
+            .finish()
+    }
+}
+
+fn compile(p: &Option<PermissionsConfig>) -> Result<Option<Arc<Permissions>>, AuthConfigError> {
+    p.as_ref()
+        .map(|c| Permissions::from_config(c).map(Arc::new))
+        .transpose()
+}
+
+impl Authenticator {
+    pub fn new(opts: &Options) -> Result<Authenticator, AuthConfigError> {
+        let mut users = HashMap::new();
+        for u in &opts.users {
+            let entry = UserEntry {
+                secret: Secret::new(&u.password),
+                account: u.account.clone().unwrap_or_else(|| GLOBAL_ACCOUNT.into()),
+                permissions: compile(&u.permissions)?,
+                conn_types: u.allowed_connection_types.clone(),
+            };
+            if users.insert(u.username.clone(), entry).is_some() {
+                return Err(AuthConfigError::DuplicateUser(u.username.clone()));
+            }
+        }
+        let mut nkeys = HashMap::new();
+        for u in &opts.nkeys {
+            let key = nkeys::KeyPair::from_public_key(&u.nkey)
+                .ok()
+                .filter(|k| matches!(k.key_pair_type(), nkeys::KeyPairType::User))
+                .ok_or_else(|| AuthConfigError::BadNkey(u.nkey.clone()))?;
+            let entry = NkeyEntry {
+                key,
+                account: u.account.clone().unwrap_or_else(|| GLOBAL_ACCOUNT.into()),
+                permissions: compile(&u.permissions)?,
+                conn_types: u.allowed_connection_types.clone(),
+            };
+            if nkeys.insert(u.nkey.clone(), entry).is_some() {
+                return Err(AuthConfigError::DuplicateUser(u.nkey.clone()));
+            }
+        }
+        if let Some(n) = &opts.no_auth_user {
+            if opts.users.is_empty() {
+                return Err(AuthConfigError::NoAuthUserWithoutUsers(n.clone()));
+            }
+            if !users.contains_key(n) {
+                return Err(AuthConfigError::NoAuthUserUnknown(n.clone()));
+            }
+        }
+        Ok(Authenticator {
+            users,
+            nkeys,
+            token: opts.auth_token.as_deref().map(Secret::new),
+            single: opts.username.as_ref().map(|u| {
+                let pass = opts.password.as_deref().unwrap_or("");
+                (u.clone(), Secret::new(pass))
+            }),
+            no_auth_user: opts.no_auth_user.clone(),
+            timeout: opts.auth_timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT),
+        })
+    }
+
+    /// INFO `auth_required`.
+    pub fn required(&self) -> bool {
+        !self.users.is_empty()
+            || !self.nkeys.is_empty()
+            || self.token.is_some()
+            || self.single.is_some()
+    }
+
+    /// INFO must carry a nonce (nkey users are configured).
+    pub fn nonce_required(&self) -> bool {
+        !self.nkeys.is_empty()
+    }
+
+    /// How long a client has to send CONNECT once auth is required.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Would checking this CONNECT involve bcrypt (slow on purpose)?
+    pub fn is_slow(&self, c: &Connect) -> bool {
+        if c.nkey
+            .as_deref()
+            .is_some_and(|k| self.nkeys.contains_key(k))
+        {
+            return false;
+        }
+        let user = self.effective_user(c);
+        match user.and_then(|u| self.users.get(u)) {
+            Some(u) if !self.is_no_auth(c) => u.secret.is_slow(),
+            Some(_) => false,
+            None => {
+                self.token.as_ref().is_some_and(Secret::is_slow)
+                    || self.single.as_ref().is_some_and(|(_, s)| s.is_slow())
+            }
+        }
+    }
+
+    /// [`Authenticator::authenticate_as`] for a plain TCP client
+    /// (connection type `STANDARD`).
+    pub fn authenticate(&self, c: &Connect, nonce: Option<&[u8]>) -> Result<Authed, AuthError> {
+        self.authenticate_as(c, nonce, "STANDARD")
+    }
+
+    /// Check CONNECT `c`; `nonce` is the nonce sent in INFO (as sent, the
+    /// bytes a client signs). `conn_type` is checked against users'
+    /// `allowed_connection_types` (`STANDARD`, `WEBSOCKET`, …).
+    pub fn authenticate_as(
+        &self,
+        c: &Connect,
+        nonce: Option<&[u8]>,
+        conn_type: &str,
+    ) -> Result<Authed, AuthError> {
+        if !self.required() {
+            return Ok(Authed {
+                user: String::new(),
+                account: GLOBAL_ACCOUNT.into(),
+                permissions: None,
+            });
+        }
+        let allowed = |user: &str, types: &[String]| {
+            if types.is_empty() || types.iter().any(|t| t == conn_type) {
+                Ok(())
+            } else {
+                Err(AuthError::ConnectionTypeNotAllowed {
+                    user: user.to_string(),
+                    conn_type: conn_type.to_string(),
+                })
+            }
+        };
+        if let Some(key) = c.nkey.as_deref().filter(|k| !k.is_empty()) {
+            if !self.nkeys.is_empty() {
+                let entry = self
+                    .nkeys
+                    .get(key)
+                    .ok_or_else(|| AuthError::UnknownNkey(key.to_string()))?;
+                allowed(key, &entry.conn_types)?;
+                verify_nonce(key, &entry.key, c.sig.as_deref(), nonce)?;
+                return Ok(Authed {
+                    user: key.to_string(),
+                    account: entry.account.clone(),
+                    permissions: entry.permissions.clone(),
+                });
+            }
+        }
+        if !self.users.is_empty() {
+            if let Some(name) = self.effective_user(c) {
+                let entry = self
+                    .users
+                    .get(name)
+                    .ok_or_else(|| AuthError::UnknownUser(name.to_string()))?;
+                allowed(name, &entry.conn_types)?;
+                if !self.is_no_auth(c) && !entry.secret.check(c.pass.as_deref().unwrap_or("")) {
+                    return Err(AuthError::BadPassword(name.to_string()));
+                }
+                return Ok(Authed {
+                    user: name.to_string(),
+                    account: entry.account.clone(),
+                    permissions: entry.permissions.clone(),
+                });
+            }
+        }
+        let anonymous = |user: &str| Authed {
+            user: user.to_string(),
+            account: GLOBAL_ACCOUNT.into(),
+            permissions: None,
+        };
+        if let Some(token) = &self.token {
+            return match token.check(c.auth_token.as_deref().unwrap_or("")) {
+                true => Ok(anonymous("")),
+                false => Err(AuthError::BadToken),
+            };
+        }
+        if let Some((user, pass)) = &self.single {
+            let given = c.user.as_deref().unwrap_or("");
+            // Both checks run so a wrong name costs as much as a wrong password.
+            let name_ok = ct_eq(user.as_bytes(), given.as_bytes());
+            let pass_ok = pass.check(c.pass.as_deref().unwrap_or(""));
+            return match (name_ok, pass_ok) {
+                (true, true) => Ok(anonymous(user)),
+                (false, _) => Err(AuthError::UnknownUser(given.to_string())),
+                (true, false) => Err(AuthError::BadPassword(given.to_string())),
+            };
+        }
+        Err(AuthError::MissingCredentials)
+    }
+
+    /// A CONNECT with no user, password or token stands for no_auth_user.
+    fn is_no_auth(&self, c: &Connect) -> bool {
+        let empty = |s: &Option<String>| s.as_deref().unwrap_or("").is_empty();
+        self.no_auth_user.is_some() && empty(&c.user) && empty(&c.pass) && empty(&c.auth_token)
+    }
+
+    fn effective_user<'a>(&'a self, c: &'a Connect) -> Option<&'a str> {
+        if self.is_no_auth(c) {
+            return self.no_auth_user.as_deref();
+        }
+        c.user.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
+/// CONNECT `sig`: the nonce signed with the user's key, base64url without
+/// padding (standard base64 accepted too, as nats does).
+fn verify_nonce(
+    key_name: &str,
+    key: &nkeys::KeyPair,
+    sig: Option<&str>,
+    nonce: Option<&[u8]>,
+) -> Result<(), AuthError> {
+    let name = || key_name.to_string();
+    let sig = sig
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AuthError::MissingSignature(name()))?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(sig))
+        .map_err(|_| AuthError::BadSignatureEncoding(name()))?;
+    // Without a nonce there is nothing the signature could prove.
+    let nonce = nonce.ok_or_else(|| AuthError::BadSignature(name()))?;
+    key.verify(nonce, &raw)
+        .map_err(|_| AuthError::BadSignature(name()))
+}
+
+/// A fresh nonce for INFO: 11 random bytes, base64url without padding
+/// (nats-server's format). Clients sign the string's bytes.
+pub fn new_nonce() -> String {
+    let bytes: [u8; 11] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
