@@ -1,0 +1,57 @@
+//! Runtime behaviour visible from outside: an idle broker does not spin.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{sync, Server};
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn ticks_per_second() -> u64 {
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// With clients connected but no traffic, the whole process (all shards)
+/// uses well under a tenth of one core.
+#[tokio::test]
+async fn idle_broker_uses_almost_no_cpu() {
+    let s = Server::start(&[]);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let c = s.client().await;
+        let _sub = c.subscribe("idle.x").await.unwrap();
+        sync(&c).await;
+        clients.push((c, _sub));
+    }
+    // Let start-up work settle, then measure a quiet window.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_ticks(s.pid());
+    let window = Duration::from_secs(2);
+    tokio::time::sleep(window).await;
+    let used = cpu_ticks(s.pid()) - before;
+    let budget = ticks_per_second() * window.as_secs() / 10;
+    eprintln!("idle cpu: {used} ticks in {window:?}");
+    assert!(
+        used <= budget,
+        "idle server used {used} ticks of CPU in {window:?} (budget {budget}, {} ticks/s)",
+        ticks_per_second()
+    );
+    // Still responsive after idling.
+    for (c, _) in &clients {
+        sync(c).await;
+    }
+}
