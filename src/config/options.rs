@@ -23,17 +23,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    parse_file, parse_go_duration, unknown_field_error, ConfigError, Entry, Map, Value, ValueKind,
+    parse_file, parse_go_duration, unknown_field_error, ConfigError, Entry, Map, Pos, Value,
+    ValueKind,
 };
 use crate::options::{Options, Port};
 
+/// Things nats-server accepts but warns about (`ping_interval: 30`, an
+/// integer taken as seconds). A server prints them and starts; `-t` fails.
+pub type Warnings = Vec<ConfigError>;
+
 /// Read `path` and apply it to `opts`. `cli_set` names the options given
 /// on the command line (`Cli::set`); those keep their command-line values.
+/// On success, returns the warnings to print.
 pub fn apply_file(
     path: &Path,
     opts: &mut Options,
     cli_set: &[&str],
-) -> Result<(), Vec<ConfigError>> {
+) -> Result<Warnings, Vec<ConfigError>> {
     let root = parse_file(path).map_err(|e| vec![e])?;
     opts.config_file = Some(path.to_path_buf());
     apply_value(&root, opts, cli_set)
@@ -44,7 +50,7 @@ pub fn apply_value(
     root: &Value,
     opts: &mut Options,
     cli_set: &[&str],
-) -> Result<(), Vec<ConfigError>> {
+) -> Result<Warnings, Vec<ConfigError>> {
     let before = opts.clone();
     let mut cx = Cx::default();
     match root.as_map() {
@@ -52,25 +58,32 @@ pub fn apply_value(
             for e in map {
                 top_level(&mut cx, e, opts);
             }
-            if let Err(e) = validate(map, opts) {
-                cx.errors.push(e);
+            if cx.errors.is_empty() {
+                if let Err(e) = validate(map, opts) {
+                    cx.errors.push(e);
+                }
             }
         }
         None => cx.errors.push(root.err("configuration must be a map")),
     }
     restore_cli(&before, opts, cli_set);
     if cx.errors.is_empty() {
-        Ok(())
+        Ok(cx.warnings)
     } else {
         Err(cx.errors)
     }
 }
 
 /// `broker-edge -t -c FILE`: the options the file gives on top of the
-/// defaults, or every error found.
+/// defaults, or every error found. As with `nats-server -t`, warnings
+/// count as errors here. Also checks what nats only checks at start-up
+/// (lame duck periods, max_payload vs max_pending, no_auth_user).
 pub fn check_file(path: &Path) -> Result<Options, Vec<ConfigError>> {
     let mut opts = Options::default();
-    apply_file(path, &mut opts, &[])?;
+    let warnings = apply_file(path, &mut opts, &[])?;
+    if !warnings.is_empty() {
+        return Err(warnings);
+    }
     Ok(opts)
 }
 
@@ -79,6 +92,7 @@ pub fn check_file(path: &Path) -> Result<Options, Vec<ConfigError>> {
 #[derive(Default)]
 pub(super) struct Cx {
     pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
     store_dir_set: bool,
 }
 
@@ -144,14 +158,20 @@ fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
         }
         "max_pending" => set(cx, usize_of(e), &mut o.max_pending),
         "max_subscriptions" | "max_subs" => set(cx, usize_of(e), &mut o.max_subscriptions),
-        "ping_interval" => set(cx, duration(e), &mut o.ping_interval),
+        "ping_interval" => {
+            warn_int_duration(cx, e);
+            set(cx, duration(e), &mut o.ping_interval)
+        }
         "ping_max" => {
             let n = cx.ok(int_of(e).and_then(|n| {
                 u32::try_from(n).map_err(|_| e.key_pos.err(format!("invalid {} value {n}", e.key)))
             }));
             set_some(n, &mut o.ping_max);
         }
-        "write_deadline" | "write_timeout" => set(cx, duration(e), &mut o.write_deadline),
+        "write_deadline" | "write_timeout" => {
+            warn_int_duration(cx, e);
+            set(cx, duration(e), &mut o.write_deadline)
+        }
         "lame_duck_duration" => {
             let Some(d) = cx.ok(strict_duration(e)) else {
                 return;
@@ -226,6 +246,15 @@ fn validate(map: &Map, o: &Options) -> Result<(), ConfigError> {
                 go_duration(o.lame_duck_duration)
             )));
         }
+    }
+    if let Err(err) = crate::auth::Authenticator::new(o) {
+        let pos = at(&["no_auth_user", "authorization", "accounts"]).unwrap_or_else(|| {
+            map.iter().next().map_or_else(
+                || Pos::new(Path::new("").into(), 1, 1),
+                |e| e.key_pos.clone(),
+            )
+        });
+        return Err(pos.err(err.to_string()));
     }
     if o.max_payload > o.max_pending {
         if let Some(pos) = at(&["max_payload", "max_pending"]) {
@@ -474,6 +503,16 @@ pub(super) fn duration(e: &Entry) -> Result<Duration, ConfigError> {
                 .err(format!("error parsing {}: {}", e.key, m.message()))
         }),
         _ => Err(type_err(e, "a duration")),
+    }
+}
+
+/// nats' warning for a duration written as an integer of seconds.
+fn warn_int_duration(cx: &mut Cx, e: &Entry) {
+    if matches!(e.value.kind, ValueKind::Int(_)) && !e.value.has_suffix() {
+        cx.warnings.push(e.key_pos.err(format!(
+            "invalid use of field {:?}: {} should be converted to a duration",
+            e.key, e.key
+        )));
     }
 }
 

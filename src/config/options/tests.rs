@@ -189,3 +189,132 @@ fn tls_websocket_cluster_leaf() {
         ["t.conf:1:7: error parsing tls config, unknown field [\"bogus\"]"]
     );
 }
+
+/// tests/configs/options/*.conf against what nats-server 2.9.10 `-t`
+/// printed for them (the `.nats` files): same lines and messages, in any
+/// order (nats walks a Go map). Columns are not compared: nats' are off by
+/// one (and 0 on line 1). Deliberate differences are listed.
+#[test]
+fn differential_against_nats_server() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/options");
+    let ours_differ: &[(&str, &[&str])] = &[
+        // Type errors: nats prints a Go panic text.
+        (
+            "bad_types",
+            &[
+                "1: port: expected an integer, got string",
+                "2: debug: expected a boolean, got string",
+                "3: max_connections: expected an integer, got string",
+                "4: server_name: expected a string, got integer",
+            ],
+        ),
+        // nats -t passes these; its server then refuses to start.
+        ("bad_ld", &["2: lame duck grace period (2m0s) should be strictly lower than lame duck duration (1m0s)"]),
+        ("bad_noauth", &["2: no_auth_user: \"zed\" not present as user in authorization block or account configuration"]),
+        // nats stops at the first error inside `jetstream {}`.
+        (
+            "bad_js",
+            &["1: max_file_store sizes defined as strings must end in K, M, G, T", "1: unknown field \"wat\""],
+        ),
+        // nats prints this one without a position.
+        ("bad_perm2", &["1: Expected subject permissions to be a subject, or array of subjects, got int64"]),
+    ];
+    let mut checked = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for conf in entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+    {
+        let stem = conf.file_stem().unwrap().to_string_lossy().to_string();
+        let mut ours: Vec<String> = match check_file(conf) {
+            Ok(_) => Vec::new(),
+            Err(es) => es
+                .iter()
+                .map(|e| match e.pos() {
+                    Some(p) => format!("{}: {}", p.line, e.message()),
+                    None => e.to_string(),
+                })
+                .collect(),
+        };
+        let mut want: Vec<String> = match ours_differ.iter().find(|(n, _)| *n == stem) {
+            Some((_, lines)) => lines.iter().map(|l| l.to_string()).collect(),
+            None => {
+                let text = std::fs::read_to_string(conf.with_extension("nats")).unwrap();
+                text.lines()
+                    .filter(|l| !l.contains("is valid"))
+                    .map(|l| {
+                        // "file:L:C: message" -> "L: message"
+                        let mut parts = l.splitn(4, ':');
+                        let (_, line, _, msg) =
+                            (parts.next(), parts.next(), parts.next(), parts.next());
+                        format!("{}:{}", line.unwrap(), msg.unwrap())
+                    })
+                    .collect()
+            }
+        };
+        ours.sort();
+        want.sort();
+        assert_eq!(ours, want, "{stem}");
+        checked += 1;
+    }
+    assert!(checked >= 19, "{checked}");
+}
+
+#[test]
+fn fixtures_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
+    let o = check_file(&dir.join("service-mesh.conf")).unwrap();
+    assert_eq!(o.users.len(), 2);
+    assert_eq!(o.max_pending, 64 * 1024 * 1024);
+    let src = std::fs::read_to_string(dir.join("agentic.conf")).unwrap();
+    let o = opts_with_env(&src, &|k| k.starts_with("NATS_").then(|| "pw".to_string())).unwrap();
+    assert_eq!(o.users.len(), 4);
+    assert_eq!(o.users[3].username, "agixt");
+    assert_eq!(o.users[3].password, "pw");
+    assert_eq!(o.port, Port::Fixed(4222));
+    assert_eq!(o.store_dir, Some(PathBuf::from("/var/lib/nats/jetstream")));
+    // Without the environment, `$NATS_ADMIN_PASS` is an error.
+    assert!(opts_from(&src).is_err());
+}
+
+#[test]
+fn accounts_typed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/options");
+    let o = check_file(&dir.join("good2.conf")).unwrap();
+    assert_eq!(o.accounts.len(), 2);
+    let a = &o.accounts[0];
+    assert_eq!(a.name, "A");
+    assert_eq!(a.jetstream, crate::options::AccountJetStream::Enabled);
+    assert_eq!(a.exports.len(), 2);
+    assert_eq!(a.exports[1].kind, crate::options::ExportKind::Service);
+    assert_eq!(a.exports[1].response_type.as_deref(), Some("stream"));
+    let b = &o.accounts[1];
+    assert_eq!(b.imports[0].prefix.as_deref(), Some("from_a"));
+    assert_eq!(b.imports[1].to.as_deref(), Some("a.svc"));
+    assert_eq!(
+        o.users
+            .iter()
+            .find(|u| u.username == "b")
+            .unwrap()
+            .account
+            .as_deref(),
+        Some("B")
+    );
+    assert_eq!(o.no_auth_user.as_deref(), Some("b"));
+    let perms = o.users[1].permissions.as_ref().unwrap();
+    assert_eq!(
+        perms.subscribe.as_ref().unwrap().allow,
+        Some(vec!["b.* q1".to_string()])
+    );
+    assert_eq!(
+        perms.publish.as_ref().unwrap().deny,
+        vec!["x.>".to_string()]
+    );
+    assert!(o.websocket.unwrap().compression);
+    assert!(opts_from("accounts: [A, B, A]").unwrap_err()[0].contains("Duplicate Account Entry: A"));
+}
