@@ -200,7 +200,15 @@ fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
                         tracing::info!("Entering lame duck mode, stop accepting new clients");
                         router::stop_listener(client_fd);
                         g.broadcast(|| Ctl::LameDuck);
-                        std::thread::sleep(g.opts.lame_duck_duration + Duration::from_millis(100));
+                        // Shards close their clients after the grace period;
+                        // leave as soon as none is left (at once if none
+                        // were there), at the latest after the duration.
+                        let deadline = std::time::Instant::now()
+                            + g.opts.lame_duck_duration
+                            + Duration::from_secs(1);
+                        while g.connections() > 0 && std::time::Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                         g.broadcast(|| Ctl::Shutdown);
                         return;
                     }

@@ -65,8 +65,10 @@ fn lame_duck(shard: &Rc<Shard>) {
     let window = opts.lame_duck_duration.saturating_sub(grace);
     runtime::spawn_local(async move {
         runtime::sleep(grace).await;
+        // Spread the closes over the window, but never more than a second
+        // apart (as the reference does), so a few clients go quickly.
         let n = clients.len().max(1) as u32;
-        let step = window / n;
+        let step = (window / n).min(Duration::from_secs(1));
         for c in clients {
             c.close(crate::client::CloseReason::ServerShutdown);
             if !step.is_zero() {
