@@ -177,3 +177,25 @@ async fn lame_duck_with_defaults_announces_and_stops_accepting() {
     }
     assert!(s.log().contains("Entering lame duck mode"), "{}", s.log());
 }
+
+/// Bad `--signal` uses fail with a message and a non-zero exit.
+#[tokio::test]
+async fn signal_flag_errors() {
+    // A pid that cannot exist (above the kernel's pid_max limit).
+    for (arg, needle) in [
+        ("ldm=4194305", "no such process"),
+        ("bogus=1", "unknown signal"),
+        // 2.9 says "invalid pid"; newer releases also accept a pid file
+        // path here, so only require that the bad value is named.
+        ("ldm=abc", "abc"),
+    ] {
+        let (status, out, err) = run_to_exit(&["--signal", arg], Duration::from_secs(10)).await;
+        let text = format!("{out}{err}");
+        assert!(!status.success(), "--signal {arg} succeeded: {text}");
+        // Wording may differ in case; the reason must be there.
+        assert!(
+            text.to_lowercase().contains(needle),
+            "--signal {arg}: {text:?}"
+        );
+    }
+}
