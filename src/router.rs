@@ -24,8 +24,13 @@ pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<(
                     continue;
                 };
                 if g.connections() >= g.opts.max_connections {
-                    tracing::error!("{addr} - maximum connections exceeded");
-                    let _ = stream.write_all(b"-ERR 'maximum connections exceeded'\r\n");
+                    // As the reference: the client gets its INFO, then the
+                    // error, then the connection closes.
+                    let cid = g.next_cid.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("{addr} - cid:{cid} - maximum connections exceeded");
+                    let mut out = crate::client::info_for(&g, cid, addr, false).to_line();
+                    out.extend_from_slice(b"-ERR 'maximum connections exceeded'\r\n");
+                    let _ = stream.write_all(&out);
                     continue;
                 }
                 let _ = stream.set_nodelay(true);

@@ -136,26 +136,7 @@ impl Client {
     }
 
     pub fn info(&self, ldm: bool) -> Info {
-        let g = &self.g;
-        Info {
-            server_id: g.server_id.clone(),
-            server_name: g.server_name.clone(),
-            version: NATS_VERSION.into(),
-            proto: 1,
-            go: "go1.21.0".into(),
-            host: g.opts.host.clone(),
-            port: g.client_addr.port(),
-            headers: true,
-            auth_required: auth::required(&g.opts),
-            max_payload: g.opts.max_payload,
-            jetstream: false,
-            client_id: self.cid,
-            client_ip: self.addr.ip().to_string(),
-            connect_urls: Vec::new(),
-            ldm,
-            nonce: None,
-            broker_edge_version: PRODUCT_VERSION.into(),
-        }
+        info_for(&self.g, self.cid, self.addr, ldm)
     }
 
     pub fn send_info(&self, ldm: bool) {
@@ -253,6 +234,30 @@ impl Client {
         self.headers.set(c.headers);
         self.no_responders.set(c.no_responders);
         *self.connect.borrow_mut() = c;
+    }
+}
+
+/// The INFO a client with id `cid` from `addr` is sent.
+pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool) -> Info {
+    let g = g;
+    Info {
+        server_id: g.server_id.clone(),
+        server_name: g.server_name.clone(),
+        version: NATS_VERSION.into(),
+        proto: 1,
+        go: "go1.21.0".into(),
+        host: g.opts.host.clone(),
+        port: g.client_addr.port(),
+        headers: true,
+        auth_required: auth::required(&g.opts),
+        max_payload: g.opts.max_payload,
+        jetstream: false,
+        client_id: cid,
+        client_ip: addr.ip().to_string(),
+        connect_urls: Vec::new(),
+        ldm,
+        nonce: None,
+        broker_edge_version: PRODUCT_VERSION.into(),
     }
 }
 
