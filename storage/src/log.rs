@@ -474,12 +474,21 @@ impl Inner {
 
     /// Creates a fresh active segment at `next_seq` with room for `room`.
     pub(crate) async fn new_active(&self, room: usize) -> Result<()> {
-        let (base, cap) = {
+        let (base, cap, dsync, mode) = {
             let st = self.st.borrow();
-            (st.next_seq, fit(st.cfg.segment_size, room))
+            (
+                st.next_seq,
+                fit(st.cfg.segment_size, room),
+                st.cfg.durability == Durability::Always,
+                st.cfg.write_mode,
+            )
         };
         let path = self.dir.join(segment::seg_name(base, 0));
-        let f = LogFile::create(&path, self.faults.clone()).await?;
+        let faults = self.faults.clone();
+        let f = match mode {
+            WriteMode::Buffered => LogFile::open_with(&path, faults, true, dsync).await?,
+            WriteMode::Direct => LogFile::open_direct(&path, faults, true, dsync, 0).await?,
+        };
         // Sparse preallocation: the mapping covers the whole segment and
         // later fdatasyncs need not change the file size.
         f.set_len(cap).await?;
