@@ -292,8 +292,30 @@ impl Authenticator {
                 (u.clone(), Secret::new(pass))
             }),
             no_auth_user: opts.no_auth_user.clone(),
-            timeout: opts.auth_timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT),
+            timeout: opts.auth_timeout.unwrap_or_else(|| default_timeout(opts)),
         })
+    }
+
+    /// The authenticator for WebSocket clients: as nats-server does, a
+    /// `websocket { authorization {…} }` or `no_auth_user` with a user, a
+    /// token or a no_auth_user replaces the top-level user/password,
+    /// token and no_auth_user (the users list stays shared). Without such
+    /// an override this is [`Authenticator::new`].
+    pub fn new_websocket(opts: &Options) -> Result<Authenticator, AuthConfigError> {
+        let Some(ws) = &opts.websocket else {
+            return Authenticator::new(opts);
+        };
+        let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        if !(set(&ws.username) || set(&ws.token) || set(&ws.no_auth_user)) {
+            return Authenticator::new(opts);
+        }
+        let mut o = opts.clone();
+        o.username = ws.username.clone();
+        o.password = ws.password.clone();
+        o.auth_token = ws.token.clone();
+        o.no_auth_user = ws.no_auth_user.clone();
+        o.auth_timeout = ws.auth_timeout.or(opts.auth_timeout);
+        Authenticator::new(&o)
     }
 
     /// INFO `auth_required`.
@@ -433,6 +455,15 @@ impl Authenticator {
             return self.no_auth_user.as_deref();
         }
         c.user.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
+/// nats' `getDefaultAuthTimeout`: 2s, or the TLS handshake timeout plus
+/// one second when TLS is configured (its default is 2s too).
+fn default_timeout(opts: &Options) -> Duration {
+    match &opts.tls {
+        Some(t) => t.timeout.unwrap_or(Duration::from_secs(2)) + Duration::from_secs(1),
+        None => DEFAULT_AUTH_TIMEOUT,
     }
 }
 

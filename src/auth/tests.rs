@@ -526,3 +526,45 @@ fn error_texts() {
         "subject \"a..b\" is not a valid subject"
     );
 }
+
+#[test]
+fn shareable_and_timeouts() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Authenticator>();
+    send_sync::<Permissions>();
+    let o = opts(
+        "tls { cert_file: c, key_file: k, timeout: 5 }\nauthorization { token: t }",
+        &no_env,
+    );
+    assert_eq!(
+        Authenticator::new(&o).unwrap().timeout(),
+        Duration::from_secs(6)
+    );
+}
+
+#[test]
+fn websocket_override() {
+    let o = opts(
+        "authorization { users: [ {user: a, password: a} ] }\n\
+         websocket { port: 8080, no_tls: true, authorization { token: wt, timeout: 3 } }",
+        &no_env,
+    );
+    let tcp = Authenticator::new(&o).unwrap();
+    assert!(tcp
+        .authenticate(&connect(None, None, Some("wt")), None)
+        .is_err());
+    let ws = Authenticator::new_websocket(&o).unwrap();
+    assert!(ws
+        .authenticate(&connect(None, None, Some("wt")), None)
+        .is_ok());
+    assert!(ws.authenticate(&up("a", "a"), None).is_ok());
+    assert_eq!(ws.timeout(), Duration::from_secs(3));
+    let plain = opts(
+        "authorization { token: t }\nwebsocket { port: 1, no_tls: true }",
+        &no_env,
+    );
+    let ws = Authenticator::new_websocket(&plain).unwrap();
+    assert!(ws
+        .authenticate(&connect(None, None, Some("t")), None)
+        .is_ok());
+}

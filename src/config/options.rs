@@ -52,6 +52,12 @@ pub fn apply_value(
     cli_set: &[&str],
 ) -> Result<Warnings, Vec<ConfigError>> {
     let before = opts.clone();
+    // Lists only a file fills: start them afresh so applying twice (reload)
+    // does not duplicate users.
+    opts.users.clear();
+    opts.nkeys.clear();
+    opts.accounts.clear();
+    opts.server_tags.clear();
     let mut cx = Cx::default();
     match root.as_map() {
         Some(map) => {
@@ -94,6 +100,10 @@ pub(super) struct Cx {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<ConfigError>,
     store_dir_set: bool,
+    /// `authorization` set a single user / a token (the command line's
+    /// do not count: nats checks the file's own).
+    pub file_user: bool,
+    pub file_token: bool,
 }
 
 impl Cx {

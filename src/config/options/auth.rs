@@ -44,6 +44,8 @@ pub(super) fn authorization(cx: &mut Cx, e: &Entry, o: &mut Options) {
             _ => cx.unknown(f),
         }
     }
+    cx.file_user = user.is_some();
+    cx.file_token = token.is_some();
     o.username = user.clone();
     o.password = pass.clone();
     o.auth_token = token.clone();
@@ -431,11 +433,11 @@ fn account(cx: &mut Cx, a: &Entry, o: &mut Options) {
         }
     }
     if !listed.users.is_empty() || !listed.nkeys.is_empty() {
-        if o.username.is_some() {
+        if cx.file_user {
             cx.push(users_at.err("Can not have a single user/pass and accounts"));
             return o.accounts.push(acc);
         }
-        if o.auth_token.is_some() {
+        if cx.file_token {
             cx.push(users_at.err("Can not have a token and accounts"));
             return o.accounts.push(acc);
         }

@@ -318,3 +318,27 @@ fn accounts_typed() {
     assert!(o.websocket.unwrap().compression);
     assert!(opts_from("accounts: [A, B, A]").unwrap_err()[0].contains("Duplicate Account Entry: A"));
 }
+
+#[test]
+fn reapply_and_cli_user_with_accounts() {
+    let root = parse_str_with_env(
+        "accounts { A: { users: [ {user: a, password: b} ] } }\nserver_tags: [x]",
+        Path::new("t.conf"),
+        &|_| None,
+    )
+    .unwrap();
+    // A --user on the command line does not clash with the file's accounts.
+    let mut o = Options {
+        username: Some("cli".into()),
+        ..Default::default()
+    };
+    apply_value(&root, &mut o, &["user"]).unwrap();
+    apply_value(&root, &mut o, &["user"]).unwrap();
+    assert_eq!(
+        (o.users.len(), o.accounts.len(), o.server_tags.len()),
+        (1, 1, 1)
+    );
+    assert_eq!(o.username.as_deref(), Some("cli"));
+    assert!(errs("authorization { user: x, password: y }\naccounts { A: { users: [ {user: a, password: b} ] } }")[0]
+        .ends_with("Can not have a single user/pass and accounts"));
+}
