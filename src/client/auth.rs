@@ -47,8 +47,10 @@ mod tests {
         assert!(check(&o, &c));
         c.pass = Some("x".into());
         assert!(!check(&o, &c));
-        let mut o = Options::default();
-        o.auth_token = Some("t".into());
+        let o = Options {
+            auth_token: Some("t".into()),
+            ..Options::default()
+        };
         assert!(!check(&o, &c));
         c.auth_token = Some("t".into());
         assert!(check(&o, &c));

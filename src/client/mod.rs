@@ -239,7 +239,6 @@ impl Client {
 
 /// The INFO a client with id `cid` from `addr` is sent.
 pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool) -> Info {
-    let g = g;
     Info {
         server_id: g.server_id.clone(),
         server_name: g.server_name.clone(),
