@@ -123,12 +123,21 @@ impl Permissions {
     /// Should a message on the literal `subject`, matched by a subscription
     /// in `queue`, be dropped instead of delivered?
     pub fn delivery_denied(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
-        let (plain, queued) = hits(&self.sub_deny, subject);
-        match queue.filter(|q| !q.is_empty()) {
-            _ if plain => true,
-            Some(q) if !queued.is_empty() => queue_matches(q, &queued),
-            _ => false,
+        // On the delivery path: no allocation.
+        let queue = queue.filter(|q| !q.is_empty());
+        let mut queued_hit = false;
+        for e in self
+            .sub_deny
+            .iter()
+            .filter(|e| matches(&e.subject, subject))
+        {
+            match (&e.queue, queue) {
+                (None, _) => return true,
+                (Some(eq), Some(q)) => queued_hit |= queue_matches(q, &[&eq[..]]),
+                (Some(_), None) => {}
+            }
         }
+        queued_hit
     }
 
     /// `allow_responses`, if set: reply subjects of messages delivered to

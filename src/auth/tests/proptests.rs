@@ -167,9 +167,14 @@ proptest! {
                 if denied {
                     prop_assert!(p.needs_delivery_filter(subj.as_bytes(), q), "{} sees {}", subj, t);
                 }
-                if queue.is_none() {
-                    prop_assert_eq!(p.delivery_denied(t.as_bytes(), None), denied);
-                }
+                let queued_deny = queue.is_some_and(|q| {
+                    deny.iter().any(|e| {
+                        let (s, eq) = split(e);
+                        eq.is_some_and(|eq| eq == q || eq == "*")
+                            && model_match(&toks(s), &toks(t))
+                    })
+                });
+                prop_assert_eq!(p.delivery_denied(t.as_bytes(), q), denied || queued_deny);
             }
         }
     }
