@@ -906,3 +906,72 @@ async fn interest_survives_partial_unsubscribe() {
     assert!(within("closed", a1.next()).await.is_none());
     sync(&keep_c).await;
 }
+
+/// Single-server semantics across shards: once the publisher's PING is
+/// answered, its messages are queued to every subscriber, so a PING the
+/// subscriber sends afterwards is answered after those messages.
+#[tokio::test]
+async fn publisher_round_trip_implies_delivery_before_subscribers_pong() {
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut subs = Vec::new();
+    for _ in 0..4 {
+        let mut r = s.raw().await;
+        r.handshake(quiet).await;
+        r.send("SUB rt.x 1\r\nPING\r\n").await;
+        assert_eq!(r.next().await.as_deref(), Some("PONG"));
+        subs.push(r);
+    }
+    let mut p = s.raw().await;
+    p.handshake(quiet).await;
+    for i in 0..50 {
+        p.send("PUB rt.x 1\r\nm\r\nPING\r\n").await;
+        assert_eq!(p.next().await.as_deref(), Some("PONG"));
+        for (k, r) in subs.iter_mut().enumerate() {
+            r.send("PING\r\n").await;
+            let first = r.next().await;
+            assert_eq!(
+                first.as_deref(),
+                Some("MSG rt.x 1 1"),
+                "round {i}, subscriber {k}: PONG overtook a message the publisher had flushed"
+            );
+            assert_eq!(r.bytes(3).await, b"m\r\n");
+            assert_eq!(r.next().await.as_deref(), Some("PONG"));
+        }
+    }
+}
+
+/// After UNSUB and a round trip, the server sends nothing more for that
+/// sid, even for messages published on other connections (checked on the
+/// wire, where the client library cannot hide late deliveries).
+#[tokio::test]
+async fn no_delivery_on_the_wire_after_unsub_round_trip() {
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut a = s.raw().await;
+    a.handshake(quiet).await;
+    let mut p = s.raw().await;
+    p.handshake(quiet).await;
+    for i in 0..30 {
+        let sid = 100 + i;
+        a.send(&format!("SUB un.wire {sid}\r\nSUB un.mark 1\r\nPING\r\n"))
+            .await;
+        assert_eq!(a.next().await.as_deref(), Some("PONG"));
+        a.send(&format!(
+            "UNSUB {sid}\r\nUNSUB 1\r\nSUB un.mark 1\r\nPING\r\n"
+        ))
+        .await;
+        assert_eq!(a.next().await.as_deref(), Some("PONG"));
+        p.send("PUB un.wire 1\r\nx\r\nPUB un.mark 1\r\ny\r\nPING\r\n")
+            .await;
+        assert_eq!(p.next().await.as_deref(), Some("PONG"));
+        assert_eq!(
+            a.next().await.as_deref(),
+            Some("MSG un.mark 1 1"),
+            "round {i}: delivery for an unsubscribed sid"
+        );
+        assert_eq!(a.bytes(3).await, b"y\r\n");
+        a.send("UNSUB 1\r\nPING\r\n").await;
+        assert_eq!(a.next().await.as_deref(), Some("PONG"));
+    }
+}

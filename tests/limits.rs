@@ -150,3 +150,74 @@ async fn slow_consumer_is_disconnected() {
     // The publisher is fine.
     sync(&publisher).await;
 }
+
+/// The connection limit is global (all shards), and closing a connection
+/// frees a slot.
+#[tokio::test]
+async fn max_connections_is_global_and_slots_are_freed() {
+    let s = Server::start_with_config("max_connections: 10\n", &[]);
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        let mut r = s.raw().await;
+        r.handshake(QUIET).await;
+        conns.push(r);
+    }
+    let mut extra = s.raw().await;
+    assert_eq!(
+        extra.next().await.as_deref(),
+        Some("-ERR 'maximum connections exceeded'")
+    );
+    drop(conns.pop());
+    // Once the server has processed the close, a new client fits again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut r = s.raw().await;
+        r.send(&format!("CONNECT {QUIET}\r\nPING\r\n")).await;
+        match r.next().await.as_deref() {
+            Some("PONG") => break,
+            Some("-ERR 'maximum connections exceeded'") => {
+                assert!(std::time::Instant::now() < deadline, "slot never freed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A slow consumer is cut off without holding back a fast subscriber on
+/// another connection, which gets every message in order.
+#[tokio::test]
+async fn slow_consumer_does_not_hurt_fast_subscribers() {
+    const MSGS: usize = 256;
+    let s = Server::start_with_config(
+        "max_payload: 65536\nmax_pending: 262144\nwrite_deadline: \"2s\"\n",
+        &[],
+    );
+    let mut slow = s.raw().await;
+    slow.handshake(QUIET).await;
+    slow.send("SUB flood2 1\r\nPING\r\n").await;
+    assert_eq!(slow.next().await.as_deref(), Some("PONG"));
+    let fast_c = s
+        .client_with(async_nats::ConnectOptions::new().subscription_capacity(MSGS + 8))
+        .await;
+    let mut fast = fast_c.subscribe("flood2").await.unwrap();
+    sync(&fast_c).await;
+    let publisher = s.client().await;
+    let reader = tokio::spawn(async move {
+        for i in 0..MSGS {
+            let m = within("fast delivery", fast.next()).await.unwrap();
+            assert_eq!(m.payload.len(), 64 * 1024);
+            assert_eq!(&m.payload[..8], format!("{i:08}").as_bytes(), "order");
+        }
+    });
+    for i in 0..MSGS {
+        let mut body = vec![b'.'; 64 * 1024];
+        body[..8].copy_from_slice(format!("{i:08}").as_bytes());
+        within("publish", publisher.publish("flood2", body.into()))
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+    reader.await.expect("fast subscriber");
+    slow.expect_closed(Duration::from_secs(10)).await;
+}
