@@ -210,6 +210,13 @@ fn plan(
     results: &mut [Option<Result<Outcome>>],
     barriers: &mut Vec<usize>,
 ) -> Plan {
+    if st.jump_to > st.next_seq {
+        st.next_seq = st.jump_to;
+        if st.msgs == 0 {
+            st.first_seq = st.next_seq;
+        }
+    }
+    st.jump_to = 0;
     let active = st.active();
     let mut p = Plan {
         buf: Vec::new(),
@@ -360,6 +367,11 @@ fn apply(
     a.tombstones.extend_from_slice(&p.tombs);
     if p.floor {
         a.floor = a.floor.max(floor);
+    }
+    // A purge that ran while this group was in flight covers it too.
+    if st.floor > st.first_seq {
+        let f = st.floor;
+        st.raise_floor(f);
     }
     if st.cfg.limits.max_msgs_per_subject.is_some() {
         for e in &p.entries {

@@ -397,8 +397,7 @@ fn purge_locked(st: &mut State, req: &Purge) -> u64 {
         let n = st.raise_floor(floor);
         if floor > st.next_seq {
             // Purge to a future sequence: the log continues from there.
-            st.next_seq = floor;
-            st.first_seq = floor;
+            st.jump_to = st.jump_to.max(floor);
         }
         return n;
     };

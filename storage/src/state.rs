@@ -58,6 +58,9 @@ pub(crate) struct State {
     pub pending_floor: bool,
     /// Tombstones that must be written with the next commit.
     pub pending_tombs: Vec<u64>,
+    /// A purge to a future sequence: the committer moves `next_seq` there
+    /// before its next group (never while a write is in flight).
+    pub jump_to: u64,
     pub dirty: bool,
     pub last_sync: Instant,
     pub report: RecoveryReport,

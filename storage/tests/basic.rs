@@ -325,3 +325,43 @@ fn erase_overwrites_bytes_and_readers_keep_maps() {
         assert!(!first_seg.exists());
     });
 }
+
+#[test]
+fn purge_races_with_inflight_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(4096)).await.unwrap();
+        let mut hs = Vec::new();
+        for t in 0..4u64 {
+            let log = log.clone();
+            hs.push(glommio::spawn_local(async move {
+                for i in 0..30u64 {
+                    log.append("r", b"", &payload(t * 100 + i, 40))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        glommio::yield_if_needed().await;
+        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        log.purge(Purge {
+            up_to: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for h in hs {
+            h.await;
+        }
+        let st = log.state(false);
+        assert!(st.first_seq >= 10_000, "{st:?}");
+        assert_eq!(st.msgs, st.last_seq + 1 - st.first_seq);
+        let (s, _) = log.append("r", b"", b"x").await.unwrap();
+        assert_eq!(s, st.last_seq + 1);
+        drop(log);
+        let log = Log::open(&p, small_cfg(4096)).await.unwrap();
+        let st2 = log.state(false);
+        assert_eq!((st2.first_seq, st2.last_seq), (st.first_seq, s));
+    });
+}

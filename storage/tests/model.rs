@@ -83,7 +83,7 @@ fn cfg(limits: &Limits, direct: bool) -> LogConfig {
     LogConfig {
         segment_size: 600,
         durability: if direct {
-            Durability::Always
+            Durability::Interval(std::time::Duration::from_millis(20))
         } else {
             Durability::Never
         },
