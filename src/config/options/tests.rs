@@ -216,6 +216,10 @@ fn differential_against_nats_server() {
             "bad_js",
             &["1: max_file_store sizes defined as strings must end in K, M, G, T", "1: unknown field \"wat\""],
         ),
+        (
+            "bad_ws",
+            &["1: unknown field \"bogus\"", "1: compression: expected a boolean, got string"],
+        ),
         // nats prints this one without a position.
         ("bad_perm2", &["1: Expected subject permissions to be a subject, or array of subjects, got int64"]),
     ];
@@ -262,7 +266,7 @@ fn differential_against_nats_server() {
         assert_eq!(ours, want, "{stem}");
         checked += 1;
     }
-    assert!(checked >= 19, "{checked}");
+    assert!(checked >= 21, "{checked}");
 }
 
 #[test]
@@ -341,4 +345,38 @@ fn reapply_and_cli_user_with_accounts() {
     assert_eq!(o.username.as_deref(), Some("cli"));
     assert!(errs("authorization { user: x, password: y }\naccounts { A: { users: [ {user: a, password: b} ] } }")[0]
         .ends_with("Can not have a single user/pass and accounts"));
+}
+
+#[test]
+fn json_and_defaults_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
+    let o = check_file(&dir.join("json.conf")).unwrap();
+    assert_eq!(o.port, Port::Fixed(4567));
+    assert!(o.jetstream);
+    assert_eq!(o.server_name.as_deref(), Some("json-node"));
+    let o = check_file(&dir.join("options/good3.conf")).unwrap();
+    assert_eq!(o.auth_timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(o.nkeys.len(), 1);
+    // Default permissions go to users without their own.
+    let np = o.nkeys[0].permissions.as_ref().unwrap();
+    assert_eq!(
+        np.publish.as_ref().unwrap().allow,
+        Some(vec!["pub.>".to_string()])
+    );
+    let sp = o.users[0].permissions.as_ref().unwrap();
+    assert!(sp.publish.is_none());
+    let rp = sp.allow_responses.as_ref().unwrap();
+    assert_eq!(
+        (rp.max_msgs, rp.expires),
+        (Some(5), Some(Duration::from_secs(30)))
+    );
+    assert_eq!(o.cluster.as_ref().unwrap().port, Some(Port::Fixed(6222)));
+    assert_eq!(o.leafnodes.as_ref().unwrap().port, Some(Port::Fixed(7422)));
+    let w = o.websocket.unwrap();
+    assert_eq!(
+        (w.host.as_str(), w.port),
+        ("0.0.0.0", Some(Port::Fixed(8443)))
+    );
+    assert!(w.same_origin);
+    assert_eq!(o.server_tags, ["az:1"]);
 }
