@@ -3,13 +3,21 @@
 //! and immutable, so a reload builds a new one and swaps it in).
 //!
 //! ```ignore
-//! let auth = Arc::new(Authenticator::new(&opts)?);
-//! // INFO: auth_required = auth.required(); nonce = auth.nonce_required()
-//! //       .then(auth::new_nonce) — keep it, CONNECT's `sig` signs it.
+//! let auth = Arc::new(Authenticator::new(&opts)?);       // ws: new_websocket
+//! // INFO: auth_required = auth.required();
+//! //       nonce = auth.nonce_required().then(auth::new_nonce) (keep it).
+//! // Close with AUTH_TIMEOUT if no CONNECT within auth.timeout().
 //! match auth.authenticate(&connect, nonce.as_deref().map(str::as_bytes)) {
-//!     Ok(who) => { /* who.account; who.permissions.map(ConnPermissions::new) */ }
-//!     Err(e) => { /* log `e` with the client address, send
-//!                  -ERR 'Authorization Violation' (AUTH_VIOLATION), close */ }
+//!     Ok(who) => {
+//!         // who.account: the subject namespace; who.permissions: None or
+//!         let mut perms = who.permissions.map(ConnPermissions::new);
+//!         // PUB:   if !perms.can_publish(subj) -> -ERR publish_violation(subj), keep open
+//!         // SUB:   if !perms.can_subscribe(subj, queue) -> -ERR subscribe_violation(..)
+//!         // deliver: if !perms.should_deliver(subj, sub_queue) -> skip this sub;
+//!         //          after writing a MSG with a reply: perms.note_delivered(reply)
+//!     }
+//!     Err(e) => { /* log `e` with the client address (never a secret),
+//!                  send -ERR 'Authorization Violation' (AUTH_VIOLATION), close */ }
 //! }
 //! ```
 //!
