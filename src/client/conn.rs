@@ -247,6 +247,13 @@ impl Conn<'_> {
             }
             ClientOp::Ping => {
                 self.await_interest().await;
+                // Like a single server: once the PONG is out, what we
+                // published sits in every subscriber's outbound buffer.
+                if client.forwarded.replace(false) {
+                    if let Some(b) = self.shard.barrier() {
+                        b.wait().await;
+                    }
+                }
                 client.out.push(b"PONG\r\n");
                 Ok(())
             }

@@ -112,6 +112,9 @@ pub struct Client {
     /// reader when someone else closes the connection.
     reader_fd: Cell<Option<RawFd>>,
     pub sync: RefCell<Option<Arc<SyncPoint>>>,
+    /// Set when a message of ours went to another shard since the last
+    /// PONG: the next PONG waits until peers delivered it.
+    pub forwarded: Cell<bool>,
 }
 
 impl Client {
@@ -292,6 +295,7 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
         reason: Cell::new(None),
         reader_fd: Cell::new(Some(raw)),
         sync: RefCell::new(None),
+        forwarded: Cell::new(false),
     });
     let st = shard.stats();
     st.connections.fetch_add(1, Ordering::Relaxed);

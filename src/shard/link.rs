@@ -81,6 +81,8 @@ pub enum Item {
         count: u32,
         sync: Arc<SyncPoint>,
     },
+    /// Completes `sync` once everything queued before it was applied.
+    Barrier(Arc<SyncPoint>),
     /// Published messages that all live in `data` (one read from a
     /// publisher's socket): one reference count per batch, not per message.
     Msgs { data: Bytes, msgs: Vec<MsgRef> },

@@ -264,6 +264,7 @@ impl Shard {
                 continue;
             }
             any = true;
+            from.forwarded.set(true);
             link.push_msg(
                 data,
                 MsgRef {
@@ -277,6 +278,19 @@ impl Shard {
             );
         }
         any
+    }
+
+    /// A point that completes once every peer has applied everything this
+    /// shard sent it so far.
+    pub fn barrier(&self) -> Option<Arc<SyncPoint>> {
+        if self.g.shards < 2 {
+            return None;
+        }
+        let sync = SyncPoint::new(self.g.shards - 1);
+        for link in self.links.iter().flatten() {
+            link.push(Item::Barrier(sync.clone()));
+        }
+        Some(sync)
     }
 
     /// Resolves once no link to a peer is over its high-water mark, so a
@@ -309,6 +323,7 @@ impl Shard {
                     .apply(origin, subject, queue, count);
                 sync.done();
             }
+            Item::Barrier(sync) => sync.done(),
             Item::Msgs { data, msgs } => {
                 for r in &msgs {
                     let m = Msg {
