@@ -46,7 +46,8 @@ def noise(rs):
 
 
 def rounds_and_median(values, med_value, fmt=f2):
-    return " ".join(fmt(v) for v in values) + f" → **{fmt(med_value)}**"
+    # "x" marks a round left out because a side lost messages.
+    return " ".join("x" if v is None else fmt(v) for v in values) + f" → **{fmt(med_value)}**"
 
 
 def main(out):
@@ -69,11 +70,15 @@ def main(out):
                 x = r[side]
                 if x["lost"] or x["errors"]:
                     problems.append(f"{name} {x['label']}: lost {x['lost']}, errors {x['errors']}")
+        # Rounds where a side lost messages carry no ratios (None); absolute
+        # figures come from the clean runs only.
+        def ok(x):
+            return not x["lost"] and not x["errors"]
         rate_key = "deliveries_per_s" if name.startswith("fanout") else "msgs_per_s"
-        a_rate = med([r["a"][rate_key] for r in rs])
-        b_rate = med([r["b"][rate_key] for r in rs])
-        a_cpu = med([r["a"]["server_us_per_msg"] for r in rs])
-        b_cpu = med([r["b"]["server_us_per_msg"] for r in rs])
+        a_rate = med([r["a"][rate_key] for r in rs if ok(r["a"])])
+        b_rate = med([r["b"][rate_key] for r in rs if ok(r["b"])])
+        a_cpu = med([r["a"]["server_us_per_msg"] for r in rs if ok(r["a"])])
+        b_cpu = med([r["b"]["server_us_per_msg"] for r in rs if ok(r["b"])])
         ratios = [r["ratios"]["msgs_per_s"] for r in rs]
         cpu_ratios = [r["ratios"]["server_us_per_msg"] for r in rs]
         scen, size = name.split("-")

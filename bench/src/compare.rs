@@ -20,7 +20,12 @@ pub struct Ratios {
 }
 
 impl Ratios {
+    /// B/A for a round; nothing at all when either side lost messages or
+    /// hit an error, since a rate over a broken run compares nothing.
     pub fn of(a: &RunResult, b: &RunResult) -> Ratios {
+        if !clean(a) || !clean(b) {
+            return Ratios::default();
+        }
         let lat = |r: &RunResult, f: fn(&crate::stats::Latency) -> f64| r.latency.as_ref().map(f);
         Ratios {
             msgs_per_s: ratio(Some(b.msgs_per_s), Some(a.msgs_per_s)),
@@ -45,9 +50,16 @@ impl Ratios {
     }
 }
 
+/// A run that delivered everything it should and hit no error.
+pub fn clean(r: &RunResult) -> bool {
+    r.lost == 0 && r.errors.is_empty()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Round {
     pub round: usize,
+    /// False when a side lost messages or failed: its ratios are left out.
+    pub valid: bool,
     pub a: RunResult,
     pub b: RunResult,
     pub ratios: Ratios,
@@ -102,6 +114,7 @@ pub fn run(
         let ratios = Ratios::of(&ra, &rb);
         out.push(Round {
             round,
+            valid: clean(&ra) && clean(&rb),
             a: ra,
             b: rb,
             ratios,
@@ -160,7 +173,12 @@ pub fn print(c: &Comparison) {
         row
     };
     for r in &c.rounds {
-        rows.push(line(r.round.to_string(), &r.ratios));
+        let name = if r.valid {
+            r.round.to_string()
+        } else {
+            format!("{} (loss/error: excluded)", r.round)
+        };
+        rows.push(line(name, &r.ratios));
     }
     rows.push(line("median".into(), &c.median));
     print_rows(&rows);
@@ -213,6 +231,19 @@ mod tests {
         assert!((r.p50_us.unwrap() - 0.5).abs() < 1e-9);
         assert!((r.p99_us.unwrap() - 0.5).abs() < 1e-9);
         assert!((r.gen_us_per_msg.unwrap() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn lossy_round_has_no_ratios() {
+        let a = result(1000.0, Some(0.002), None);
+        let mut b = result(1500.0, Some(0.001), None);
+        b.lost = 10;
+        assert_eq!(Ratios::of(&a, &b), Ratios::default());
+        let mut b = result(1500.0, Some(0.001), None);
+        b.errors.push("sub-0: -ERR 'Slow Consumer'".into());
+        assert_eq!(Ratios::of(&b, &a), Ratios::default());
+        let med = Ratios::median_of(&[Ratios::default(), Ratios::of(&a, &a)]);
+        assert_eq!(med.msgs_per_s, Some(1.0));
     }
 
     #[test]
