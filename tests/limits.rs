@@ -205,7 +205,9 @@ async fn slow_consumer_does_not_hurt_fast_subscribers() {
     let publisher = s.client().await;
     let reader = tokio::spawn(async move {
         for i in 0..MSGS {
-            let m = within("fast delivery", fast.next()).await.unwrap();
+            let m = within(&format!("fast delivery of message {i}"), fast.next())
+                .await
+                .unwrap();
             assert_eq!(m.payload.len(), 64 * 1024);
             assert_eq!(&m.payload[..8], format!("{i:08}").as_bytes(), "order");
         }
