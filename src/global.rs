@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
+use crate::auth::Authenticator;
 use crate::monitor::gather::{Query, ShardReport};
 use crate::options::Options;
 use crate::shard::link::Batch;
@@ -24,6 +25,9 @@ pub enum Ctl {
     Gather(Query, futures_channel::oneshot::Sender<ShardReport>),
     /// Tell clients we are going away and close them over `duration`.
     LameDuck,
+    /// Options and credentials changed (`g.live()`, `g.auth()`): apply to
+    /// existing connections, closing those no longer allowed.
+    Reload,
     Shutdown,
 }
 
@@ -48,8 +52,20 @@ impl ShardStats {
     }
 }
 
+/// What a reload starts from: the command-line options (before the file)
+/// and which of them were set on the command line.
+#[derive(Clone)]
+pub struct ReloadBase {
+    pub cli: Options,
+    pub set: Vec<&'static str>,
+}
+
 pub struct Global {
+    /// Options at start-up; listeners and identity come from here.
     pub opts: Options,
+    live: RwLock<Arc<Options>>,
+    auth: RwLock<Arc<Authenticator>>,
+    pub reload_base: Option<ReloadBase>,
     pub server_id: String,
     pub server_name: String,
     pub shards: usize,
@@ -70,8 +86,11 @@ pub struct Global {
 }
 
 impl Global {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         opts: Options,
+        auth: Authenticator,
+        reload_base: Option<ReloadBase>,
         server_id: String,
         client_addr: SocketAddr,
         http_addr: Option<SocketAddr>,
@@ -100,6 +119,9 @@ impl Global {
             peer_rx.push(rx);
         }
         Arc::new(Global {
+            live: RwLock::new(Arc::new(opts.clone())),
+            auth: RwLock::new(Arc::new(auth)),
+            reload_base,
             opts,
             server_id,
             server_name,
@@ -118,6 +140,32 @@ impl Global {
             next_shard: AtomicUsize::new(0),
             http_requests: Default::default(),
         })
+    }
+
+    /// The options in force now (changed by reloads).
+    pub fn live(&self) -> Arc<Options> {
+        match self.live.read() {
+            Ok(o) => o.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The credentials in force now.
+    pub fn auth(&self) -> Arc<Authenticator> {
+        match self.auth.read() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Installs reloaded options and credentials.
+    pub fn install(&self, opts: Options, auth: Authenticator) {
+        if let Ok(mut o) = self.live.write() {
+            *o = Arc::new(opts);
+        }
+        if let Ok(mut a) = self.auth.write() {
+            *a = Arc::new(auth);
+        }
     }
 
     /// Hands each starting shard its index.

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use broker_edge::cli::{self, Action};
+use broker_edge::global::ReloadBase;
 use broker_edge::protocol::info::{NATS_VERSION, PRODUCT_VERSION};
 use broker_edge::{config, logging, server, signal};
 
@@ -37,13 +38,28 @@ fn main() -> ExitCode {
         }
         Action::TestConfig | Action::Run => {}
     }
-    let mut opts = parsed.opts;
+    let mut opts = parsed.opts.clone();
+    let reload_base = opts.config_file.is_some().then(|| ReloadBase {
+        cli: parsed.opts.clone(),
+        set: parsed.set.clone(),
+    });
     match opts.config_file.clone() {
         Some(path) => {
-            if let Err(errs) = config::options::apply_file(&path, &mut opts, &parsed.set) {
-                let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-                eprintln!("broker-edge: {}", text.join("\n"));
-                return ExitCode::from(1);
+            match config::options::apply_file(&path, &mut opts, &parsed.set) {
+                Err(errs) => {
+                    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+                    eprintln!("broker-edge: {}", text.join("\n"));
+                    return ExitCode::from(1);
+                }
+                // As the reference: warnings let the server start but fail -t.
+                Ok(warnings) if !warnings.is_empty() => {
+                    let text: Vec<String> = warnings.iter().map(|e| e.to_string()).collect();
+                    eprintln!("broker-edge: {}", text.join("\n"));
+                    if parsed.action == Action::TestConfig {
+                        return ExitCode::from(1);
+                    }
+                }
+                Ok(_) => {}
             }
             if parsed.action == Action::TestConfig {
                 eprintln!(
@@ -70,7 +86,7 @@ fn main() -> ExitCode {
         eprintln!("could not open log file: {e}");
         return ExitCode::from(1);
     }
-    match server::run(opts) {
+    match server::run(opts, reload_base) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(target: "fatal", "{e}");

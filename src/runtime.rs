@@ -76,3 +76,13 @@ pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
 pub async fn yield_now() {
     glommio::yield_if_needed().await
 }
+
+/// Runs a blocking function (bcrypt, say) on a helper thread so the shard
+/// keeps serving meanwhile.
+pub async fn blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
+}

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::global::{Ctl, Global};
+use crate::auth::Authenticator;
+use crate::global::{Ctl, Global, ReloadBase};
 use crate::options::Options;
 use crate::protocol::info::{NATS_VERSION, PRODUCT_VERSION};
 use crate::{router, runtime, shard};
@@ -52,7 +53,8 @@ fn url_host(host: &str) -> String {
     }
 }
 
-pub fn run(opts: Options) -> Result<(), StartError> {
+pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartError> {
+    let auth = Authenticator::new(&opts).map_err(|e| StartError::Other(e.to_string()))?;
     let server_id = nkeys::KeyPair::new_server().public_key();
     let name = opts
         .server_name
@@ -97,7 +99,15 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         None => None,
     };
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-    let g = Global::new(opts.clone(), server_id, client_addr, http_addr, shards);
+    let g = Global::new(
+        opts.clone(),
+        auth,
+        reload_base,
+        server_id,
+        client_addr,
+        http_addr,
+        shards,
+    );
 
     if let Some(l) = http {
         if let Some(a) = http_addr {
@@ -212,9 +222,10 @@ fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
                         g.broadcast(|| Ctl::Shutdown);
                         return;
                     }
-                    SIGHUP => {
-                        tracing::warn!("Reload requested, but configuration reload is not available in this build yet");
-                    }
+                    SIGHUP => match reload(&g) {
+                        Ok(()) => tracing::info!("Reloaded server configuration"),
+                        Err(e) => tracing::error!("Failed to reload server configuration: {e}"),
+                    },
                     SIGUSR1 => {
                         tracing::info!("Log reopen requested; log files are opened in append mode and need no reopen");
                     }
@@ -225,4 +236,30 @@ fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
     if let Err(e) = spawned {
         tracing::error!("could not start the signal thread: {e}");
     }
+}
+
+/// Re-reads the configuration file on top of the command line and hands
+/// the result to every shard. Nothing changes if the file has errors.
+fn reload(g: &Global) -> Result<(), String> {
+    let Some(base) = &g.reload_base else {
+        return Err("can only reload config when a file is provided using -c or --config".into());
+    };
+    let Some(path) = base.cli.config_file.clone() else {
+        return Err("can only reload config when a file is provided using -c or --config".into());
+    };
+    let mut opts = base.cli.clone();
+    let warnings =
+        crate::config::options::apply_file(&path, &mut opts, &base.set).map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let auth = Authenticator::new(&opts).map_err(|e| e.to_string())?;
+    g.install(opts, auth);
+    g.broadcast(|| Ctl::Reload);
+    Ok(())
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use super::{auth, Client, CloseReason, Sub, SubRef};
+use super::{Client, CloseReason, Sub, SubRef};
+use crate::auth;
 use crate::global::ShardStats;
 use crate::protocol::info::Connect;
 use crate::protocol::{parse, ClientOp, Limits, ParseError, Parsed};
@@ -19,7 +20,6 @@ use crate::shard::Shard;
 use crate::subject;
 
 const READ_CHUNK: usize = 64 * 1024;
-const AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: TcpStream, writer: TcpStream) {
     client.send_info(false);
@@ -29,8 +29,8 @@ pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: TcpStream, writer: Tc
 
 async fn write_loop(client: Rc<Client>, mut stream: TcpStream) {
     let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let deadline = client.g.opts.write_deadline;
     while client.out.take_into(&mut spare).await {
+        let deadline = client.limits.get().write_deadline;
         // Once closing, do not let a stuck peer hold the socket for long.
         let limit = if client.out.is_closing() {
             deadline.min(Duration::from_secs(2))
@@ -62,13 +62,12 @@ async fn write_loop(client: Rc<Client>, mut stream: TcpStream) {
 }
 
 async fn ping_loop(client: Rc<Client>) {
-    let opts = &client.g.opts;
     loop {
-        runtime::sleep(opts.ping_interval).await;
+        runtime::sleep(client.limits.get().ping_interval).await;
         if client.is_closed() {
             return;
         }
-        if client.pings_out.get() + 1 > opts.ping_max {
+        if client.pings_out.get() + 1 > client.limits.get().ping_max {
             client.send_err("Stale Connection");
             tracing::debug!(
                 "{} - cid:{} - Stale Client Connection - Closing",
@@ -83,15 +82,15 @@ async fn ping_loop(client: Rc<Client>) {
     }
 }
 
-async fn auth_timer(client: Rc<Client>, authed: Rc<Cell<bool>>) {
-    runtime::sleep(AUTH_TIMEOUT).await;
+async fn auth_timer(client: Rc<Client>, authed: Rc<Cell<bool>>, after: Duration) {
+    runtime::sleep(after).await;
     if !authed.get() && !client.is_closed() {
         tracing::error!(
             "{} - cid:{} - Authentication Timeout",
             client.addr,
             client.cid
         );
-        client.send_err("Authentication Timeout");
+        client.send_err(auth::AUTH_TIMEOUT);
         client.close(CloseReason::AuthenticationTimeout);
     }
 }
@@ -107,9 +106,16 @@ fn reason_for(e: &ParseError) -> CloseReason {
 async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) {
     let opts = &client.g.opts;
     let _pinger = runtime::spawn_local(ping_loop(client.clone()));
-    let authed = Rc::new(Cell::new(!auth::required(opts)));
-    let _auth =
-        (!authed.get()).then(|| runtime::spawn_local(auth_timer(client.clone(), authed.clone())));
+    let authenticator = client.g.auth();
+    let authed = Rc::new(Cell::new(!authenticator.required()));
+    let _auth = (!authed.get()).then(|| {
+        runtime::spawn_local(auth_timer(
+            client.clone(),
+            authed.clone(),
+            authenticator.timeout(),
+        ))
+    });
+    drop(authenticator);
     let limits = Limits {
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
@@ -195,6 +201,25 @@ async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) 
     );
 }
 
+/// Checks CONNECT credentials with the authenticator in force; bcrypt runs
+/// on a helper thread so one login does not stall the shard.
+pub(super) async fn authenticate(
+    client: &Client,
+    c: &Connect,
+) -> Result<auth::Authed, auth::AuthError> {
+    let authenticator = client.g.auth();
+    let nonce = client.nonce.clone();
+    if authenticator.is_slow(c) {
+        let c = c.clone();
+        runtime::blocking(move || {
+            authenticator.authenticate(&c, nonce.as_deref().map(str::as_bytes))
+        })
+        .await
+    } else {
+        authenticator.authenticate(c, nonce.as_deref().map(str::as_bytes))
+    }
+}
+
 struct Conn<'a> {
     shard: &'a Rc<Shard>,
     client: &'a Rc<Client>,
@@ -261,7 +286,7 @@ impl Conn<'_> {
                 client.pings_out.set(0);
                 Ok(())
             }
-            ClientOp::Connect(json) => self.connect(json),
+            ClientOp::Connect(json) => self.connect(json).await,
             ClientOp::Info | ClientOp::Ok => Ok(()),
             ClientOp::Err(text) => {
                 tracing::error!(
@@ -289,7 +314,7 @@ impl Conn<'_> {
         }
     }
 
-    fn connect(&mut self, json: &[u8]) -> Result<(), CloseReason> {
+    async fn connect(&mut self, json: &[u8]) -> Result<(), CloseReason> {
         let client = self.client;
         let c: Connect = match serde_json::from_slice(json) {
             Ok(c) => c,
@@ -308,19 +333,26 @@ impl Conn<'_> {
             return Err(CloseReason::ProtocolViolation);
         }
         if !self.authed.get() {
-            if !auth::check(&client.g.opts, &c) {
-                let who = c.user.clone().unwrap_or_default();
-                tracing::error!(
-                    "{} - cid:{} - authentication error - User {:?}",
-                    client.addr,
-                    client.cid,
-                    who
-                );
-                client.send_err("Authorization Violation");
-                return Err(CloseReason::AuthenticationViolation);
+            match authenticate(client, &c).await {
+                Ok(who) => {
+                    *client.perms.borrow_mut() =
+                        who.permissions.clone().map(auth::ConnPermissions::new);
+                    *client.who.borrow_mut() = Some(who);
+                    self.authed.set(true);
+                }
+                Err(e) => {
+                    // The reason is logged; the client only learns it failed.
+                    tracing::error!(
+                        "{} - cid:{} - authentication error: {e}",
+                        client.addr,
+                        client.cid
+                    );
+                    client.send_err(auth::AUTH_VIOLATION);
+                    return Err(CloseReason::AuthenticationViolation);
+                }
             }
-            self.authed.set(true);
         }
+        client.connected.set(true);
         self.verbose = c.verbose;
         self.pedantic = c.pedantic;
         client.update_connect(c);
@@ -356,6 +388,17 @@ impl Conn<'_> {
             self.ok();
             return Ok(());
         }
+        let denied = client
+            .perms
+            .borrow_mut()
+            .as_mut()
+            .is_some_and(|p| !p.can_publish(subject));
+        if denied {
+            let text = auth::publish_violation(subject);
+            tracing::error!("{} - cid:{} - {text}", client.addr, client.cid);
+            client.send_err(&text);
+            return Ok(());
+        }
         self.ok();
         self.await_interest().await;
         self.shard
@@ -377,7 +420,18 @@ impl Conn<'_> {
             client.send_err("Invalid Queue Name");
             return;
         }
-        let max = client.g.opts.max_subscriptions;
+        let denied = client
+            .perms
+            .borrow_mut()
+            .as_mut()
+            .is_some_and(|p| !p.can_subscribe(subject, queue));
+        if denied {
+            let text = auth::subscribe_violation(subject, queue);
+            tracing::error!("{} - cid:{} - {text}", client.addr, client.cid);
+            client.send_err(&text);
+            return;
+        }
+        let max = client.g.live().max_subscriptions;
         if max > 0 && client.subs.borrow().len() >= max {
             tracing::error!(
                 "{} - cid:{} - maximum subscriptions exceeded",

@@ -2,7 +2,6 @@
 //! delivers to it or closes it. The tasks that drive the socket are in
 //! `conn`.
 
-mod auth;
 mod conn;
 pub mod outbound;
 
@@ -91,8 +90,37 @@ pub struct Counters {
     pub out_bytes: Cell<u64>,
 }
 
+/// Per-connection copies of the limits that reloads may change, so the hot
+/// path reads a `Cell` instead of shared options.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_pending: usize,
+    pub write_deadline: std::time::Duration,
+    pub ping_interval: std::time::Duration,
+    pub ping_max: u32,
+}
+
+impl Limits {
+    pub fn from(o: &crate::options::Options) -> Limits {
+        Limits {
+            max_pending: o.max_pending,
+            write_deadline: o.write_deadline,
+            ping_interval: o.ping_interval,
+            ping_max: o.ping_max,
+        }
+    }
+}
+
 pub struct Client {
     pub cid: u64,
+    pub limits: Cell<Limits>,
+    /// Set when the server sent a nonce (nkey users sign it in CONNECT).
+    pub nonce: Option<String>,
+    /// Who CONNECT authenticated as (None: not yet, or no auth configured).
+    pub who: RefCell<Option<crate::auth::Authed>>,
+    pub perms: RefCell<Option<crate::auth::ConnPermissions>>,
+    /// CONNECT was processed.
+    pub connected: Cell<bool>,
     pub addr: SocketAddr,
     pub shard: Weak<Shard>,
     pub g: Arc<crate::global::Global>,
@@ -139,7 +167,9 @@ impl Client {
     }
 
     pub fn info(&self, ldm: bool) -> Info {
-        info_for(&self.g, self.cid, self.addr, ldm)
+        let mut i = info_for(&self.g, self.cid, self.addr, ldm);
+        i.nonce = self.nonce.clone();
+        i
     }
 
     pub fn send_info(&self, ldm: bool) {
@@ -165,7 +195,7 @@ impl Client {
             ShardStats::add(&st.out_msgs, 1);
             ShardStats::add(&st.out_bytes, body.len() as u64);
         }
-        if self.out.len() > self.g.opts.max_pending {
+        if self.out.len() > self.limits.get().max_pending {
             self.slow_consumer(CloseReason::SlowConsumerPendingBytes);
         }
     }
@@ -203,9 +233,11 @@ impl Client {
             self.addr,
             self.cid,
             match reason {
-                CloseReason::SlowConsumerWriteDeadline =>
-                    format!("WriteDeadline of {:?} exceeded", self.g.opts.write_deadline),
-                _ => format!("MaxPending of {} Exceeded", self.g.opts.max_pending),
+                CloseReason::SlowConsumerWriteDeadline => format!(
+                    "WriteDeadline of {:?} exceeded",
+                    self.limits.get().write_deadline
+                ),
+                _ => format!("MaxPending of {} Exceeded", self.limits.get().max_pending),
             }
         );
         // The peer is not reading: drop the backlog and leave only a short
@@ -251,7 +283,7 @@ pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool
         host: g.opts.host.clone(),
         port: g.client_addr.port(),
         headers: true,
-        auth_required: auth::required(&g.opts),
+        auth_required: g.auth().required(),
         max_payload: g.opts.max_payload,
         jetstream: false,
         client_id: cid,
@@ -261,6 +293,14 @@ pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool
         nonce: None,
         broker_edge_version: PRODUCT_VERSION.into(),
     }
+}
+
+/// Checks a connection's CONNECT credentials again (after a reload).
+pub async fn reauthenticate(
+    c: &Client,
+    connect: &Connect,
+) -> Result<crate::auth::Authed, crate::auth::AuthError> {
+    conn::authenticate(c, connect).await
 }
 
 /// Takes over an accepted socket on this shard.
@@ -276,8 +316,14 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
         }
     };
     let now = SystemTime::now();
+    let nonce = g.auth().nonce_required().then(crate::auth::new_nonce);
     let client = Rc::new(Client {
         cid,
+        limits: Cell::new(Limits::from(&g.live())),
+        nonce,
+        who: RefCell::new(None),
+        perms: RefCell::new(None),
+        connected: Cell::new(false),
         addr,
         shard: Rc::downgrade(shard),
         g: g.clone(),

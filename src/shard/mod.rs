@@ -357,6 +357,21 @@ impl Shard {
         if c.is_closed() {
             return false;
         }
+        {
+            let mut perms = c.perms.borrow_mut();
+            if let Some(p) = perms.as_mut() {
+                // A subscription wider than what the user may see gets only
+                // the allowed subjects; replies it may answer are noted.
+                if !p.should_deliver(m.subject, s.queue.as_deref()) {
+                    return false;
+                }
+                if let Some(r) = m.reply {
+                    if p.tracks_replies() {
+                        p.note_delivered(r);
+                    }
+                }
+            }
+        }
         let max = s.max.get();
         let delivered = s.delivered.get() + 1;
         if max > 0 && delivered > max {

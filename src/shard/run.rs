@@ -38,6 +38,7 @@ pub async fn run(g: Arc<Global>) {
                 let _ = reply.send(crate::monitor::gather::report(&shard, &q));
             }
             Ctl::LameDuck => lame_duck(&shard),
+            Ctl::Reload => reload(&shard),
             Ctl::Shutdown => break,
         }
     }
@@ -77,4 +78,43 @@ fn lame_duck(shard: &Rc<Shard>) {
         }
     })
     .detach();
+}
+
+/// Applies reloaded options to this shard's connections: new limits, and
+/// credentials checked again; a connection whose user is gone (or whose
+/// password changed) is told `Authorization Violation` and closed.
+fn reload(shard: &Rc<Shard>) {
+    let g = &shard.g;
+    let limits = crate::client::Limits::from(&g.live());
+    let required = g.auth().required();
+    let clients: Vec<_> = shard.clients.borrow().values().cloned().collect();
+    for c in clients {
+        c.limits.set(limits);
+        if !c.connected.get() {
+            continue;
+        }
+        if !required {
+            *c.perms.borrow_mut() = None;
+            *c.who.borrow_mut() = None;
+            continue;
+        }
+        runtime::spawn_local(async move {
+            let connect = c.connect.borrow().clone();
+            match crate::client::reauthenticate(&c, &connect).await {
+                Ok(who) => {
+                    *c.perms.borrow_mut() = who
+                        .permissions
+                        .clone()
+                        .map(crate::auth::ConnPermissions::new);
+                    *c.who.borrow_mut() = Some(who);
+                }
+                Err(e) => {
+                    tracing::info!("{} - cid:{} - closed after reload: {e}", c.addr, c.cid);
+                    c.send_err(crate::auth::AUTH_VIOLATION);
+                    c.close(crate::client::CloseReason::AuthenticationViolation);
+                }
+            }
+        })
+        .detach();
+    }
 }
