@@ -175,7 +175,8 @@ async fn lame_duck_with_defaults_announces_and_stops_accepting() {
         r.send("PING\r\n").await;
         assert_eq!(r.next().await.as_deref(), Some("PONG"));
     }
-    assert!(s.log().contains("Entering lame duck mode"), "{}", s.log());
+    s.wait_log("Entering lame duck mode", Duration::from_secs(5))
+        .await;
 }
 
 /// Bad `--signal` uses fail with a message and a non-zero exit.
