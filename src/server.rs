@@ -120,6 +120,9 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
         router::spawn_http(g.clone(), l).map_err(|e| StartError::Other(e.to_string()))?;
     }
     let client_fd = router::raw(&client);
+    // Handlers go in before anyone can see the port: a signal sent as soon
+    // as the server accepts must not hit the default action.
+    spawn_signal_handler(g.clone(), client_fd);
     router::spawn_clients(g.clone(), client).map_err(|e| StartError::Other(e.to_string()))?;
     tracing::info!(
         "Listening for client connections on {}:{}",
@@ -128,7 +131,6 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     );
     let files = write_files(&opts, client_addr, http_addr)?;
     tracing::info!("Server is ready");
-    spawn_signal_handler(g.clone(), client_fd);
     let gs = g.clone();
     let pin = std::env::var("BROKER_EDGE_PIN").is_ok_and(|v| v == "1");
     runtime::run_shards(shards, pin, move || shard::run(gs))
