@@ -18,6 +18,11 @@ impl Log {
     /// Rewrites every sealed segment below the configured live share;
     /// returns how many were rewritten.
     pub async fn compact(&self) -> Result<usize> {
+        self.compact_some(usize::MAX).await
+    }
+
+    /// Compacts at most `max` segments.
+    pub(crate) async fn compact_some(&self, max: usize) -> Result<usize> {
         let candidates: Vec<u64> = {
             let st = self.inner.st.borrow();
             let below = st.cfg.compact_below;
@@ -26,6 +31,7 @@ impl Log {
                 .iter()
                 .filter(|s| s.len > 0 && (s.live_bytes as f64) < below * s.len as f64)
                 .map(|s| s.base)
+                .take(max)
                 .collect()
         };
         let mut n = 0;
@@ -71,9 +77,13 @@ impl Inner {
         // Deletes that happened while we copied: drop them from the new
         // index too (their tombstones live in later segments).
         let old = &st.segs[si];
+        let mut erase = Vec::new();
         for i in 0..new.offsets.len() {
             let seq = new.base + i as u64;
             if new.offsets[i] != ABSENT && old.offset_of(seq).is_none() {
+                if st.erase_after_compaction.contains(&seq) {
+                    erase.push((seq, new.offsets[i] as usize));
+                }
                 let len = new
                     .header_at(new.offsets[i] as usize)
                     .map_or(0, |h| h.record_len());
@@ -82,9 +92,16 @@ impl Inner {
                 new.live_bytes -= len as u64;
             }
         }
+        let gen = new.gen;
         let old = std::mem::replace(&mut st.segs[si], new);
         let _ = std::fs::remove_file(st.dir.join(segment::idx_name(old.base, old.gen)));
         old.retire();
+        st.erase_after_compaction.clear();
+        drop(st);
+        // Records erased while we copied them: erase the new copies too.
+        for (seq, off) in erase {
+            self.erase(seq, base, gen, off).await?;
+        }
         Ok(true)
     }
 

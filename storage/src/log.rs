@@ -306,6 +306,9 @@ impl Log {
                 return Ok(false);
             }
             st.pending_tombs.push(seq);
+            if erase && st.compacting {
+                st.erase_after_compaction.push(seq);
+            }
             st.drop_empty_front();
             loc
         };
@@ -635,6 +638,23 @@ fn spawn_maintenance(weak: Weak<Inner>) {
             if sync {
                 if let Err(e) = inner.sync_active().await {
                     tracing::warn!(error = %e, "interval fsync failed");
+                }
+            }
+            let candidate = {
+                let st = inner.st.borrow();
+                let below = st.cfg.compact_below;
+                let n = st.segs.len();
+                !st.compacting
+                    && st.segs[..n.saturating_sub(1)]
+                        .iter()
+                        .any(|s| s.len > 0 && (s.live_bytes as f64) < below * s.len as f64)
+            };
+            if candidate {
+                let log = Log {
+                    inner: inner.clone(),
+                };
+                if let Err(e) = log.compact_some(1).await {
+                    tracing::warn!(error = %e, "background compaction failed");
                 }
             }
             if expire {

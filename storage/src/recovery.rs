@@ -294,6 +294,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         last_sync: Instant::now(),
         report,
         compacting: false,
+        erase_after_compaction: Vec::new(),
     };
     st.first_seq = st.next_live(0).map_or(next_seq, |x| x.0);
     st.last_ts = st.segs.iter().map(|s| s.last_ts).max().unwrap_or(0);

@@ -65,6 +65,9 @@ pub(crate) struct State {
     pub last_sync: Instant,
     pub report: RecoveryReport,
     pub compacting: bool,
+    /// Sequences erased while a compaction copied their segment: the new
+    /// generation must be erased too.
+    pub erase_after_compaction: Vec<u64>,
 }
 
 pub(crate) fn now_ns() -> u64 {
