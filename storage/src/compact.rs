@@ -57,6 +57,25 @@ impl Inner {
             return Ok(false);
         };
         let res = self.write_generation(&snap).await;
+        let (gen, erase) = match self.swap_in(base, snap, res)? {
+            Some(x) => x,
+            None => return Ok(false),
+        };
+        // Records erased while we copied them: erase the new copies too.
+        for (seq, off) in erase {
+            self.erase(seq, base, gen, off).await?;
+        }
+        Ok(true)
+    }
+
+    /// Puts the written generation in place of the old one (synchronous).
+    #[allow(clippy::type_complexity)]
+    fn swap_in(
+        &self,
+        base: u64,
+        snap: Snapshot,
+        res: Result<()>,
+    ) -> Result<Option<(u32, Vec<(u64, usize)>)>> {
         let mut st = self.st.borrow_mut();
         st.compacting = false;
         if let Err(e) = res {
@@ -68,7 +87,7 @@ impl Inner {
             // Dropped meanwhile (limits, purge): the rewrite is moot.
             let _ = std::fs::remove_file(&snap.seg.path);
             let _ = std::fs::remove_file(st.dir.join(segment::idx_name(base, snap.seg.gen)));
-            return Ok(false);
+            return Ok(None);
         };
         let mut new = snap.seg;
         let (data, map) = segment::map_file(&new.path, new.len)?;
@@ -97,12 +116,7 @@ impl Inner {
         let _ = std::fs::remove_file(st.dir.join(segment::idx_name(old.base, old.gen)));
         old.retire();
         st.erase_after_compaction.clear();
-        drop(st);
-        // Records erased while we copied them: erase the new copies too.
-        for (seq, off) in erase {
-            self.erase(seq, base, gen, off).await?;
-        }
-        Ok(true)
+        Ok(Some((gen, erase)))
     }
 
     /// Copies the live content of segment `base` into a buffer.
