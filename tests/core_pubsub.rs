@@ -975,3 +975,38 @@ async fn no_delivery_on_the_wire_after_unsub_round_trip() {
         assert_eq!(a.next().await.as_deref(), Some("PONG"));
     }
 }
+
+/// With echo off, a publisher that is itself a queue-group member never gets
+/// its own messages, and they are not lost: another member gets them all.
+#[tokio::test]
+async fn echo_off_queue_member_passes_own_messages_to_others() {
+    let s = Server::start(&[]);
+    let quiet = s
+        .client_with(async_nats::ConnectOptions::new().no_echo())
+        .await;
+    let mut own = quiet
+        .queue_subscribe("eq.work", "g".to_string())
+        .await
+        .unwrap();
+    common::sync_no_echo(&quiet).await;
+    let other_c = s.client().await;
+    let mut other = other_c
+        .queue_subscribe("eq.work", "g".to_string())
+        .await
+        .unwrap();
+    sync(&other_c).await;
+    for i in 0..100 {
+        quiet
+            .publish("eq.work", i.to_string().into())
+            .await
+            .unwrap();
+    }
+    common::sync_no_echo(&quiet).await;
+    for i in 0..100 {
+        assert_eq!(recv(&mut other).await.payload, Bytes::from(i.to_string()));
+    }
+    assert!(
+        queued(&mut own).is_none(),
+        "echo-off member got its own message"
+    );
+}

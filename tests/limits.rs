@@ -223,3 +223,43 @@ async fn slow_consumer_does_not_hurt_fast_subscribers() {
     reader.await.expect("fast subscriber");
     slow.expect_closed(Duration::from_secs(10)).await;
 }
+
+/// A subscriber that keeps reading is not a slow consumer, even when a
+/// burst far larger than max_pending arrives at once: the server paces the
+/// publisher rather than cut off a live reader.
+#[tokio::test]
+async fn reading_subscriber_survives_a_burst_larger_than_max_pending() {
+    const MSGS: usize = 256;
+    let s = Server::start_with_config(
+        "max_payload: 65536\nmax_pending: 262144\nwrite_deadline: \"2s\"\n",
+        &[],
+    );
+    let mut sub = s.raw().await;
+    sub.handshake(QUIET).await;
+    sub.send("SUB burst 1\r\nPING\r\n").await;
+    assert_eq!(sub.next().await.as_deref(), Some("PONG"));
+    let reader = tokio::spawn(async move {
+        for i in 0..MSGS {
+            let line = sub.next().await;
+            assert_eq!(
+                line.as_deref(),
+                Some("MSG burst 1 65536"),
+                "message {i}: reader cut off"
+            );
+            sub.bytes(65536 + 2).await;
+        }
+    });
+    let mut p = s.raw().await;
+    p.handshake(QUIET).await;
+    let body = vec![b'b'; 65536];
+    let mut burst = Vec::with_capacity(MSGS * (65536 + 20));
+    for _ in 0..MSGS {
+        burst.extend_from_slice(b"PUB burst 65536\r\n");
+        burst.extend_from_slice(&body);
+        burst.extend_from_slice(b"\r\n");
+    }
+    p.send_bytes(&burst).await;
+    reader.await.expect("reader");
+    let varz = s.json("/varz").await;
+    assert_eq!(varz["slow_consumers"], 0);
+}
