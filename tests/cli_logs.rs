@@ -342,3 +342,45 @@ async fn server_name_flag_forms() {
         assert_eq!(varz["server_name"], name, "{flag}");
     }
 }
+
+/// `--user/--pass` and `--auth` on the command line require credentials.
+#[tokio::test]
+async fn user_pass_and_token_flags_require_credentials() {
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let s = Server::start(&["--user", "alice", "--pass", "s3cret"]);
+    let mut raw = s.raw().await;
+    assert_eq!(raw.info["auth_required"], true);
+    raw.send(&format!("CONNECT {quiet}\r\nPING\r\n")).await;
+    assert_eq!(
+        raw.next().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+    raw.expect_closed(Duration::from_secs(5)).await;
+    let mut raw = s.raw().await;
+    raw.handshake(
+        r#"{"verbose":false,"pedantic":false,"protocol":1,"user":"alice","pass":"s3cret"}"#,
+    )
+    .await;
+    let c = s
+        .client_with(async_nats::ConnectOptions::with_user_and_password(
+            "alice".into(),
+            "s3cret".into(),
+        ))
+        .await;
+    sync(&c).await;
+
+    let s = Server::start(&["--auth", "t0ken"]);
+    let mut raw = s.raw().await;
+    raw.send(r#"CONNECT {"verbose":false,"auth_token":"wrong"}"#)
+        .await;
+    raw.send("\r\nPING\r\n").await;
+    assert_eq!(
+        raw.next().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+    raw.expect_closed(Duration::from_secs(5)).await;
+    let c = s
+        .client_with(async_nats::ConnectOptions::with_token("t0ken".into()))
+        .await;
+    sync(&c).await;
+}
