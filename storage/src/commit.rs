@@ -328,7 +328,9 @@ async fn write_plan(inner: &Rc<Inner>, p: &Plan, buf: Vec<u8>) -> Result<()> {
         };
         if sync {
             file.sync().await?;
-            inner.st.borrow_mut().last_sync = Instant::now();
+            let mut st = inner.st.borrow_mut();
+            st.last_sync = Instant::now();
+            st.dirty = false;
         } else if policy != Durability::Always {
             inner.st.borrow_mut().dirty = true;
         }

@@ -365,3 +365,52 @@ fn purge_races_with_inflight_appends() {
         assert_eq!((st2.first_seq, st2.last_seq), (st.first_seq, s));
     });
 }
+
+#[test]
+fn compaction_rewrites_sparse_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let mut cfg = small_cfg(2048);
+        cfg.durability = broker_edge_storage::Durability::Never;
+        let log = Log::open(&p, cfg.clone()).await.unwrap();
+        for i in 1..=200u64 {
+            log.append(&format!("c.{}", i % 4), b"", &payload(i, 60))
+                .await
+                .unwrap();
+        }
+        // Keep only every tenth message.
+        for i in 1..=200u64 {
+            if i % 10 != 0 {
+                log.delete(i, false).await.unwrap();
+            }
+        }
+        let before = log.state(true);
+        let n = log.compact().await.unwrap();
+        assert!(n > 0, "nothing compacted");
+        assert_eq!(log.state(true), before);
+        let gens = std::fs::read_dir(&p)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("-0001.seg")
+            })
+            .count();
+        assert!(gens > 0);
+        for i in (10..=200u64).step_by(10) {
+            assert_eq!(&log.get(i).unwrap().payload[..], &payload(i, 60)[..]);
+        }
+        log.close().await.unwrap();
+        drop(log);
+        let log = Log::open(&p, cfg).await.unwrap();
+        assert_eq!(log.state(true), before);
+        for i in (10..=200u64).step_by(10) {
+            assert_eq!(&log.get(i).unwrap().payload[..], &payload(i, 60)[..]);
+        }
+        let f = Filter::one("c.2");
+        assert_eq!(log.first_for(&f).unwrap().unwrap().seq, 10);
+    });
+}
