@@ -105,10 +105,19 @@ async fn varz_describes_the_server_and_counts_traffic() {
 
 #[tokio::test]
 async fn varz_reflects_config_limits() {
-    let s = Server::start_with_config("max_payload: 2048\nmax_connections: 77\n", &[]);
+    let s = Server::start_with_config(
+        "max_payload: 2048\nmax_connections: 77\nping_interval: \"30s\"\nping_max: 3\nwrite_deadline: \"3s\"\nmax_pending: 1000000\nmax_control_line: 1024\n",
+        &[],
+    );
     let v = s.json("/varz").await;
     assert_eq!(u(&v["max_payload"]), 2048);
     assert_eq!(u(&v["max_connections"]), 77);
+    // Durations are Go time.Duration values: nanoseconds.
+    assert_eq!(u(&v["ping_interval"]), 30_000_000_000);
+    assert_eq!(u(&v["write_deadline"]), 3_000_000_000);
+    assert_eq!(u(&v["ping_max"]), 3);
+    assert_eq!(u(&v["max_pending"]), 1_000_000);
+    assert_eq!(u(&v["max_control_line"]), 1024);
 }
 
 /// Three raw connections with known subscriptions.
@@ -379,4 +388,130 @@ async fn varz_counts_fanout_deliveries_across_shards() {
     assert_eq!(u(&v["in_msgs"]), in0 + 2);
     assert_eq!(u(&v["out_msgs"]), out0 + 2 * SUBS);
     assert_eq!(u(&v["out_bytes"]), u(&before["out_bytes"]) + 6 * SUBS);
+}
+
+fn has_fields(what: &str, v: &Value, fields: &[&str]) {
+    let missing: Vec<_> = fields.iter().filter(|f| v.get(**f).is_none()).collect();
+    assert!(missing.is_empty(), "{what} lacks {missing:?}:\n{v:#}");
+}
+
+/// The JSON documents carry the reference's field names (tools parse them).
+#[tokio::test]
+async fn json_shapes_have_the_reference_fields() {
+    let s = Server::start(&[]);
+    let (_a, _b, _c) = three_connections(&s).await;
+    let varz = s.json("/varz").await;
+    has_fields(
+        "varz",
+        &varz,
+        &[
+            "server_id",
+            "server_name",
+            "version",
+            "proto",
+            "host",
+            "port",
+            "max_connections",
+            "ping_interval",
+            "ping_max",
+            "http_host",
+            "http_port",
+            "auth_timeout",
+            "max_control_line",
+            "max_payload",
+            "max_pending",
+            "write_deadline",
+            "start",
+            "now",
+            "uptime",
+            "mem",
+            "cores",
+            "cpu",
+            "connections",
+            "total_connections",
+            "routes",
+            "remotes",
+            "in_msgs",
+            "out_msgs",
+            "in_bytes",
+            "out_bytes",
+            "slow_consumers",
+            "subscriptions",
+            "config_load_time",
+        ],
+    );
+    let connz = s.json("/connz").await;
+    has_fields(
+        "connz",
+        &connz,
+        &[
+            "server_id",
+            "now",
+            "num_connections",
+            "total",
+            "offset",
+            "limit",
+            "connections",
+        ],
+    );
+    for c in connz["connections"].as_array().unwrap() {
+        has_fields(
+            "connz connection",
+            c,
+            &[
+                "cid",
+                "ip",
+                "port",
+                "start",
+                "last_activity",
+                "uptime",
+                "idle",
+                "pending_bytes",
+                "in_msgs",
+                "out_msgs",
+                "in_bytes",
+                "out_bytes",
+                "subscriptions",
+            ],
+        );
+    }
+    let subsz = s.json("/subsz").await;
+    has_fields(
+        "subsz",
+        &subsz,
+        &[
+            "num_subscriptions",
+            "num_cache",
+            "num_inserts",
+            "num_removes",
+            "num_matches",
+            "cache_hit_rate",
+            "max_fanout",
+            "avg_fanout",
+        ],
+    );
+    // Timestamps are RFC 3339.
+    for key in ["start", "now", "config_load_time"] {
+        let t = varz[key].as_str().unwrap();
+        assert!(
+            t.len() >= 20 && &t[4..5] == "-" && &t[10..11] == "T",
+            "varz.{key} = {t:?}"
+        );
+    }
+}
+
+/// Sorting by messages sent to / received from a connection.
+#[tokio::test]
+async fn connz_sort_by_message_counts() {
+    let s = Server::start(&[]);
+    let (a, _b, c) = three_connections(&s).await;
+    json_until(&s, "/connz", |v| {
+        find_conn_opt(v, cid(&c)).is_some_and(|x| x["in_msgs"].as_u64() == Some(1))
+            && find_conn_opt(v, cid(&a)).is_some_and(|x| x["out_msgs"].as_u64() == Some(1))
+    })
+    .await;
+    let v = s.json("/connz?sort=msgs_to").await;
+    assert_eq!(u(&v["connections"][0]["cid"]), cid(&a), "msgs_to: {v:#}");
+    let v = s.json("/connz?sort=msgs_from").await;
+    assert_eq!(u(&v["connections"][0]["cid"]), cid(&c), "msgs_from: {v:#}");
 }
