@@ -384,3 +384,47 @@ async fn user_pass_and_token_flags_require_credentials() {
         .await;
     sync(&c).await;
 }
+
+/// Ports from a config file, and the command line winning over them.
+#[tokio::test]
+async fn config_file_ports_and_command_line_precedence() {
+    // Only the config file names the ports.
+    let dir = tempfile::tempdir().unwrap();
+    let (port, http) = (free_port(), free_port());
+    let conf = dir.path().join("a.conf");
+    std::fs::write(
+        &conf,
+        format!("host: 127.0.0.1\nport: {port}\nhttp_port: {http}\n"),
+    )
+    .unwrap();
+    let args = strings(&["-c", conf.to_str().unwrap()]);
+    let s = Server::launch(dir, args, Some(port), http);
+    let c = s.client().await;
+    sync(&c).await;
+    assert_eq!(s.http("/healthz").await.0, 200);
+    drop(s);
+
+    // The command line overrides the file's port.
+    let dir = tempfile::tempdir().unwrap();
+    let (file_port, cli_port, http) = (free_port(), free_port(), free_port());
+    let conf = dir.path().join("b.conf");
+    std::fs::write(&conf, format!("listen: 127.0.0.1:{file_port}\n")).unwrap();
+    let args = strings(&[
+        "-c",
+        conf.to_str().unwrap(),
+        "-p",
+        &cli_port.to_string(),
+        "-m",
+        &http.to_string(),
+    ]);
+    let s = Server::launch(dir, args, Some(cli_port), http);
+    s.wait_log(
+        &format!("Listening for client connections on 127.0.0.1:{cli_port}"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", file_port)).is_err(),
+        "also listening on the config file's port"
+    );
+}
