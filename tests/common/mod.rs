@@ -668,3 +668,83 @@ pub fn queued<S: futures::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
         .now_or_never()
         .flatten()
 }
+
+// ---------------------------------------------------------------------------
+// Helpers added for tests/auth.rs, tests/reload.rs, tests/python_clients.rs.
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// Like [`Server::start_with_config`], with extra environment variables
+    /// for the server process (config files read `$VAR` from the
+    /// environment when no variable of that name is defined in the file).
+    pub fn start_with_config_env(conf: &str, env: &[(&str, &str)], extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.conf");
+        std::fs::write(&path, conf).unwrap();
+        let port = free_port();
+        let http_port = free_port();
+        let mut args: Vec<String> = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-m".into(),
+            http_port.to_string(),
+            "-c".into(),
+            path.to_str().unwrap().into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch_env(dir, args, Some(port), http_port, env)
+    }
+
+    /// [`Server::launch`] with extra environment variables for the child.
+    pub fn launch_env(
+        dir: tempfile::TempDir,
+        mut args: Vec<String>,
+        port: Option<u16>,
+        http_port: u16,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let has_shards = args
+            .iter()
+            .any(|a| a.trim_start_matches('-').starts_with("shards"));
+        if !is_reference() && !has_shards {
+            args.push("--shards".into());
+            args.push(shards());
+        }
+        let mut child = Command::new(server_bin())
+            .args(&args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
+        let stderr = Captured::default();
+        let stdout = Captured::default();
+        let readers = vec![
+            stderr.attach(child.stderr.take().unwrap()),
+            stdout.attach(child.stdout.take().unwrap()),
+        ];
+        let mut server = Server {
+            child,
+            port: port.unwrap_or(0),
+            http_port,
+            stderr,
+            stdout,
+            dir,
+            args,
+            readers,
+        };
+        if port.is_none() {
+            server.port = server.port_from_log();
+        }
+        server.wait_accepting(server.port);
+        server
+    }
+
+    /// Path of the config file written by `start_with_config*`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("server.conf")
+    }
+}
