@@ -1010,3 +1010,41 @@ async fn echo_off_queue_member_passes_own_messages_to_others() {
         "echo-off member got its own message"
     );
 }
+
+/// Thousands of distinct subscriptions: each subject is routed to exactly
+/// its own sid (sublist and cross-shard interest at scale).
+#[tokio::test]
+async fn thousands_of_subjects_route_to_their_own_sids() {
+    const N: usize = 3000;
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut sub = s.raw().await;
+    sub.handshake(quiet).await;
+    let mut subs = String::new();
+    for i in 0..N {
+        subs.push_str(&format!("SUB many.{}.s{i} {}\r\n", i % 17, i + 1));
+    }
+    subs.push_str("SUB many.*.wild 999999\r\nPING\r\n");
+    sub.send(&subs).await;
+    assert_eq!(sub.next().await.as_deref(), Some("PONG"));
+    let mut p = s.raw().await;
+    p.handshake(quiet).await;
+    let mut pubs = String::new();
+    for i in (0..N).rev() {
+        pubs.push_str(&format!("PUB many.{}.s{i} 1\r\nx\r\n", i % 17));
+    }
+    pubs.push_str("PUB many.3.wild 1\r\nw\r\nPING\r\n");
+    p.send(&pubs).await;
+    assert_eq!(p.next().await.as_deref(), Some("PONG"));
+    for i in (0..N).rev() {
+        assert_eq!(
+            sub.next().await,
+            Some(format!("MSG many.{}.s{i} {} 1", i % 17, i + 1))
+        );
+        sub.bytes(3).await;
+    }
+    assert_eq!(
+        sub.next().await.as_deref(),
+        Some("MSG many.3.wild 999999 1")
+    );
+}
