@@ -389,3 +389,53 @@ async fn pipelined_batch_in_one_write() {
         );
     }
 }
+
+/// Random bytes, truncated operations and abrupt closes on many
+/// connections do not take the server down or disturb other clients.
+#[tokio::test]
+async fn server_survives_garbage_and_abrupt_closes() {
+    use rand::{Rng, SeedableRng};
+    let mut s = Server::start(&[]);
+    let good = s.client().await;
+    let mut sub = good.subscribe("survivor").await.unwrap();
+    common::sync(&good).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let prefixes: [&[u8]; 6] = [
+        b"",
+        b"PUB foo 100\r\nabc",
+        b"HPUB foo 10 5\r\n",
+        b"SUB foo",
+        b"CONNECT {\"verbose\":",
+        b"PUB foo 5\r\nhello\r\nPUB bar 99999999999999999999\r\n",
+    ];
+    for i in 0..60 {
+        let mut raw = s.raw().await;
+        let mut bytes = prefixes[i % prefixes.len()].to_vec();
+        let n = rng.gen_range(0..2048);
+        bytes.extend((0..n).map(|_| rng.gen::<u8>()));
+        raw.send_bytes(&bytes).await;
+        // Sometimes hang up at once, sometimes wait for the server to.
+        if i % 2 == 0 {
+            drop(raw);
+        } else {
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                raw.expect_closed(Duration::from_secs(1)),
+            )
+            .await;
+        }
+    }
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "server died\n{}",
+        s.log()
+    );
+    let p = s.client().await;
+    p.publish("survivor", "ok".into()).await.unwrap();
+    p.flush().await.unwrap();
+    let m = common::within("delivery", futures::StreamExt::next(&mut sub))
+        .await
+        .unwrap();
+    assert_eq!(m.payload, "ok");
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}
