@@ -439,3 +439,33 @@ async fn server_survives_garbage_and_abrupt_closes() {
     assert_eq!(m.payload, "ok");
     assert!(!s.log().contains("panicked"), "{}", s.log());
 }
+
+/// A subscriber that did not ask for headers gets an HPUB as a plain MSG
+/// with the headers stripped, even when it arrives from another connection.
+#[tokio::test]
+async fn headers_are_stripped_for_subscribers_without_header_support() {
+    let s = Server::start(&[]);
+    let mut plain = s.raw().await;
+    plain
+        .handshake(r#"{"verbose":false,"pedantic":false,"protocol":1,"headers":false}"#)
+        .await;
+    plain.send("SUB strip 1\r\nPING\r\n").await;
+    assert_eq!(plain.next().await.as_deref(), Some("PONG"));
+    let mut p = s.raw().await;
+    p.handshake(r#"{"verbose":false,"pedantic":false,"protocol":1,"headers":true}"#)
+        .await;
+    p.send("HPUB strip 12 17\r\nNATS/1.0\r\n\r\nhello\r\nPING\r\n")
+        .await;
+    assert_eq!(p.next().await.as_deref(), Some("PONG"));
+    assert_eq!(plain.next().await.as_deref(), Some("MSG strip 1 5"));
+    assert_eq!(plain.bytes(7).await, b"hello\r\n");
+}
+
+#[tokio::test]
+async fn no_responders_without_headers_is_rejected() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.send("CONNECT {\"verbose\":false,\"headers\":false,\"no_responders\":true}\r\nPING\r\n")
+        .await;
+    expect_err_and_close(&mut raw, "no responders requires headers support").await;
+}
