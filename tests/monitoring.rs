@@ -515,3 +515,42 @@ async fn connz_sort_by_message_counts() {
     let v = s.json("/connz?sort=msgs_from").await;
     assert_eq!(u(&v["connections"][0]["cid"]), cid(&c), "msgs_from: {v:#}");
 }
+
+/// Connection churn leaves nothing behind: connections and subscriptions
+/// return to the baseline, and no interest lingers for the churned subjects.
+#[tokio::test]
+async fn churn_leaves_no_connections_or_subscriptions() {
+    let s = Server::start(&[]);
+    let base_subs = u(&s.json("/subsz").await["num_subscriptions"]);
+    for round in 0..5 {
+        let mut conns = Vec::new();
+        for i in 0..30 {
+            let mut r = s.raw().await;
+            r.handshake(QUIET).await;
+            r.send(&format!(
+                "SUB churn.{round}.{i} 1\r\nSUB churn.> 2\r\nSUB churn.q q 3\r\nPING\r\n"
+            ))
+            .await;
+            assert_eq!(r.next().await.as_deref(), Some("PONG"));
+            conns.push(r);
+        }
+        // Half say goodbye with UNSUB first, half just hang up.
+        for (i, mut r) in conns.into_iter().enumerate() {
+            if i % 2 == 0 {
+                r.send("UNSUB 1\r\nUNSUB 2\r\nUNSUB 3\r\nPING\r\n").await;
+                assert_eq!(r.next().await.as_deref(), Some("PONG"));
+            }
+        }
+    }
+    json_until(&s, "/varz", |v| v["connections"].as_u64() == Some(0)).await;
+    json_until(&s, "/subsz", |v| {
+        v["num_subscriptions"].as_u64() == Some(base_subs)
+    })
+    .await;
+    // Nobody is interested any more: a request gets no-responders.
+    let c = s.client().await;
+    let err = common::within("request", c.request("churn.q", "x".into()))
+        .await
+        .expect_err("no subscriber is left");
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+}
