@@ -188,7 +188,8 @@ async fn max_connections_is_global_and_slots_are_freed() {
 /// another connection, which gets every message in order.
 #[tokio::test]
 async fn slow_consumer_does_not_hurt_fast_subscribers() {
-    const MSGS: usize = 256;
+    // 32 MiB: well past socket buffers plus max_pending.
+    const MSGS: usize = 512;
     let s = Server::start_with_config(
         "max_payload: 65536\nmax_pending: 262144\nwrite_deadline: \"2s\"\n",
         &[],
@@ -221,6 +222,9 @@ async fn slow_consumer_does_not_hurt_fast_subscribers() {
     }
     publisher.flush().await.unwrap();
     reader.await.expect("fast subscriber");
+    // The one that never read was cut off (checked before draining it,
+    // which would make it a fast reader).
+    s.wait_log("Slow Consumer", Duration::from_secs(10)).await;
     slow.expect_closed(Duration::from_secs(10)).await;
 }
 
