@@ -1048,3 +1048,63 @@ async fn thousands_of_subjects_route_to_their_own_sids() {
         Some("MSG many.3.wild 999999 1")
     );
 }
+
+/// A queue member with an auto-unsubscribe limit takes at most that many;
+/// once it is done the group's other member gets the rest. Nothing is lost
+/// to a member that has just reached its limit, on whatever shard.
+#[tokio::test]
+async fn queue_member_with_unsub_max_hands_over_without_loss() {
+    const MSGS: usize = 200;
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut limited = Vec::new();
+    for _ in 0..3 {
+        let mut r = s.raw().await;
+        r.handshake(quiet).await;
+        r.send("SUB qmax g 1\r\nUNSUB 1 5\r\nSUB qmax.end 2\r\nPING\r\n")
+            .await;
+        assert_eq!(r.next().await.as_deref(), Some("PONG"));
+        limited.push(r);
+    }
+    let mut steady = s.raw().await;
+    steady.handshake(quiet).await;
+    steady
+        .send("SUB qmax g 1\r\nSUB qmax.end 2\r\nPING\r\n")
+        .await;
+    assert_eq!(steady.next().await.as_deref(), Some("PONG"));
+    let mut p = s.raw().await;
+    p.handshake(quiet).await;
+    let mut burst = String::new();
+    for i in 0..MSGS {
+        let body = i.to_string();
+        burst.push_str(&format!("PUB qmax {}\r\n{body}\r\n", body.len()));
+    }
+    burst.push_str("PUB qmax.end 1\r\ne\r\nPING\r\n");
+    p.send(&burst).await;
+    assert_eq!(p.next().await.as_deref(), Some("PONG"));
+
+    async fn collect(r: &mut common::Raw) -> Vec<String> {
+        let mut got = Vec::new();
+        loop {
+            let line = r.next().await.expect("closed");
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts[0], "MSG", "line {line:?}");
+            let n: usize = parts[3].parse().unwrap();
+            let body = r.bytes(n + 2).await;
+            if parts[1] == "qmax.end" {
+                return got;
+            }
+            got.push(String::from_utf8_lossy(&body[..n]).into_owned());
+        }
+    }
+    let mut all = Vec::new();
+    for r in limited.iter_mut() {
+        let got = collect(r).await;
+        assert!(got.len() <= 5, "limited member got {}", got.len());
+        all.extend(got);
+    }
+    all.extend(collect(&mut steady).await);
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(unique.len(), all.len(), "duplicates");
+    assert_eq!(all.len(), MSGS, "messages lost");
+}

@@ -267,3 +267,28 @@ async fn reading_subscriber_survives_a_burst_larger_than_max_pending() {
     let varz = s.json("/varz").await;
     assert_eq!(varz["slow_consumers"], 0);
 }
+
+/// Headers count toward max_payload.
+#[tokio::test]
+async fn headers_count_toward_max_payload() {
+    let s = Server::start_with_config("max_payload: 1024\n", &[]);
+    let connect = r#"{"verbose":false,"pedantic":false,"protocol":1,"headers":true}"#;
+    // 12 header bytes + 1012 payload bytes = exactly 1024: fine.
+    let mut raw = s.raw().await;
+    raw.handshake(connect).await;
+    let hdr = "NATS/1.0\r\n\r\n";
+    raw.send(&format!(
+        "SUB hp 1\r\nHPUB hp 12 1024\r\n{hdr}{}\r\n",
+        "p".repeat(1012)
+    ))
+    .await;
+    assert_eq!(raw.next().await.as_deref(), Some("HMSG hp 1 12 1024"));
+    raw.bytes(1026).await;
+    // One more payload byte is over.
+    raw.send("HPUB hp 12 1025\r\n").await;
+    assert_eq!(
+        raw.next().await.as_deref(),
+        Some("-ERR 'Maximum Payload Violation'")
+    );
+    raw.expect_closed(Duration::from_secs(5)).await;
+}
