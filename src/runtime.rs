@@ -72,9 +72,10 @@ pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
         .ok()
 }
 
-/// Gives other tasks on this executor a turn.
+/// Gives every other ready task on this executor a turn (writers flush
+/// what a burst of deliveries queued).
 pub async fn yield_now() {
-    glommio::yield_if_needed().await
+    futures_lite::future::yield_now().await
 }
 
 /// Runs a blocking function (bcrypt, say) on a helper thread so the shard

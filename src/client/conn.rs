@@ -181,6 +181,11 @@ async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) 
         if at < chunk.len() {
             rbuf.extend_from_slice(&chunk[at..]);
         }
+        // Let subscribers' writers drain what this read delivered before
+        // reading more: a burst from one publisher must not pile up in a
+        // fast subscriber's buffer (and trip max_pending) only because the
+        // writer never got a turn.
+        runtime::yield_now().await;
     };
     client.close(reason);
     // The socket goes with `stream`; nobody may shut it down after this.
@@ -403,6 +408,7 @@ impl Conn<'_> {
         self.await_interest().await;
         self.shard
             .publish(client, data, subject, reply, hdr_len, msg);
+        self.shard.unstall().await;
         self.shard.link_space().await;
         Ok(())
     }

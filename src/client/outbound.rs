@@ -12,6 +12,8 @@ pub struct Outbound {
     buf: RefCell<Vec<u8>>,
     waker: Cell<Option<Waker>>,
     closing: Cell<bool>,
+    /// Producers waiting for this buffer to drain (see `below`).
+    space: RefCell<Vec<Waker>>,
 }
 
 impl Outbound {
@@ -77,6 +79,22 @@ impl Outbound {
     pub fn close(&self) {
         self.closing.set(true);
         self.wake();
+        for w in self.space.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Resolves once at most `limit` bytes are queued (or the connection is
+    /// closing): how a producer waits for a lagging subscriber.
+    pub fn below(&self, limit: usize) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.len() <= limit || self.closing.get() {
+                Poll::Ready(())
+            } else {
+                self.space.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
     }
 
     /// Drops anything queued (the peer is not reading it anyway).
@@ -95,6 +113,10 @@ impl Outbound {
             let mut b = self.buf.borrow_mut();
             if !b.is_empty() {
                 std::mem::swap(&mut *b, spare);
+                drop(b);
+                for w in self.space.borrow_mut().drain(..) {
+                    w.wake();
+                }
                 return Poll::Ready(true);
             }
             if self.closing.get() {

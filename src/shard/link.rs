@@ -155,6 +155,16 @@ impl QueueName {
 
 pub type Batch = Vec<Item>;
 
+impl Item {
+    /// Roughly how many bytes applying this item delivers.
+    pub fn weight(&self) -> usize {
+        match self {
+            Item::Msgs { msgs, .. } => msgs.iter().map(|m| m.msg.len as usize + 64).sum(),
+            _ => 64,
+        }
+    }
+}
+
 /// Publishers wait once this many items are queued for one peer.
 const HIGH_WATER: usize = 8192;
 

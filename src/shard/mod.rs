@@ -32,9 +32,15 @@ pub struct Shard {
     /// Outgoing links by peer id; `None` at our own index.
     links: Vec<Option<Rc<Link>>>,
     last_sync: RefCell<Option<Arc<SyncPoint>>>,
+    /// Subscribers whose outbound buffer passed half of max_pending during
+    /// the current delivery run; the producer waits for them (see `unstall`).
+    stalled: RefCell<Vec<Rc<Client>>>,
 }
 
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
+
+/// The longest a producer waits for one lagging subscriber.
+const STALL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One message as delivery sees it: slices of wherever it lives.
 pub struct Msg<'a> {
@@ -69,6 +75,7 @@ impl Shard {
             clients: RefCell::new(BTreeMap::new()),
             links,
             last_sync: RefCell::new(None),
+            stalled: RefCell::new(Vec::new()),
         }
     }
 
@@ -280,6 +287,23 @@ impl Shard {
         any
     }
 
+    /// Waits (briefly) for subscribers that fell behind in the last
+    /// deliveries, as nats-server stalls a fast producer: a burst then
+    /// paces itself to its readers instead of tripping max_pending on a
+    /// reader that is merely slower than the producer. A reader that does
+    /// not catch up within the stall limit is left to max_pending.
+    pub async fn unstall(&self) {
+        if self.stalled.borrow().is_empty() {
+            return;
+        }
+        let stalled: Vec<Rc<Client>> = std::mem::take(&mut *self.stalled.borrow_mut());
+        for c in stalled {
+            let limits = c.limits.get();
+            let wait = limits.write_deadline.min(STALL_MAX);
+            let _ = crate::runtime::timeout(wait, c.out.below(limits.max_pending / 2)).await;
+        }
+    }
+
     /// A point that completes once every peer has applied everything this
     /// shard sent it so far.
     pub fn barrier(&self) -> Option<Arc<SyncPoint>> {
@@ -379,6 +403,9 @@ impl Shard {
         }
         s.delivered.set(delivered);
         c.deliver(&s.sid, m);
+        if c.out.len() > c.limits.get().max_pending / 2 && !c.is_closed() {
+            self.stalled.borrow_mut().push(c.clone());
+        }
         if max > 0 && delivered == max {
             c.drop_sub(&s.sid);
             self.remove_sub(sub);

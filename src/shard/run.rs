@@ -10,6 +10,10 @@ use super::Shard;
 use crate::global::{Ctl, Global};
 use crate::runtime;
 
+/// Bytes of forwarded messages a shard delivers before letting its
+/// writers run.
+const YIELD_BYTES: usize = 256 * 1024;
+
 pub async fn run(g: Arc<Global>) {
     let id = g.claim_shard_id();
     let shard = Rc::new(Shard::new(id, g.clone()));
@@ -22,8 +26,16 @@ pub async fn run(g: Arc<Global>) {
             let shard = shard.clone();
             tasks.push(runtime::spawn_local(async move {
                 while let Ok(batch) = rx.recv().await {
+                    // Yield every so often so writers drain a large batch.
+                    let mut since_yield = 0usize;
                     for item in batch {
+                        since_yield += item.weight();
                         shard.receive(item);
+                        shard.unstall().await;
+                        if since_yield >= YIELD_BYTES {
+                            since_yield = 0;
+                            runtime::yield_now().await;
+                        }
                     }
                 }
             }));
