@@ -1108,3 +1108,76 @@ async fn queue_member_with_unsub_max_hands_over_without_loss() {
     assert_eq!(unique.len(), all.len(), "duplicates");
     assert_eq!(all.len(), MSGS, "messages lost");
 }
+
+/// A queue member that unsubscribes in the middle of a burst: whatever the
+/// server routed to it before the UNSUB still reaches it, everything after
+/// goes to the other member, and nothing falls in between.
+#[tokio::test]
+async fn queue_member_leaving_mid_burst_loses_nothing() {
+    const MSGS: usize = 3000;
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut leaving = s.raw().await;
+    leaving.handshake(quiet).await;
+    leaving
+        .send("SUB qleave g 1\r\nSUB qleave.end 2\r\nPING\r\n")
+        .await;
+    assert_eq!(leaving.next().await.as_deref(), Some("PONG"));
+    let mut staying = s.raw().await;
+    staying.handshake(quiet).await;
+    staying
+        .send("SUB qleave g 1\r\nSUB qleave.end 2\r\nPING\r\n")
+        .await;
+    assert_eq!(staying.next().await.as_deref(), Some("PONG"));
+
+    let mut p = s.raw().await;
+    p.handshake(quiet).await;
+    let publisher = tokio::spawn(async move {
+        for chunk in 0..30 {
+            let mut burst = String::new();
+            for i in chunk * 100..(chunk + 1) * 100 {
+                let body = i.to_string();
+                burst.push_str(&format!("PUB qleave {}\r\n{body}\r\n", body.len()));
+            }
+            p.send(&burst).await;
+            tokio::task::yield_now().await;
+        }
+        p.send("PUB qleave.end 1\r\ne\r\nPING\r\n").await;
+        assert_eq!(p.next().await.as_deref(), Some("PONG"));
+    });
+
+    async fn read_msg(r: &mut common::Raw) -> (String, String) {
+        let line = r.next().await.expect("closed");
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[0], "MSG", "line {line:?}");
+        let n: usize = parts[3].parse().unwrap();
+        let body = r.bytes(n + 2).await;
+        (
+            parts[1].to_string(),
+            String::from_utf8_lossy(&body[..n]).into_owned(),
+        )
+    }
+    // The leaving member takes a few, then unsubscribes mid-stream.
+    let mut got = Vec::new();
+    loop {
+        let (subj, body) = read_msg(&mut leaving).await;
+        if subj == "qleave.end" {
+            break;
+        }
+        got.push(body);
+        if got.len() == 20 {
+            leaving.send("UNSUB 1\r\n").await;
+        }
+    }
+    loop {
+        let (subj, body) = read_msg(&mut staying).await;
+        if subj == "qleave.end" {
+            break;
+        }
+        got.push(body);
+    }
+    publisher.await.unwrap();
+    let unique: HashSet<_> = got.iter().cloned().collect();
+    assert_eq!(unique.len(), got.len(), "duplicates");
+    assert_eq!(got.len(), MSGS, "messages lost");
+}
