@@ -295,6 +295,7 @@ async fn bench() {
         .collect();
     let skip_machine = std::env::var("LOGBENCH_SKIP_MACHINE").is_ok();
 
+    print_pressure("start");
     println!("## machine");
     if skip_machine {
         return append_only(&dir, secs, &task_counts, &sizes).await;
@@ -459,10 +460,19 @@ async fn read_and_recovery(dir: &Path, rec_n: u64) {
     let _ = std::fs::remove_dir_all(&p);
 }
 
+/// Other work on the box skews every figure: print what it was doing.
+fn print_pressure(when: &str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let io = std::fs::read_to_string("/proc/pressure/io").unwrap_or_default();
+    let io = io.lines().next().unwrap_or("");
+    println!("[{when}] loadavg {} | io pressure {io}", load.trim());
+}
+
 fn main() {
     let ex = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(4 << 20)
         .make()
         .expect("executor");
     ex.run(bench());
+    print_pressure("end");
 }

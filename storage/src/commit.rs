@@ -15,6 +15,7 @@ use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::format::{self, Kind};
 use crate::io::LogFile;
+use crate::io::WriteMode;
 use crate::log::Inner;
 use crate::state::{now_ns, State};
 
@@ -127,9 +128,19 @@ struct Entry {
     subject: Bytes,
 }
 
+/// Groups larger than this are written as several concurrent io_uring
+/// writes (split at record boundaries): the kernel copies buffered writes
+/// into the page cache on io-wq workers, so chunks copy on all cores.
+const SPLIT: usize = 256 << 10;
+
 /// What one write of the group will carry.
 struct Plan {
-    buf: Vec<u8>,
+    /// The framed records, in chunks of about `split` bytes.
+    bufs: Vec<Vec<u8>>,
+    /// Bytes in all chunks but the last.
+    done: usize,
+    split: usize,
+    tail_crc: u32,
     pos: u64,
     file: Option<Rc<LogFile>>,
     entries: Vec<Entry>,
@@ -139,6 +150,26 @@ struct Plan {
     /// Roll (or grow) the active segment before the next message; the
     /// value is the room the next record needs.
     roll: Option<usize>,
+}
+
+impl Plan {
+    fn len(&self) -> usize {
+        self.done + self.bufs.last().map_or(0, Vec::len)
+    }
+
+    /// Frames one record with `f` into the current chunk.
+    fn push(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.bufs.last().is_none_or(|b| b.len() >= self.split) {
+            self.done += self.bufs.last().map_or(0, Vec::len);
+            self.bufs.push(Vec::new());
+        }
+        self.last_off = self.len();
+        let n = self.bufs.len();
+        let b = &mut self.bufs[n - 1];
+        let at = b.len();
+        f(b);
+        self.tail_crc = u32::from_le_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]);
+    }
 }
 
 async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>) -> Vec<Result<Outcome>> {
@@ -152,17 +183,11 @@ async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>) -> Vec<Result<Outcome>> {
             let mut st = inner.st.borrow_mut();
             plan(&mut st, &ops, &mut i, &mut results, &mut barriers)
         };
-        if !plan.buf.is_empty() {
-            let c = plan.last_off + 4;
-            let tail_crc = u32::from_le_bytes([
-                plan.buf[c],
-                plan.buf[c + 1],
-                plan.buf[c + 2],
-                plan.buf[c + 3],
-            ]);
-            let buf = std::mem::take(&mut plan.buf);
-            let buf_len = buf.len();
-            if let Err(e) = write_plan(inner, &plan, buf).await {
+        if plan.len() > 0 {
+            let tail_crc = plan.tail_crc;
+            let buf_len = plan.len();
+            let bufs = std::mem::take(&mut plan.bufs);
+            if let Err(e) = write_plan(inner, &plan, bufs).await {
                 for e2 in &plan.entries {
                     results[e2.slot] = Some(Err(e.duplicate()));
                 }
@@ -219,7 +244,6 @@ fn plan(
     st.jump_to = 0;
     let active = st.active();
     let mut p = Plan {
-        buf: Vec::new(),
         pos: active.len,
         file: active.file.clone(),
         entries: Vec::new(),
@@ -227,6 +251,14 @@ fn plan(
         floor: false,
         last_off: 0,
         roll: None,
+        bufs: Vec::new(),
+        done: 0,
+        split: match st.cfg.write_mode {
+            WriteMode::Buffered => SPLIT,
+            // O_DIRECT appends rewrite the tail block: one write at a time.
+            WriteMode::Direct => usize::MAX,
+        },
+        tail_crc: 0,
     };
     let cap = active.capacity as usize;
     let start = active.len as usize;
@@ -246,16 +278,17 @@ fn plan(
     if st.pending_floor {
         st.pending_floor = false;
         p.floor = true;
-        p.last_off = p.buf.len();
-        format::encode(&mut p.buf, Kind::Floor, 0, st.floor, ts0, b"", b"", b"");
+        let floor = st.floor;
+        p.push(|b| format::encode(b, Kind::Floor, 0, floor, ts0, b"", b"", b""));
     }
     if !st.pending_tombs.is_empty() {
         p.tombs = std::mem::take(&mut st.pending_tombs);
-        for chunk in p.tombs.chunks(TOMBS_PER_RECORD) {
+        let tombs = std::mem::take(&mut p.tombs);
+        for chunk in tombs.chunks(TOMBS_PER_RECORD) {
             let payload: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
-            p.last_off = p.buf.len();
-            format::encode(&mut p.buf, Kind::Tombstone, 0, 0, ts0, b"", b"", &payload);
+            p.push(|b| format::encode(b, Kind::Tombstone, 0, 0, ts0, b"", b"", &payload));
         }
+        p.tombs = tombs;
     }
 
     let active = st.active();
@@ -278,32 +311,22 @@ fn plan(
                     *i += 1;
                     continue;
                 }
-                if jumped || aged || start + p.buf.len() + len > cap {
+                if jumped || aged || start + p.len() + len > cap {
                     // Roll before this record (a fresh empty segment grows
                     // instead, so oversized records always find a home).
                     p.roll = Some(len);
                     return p;
                 }
                 let seq = st.next_seq + p.entries.len() as u64;
-                p.last_off = p.buf.len();
                 p.entries.push(Entry {
                     slot: *i,
                     seq,
                     ts: ts0,
-                    off: start + p.buf.len(),
+                    off: start + p.len(),
                     len,
                     subject: subject.clone(),
                 });
-                format::encode(
-                    &mut p.buf,
-                    Kind::Msg,
-                    0,
-                    seq,
-                    ts0,
-                    subject,
-                    headers,
-                    payload,
-                );
+                p.push(|b| format::encode(b, Kind::Msg, 0, seq, ts0, subject, headers, payload));
                 acc_msgs += 1;
                 acc_bytes += len as u64;
             }
@@ -313,25 +336,39 @@ fn plan(
     p
 }
 
-async fn write_plan(inner: &Rc<Inner>, p: &Plan, buf: Vec<u8>) -> Result<()> {
+async fn write_plan(inner: &Rc<Inner>, p: &Plan, bufs: Vec<Vec<u8>>) -> Result<()> {
     let Some(file) = p.file.clone() else {
         return Err(Error::Closed);
     };
-    let len = buf.len() as u64;
+    let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
     let res = async {
-        file.write_all_at(buf, p.pos).await?;
         let policy = inner.st.borrow().cfg.durability;
+        if policy == Durability::Always {
+            // One chunk: a single durable write. Several: write them all
+            // concurrently, then one fdatasync (measured faster than a
+            // durable write per chunk).
+            if bufs.len() == 1 {
+                let buf = bufs.into_iter().next().unwrap_or_default();
+                file.write_durable_at(buf, p.pos).await?;
+            } else {
+                write_chunks(&file, bufs, p.pos).await?;
+                if !file.writes_are_durable() {
+                    file.sync().await?;
+                }
+            }
+            return Ok(());
+        }
+        write_chunks(&file, bufs, p.pos).await?;
         let sync = match policy {
-            Durability::Always => !file.is_dsync(),
             Durability::Interval(d) => inner.st.borrow().last_sync.elapsed() >= d,
-            Durability::Never => false,
+            _ => false,
         };
         if sync {
             file.sync().await?;
             let mut st = inner.st.borrow_mut();
             st.last_sync = Instant::now();
             st.dirty = false;
-        } else if policy != Durability::Always {
+        } else {
             inner.st.borrow_mut().dirty = true;
         }
         Ok(())
@@ -345,6 +382,31 @@ async fn write_plan(inner: &Rc<Inner>, p: &Plan, buf: Vec<u8>) -> Result<()> {
         }
     }
     res
+}
+
+/// Issues every chunk at once and waits for all; the first error wins.
+async fn write_chunks(file: &Rc<LogFile>, mut bufs: Vec<Vec<u8>>, pos: u64) -> Result<()> {
+    if bufs.len() == 1 {
+        let buf = bufs.pop().unwrap_or_default();
+        return file.write_all_at(buf, pos).await;
+    }
+    let mut at = pos;
+    let mut tasks = Vec::with_capacity(bufs.len());
+    for b in bufs {
+        let (f, off) = (file.clone(), at);
+        at += b.len() as u64;
+        tasks.push(glommio::spawn_local(
+            async move { f.write_all_at(b, off).await },
+        ));
+    }
+    let mut first = Ok(());
+    for t in tasks {
+        let r = t.await;
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
 }
 
 fn apply(

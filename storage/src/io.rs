@@ -141,7 +141,13 @@ pub enum WriteMode {
 const BLOCK: u64 = 4096;
 
 enum Backend {
-    Buffered(BufferedFile),
+    Buffered {
+        file: BufferedFile,
+        /// A second descriptor opened with O_DSYNC (durable logs only): a
+        /// write through it is durable on completion, which saves the
+        /// fdatasync round trip for single-write groups.
+        dsync: Option<BufferedFile>,
+    },
     Direct {
         file: DmaFile,
         /// (offset of the partial last block, its bytes up to the end).
@@ -154,8 +160,7 @@ pub(crate) struct LogFile {
     backend: Backend,
     path: PathBuf,
     faults: Option<FaultInjector>,
-    /// Opened with O_DSYNC: a completed write is already durable, which
-    /// saves the separate fdatasync round trip per group commit.
+    /// Writes are durable on completion (O_DIRECT opened with O_DSYNC).
     dsync: bool,
 }
 
@@ -174,12 +179,17 @@ impl LogFile {
         create: bool,
         dsync: bool,
     ) -> Result<LogFile> {
-        let file = Self::options(create, dsync).buffered_open(path).await?;
+        let file = Self::options(create, false).buffered_open(path).await?;
+        let dsync = if dsync {
+            Some(Self::options(false, true).buffered_open(path).await?)
+        } else {
+            None
+        };
         Ok(LogFile {
-            backend: Backend::Buffered(file),
+            backend: Backend::Buffered { file, dsync },
             path: path.to_path_buf(),
             faults,
-            dsync,
+            dsync: false,
         })
     }
 
@@ -220,12 +230,28 @@ impl LogFile {
         o
     }
 
-    pub fn is_dsync(&self) -> bool {
+    /// Appends `buf` at `pos` and makes it durable: one O_DSYNC write when
+    /// the file has such a descriptor, else write then fdatasync.
+    pub async fn write_durable_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+        let via_dsync = matches!(&self.backend, Backend::Buffered { dsync: Some(_), .. });
+        self.write_inner(buf, pos, via_dsync).await?;
+        if !via_dsync && !self.dsync {
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// True when `write_all_at` alone is durable (O_DIRECT + O_DSYNC).
+    pub fn writes_are_durable(&self) -> bool {
         self.dsync
     }
 
     /// Appends `buf` at `pos` (the current end) in one io_uring write.
-    pub async fn write_all_at(&self, mut buf: Vec<u8>, pos: u64) -> Result<()> {
+    pub async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+        self.write_inner(buf, pos, false).await
+    }
+
+    async fn write_inner(&self, mut buf: Vec<u8>, pos: u64, via_dsync: bool) -> Result<()> {
         let mut injected = None;
         if let Some(f) = &self.faults {
             if let Err((keep, errno)) = f.before_write(buf.len()) {
@@ -240,14 +266,20 @@ impl LogFile {
         let want = buf.len();
         if want > 0 {
             let (at, n) = match &self.backend {
-                Backend::Buffered(file) => (pos, file.write_at(buf, pos).await?),
+                Backend::Buffered { file, dsync } => {
+                    let f = match (via_dsync, dsync) {
+                        (true, Some(d)) => d,
+                        _ => file,
+                    };
+                    (pos, f.write_at(buf, pos).await?)
+                }
                 Backend::Direct { file, tail } => {
                     Self::direct_append(file, tail, &buf, pos).await?
                 }
             };
             if let Some(f) = &self.faults {
                 f.wrote(&self.path, at, n);
-                if self.dsync && injected.is_none() {
+                if (self.dsync || via_dsync) && injected.is_none() {
                     // O_DSYNC: the write included its own sync.
                     if let Err(e) = f.synced(&self.path) {
                         return Err(Error::from_io(io::Error::from_raw_os_error(e)));
@@ -300,7 +332,7 @@ impl LogFile {
     /// Rewrites bytes inside the written region (erase).
     pub async fn overwrite_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
         match &self.backend {
-            Backend::Buffered(_) => self.write_all_at(buf, pos).await,
+            Backend::Buffered { .. } => self.write_all_at(buf, pos).await,
             Backend::Direct { file, tail } => {
                 let a0 = pos - pos % BLOCK;
                 let a1 = (pos + buf.len() as u64).next_multiple_of(BLOCK);
@@ -339,7 +371,7 @@ impl LogFile {
             }
         }
         match &self.backend {
-            Backend::Buffered(file) => file.fdatasync().await?,
+            Backend::Buffered { file, .. } => file.fdatasync().await?,
             Backend::Direct { file, .. } => file.fdatasync().await?,
         }
         Ok(())
@@ -349,7 +381,7 @@ impl LogFile {
     pub async fn punch(&self, off: u64, len: u64) -> Result<()> {
         if len > 0 {
             match &self.backend {
-                Backend::Buffered(file) => file.deallocate(off, len).await?,
+                Backend::Buffered { file, .. } => file.deallocate(off, len).await?,
                 Backend::Direct { file, tail } => {
                     // Whole blocks only; the partial first block is rewritten
                     // from the in-memory tail by the next append.
@@ -379,7 +411,7 @@ impl LogFile {
 
     pub async fn set_len(&self, len: u64) -> Result<()> {
         match &self.backend {
-            Backend::Buffered(file) => file.truncate(len).await?,
+            Backend::Buffered { file, .. } => file.truncate(len).await?,
             Backend::Direct { file, .. } => file.truncate(len).await?,
         }
         Ok(())
@@ -387,7 +419,12 @@ impl LogFile {
 
     pub async fn close(self) -> Result<()> {
         match self.backend {
-            Backend::Buffered(file) => file.close().await?,
+            Backend::Buffered { file, dsync } => {
+                if let Some(d) = dsync {
+                    d.close().await?;
+                }
+                file.close().await?
+            }
             Backend::Direct { file, .. } => file.close().await?,
         }
         Ok(())
