@@ -86,16 +86,32 @@ fn failed_sync_and_torn_write_are_not_acked() {
 /// reopening, every acknowledged record (Always) is intact and every record
 /// present passes its checksum.
 fn power_loss_case(durability: Durability, torn: bool, stop_after: usize) {
-    power_loss_mode(durability, torn, stop_after, WriteMode::Buffered);
-    power_loss_mode(durability, torn, stop_after, WriteMode::Direct);
+    power_loss_mode(durability, torn, stop_after, WriteMode::Buffered, 4, 300);
+    power_loss_mode(durability, torn, stop_after, WriteMode::Direct, 4, 300);
+    // Big groups: split into several concurrent writes, then one sync.
+    power_loss_mode(
+        durability,
+        torn,
+        stop_after,
+        WriteMode::Buffered,
+        48,
+        20_000,
+    );
 }
 
-fn power_loss_mode(durability: Durability, torn: bool, stop_after: usize, mode: WriteMode) {
+fn power_loss_mode(
+    durability: Durability,
+    torn: bool,
+    stop_after: usize,
+    mode: WriteMode,
+    appenders: u64,
+    size: usize,
+) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().to_path_buf();
     run(async move {
         let f = FaultInjector::new();
-        let mut cfg = small_cfg(8192);
+        let mut cfg = small_cfg(if size > 1000 { 4 << 20 } else { 8192 });
         cfg.durability = durability;
         cfg.write_mode = mode;
         let log = Log::open_with_faults(&p, cfg.clone(), Some(f.clone()))
@@ -104,13 +120,13 @@ fn power_loss_mode(durability: Durability, torn: bool, stop_after: usize, mode: 
         let acked = Rc::new(RefCell::new(Vec::new()));
         let stop = Rc::new(Cell::new(false));
         let mut tasks = Vec::new();
-        for t in 0..4u64 {
+        for t in 0..appenders {
             let (log, acked, stop) = (log.clone(), acked.clone(), stop.clone());
             tasks.push(glommio::spawn_local(async move {
                 let mut i = 0u64;
                 while !stop.get() {
                     let key = t * 100_000 + i;
-                    if let Ok((s, _)) = log.append("p", b"", &payload(key, 300)).await {
+                    if let Ok((s, _)) = log.append("p", b"", &payload(key, size)).await {
                         acked.borrow_mut().push((s, key));
                     }
                     i += 1;
@@ -139,7 +155,7 @@ fn power_loss_mode(durability: Durability, torn: bool, stop_after: usize, mode: 
                 let m = log
                     .get(*s)
                     .unwrap_or_else(|e| panic!("acked {s} lost: {e}"));
-                assert_eq!(&m.payload[..], &payload(*key, 300)[..]);
+                assert_eq!(&m.payload[..], &payload(*key, size)[..]);
             }
         }
         eprintln!(
