@@ -1,0 +1,112 @@
+//! The Python client (nats-py) against the real binary: each test starts
+//! the server(s) with the harness and runs a script from `tests/py/`, which
+//! exits 0 when all its checks pass. When nats-py is not installed the
+//! tests print a skip message and pass (scripts/test and CI install it).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Server;
+
+/// Upper bound for one script run.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// True when `python3 -c 'import nats'` works.
+fn have_nats_py() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import nats"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+macro_rules! need_nats_py {
+    () => {
+        if !have_nats_py() {
+            eprintln!("skipped: nats-py is not installed (python3 -m pip install nats-py)");
+            return;
+        }
+    };
+}
+
+/// Runs `tests/py/<script>` with `args`; panics with its output and the
+/// servers' logs unless it exits 0 within [`SCRIPT_TIMEOUT`].
+async fn run_script(script: &str, args: &[String], servers: &[&Server]) {
+    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
+    let child = tokio::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn python3");
+    let logs = || {
+        servers
+            .iter()
+            .map(|s| s.log())
+            .collect::<Vec<_>>()
+            .join("\n--- next server ---\n")
+    };
+    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{script} did not finish within {SCRIPT_TIMEOUT:?}\n--- server log ---\n{}",
+                logs()
+            )
+        })
+        .expect("wait for python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
+        out.status,
+        logs()
+    );
+    eprintln!("{stdout}");
+}
+
+#[tokio::test]
+async fn nats_py_user_password_and_token() {
+    need_nats_py!();
+    let users = Server::start_with_config(
+        r#"
+authorization {
+  users = [
+    { user: py, password: "py-Pw-1" }
+    { user: lim, password: "lim-Pw-1", permissions: { publish: "py.ok", subscribe: "py.ok" } }
+  ]
+}
+"#,
+        &[],
+    );
+    let token = Server::start(&["--auth", "py-Token-1"]);
+    let args: Vec<String> = [
+        "--userpass-url",
+        &users.url(),
+        "--user",
+        "py",
+        "--password",
+        "py-Pw-1",
+        "--limited-user",
+        "lim",
+        "--limited-password",
+        "lim-Pw-1",
+        "--token-url",
+        &token.url(),
+        "--token",
+        "py-Token-1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_script("test_auth.py", &args, &[&users, &token]).await;
+}
