@@ -1181,3 +1181,89 @@ async fn queue_member_leaving_mid_burst_loses_nothing() {
     assert_eq!(unique.len(), got.len(), "duplicates");
     assert_eq!(got.len(), MSGS, "messages lost");
 }
+
+/// The reference delivers a message once per queue *name*: members of group
+/// `g` on `qp.*` and on `qp.x` share the work for `qp.x` (one delivery in
+/// all, never one per pattern).
+#[tokio::test]
+async fn same_queue_name_on_different_patterns_shares_one_delivery() {
+    const MSGS: usize = 60;
+    let s = Server::start(&[]);
+    let mut members = Vec::new();
+    let mut done = Vec::new();
+    let mut keep = Vec::new();
+    for i in 0..4 {
+        let c = s.client().await;
+        let pattern = if i % 2 == 0 { "qp.*" } else { "qp.x" };
+        members.push(c.queue_subscribe(pattern, "g".to_string()).await.unwrap());
+        done.push(c.subscribe("qp_done").await.unwrap());
+        sync(&c).await;
+        keep.push(c);
+    }
+    let p = s.client().await;
+    for i in 0..MSGS {
+        p.publish("qp.x", i.to_string().into()).await.unwrap();
+    }
+    p.publish("qp_done", "".into()).await.unwrap();
+    flush(&p).await;
+    let mut seen: HashMap<Bytes, usize> = HashMap::new();
+    for (q, d) in members.iter_mut().zip(done.iter_mut()) {
+        recv(d).await;
+        while let Some(m) = queued(q) {
+            *seen.entry(m.payload).or_default() += 1;
+        }
+    }
+    let dups = seen.values().filter(|&&n| n > 1).count();
+    assert_eq!(
+        dups, 0,
+        "delivered once per pattern instead of once per name"
+    );
+    assert_eq!(seen.len(), MSGS, "messages lost");
+}
+
+/// When a subscription's auto-unsubscribe limit is reached, its interest
+/// is gone at once: the next request gets no-responders, not a timeout.
+#[tokio::test]
+async fn interest_ends_when_unsub_max_is_reached() {
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let requester = s
+        .client_with(
+            async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_secs(3))),
+        )
+        .await;
+    for (round, sub) in ["SUB once.plain 1", "SUB once.queue g 1"]
+        .iter()
+        .enumerate()
+    {
+        let subject = sub.split(' ').nth(1).unwrap();
+        let mut member = s.raw().await;
+        member.handshake(quiet).await;
+        member
+            .send(&format!("{sub}\r\nUNSUB 1 1\r\nPING\r\n"))
+            .await;
+        assert_eq!(member.next().await.as_deref(), Some("PONG"));
+        let req = requester.request(subject.to_string(), "q".into());
+        let answer = async {
+            let line = member.next().await.expect("closed");
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts[0], "MSG", "round {round}: {line:?}");
+            let reply = parts[3];
+            member.bytes(3).await;
+            member.send(&format!("PUB {reply} 1\r\na\r\n")).await;
+        };
+        let (resp, ()) = futures::join!(req, answer);
+        assert_eq!(resp.expect("first request").payload, "a");
+        let err = within(
+            "second request",
+            requester.request(subject.to_string(), "q".into()),
+        )
+        .await
+        .expect_err("the only subscription is used up");
+        assert_eq!(
+            err.kind(),
+            async_nats::RequestErrorKind::NoResponders,
+            "round {round} ({sub}): {err:?}"
+        );
+    }
+}
