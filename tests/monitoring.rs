@@ -554,3 +554,79 @@ async fn churn_leaves_no_connections_or_subscriptions() {
         .expect_err("no subscriber is left");
     assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
 }
+
+/// HTTP/1.1 connections are persistent unless the server says otherwise
+/// (`Connection: close`); monitoring scrapers reuse them.
+#[tokio::test]
+async fn http_keep_alive_or_explicit_close() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(&[]);
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", s.http_port))
+        .await
+        .unwrap();
+    let mut stream = tokio::io::BufReader::new(stream);
+    let req = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        s.http_port
+    );
+    async fn response(r: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> (String, Vec<u8>) {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            let n = common::within("response head", r.read_line(&mut line))
+                .await
+                .unwrap();
+            assert!(n > 0, "connection closed mid-response: {head:?}");
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .expect("Content-Length on a keep-alive response");
+        let mut body = vec![0; len];
+        common::within("response body", r.read_exact(&mut body))
+            .await
+            .unwrap();
+        (head, body)
+    }
+    stream.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let (head, body) = response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["status"],
+        "ok"
+    );
+    let closes = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("connection:") && l.contains("close")
+    });
+    if !closes {
+        stream.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let (head, _) = response(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "second response: {head}");
+    }
+}
+
+/// `subs` takes the forms the reference accepts.
+#[tokio::test]
+async fn connz_subs_flag_forms() {
+    let s = Server::start(&[]);
+    let (a, _b, _c) = three_connections(&s).await;
+    for q in ["subs=1", "subs=true"] {
+        let v = s.json(&format!("/connz?{q}&cid={}", cid(&a))).await;
+        let list = find_conn(&v, cid(&a))["subscriptions_list"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{q}: no subscriptions_list"))
+            .len();
+        assert_eq!(list, 2, "{q}");
+    }
+    let v = s.json(&format!("/connz?subs=0&cid={}", cid(&a))).await;
+    assert!(find_conn(&v, cid(&a)).get("subscriptions_list").is_none());
+}

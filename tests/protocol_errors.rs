@@ -82,6 +82,9 @@ async fn verbose_connect_acknowledges_every_operation() {
     assert_eq!(raw.next().await.as_deref(), Some("+OK"));
     raw.send("UNSUB 1\r\n").await;
     assert_eq!(raw.next().await.as_deref(), Some("+OK"));
+    // An error is not acknowledged as well.
+    raw.send("SUB bad..subject 2\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("-ERR 'Invalid Subject'"));
     // PING is answered with PONG only.
     expect_alive(&mut raw).await;
 }
