@@ -428,3 +428,36 @@ async fn config_file_ports_and_command_line_precedence() {
         "also listening on the config file's port"
     );
 }
+
+/// With a random port (`-p -1`) the ports file names the port chosen.
+#[tokio::test]
+async fn ports_file_with_random_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let args = strings(&[
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "-1",
+        "-m",
+        &http.to_string(),
+        "--ports_file_dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let s = Server::launch(tempfile::tempdir().unwrap(), args, None, http);
+    let suffix = format!("_{}.ports", s.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let path = loop {
+        if let Some(p) = common::files_ending(dir.path(), &suffix).pop() {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no *{suffix} file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        json["nats"],
+        serde_json::json!([format!("nats://127.0.0.1:{}", s.port)])
+    );
+}

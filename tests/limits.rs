@@ -292,3 +292,28 @@ async fn headers_count_toward_max_payload() {
     );
     raw.expect_closed(Duration::from_secs(5)).await;
 }
+
+/// With the default (large) max_pending, a reader that is stuck while its
+/// socket is full is cut off by the write deadline instead.
+#[tokio::test]
+async fn write_deadline_cuts_off_a_stuck_reader() {
+    let s = Server::start_with_config("write_deadline: \"500ms\"\n", &[]);
+    let mut stuck = s.raw().await;
+    stuck.handshake(QUIET).await;
+    stuck.send("SUB wd 1\r\nPING\r\n").await;
+    assert_eq!(stuck.next().await.as_deref(), Some("PONG"));
+    let publisher = s.client().await;
+    let chunk: bytes::Bytes = vec![b'w'; 256 * 1024].into();
+    let flood = async {
+        for _ in 0..128 {
+            publisher.publish("wd", chunk.clone()).await.unwrap();
+        }
+        publisher.flush().await.unwrap();
+    };
+    within("flood", flood).await;
+    s.wait_log("Slow Consumer", Duration::from_secs(10)).await;
+    let varz = s.json("/varz").await;
+    assert!(varz["slow_consumers"].as_u64().unwrap_or(0) >= 1);
+    stuck.expect_closed(Duration::from_secs(10)).await;
+    sync(&publisher).await;
+}
