@@ -267,9 +267,22 @@ fn apply(cli: &mut Cli, flag: &str, canon: &'static str, v: &str) -> Result<(), 
                 )));
             }
         }
-        "https_port" | "tls" | "tlscert" | "tlskey" | "tlsverify" | "tlscacert" => {
+        "tls" => {
+            if on {
+                o.tls.get_or_insert_with(Default::default);
+            }
+        }
+        "tlscert" => o.tls.get_or_insert_with(Default::default).cert_file = Some(PathBuf::from(v)),
+        "tlskey" => o.tls.get_or_insert_with(Default::default).key_file = Some(PathBuf::from(v)),
+        "tlscacert" => o.tls.get_or_insert_with(Default::default).ca_file = Some(PathBuf::from(v)),
+        "tlsverify" => {
+            if on {
+                o.tls.get_or_insert_with(Default::default).verify = true;
+            }
+        }
+        "https_port" => {
             return Err(CliError::Unsupported(format!(
-                "-{flag}: TLS is not available in this build of Broker Edge yet"
+                "-{flag}: HTTPS monitoring is not available in this build of Broker Edge yet"
             )));
         }
         "routes" | "cluster" | "cluster_name" | "no_advertise" | "cluster_advertise"
@@ -323,7 +336,14 @@ Authorization Options:
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
 
-TLS and Cluster Options: accepted by nats-server, not yet available here.
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
+
+Cluster Options: accepted by nats-server, not yet available here.
 
 Common Options:
     -h, --help                       Show this message
@@ -388,8 +408,12 @@ mod tests {
             CliError::BadValue { .. }
         ));
         assert!(matches!(
-            parse(["--tls"]).unwrap_err(),
+            parse(["--https_port", "1"]).unwrap_err(),
             CliError::Unsupported(_)
         ));
+        let c = parse(["--tlscert", "c.pem", "--tlskey=k.pem", "--tlsverify"]).unwrap();
+        let t = c.opts.tls.expect("tls options");
+        assert!(t.verify);
+        assert_eq!(t.cert_file, Some(PathBuf::from("c.pem")));
     }
 }

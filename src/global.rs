@@ -66,6 +66,8 @@ pub struct Global {
     live: RwLock<Arc<Options>>,
     auth: RwLock<Arc<Authenticator>>,
     pub reload_base: Option<ReloadBase>,
+    /// TLS for client connections, when configured.
+    pub tls: Option<crate::tls::Tls>,
     pub server_id: String,
     pub server_name: String,
     pub shards: usize,
@@ -90,6 +92,7 @@ impl Global {
     pub fn new(
         opts: Options,
         auth: Authenticator,
+        tls: Option<crate::tls::Tls>,
         reload_base: Option<ReloadBase>,
         server_id: String,
         client_addr: SocketAddr,
@@ -122,6 +125,7 @@ impl Global {
             live: RwLock::new(Arc::new(opts.clone())),
             auth: RwLock::new(Arc::new(auth)),
             reload_base,
+            tls,
             opts,
             server_id,
             server_name,

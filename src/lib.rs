@@ -21,3 +21,4 @@ pub mod shard;
 pub mod signal;
 pub mod subject;
 pub mod sublist;
+pub mod tls;

@@ -61,6 +61,10 @@ fn main() -> ExitCode {
                 }
                 Ok(_) => {}
             }
+            // TLS flags override the file's tls block, as in the reference.
+            if parsed.opts.tls.is_some() {
+                opts.tls = parsed.opts.tls.clone();
+            }
             if parsed.action == Action::TestConfig {
                 eprintln!(
                     "broker-edge: configuration file {} is valid",

@@ -55,6 +55,10 @@ fn url_host(host: &str) -> String {
 
 pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartError> {
     let auth = Authenticator::new(&opts).map_err(|e| StartError::Other(e.to_string()))?;
+    let tls = match &opts.tls {
+        Some(t) => Some(crate::tls::build(t).map_err(|e| StartError::Other(e.to_string()))?),
+        None => None,
+    };
     let server_id = nkeys::KeyPair::new_server().public_key();
     let name = opts
         .server_name
@@ -102,6 +106,7 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     let g = Global::new(
         opts.clone(),
         auth,
+        tls,
         reload_base,
         server_id,
         client_addr,

@@ -22,12 +22,72 @@ use crate::subject;
 const READ_CHUNK: usize = 64 * 1024;
 
 pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: TcpStream, writer: TcpStream) {
-    client.send_info(false);
-    runtime::spawn_local(write_loop(client.clone(), writer)).detach();
-    runtime::spawn_local(read_loop(shard, client, reader)).detach();
+    match client.g.tls.clone() {
+        None => {
+            client.send_info(false);
+            runtime::spawn_local(write_loop(client.clone(), writer)).detach();
+            runtime::spawn_local(read_loop(shard, client, reader)).detach();
+        }
+        Some(tls) => {
+            // One TLS session cannot be driven from two descriptors.
+            drop(writer);
+            runtime::spawn_local(tls_start(shard, client, reader, tls)).detach();
+        }
+    }
 }
 
-async fn write_loop(client: Rc<Client>, mut stream: TcpStream) {
+/// TLS: INFO in the clear and the client upgrades (or, with
+/// `handshake_first`, the handshake comes before INFO), within the TLS
+/// timeout; then the same reader and writer run over the TLS stream.
+async fn tls_start(
+    shard: Rc<Shard>,
+    client: Rc<Client>,
+    mut stream: TcpStream,
+    tls: crate::tls::Tls,
+) {
+    if !tls.handshake_first {
+        let info = client.info(false).to_line();
+        if stream.write_all(&info).await.is_err() {
+            release(&shard, &client, CloseReason::WriteError);
+            return;
+        }
+    }
+    let acceptor = futures_rustls::TlsAcceptor::from(tls.config.clone());
+    // The handshake owns the socket (and closes it on failure), so the
+    // descriptor is not ours to shut down until it succeeds.
+    let fd = client.reader_fd.take();
+    let reason = match runtime::timeout(tls.timeout, acceptor.accept(stream)).await {
+        Some(Ok(tls_stream)) => {
+            client.reader_fd.set(fd);
+            if tls.handshake_first {
+                client.send_info(false);
+            }
+            let (r, w) = futures_lite::io::split(tls_stream);
+            runtime::spawn_local(write_loop(client.clone(), w)).detach();
+            read_loop(shard, client, r).await;
+            return;
+        }
+        Some(Err(e)) => {
+            tracing::error!(
+                "{} - cid:{} - TLS handshake error: {e}",
+                client.addr,
+                client.cid
+            );
+            CloseReason::TlsHandshakeError
+        }
+        None => {
+            tracing::error!(
+                "{} - cid:{} - TLS handshake timeout",
+                client.addr,
+                client.cid
+            );
+            CloseReason::TlsHandshakeError
+        }
+    };
+    release(&shard, &client, reason);
+}
+
+async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(client: Rc<Client>, mut stream: W) {
     let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     while client.out.take_into(&mut spare).await {
         let deadline = client.limits.get().write_deadline;
@@ -53,12 +113,9 @@ async fn write_loop(client: Rc<Client>, mut stream: TcpStream) {
             spare = Vec::with_capacity(READ_CHUNK);
         }
     }
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is owned by `stream`, alive until it drops below.
-    unsafe {
-        libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR);
-    }
-    drop(stream);
+    // Wakes the reader if it is still waiting, then ends our direction.
+    client.close(CloseReason::WriteError);
+    let _ = runtime::timeout(Duration::from_secs(1), stream.close()).await;
 }
 
 async fn ping_loop(client: Rc<Client>) {
@@ -103,7 +160,11 @@ fn reason_for(e: &ParseError) -> CloseReason {
     }
 }
 
-async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) {
+async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
+    shard: Rc<Shard>,
+    client: Rc<Client>,
+    mut stream: R,
+) {
     let opts = &client.g.opts;
     let _pinger = runtime::spawn_local(ping_loop(client.clone()));
     let authenticator = client.g.auth();
@@ -188,9 +249,17 @@ async fn read_loop(shard: Rc<Shard>, client: Rc<Client>, mut stream: TcpStream) 
         runtime::yield_now().await;
     };
     client.close(reason);
-    // The socket goes with `stream`; nobody may shut it down after this.
+    // The socket goes with `stream`: nobody may shut it down after this.
     client.reader_fd.set(None);
     drop(stream);
+    release(&shard, &client, reason);
+}
+
+/// Ends a connection for good: nobody may shut its socket down after this;
+/// its subscriptions go and the shard forgets it.
+fn release(shard: &Shard, client: &Client, reason: CloseReason) {
+    client.close(reason);
+    client.reader_fd.set(None);
     let subs: Vec<SubRef> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
     for s in &subs {
         shard.remove_sub(s);

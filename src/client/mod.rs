@@ -39,6 +39,7 @@ pub enum CloseReason {
     ServerShutdown,
     WriteError,
     ReadError,
+    TlsHandshakeError,
 }
 
 impl CloseReason {
@@ -58,6 +59,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::WriteError => "Write Error",
             CloseReason::ReadError => "Read Error",
+            CloseReason::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 }
@@ -138,7 +140,7 @@ pub struct Client {
     pub reason: Cell<Option<CloseReason>>,
     /// The reader's descriptor while the reader owns it; used to wake the
     /// reader when someone else closes the connection.
-    reader_fd: Cell<Option<RawFd>>,
+    pub(crate) reader_fd: Cell<Option<RawFd>>,
     pub sync: RefCell<Option<Arc<SyncPoint>>>,
     /// Set when a message of ours went to another shard since the last
     /// PONG: the next PONG waits until peers delivered it.
@@ -284,6 +286,8 @@ pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool
         port: g.client_addr.port(),
         headers: true,
         auth_required: g.auth().required(),
+        tls_required: g.tls.is_some(),
+        tls_verify: g.tls.as_ref().is_some_and(|t| t.verify),
         max_payload: g.opts.max_payload,
         jetstream: false,
         client_id: cid,

@@ -19,6 +19,10 @@ pub struct Info {
     pub headers: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     pub max_payload: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub jetstream: bool,
