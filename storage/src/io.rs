@@ -139,6 +139,8 @@ pub enum WriteMode {
 }
 
 const BLOCK: u64 = 4096;
+/// O_DIRECT groups are cut into chunks of this size, written concurrently.
+const DIRECT_CHUNK: usize = 1 << 20;
 
 enum Backend {
     Buffered {
@@ -149,7 +151,7 @@ enum Backend {
         dsync: Option<BufferedFile>,
     },
     Direct {
-        file: DmaFile,
+        file: Rc<DmaFile>,
         /// (offset of the partial last block, its bytes up to the end).
         tail: RefCell<(u64, Vec<u8>)>,
     },
@@ -209,7 +211,7 @@ impl LogFile {
         }
         Ok(LogFile {
             backend: Backend::Direct {
-                file,
+                file: Rc::new(file),
                 tail: RefCell::new((start, bytes)),
             },
             path: path.to_path_buf(),
@@ -299,7 +301,7 @@ impl LogFile {
     /// O_DIRECT append: rewrite the partial tail block plus the new bytes,
     /// padded with zeros to whole blocks. Returns (offset, new bytes written).
     async fn direct_append(
-        file: &DmaFile,
+        file: &Rc<DmaFile>,
         tail: &RefCell<(u64, Vec<u8>)>,
         buf: &[u8],
         pos: u64,
@@ -313,17 +315,74 @@ impl LogFile {
         }
         let total = head.len() + buf.len();
         let padded = (total as u64).next_multiple_of(BLOCK) as usize;
-        let mut dma = file.alloc_dma_buffer(padded);
-        let b = dma.as_bytes_mut();
-        b[..head.len()].copy_from_slice(&head);
-        b[head.len()..total].copy_from_slice(buf);
-        b[total..].fill(0);
         let end = pos + buf.len() as u64;
         let new_start = end - end % BLOCK;
-        let keep = b[(new_start - start) as usize..total].to_vec();
-        let n = file.write_at(dma, start).await?;
-        if n < total {
-            return Ok((pos, n.saturating_sub(head.len())));
+        // Bytes of the virtual run `head ++ buf ++ zeros` at [from, to).
+        let fill = |dst: &mut [u8], from: usize| {
+            for (i, d) in dst.iter_mut().enumerate() {
+                let at = from + i;
+                *d = if at < head.len() {
+                    head[at]
+                } else if at < total {
+                    buf[at - head.len()]
+                } else {
+                    0
+                };
+            }
+        };
+        let mut keep = vec![0u8; total - (new_start - start) as usize];
+        fill(&mut keep, (new_start - start) as usize);
+        // Whole-block chunks in flight together, like the buffered path.
+        let mut tasks = Vec::new();
+        let mut off = 0usize;
+        while off < padded {
+            let n = DIRECT_CHUNK.min(padded - off);
+            let mut dma = file.alloc_dma_buffer(n);
+            let b = dma.as_bytes_mut();
+            if off + n <= head.len() || off >= total {
+                fill(b, off);
+            } else {
+                // Fast path: copy slices rather than byte by byte.
+                let mut i = 0;
+                while i < n {
+                    let at = off + i;
+                    let (src, len): (&[u8], usize) = if at < head.len() {
+                        (&head[at..], head.len() - at)
+                    } else if at < total {
+                        (&buf[at - head.len()..], total - at)
+                    } else {
+                        (&[], n - i)
+                    };
+                    let len = len.min(n - i);
+                    if src.is_empty() {
+                        b[i..i + len].fill(0);
+                    } else {
+                        b[i..i + len].copy_from_slice(&src[..len]);
+                    }
+                    i += len;
+                }
+            }
+            let f = file.clone();
+            let at = start + off as u64;
+            tasks.push(glommio::spawn_local(
+                async move { f.write_at(dma, at).await },
+            ));
+            off += n;
+        }
+        let mut written = 0usize;
+        let mut err = None;
+        for t in tasks {
+            match t.await {
+                Ok(n) => written += n,
+                Err(e) if err.is_none() => err = Some(Error::from(e)),
+                Err(_) => {}
+            }
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if written < total {
+            return Ok((pos, written.saturating_sub(head.len())));
         }
         *tail.borrow_mut() = (new_start, keep);
         Ok((pos, buf.len()))
@@ -425,7 +484,11 @@ impl LogFile {
                 }
                 file.close().await?
             }
-            Backend::Direct { file, .. } => file.close().await?,
+            Backend::Direct { file, .. } => {
+                if let Ok(f) = Rc::try_unwrap(file) {
+                    f.close().await?;
+                }
+            }
         }
         Ok(())
     }
