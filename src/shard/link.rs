@@ -121,6 +121,10 @@ pub struct MsgRef {
     pub msg: Span,
     pub plain: bool,
     pub queues: smallvec::SmallVec<[QueueName; 1]>,
+    /// Shards (bit per id) that already found no member for `queues`: a
+    /// queue message whose chosen member left meanwhile is passed on to
+    /// another shard with members, never back to one of these.
+    pub tried: u64,
 }
 
 /// A queue group's name as it crosses to another shard: copied inline when

@@ -50,6 +50,26 @@ pub struct Msg<'a> {
     pub msg: &'a [u8],
 }
 
+/// Picks a remote shard by weight among those not in `tried` (bit per id).
+fn pick_excluding(r: &[interest::Remote], tried: u64) -> Option<usize> {
+    let total: u64 = r
+        .iter()
+        .filter(|x| tried & (1u64 << x.shard) == 0)
+        .map(|x| x.weight as u64)
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let mut at = fastrand::u64(..total);
+    for x in r.iter().filter(|x| tried & (1u64 << x.shard) == 0) {
+        if at < x.weight as u64 {
+            return Some(x.shard);
+        }
+        at -= x.weight as u64;
+    }
+    None
+}
+
 /// Picks the remote shard whose cumulative weight covers `at`.
 fn pick_weighted(r: &[interest::Remote], mut at: u64) -> Option<usize> {
     for x in r {
@@ -240,7 +260,12 @@ impl Shard {
             }
             let pick = fastrand::u64(..local_n + remote_w);
             if pick < local_n {
-                any |= self.deliver_one_of(members, echo, from.cid, m);
+                if self.deliver_one_of(members, echo, from.cid, m) {
+                    any = true;
+                } else if let Some(shard) = rem.and_then(|r| pick_excluding(r, 0)) {
+                    // Every local member just left: a remote one takes it.
+                    picks.push((shard, q));
+                }
             } else if let Some(r) = rem {
                 if let Some(shard) = pick_weighted(r, pick - local_n) {
                     picks.push((shard, q));
@@ -281,6 +306,7 @@ impl Shard {
                     msg: Span::of(data, m.msg),
                     plain,
                     queues,
+                    tried: 0,
                 },
             );
         }
@@ -315,6 +341,34 @@ impl Shard {
             link.push(Item::Barrier(sync.clone()));
         }
         Some(sync)
+    }
+
+    /// A forwarded queue message found no member here (it left after the
+    /// sender picked us): hand it to another shard that announced members
+    /// and has not tried yet, so queue delivery loses nothing.
+    fn pass_on(&self, data: &Bytes, r: &MsgRef, q: &QueueName, m: &Msg) {
+        let tried = r.tried | (1u64 << self.id);
+        let remote = self.remote.borrow_mut().matches(m.subject);
+        let Some((_, members)) = remote.qsubs.iter().find(|(n, _)| n == q.as_bytes()) else {
+            return;
+        };
+        let Some(peer) = pick_excluding(members, tried) else {
+            return;
+        };
+        if let Some(link) = self.link(peer) {
+            link.push_msg(
+                data,
+                MsgRef {
+                    subject: r.subject,
+                    reply: r.reply,
+                    hdr_len: r.hdr_len,
+                    msg: r.msg,
+                    plain: false,
+                    queues: smallvec::smallvec![q.clone()],
+                    tried,
+                },
+            );
+        }
     }
 
     /// Resolves once no link to a peer is over its high-water mark, so a
@@ -363,9 +417,13 @@ impl Shard {
                         }
                     }
                     for q in &r.queues {
-                        let q = q.as_bytes();
-                        if let Some((_, members)) = local.qsubs.iter().find(|(n, _)| n == q) {
-                            self.deliver_one_of(members, true, 0, &m);
+                        let name = q.as_bytes();
+                        let delivered =
+                            local.qsubs.iter().find(|(n, _)| n == name).is_some_and(
+                                |(_, members)| self.deliver_one_of(members, true, 0, &m),
+                            );
+                        if !delivered {
+                            self.pass_on(&data, r, q, &m);
                         }
                     }
                 }
