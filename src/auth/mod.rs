@@ -334,6 +334,12 @@ impl Authenticator {
             || self.single.is_some()
     }
 
+    /// What INFO says in `auth_required`: with a `no_auth_user`, clients
+    /// may come without credentials, so the reference does not ask for any.
+    pub fn info_auth_required(&self) -> bool {
+        self.required() && self.no_auth_user.is_none()
+    }
+
     /// INFO must carry a nonce (nkey users are configured).
     pub fn nonce_required(&self) -> bool {
         !self.nkeys.is_empty()

@@ -285,7 +285,7 @@ pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool
         host: g.opts.host.clone(),
         port: g.client_addr.port(),
         headers: true,
-        auth_required: g.auth().required(),
+        auth_required: g.auth().info_auth_required(),
         tls_required: g.tls.is_some(),
         tls_verify: g.tls.as_ref().is_some_and(|t| t.verify),
         max_payload: g.opts.max_payload,
