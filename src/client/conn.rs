@@ -468,9 +468,14 @@ impl Conn<'_> {
             .as_mut()
             .is_some_and(|p| !p.can_publish(subject));
         if denied {
-            let text = auth::publish_violation(subject);
-            tracing::error!("{} - cid:{} - {text}", client.addr, client.cid);
-            client.send_err(&text);
+            tracing::error!(
+                "{} - cid:{} - Publish Violation - User {:?}, Subject {:?}",
+                client.addr,
+                client.cid,
+                client.user_name(),
+                String::from_utf8_lossy(subject)
+            );
+            client.send_err(&auth::publish_violation(subject));
             return Ok(());
         }
         self.ok();
@@ -501,9 +506,18 @@ impl Conn<'_> {
             .as_mut()
             .is_some_and(|p| !p.can_subscribe(subject, queue));
         if denied {
-            let text = auth::subscribe_violation(subject, queue);
-            tracing::error!("{} - cid:{} - {text}", client.addr, client.cid);
-            client.send_err(&text);
+            tracing::error!(
+                "{} - cid:{} - Subscription Violation - User {:?}, Subject {:?}{}",
+                client.addr,
+                client.cid,
+                client.user_name(),
+                String::from_utf8_lossy(subject),
+                queue.map_or(String::new(), |q| format!(
+                    ", Queue {:?}",
+                    String::from_utf8_lossy(q)
+                ))
+            );
+            client.send_err(&auth::subscribe_violation(subject, queue));
             return;
         }
         let max = client.g.live().max_subscriptions;

@@ -160,6 +160,15 @@ impl Client {
         self.no_responders.get() && self.headers.get()
     }
 
+    /// The authenticated user's name, for log lines (never a secret).
+    pub fn user_name(&self) -> String {
+        self.who
+            .borrow()
+            .as_ref()
+            .map(|w| w.user.clone())
+            .unwrap_or_default()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.get()
     }
