@@ -1,0 +1,177 @@
+//! TLS for client connections, with certificates made in the test (rcgen):
+//! upgrade after INFO, client certificate verification, handshake-first,
+//! and the command-line flags. Runs against the reference too
+//! (`BROKER_EDGE_BIN=/usr/sbin/nats-server`), except handshake-first, which
+//! nats-server 2.9 does not have.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{is_reference, Server};
+use futures::StreamExt;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+/// A CA, a server certificate for localhost/127.0.0.1, and a client
+/// certificate, all as PEM files in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "broker-edge test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf = |names: Vec<String>, cn: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(names).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) =
+            leaf(vec!["localhost".into(), "127.0.0.1".into()], "server");
+        let (client_cert, client_key) = leaf(vec!["client.local".into()], "client");
+        let d = dir.path();
+        std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(d.join("server-cert.pem"), server_cert).unwrap();
+        std::fs::write(d.join("server-key.pem"), server_key).unwrap();
+        std::fs::write(d.join("client-cert.pem"), client_cert).unwrap();
+        std::fs::write(d.join("client-key.pem"), client_key).unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn conf(&self, extra: &str) -> String {
+        format!(
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  {extra}\n}}\n",
+            self.path("server-cert.pem"),
+            self.path("server-key.pem"),
+            self.path("ca.pem"),
+        )
+    }
+}
+
+fn tls_opts(ca: &Path) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
+        .add_root_certificates(ca.to_path_buf())
+        .require_tls(true)
+}
+
+async fn round_trip(c: &async_nats::Client, subject: &str) {
+    let mut sub = c.subscribe(subject.to_string()).await.unwrap();
+    c.flush().await.unwrap();
+    c.publish(subject.to_string(), "over tls".into())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("message over TLS")
+        .expect("subscription open");
+    assert_eq!(m.payload.as_ref(), b"over tls");
+}
+
+async fn connect_fails(s: &Server, opts: async_nats::ConnectOptions) -> String {
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        opts.max_reconnects(0).connect(s.url()),
+    )
+    .await;
+    match r {
+        Ok(Ok(_)) => panic!("connection should have failed\n--- log ---\n{}", s.log()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".into(),
+    }
+}
+
+#[tokio::test]
+async fn tls_info_and_round_trip() {
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf(""), &[]);
+    let raw = s.raw().await;
+    assert_eq!(raw.info["tls_required"], true, "INFO: {}", raw.info);
+    let c = s.client_with(tls_opts(&pki.path("ca.pem"))).await;
+    round_trip(&c, "tls.rt").await;
+}
+
+#[tokio::test]
+async fn plaintext_client_cannot_talk_to_a_tls_server() {
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf(""), &[]);
+    let mut raw = s.raw().await;
+    // Speaking plain protocol where a handshake is expected ends the
+    // connection; nothing gets through in the clear.
+    raw.send("CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+    let got = tokio::time::timeout(Duration::from_secs(5), raw.next()).await;
+    if let Ok(Some(line)) = got {
+        assert_ne!(line, "PONG", "plaintext PING answered on a TLS server");
+    }
+}
+
+#[tokio::test]
+async fn client_with_an_unknown_ca_is_rejected() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let s = Server::start_with_config(&pki.conf(""), &[]);
+    let e = connect_fails(&s, tls_opts(&other.path("ca.pem"))).await;
+    assert!(!e.is_empty());
+}
+
+#[tokio::test]
+async fn verify_requires_a_client_certificate() {
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf("verify: true"), &[]);
+    let raw = s.raw().await;
+    assert_eq!(raw.info["tls_verify"], true, "INFO: {}", raw.info);
+    // Without a certificate: refused, and the server says why in its log.
+    connect_fails(&s, tls_opts(&pki.path("ca.pem"))).await;
+    s.wait_log("TLS handshake error", Duration::from_secs(5))
+        .await;
+    // With one signed by the CA: accepted.
+    let c = s
+        .client_with(
+            tls_opts(&pki.path("ca.pem"))
+                .add_client_certificate(pki.path("client-cert.pem"), pki.path("client-key.pem")),
+        )
+        .await;
+    round_trip(&c, "tls.verified").await;
+}
+
+#[tokio::test]
+async fn handshake_first_serves_clients_that_start_with_tls() {
+    if is_reference() {
+        eprintln!("skipped: nats-server 2.9 has no handshake_first");
+        return;
+    }
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf("handshake_first: true"), &[]);
+    let c = s
+        .client_with(tls_opts(&pki.path("ca.pem")).tls_first())
+        .await;
+    round_trip(&c, "tls.first").await;
+}
+
+#[tokio::test]
+async fn tls_command_line_flags() {
+    let pki = Pki::new();
+    let cert = pki.path("server-cert.pem");
+    let key = pki.path("server-key.pem");
+    let s = Server::start(&[
+        "--tls",
+        "--tlscert",
+        cert.to_str().unwrap(),
+        &format!("--tlskey={}", key.display()),
+    ]);
+    let c = s.client_with(tls_opts(&pki.path("ca.pem"))).await;
+    round_trip(&c, "tls.flags").await;
+}
