@@ -616,16 +616,7 @@ no_auth_user: guest
     .await;
     // Wrong credentials are still wrong.
     assert_rejected(&s, up("admin", "guest-Pw-1"), "wrong password").await;
-    // Clients are not told to authenticate (the reference leaves
-    // auth_required out of INFO when there is a no_auth_user) ...
     let mut r = s.raw().await;
-    assert_ne!(
-        r.info["auth_required"],
-        serde_json::json!(true),
-        "{}",
-        r.info
-    );
-    // ... but bad credentials are rejected all the same.
     rejected_after_connect(&mut r, &creds_json("guest", "nope")).await;
 }
 
@@ -893,4 +884,196 @@ async fn allow_responses_with_max() {
         assert_eq!(req.next().await.as_deref(), Some(want));
     }
     expect_errs_then_pong(&mut req, "", &[]).await;
+}
+
+#[tokio::test]
+async fn no_auth_user_info_does_not_ask_for_credentials() {
+    let conf = r#"
+authorization {
+  users = [ { user: guest, password: "guest-Pw-1" } ]
+}
+no_auth_user: guest
+"#;
+    let s = Server::start_with_config(conf, &[]);
+    // The reference leaves auth_required out of INFO when a no_auth_user
+    // is set (server.go: "auth_required set but we also have a
+    // no_auth_user ... set back to false"), so that clients without
+    // credentials do not give up before trying.
+    let r = s.raw().await;
+    assert_ne!(
+        r.info["auth_required"],
+        serde_json::json!(true),
+        "INFO with a no_auth_user: {}",
+        r.info
+    );
+}
+
+#[tokio::test]
+async fn queue_permissions() {
+    let conf = r#"
+authorization {
+  users = [
+    { user: admin, password: "adm-1" }
+    {
+      user: q, password: "q-1"
+      permissions: {
+        subscribe: { allow: ["jobs.* workers", "plain.>"], deny: ["plain.secret.* spies"] }
+      }
+    }
+  ]
+}
+"#;
+    let s = Server::start_with_config(conf, &[]);
+    let mut r = raw_login(&s, &creds_json("q", "q-1")).await;
+    let queue_violation = |subj: &str, q: &str| {
+        format!("-ERR 'Permissions Violation for Subscription to \"{subj}\" using queue \"{q}\"'")
+    };
+    expect_errs_then_pong(
+        &mut r,
+        "SUB jobs.a workers 1\r\nSUB jobs.a 2\r\nSUB jobs.a others 3\r\nSUB plain.x 4\r\nSUB plain.x grp 5\r\nSUB plain.secret.x 6\r\nSUB plain.secret.x spies 7\r\nSUB plain.secret.x friends 8\r\n",
+        &[
+            sub_violation("jobs.a"),
+            queue_violation("jobs.a", "others"),
+            queue_violation("plain.secret.x", "spies"),
+        ],
+    )
+    .await;
+    // The allowed queue subscription receives.
+    let admin = s.client_with(up("admin", "adm-1")).await;
+    admin.publish("jobs.a", "j".into()).await.unwrap();
+    assert_eq!(r.next().await.as_deref(), Some("MSG jobs.a 1 1"));
+    assert_eq!(r.next().await.as_deref(), Some("j"));
+}
+
+fn bcrypt_2a(secret: &str) -> String {
+    bcrypt::hash_with_result(secret, 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoA)
+}
+
+#[tokio::test]
+async fn bcrypt_single_user_and_users_list() {
+    let single = format!(
+        "authorization {{\n  user: solo\n  password: \"{}\"\n}}\n",
+        bcrypt_2a("solo-Secret-1")
+    );
+    let s = Server::start_with_config(&single, &[]);
+    let c = s.client_with(up("solo", "solo-Secret-1")).await;
+    common::sync(&c).await;
+    assert_rejected(&s, up("solo", "solo-Secret-2"), "wrong password").await;
+
+    // $2a$ and $2b$ hashes, next to a plain password.
+    let list = format!(
+        "authorization {{\n  users = [\n    {{ user: a, password: \"{}\" }}\n    {{ user: b, password: \"{}\" }}\n    {{ user: p, password: \"plain-Pw\" }}\n  ]\n}}\n",
+        bcrypt_2a("a-Secret"),
+        bcrypt::hash("b-Secret", 4).unwrap()
+    );
+    assert!(list.contains("$2b$"));
+    let s = Server::start_with_config(&list, &[]);
+    for (u, p) in [("a", "a-Secret"), ("b", "b-Secret"), ("p", "plain-Pw")] {
+        let c = s.client_with(up(u, p)).await;
+        common::sync(&c).await;
+    }
+    assert_rejected(&s, up("a", "b-Secret"), "a with b's password").await;
+    assert_rejected(&s, up("b", "a-Secret"), "b with a's password").await;
+    assert_raw_rejected(&s, &creds_json("b", "b-secret")).await;
+}
+
+#[tokio::test]
+async fn bcrypt_token() {
+    let conf = format!(
+        "authorization {{\n  token: \"{}\"\n}}\n",
+        bcrypt_2a("hashed-Token-1")
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let c = s
+        .client_with(ConnectOptions::with_token("hashed-Token-1".into()))
+        .await;
+    common::sync(&c).await;
+    assert_rejected(
+        &s,
+        ConnectOptions::with_token("hashed-Token-2".into()),
+        "wrong token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn permission_violations_are_logged_with_client_user_and_subject() {
+    let s = Server::start_with_config(PERMS, &[]);
+    let mut r = raw_login(&s, &creds_json("app", "app-1")).await;
+    let local = r.writer.local_addr().unwrap();
+    expect_errs_then_pong(
+        &mut r,
+        "PUB nope.pub 1\r\nx\r\nSUB nope.sub 1\r\n",
+        &[pub_violation("nope.pub"), sub_violation("nope.sub")],
+    )
+    .await;
+    let addr = format!("{}:{}", local.ip(), local.port());
+    let deadline = Instant::now() + STEP;
+    loop {
+        let log = s.log();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&addr)).collect();
+        // The reference's wording is `Publish Violation - User "app",
+        // Subject "nope.pub"`; required here: address, user, subject.
+        let names = |l: &&str, subject: &str| {
+            l.contains("Violation") && l.contains(subject) && l.contains("\"app\"")
+        };
+        let publish = lines.iter().any(|l| names(l, "\"nope.pub\""));
+        let subscribe = lines.iter().any(|l| names(l, "\"nope.sub\""));
+        if publish && subscribe {
+            assert!(!log.contains("app-1"), "password in the log\n{log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected `{addr} - cid:N - Publish Violation - User \"app\", Subject \"nope.pub\"` and the Subscription one\n--- log ---\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn allow_responses_expire() {
+    let conf = r#"
+authorization {
+  users = [
+    { user: admin, password: "adm-1" }
+    { user: slow, password: "slow-1", permissions: { subscribe: "svc.>", allow_responses: { max: 5, expires: "1s" } } }
+  ]
+}
+"#;
+    let s = Server::start_with_config(conf, &[]);
+    let mut resp = raw_login(&s, &creds_json("slow", "slow-1")).await;
+    expect_errs_then_pong(&mut resp, "SUB svc.x 1\r\n", &[]).await;
+    let mut req = raw_login(&s, &creds_json("admin", "adm-1")).await;
+    expect_errs_then_pong(&mut req, "SUB in.1 9\r\nPUB svc.x in.1 1\r\nq\r\n", &[]).await;
+    assert_eq!(resp.next().await.as_deref(), Some("MSG svc.x 1 in.1 1"));
+    assert_eq!(resp.next().await.as_deref(), Some("q"));
+    // In time: allowed.
+    expect_errs_then_pong(&mut resp, "PUB in.1 2\r\nr1\r\n", &[]).await;
+    assert_eq!(req.next().await.as_deref(), Some("MSG in.1 9 2"));
+    assert_eq!(req.next().await.as_deref(), Some("r1"));
+    // After the permit expired: denied, although max is not reached.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    expect_errs_then_pong(&mut resp, "PUB in.1 2\r\nr2\r\n", &[pub_violation("in.1")]).await;
+    expect_errs_then_pong(&mut req, "", &[]).await;
+}
+
+#[tokio::test]
+async fn agentic_auth_timeout_is_two_seconds() {
+    let store = tempfile::tempdir().unwrap();
+    let s = agentic_server(&store);
+    let start = Instant::now();
+    let mut r = raw_auth_required(&s).await;
+    assert_eq!(
+        r.next().await.as_deref(),
+        Some("-ERR 'Authentication Timeout'")
+    );
+    let waited = start.elapsed();
+    r.expect_closed(STEP).await;
+    assert!(
+        waited >= Duration::from_millis(1700) && waited < Duration::from_secs(6),
+        "timeout: 2 fired after {waited:?}"
+    );
 }
