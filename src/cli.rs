@@ -117,6 +117,7 @@ const FLAGS: &[(&str, &str, Kind)] = &[
     ("v", "version", Kind::Bool),
     ("version", "version", Kind::Bool),
     ("shards", "shards", Kind::Value),
+    ("shard_fill", "shard_fill", Kind::Value),
 ];
 
 fn lookup(name: &str) -> Option<(&'static str, Kind)> {
@@ -258,6 +259,10 @@ fn apply(cli: &mut Cli, flag: &str, canon: &'static str, v: &str) -> Result<(), 
             Ok(n) if n >= 1 => o.shards = Some(n),
             _ => return Err(bad(flag, v, "expected a positive number of shards")),
         },
+        "shard_fill" => match v.parse::<usize>() {
+            Ok(n) if n >= 1 => o.shard_fill = n,
+            _ => return Err(bad(flag, v, "expected a positive number of clients")),
+        },
         // Accepted for compatibility; they change nothing here.
         "client_advertise" | "log_size_limit" | "max_traced_msg_len" => {}
         "syslog" | "remote_syslog" => {
@@ -319,6 +324,7 @@ Server Options:
                                      <pid> can be a PID or the path to a PID file
         --ports_file_dir <dir>       Creates a ports file in the directory (<executable_name>_<pid>.ports)
         --shards <n>                 Number of shards (executors; default: one per CPU)
+        --shard_fill <n>             Clients a shard takes before the next is used (default: 16)
 
 Logging Options:
     -l, --log <file>                 File to redirect log output

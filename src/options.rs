@@ -9,6 +9,10 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
 pub const DEFAULT_MAX_PENDING: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64 * 1024;
+/// A few clients share a shard before the next one is used: request/reply
+/// between them then needs no hop between cores, while many clients still
+/// spread over every shard.
+pub const DEFAULT_SHARD_FILL: usize = 16;
 
 /// A port setting as nats-server reads it: `-1` asks for a random port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,9 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
     /// Broker Edge's own: executor count (default: online CPUs).
     pub shards: Option<usize>,
+    /// Broker Edge's own: clients a shard takes before the next shard is
+    /// used (1 = spread evenly from the first client).
+    pub shard_fill: usize,
     /// `authorization { timeout }` (nats: seconds, may be fractional).
     pub auth_timeout: Option<Duration>,
     /// `authorization { users }` and users defined inside `accounts`.
@@ -303,6 +310,7 @@ impl Default for Options {
             auth_token: None,
             config_file: None,
             shards: None,
+            shard_fill: DEFAULT_SHARD_FILL,
             auth_timeout: None,
             users: Vec::new(),
             nkeys: Vec::new(),

@@ -34,13 +34,7 @@ pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                // Fewest connections wins; ties rotate, so a burst of accepts
-                // (before shards have counted them) still spreads evenly.
-                turn = turn.wrapping_add(1);
-                let shard = (0..g.shards)
-                    .map(|k| (turn + k) % g.shards)
-                    .min_by_key(|&i| g.stats[i].connections.load(Ordering::Relaxed))
-                    .unwrap_or(0);
+                let shard = pick_shard(&g, &mut turn);
                 let fd: OwnedFd = stream.into();
                 if g.ctl[shard]
                     .send_blocking(Ctl::NewClient(fd, addr))
@@ -51,6 +45,23 @@ pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<(
             }
         })?;
     Ok(())
+}
+
+/// Fewest clients wins, counted in groups of `shard_fill`, so the first
+/// few clients share a shard (cheap request/reply between them) and many
+/// spread over all. With a fill of 1, ties rotate so that a burst of
+/// accepts (before shards have counted them) still spreads evenly.
+fn pick_shard(g: &Global, turn: &mut usize) -> usize {
+    let fill = g.opts.shard_fill.max(1);
+    let load = |i: usize| g.stats[i].connections.load(Ordering::Relaxed) / fill;
+    if fill == 1 {
+        *turn = turn.wrapping_add(1);
+        return (0..g.shards)
+            .map(|k| (*turn + k) % g.shards)
+            .min_by_key(|&i| load(i))
+            .unwrap_or(0);
+    }
+    (0..g.shards).min_by_key(|&i| (load(i), i)).unwrap_or(0)
 }
 
 pub fn spawn_http(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {

@@ -212,6 +212,10 @@ impl Server {
         if !is_reference() && !has_shards {
             args.push("--shards".into());
             args.push(shards());
+            // Spread clients from the first one, so that few-client tests
+            // cross shards too.
+            args.push("--shard_fill".into());
+            args.push("1".into());
         }
         let mut child = Command::new(server_bin())
             .args(&args)
@@ -711,6 +715,10 @@ impl Server {
         if !is_reference() && !has_shards {
             args.push("--shards".into());
             args.push(shards());
+            // Spread clients from the first one, so that few-client tests
+            // cross shards too.
+            args.push("--shard_fill".into());
+            args.push("1".into());
         }
         let mut child = Command::new(server_bin())
             .args(&args)
