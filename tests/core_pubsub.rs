@@ -1293,3 +1293,61 @@ async fn interest_ends_when_unsub_max_is_reached() {
         );
     }
 }
+
+/// Requests in flight while the only responder leaves its queue group each
+/// get an answer or a no-responders status: none is silently dropped.
+#[tokio::test]
+async fn requests_racing_the_last_responder_leaving_are_never_dropped() {
+    const REQS: usize = 200;
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut member = s.raw().await;
+    member.handshake(quiet).await;
+    member.send("SUB race.svc g 1\r\nPING\r\n").await;
+    assert_eq!(member.next().await.as_deref(), Some("PONG"));
+    // The responder answers everything it is given, before and after UNSUB.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    let responder = tokio::spawn(async move {
+        loop {
+            let line = member.next().await.expect("responder connection closed");
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts[0], "MSG", "line {line:?}");
+            let n: usize = parts[4].parse().unwrap();
+            member.bytes(n + 2).await;
+            member.send(&format!("PUB {} 2\r\nok\r\n", parts[3])).await;
+            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 20 {
+                member.send("UNSUB 1\r\n").await;
+            }
+        }
+    });
+    let requester = s
+        .client_with(
+            async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_secs(5))),
+        )
+        .await;
+    let reqs = (0..REQS).map(|i| {
+        let r = requester.clone();
+        async move { r.request("race.svc", i.to_string().into()).await }
+    });
+    let results = futures::future::join_all(reqs).await;
+    let (mut ok, mut none, mut lost) = (0, 0, 0);
+    for r in results {
+        match r {
+            Ok(m) => {
+                assert_eq!(m.payload, "ok");
+                ok += 1;
+            }
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => none += 1,
+            Err(_) => lost += 1,
+        }
+    }
+    responder.abort();
+    let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        lost, 0,
+        "requests dropped: {ok} answered, {none} no-responders"
+    );
+    assert_eq!(ok, answered);
+    assert!(ok >= 20);
+}
