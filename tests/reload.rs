@@ -243,3 +243,106 @@ async fn reload_changes_permissions_of_open_connections() {
     );
     assert_eq!(app.next().await.as_deref(), Some("PONG"));
 }
+
+#[tokio::test]
+async fn reload_drops_subscriptions_no_longer_permitted() {
+    let conf = |sub: &str| {
+        format!(
+            "authorization {{\n  users = [\n    {{ user: s, password: \"s-Pw-1\", permissions: {{ subscribe: {sub} }} }}\n    {{ user: adm, password: \"adm-Pw-1\" }}\n  ]\n}}\n"
+        )
+    };
+    let s = Server::start_with_config(&conf("\"a.>\""), &[]);
+    let mut sub = raw_login(&s, "s", "s-Pw-1").await;
+    sub.send("SUB a.x 1\r\nSUB a.y 2\r\nPING\r\n").await;
+    assert_eq!(sub.next().await.as_deref(), Some("PONG"));
+
+    rewrite(&s, &conf("[\"b.>\", \"a.y\"]"));
+    s.signal(libc::SIGHUP);
+    s.wait_log(RELOADED, STEP).await;
+
+    // The subscription that lost its permission is removed and the client
+    // told so (with its sid); the connection and the other one stay.
+    assert_eq!(
+        sub.next().await.as_deref(),
+        Some("-ERR 'Permissions Violation for Subscription to \"a.x\" (sid \"1\")'")
+    );
+    let mut adm = raw_login(&s, "adm", "adm-Pw-1").await;
+    adm.send("PUB a.x 2\r\nhi\r\nPUB a.y 2\r\nyo\r\nPING\r\n")
+        .await;
+    assert_eq!(adm.next().await.as_deref(), Some("PONG"));
+    assert_eq!(sub.next().await.as_deref(), Some("MSG a.y 2 2"));
+    assert_eq!(sub.next().await.as_deref(), Some("yo"));
+    assert_open(&mut sub, "s").await;
+}
+
+#[tokio::test]
+async fn reload_with_a_changed_token() {
+    let s = Server::start_with_config("authorization {\n  token: \"tok-Old-1\"\n}\n", &[]);
+    let mut old = s.raw().await;
+    old.handshake(r#"{"auth_token":"tok-Old-1","verbose":false}"#)
+        .await;
+    rewrite(&s, "authorization {\n  token: \"tok-New-2\"\n}\n");
+    s.signal(libc::SIGHUP);
+    s.wait_log(RELOADED, STEP).await;
+    let lines = lines_until_closed(&mut old, "old token").await;
+    assert_eq!(lines, [AUTH_VIOLATION]);
+    let c = s
+        .client_with(ConnectOptions::with_token("tok-New-2".into()))
+        .await;
+    common::sync(&c).await;
+    assert_rejected(
+        &s,
+        ConnectOptions::with_token("tok-Old-1".into()),
+        "old token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn reload_removes_an_nkey_user() {
+    let gone = nkeys::KeyPair::new_user();
+    let kept = nkeys::KeyPair::new_user();
+    let conf = |keys: &[&nkeys::KeyPair]| {
+        let mut s = String::from("authorization {\n  users = [\n");
+        for k in keys {
+            s.push_str(&format!("    {{ nkey: {} }}\n", k.public_key()));
+        }
+        s.push_str("  ]\n}\n");
+        s
+    };
+    let s = Server::start_with_config(&conf(&[&gone, &kept]), &[]);
+    let login = |kp: &nkeys::KeyPair, r: &Raw| {
+        use base64::Engine;
+        let nonce = r.info["nonce"].as_str().expect("nonce in INFO");
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(kp.sign(nonce.as_bytes()).unwrap());
+        serde_json::json!({"nkey": kp.public_key(), "sig": sig, "verbose": false}).to_string()
+    };
+    let mut g = s.raw().await;
+    let json = login(&gone, &g);
+    g.handshake(&json).await;
+    let mut k = s.raw().await;
+    let json = login(&kept, &k);
+    k.handshake(&json).await;
+
+    rewrite(&s, &conf(&[&kept]));
+    s.signal(libc::SIGHUP);
+    s.wait_log(RELOADED, STEP).await;
+
+    let lines = lines_until_closed(&mut g, "removed nkey").await;
+    assert!(
+        lines.iter().all(|l| l == AUTH_VIOLATION),
+        "removed nkey got {lines:?}"
+    );
+    assert_open(&mut k, "kept nkey").await;
+    assert_rejected(
+        &s,
+        ConnectOptions::with_nkey(gone.seed().unwrap()),
+        "removed nkey",
+    )
+    .await;
+    let c = s
+        .client_with(ConnectOptions::with_nkey(kept.seed().unwrap()))
+        .await;
+    common::sync(&c).await;
+}
