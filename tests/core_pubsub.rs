@@ -1298,12 +1298,22 @@ async fn interest_ends_when_unsub_max_is_reached() {
 /// get an answer or a no-responders status: none is silently dropped.
 #[tokio::test]
 async fn requests_racing_the_last_responder_leaving_are_never_dropped() {
+    requests_racing_responder_leaving("SUB race.svc g 1").await;
+}
+
+/// The same with a plain subscription as the only responder.
+#[tokio::test]
+async fn requests_racing_the_only_subscriber_leaving_are_never_dropped() {
+    requests_racing_responder_leaving("SUB race.svc 1").await;
+}
+
+async fn requests_racing_responder_leaving(sub: &str) {
     const REQS: usize = 200;
     let s = Server::start(&[]);
     let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
     let mut member = s.raw().await;
     member.handshake(quiet).await;
-    member.send("SUB race.svc g 1\r\nPING\r\n").await;
+    member.send(&format!("{sub}\r\nPING\r\n")).await;
     assert_eq!(member.next().await.as_deref(), Some("PONG"));
     // The responder answers everything it is given, before and after UNSUB.
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -1346,7 +1356,7 @@ async fn requests_racing_the_last_responder_leaving_are_never_dropped() {
     let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         lost, 0,
-        "requests dropped: {ok} answered, {none} no-responders"
+        "{sub}: requests dropped: {ok} answered, {none} no-responders"
     );
     assert_eq!(ok, answered);
     assert!(ok >= 20);
