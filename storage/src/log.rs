@@ -227,14 +227,12 @@ impl Log {
     /// Newest message matching `filter` (wildcards allowed).
     pub fn last_for(&self, filter: &Filter) -> Result<Option<StoredMsg>> {
         let range = self.inner.st.borrow_mut().subject_range(filter);
-        let Some((_, last, _)) = range else {
-            return Ok(None);
-        };
-        if filter.as_literal().is_some() {
-            return self.get(last).map(Some);
+        // For wildcards this is the max over matching subjects, exact once
+        // their stale first/last were fixed up by `subject_range`.
+        match range {
+            None => Ok(None),
+            Some((_, last, _)) => self.get(last).map(Some),
         }
-        // Wildcards: the max over matching subjects is exact after fix-up.
-        self.get(last).map(Some)
     }
 
     /// First sequence whose timestamp is >= `ts` (ns since the epoch).
