@@ -1077,3 +1077,86 @@ async fn agentic_auth_timeout_is_two_seconds() {
         "timeout: 2 fired after {waited:?}"
     );
 }
+
+#[tokio::test]
+async fn default_permissions_apply_to_users_without_their_own() {
+    let kp = nkeys::KeyPair::new_user();
+    let conf = format!(
+        r#"
+authorization {{
+  default_permissions: {{ publish: "pub.>", subscribe: {{ deny: "secret.>" }} }}
+  users = [
+    {{ user: plain, password: "plain-Pw-1" }}
+    {{ user: own, password: "own-Pw-1", permissions: {{ publish: "own.>" }} }}
+    {{ nkey: {} }}
+  ]
+}}
+"#,
+        kp.public_key()
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let mut plain = raw_login(&s, &creds_json("plain", "plain-Pw-1")).await;
+    expect_errs_then_pong(
+        &mut plain,
+        "PUB pub.a 1\r\nx\r\nPUB own.a 1\r\nx\r\nSUB secret.a 1\r\nSUB other 2\r\n",
+        &[pub_violation("own.a"), sub_violation("secret.a")],
+    )
+    .await;
+    // Own permissions replace the defaults entirely (subscribe included).
+    let mut own = raw_login(&s, &creds_json("own", "own-Pw-1")).await;
+    expect_errs_then_pong(
+        &mut own,
+        "PUB own.a 1\r\nx\r\nPUB pub.a 1\r\nx\r\nSUB secret.a 1\r\n",
+        &[pub_violation("pub.a")],
+    )
+    .await;
+    // nkey users get the defaults too.
+    let mut nk = s.raw().await;
+    let nonce = nk.info["nonce"].as_str().unwrap().to_string();
+    let sig =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.sign(nonce.as_bytes()).unwrap());
+    nk.handshake(
+        &serde_json::json!({"nkey": kp.public_key(), "sig": sig, "verbose": false}).to_string(),
+    )
+    .await;
+    expect_errs_then_pong(
+        &mut nk,
+        "PUB pub.n 1\r\nx\r\nPUB own.n 1\r\nx\r\n",
+        &[pub_violation("own.n")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn credentials_are_ignored_when_no_auth_is_configured() {
+    let s = Server::start(&[]);
+    let r = s.raw().await;
+    assert_ne!(
+        r.info["auth_required"],
+        serde_json::json!(true),
+        "{}",
+        r.info
+    );
+    let c = s.client_with(up("anyone", "anything")).await;
+    common::sync(&c).await;
+    let t = s
+        .client_with(ConnectOptions::with_token("any-token".into()))
+        .await;
+    common::sync(&t).await;
+}
+
+#[tokio::test]
+async fn verbose_client_gets_only_the_error_on_bad_credentials() {
+    let s = Server::start_with_config(SINGLE_USER, &[]);
+    let mut r = raw_auth_required(&s).await;
+    r.send("CONNECT {\"user\":\"alice\",\"pass\":\"bad\",\"verbose\":true}\r\nPING\r\n")
+        .await;
+    assert_eq!(r.next().await.as_deref(), Some(AUTH_VIOLATION));
+    r.expect_closed(STEP).await;
+    // And +OK for the good one.
+    let mut ok = s.raw().await;
+    ok.send("CONNECT {\"user\":\"alice\",\"pass\":\"pw-Alice-7f3a\",\"verbose\":true}\r\nPING\r\n")
+        .await;
+    assert_eq!(ok.next().await.as_deref(), Some("+OK"));
+    assert_eq!(ok.next().await.as_deref(), Some("PONG"));
+}

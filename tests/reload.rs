@@ -9,7 +9,10 @@
 //! * a connection whose user was removed altogether is closed; 2.9.10
 //!   closes it without a `-ERR` (its log says "Client Closed"), broker-edge
 //!   sends `-ERR 'Authorization Violation'` first — checked for ours only;
-//! * connections whose user is unchanged stay open;
+//! * connections whose user is unchanged stay open; their new permissions
+//!   apply at once, and a subscription that is no longer permitted is
+//!   removed with `-ERR 'Permissions Violation for Subscription to "s"
+//!   (sid "N")'` while the connection stays;
 //! * a file that does not parse is logged as
 //!   `Failed to reload server configuration: ...` and the old one stays.
 
