@@ -177,8 +177,10 @@ impl Segment {
         let off = self.offset_of(seq)?;
         let len = self.header_at(off).map(|h| h.record_len()).unwrap_or(0);
         self.offsets[(seq - self.base) as usize] = ABSENT;
-        self.live -= 1;
-        self.live_bytes -= len as u64;
+        // Saturating: a header damaged after indexing can report a length
+        // other than the one counted; accounting must not panic on it.
+        self.live = self.live.saturating_sub(1);
+        self.live_bytes = self.live_bytes.saturating_sub(len as u64);
         Some(len)
     }
 

@@ -186,11 +186,11 @@ impl State {
         let Some(len) = self.segs[si].remove(seq) else {
             return false;
         };
-        self.msgs -= 1;
-        self.bytes -= len as u64;
+        self.msgs = self.msgs.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(len as u64);
         if let Some(subj) = subj {
             if let Some(info) = self.subjects.get_mut(&subj) {
-                info.count -= 1;
+                info.count = info.count.saturating_sub(1);
                 if info.count == 0 {
                     self.subjects.remove(&subj);
                 } else {
