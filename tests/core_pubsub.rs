@@ -1361,3 +1361,47 @@ async fn requests_racing_responder_leaving(sub: &str) {
     assert_eq!(ok, answered);
     assert!(ok >= 20);
 }
+
+/// The publisher's round trip covers queue deliveries too: after its PONG,
+/// exactly one member has the message ahead of its own PONG.
+#[tokio::test]
+async fn publisher_round_trip_covers_queue_deliveries() {
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1,"headers":true}"#;
+    let mut members = Vec::new();
+    for _ in 0..4 {
+        let mut r = s.raw().await;
+        r.handshake(quiet).await;
+        r.send("SUB rtq.x g 1\r\nPING\r\n").await;
+        assert_eq!(r.next().await.as_deref(), Some("PONG"));
+        members.push(r);
+    }
+    let mut p = s.raw().await;
+    p.handshake(quiet).await;
+    for i in 0..40 {
+        // Alternate plain and header messages.
+        if i % 2 == 0 {
+            p.send("PUB rtq.x 1\r\nm\r\nPING\r\n").await;
+        } else {
+            p.send("HPUB rtq.x 12 13\r\nNATS/1.0\r\n\r\nm\r\nPING\r\n")
+                .await;
+        }
+        assert_eq!(p.next().await.as_deref(), Some("PONG"));
+        let mut holders = 0;
+        for r in members.iter_mut() {
+            r.send("PING\r\n").await;
+            let line = r.next().await.expect("closed");
+            if line == "PONG" {
+                continue;
+            }
+            holders += 1;
+            let n: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
+            r.bytes(n + 2).await;
+            assert_eq!(r.next().await.as_deref(), Some("PONG"));
+        }
+        assert_eq!(
+            holders, 1,
+            "round {i}: message held by {holders} members at PONG time"
+        );
+    }
+}
