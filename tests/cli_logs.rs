@@ -461,3 +461,35 @@ async fn ports_file_with_random_port() {
         serde_json::json!([format!("nats://127.0.0.1:{}", s.port)])
     );
 }
+
+/// Shutdown is prompt while traffic is flowing on many connections.
+#[tokio::test]
+async fn sigterm_under_load_exits_promptly() {
+    let mut s = Server::start(&[]);
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let c = s.client().await;
+        let sub = c.subscribe("load.>").await.unwrap();
+        sync(&c).await;
+        clients.push((c, sub));
+    }
+    let publisher = s.client().await;
+    let flood = tokio::spawn(async move {
+        let mut i = 0u64;
+        // Runs until the server goes away.
+        while publisher
+            .publish(format!("load.{}", i % 7), vec![0u8; 512].into())
+            .await
+            .is_ok()
+        {
+            i += 1;
+            if i % 256 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.signal(libc::SIGTERM);
+    s.wait_exit(Duration::from_secs(10)).await;
+    flood.abort();
+}

@@ -1405,3 +1405,26 @@ async fn publisher_round_trip_covers_queue_deliveries() {
         );
     }
 }
+
+/// Subjects are opaque bytes apart from `.`, `*`, `>` and whitespace:
+/// UTF-8 and punctuation tokens work, with wildcards, across connections.
+#[tokio::test]
+async fn utf8_and_punctuation_subjects() {
+    let s = Server::start(&[]);
+    let sub_c = s.client().await;
+    let mut exact = sub_c.subscribe("prüfung.主题.$x-y_z:1").await.unwrap();
+    let mut wild = sub_c.subscribe("prüfung.*.>").await.unwrap();
+    sync(&sub_c).await;
+    let p = s.client().await;
+    p.publish("prüfung.主题.$x-y_z:1", "u".into())
+        .await
+        .unwrap();
+    p.publish("prüfung.other.a.b", "w".into()).await.unwrap();
+    flush(&p).await;
+    let m = recv(&mut exact).await;
+    assert_eq!(m.subject.as_str(), "prüfung.主题.$x-y_z:1");
+    assert_eq!(m.payload, "u");
+    assert_eq!(recv(&mut wild).await.payload, "u");
+    let m = recv(&mut wild).await;
+    assert_eq!(m.subject.as_str(), "prüfung.other.a.b");
+}
