@@ -313,7 +313,9 @@ async fn service_mesh_bcrypt_users_log_in() {
     drop((bff, workers));
     let log = s.log();
     assert!(
-        !log.contains("fluo-bff-secret") && !log.contains("nope\""),
+        !log.contains("fluo-bff-secret")
+            && !log.contains("fluo-workers-secret")
+            && !log.contains("fluo-workers-secreT"),
         "{log}"
     );
 }
