@@ -1428,3 +1428,29 @@ async fn utf8_and_punctuation_subjects() {
     let m = recv(&mut wild).await;
     assert_eq!(m.subject.as_str(), "prüfung.other.a.b");
 }
+
+/// A burst of concurrent connects is accepted and every connection is fully
+/// usable (a broadcast reaches all of them).
+#[tokio::test]
+async fn burst_of_concurrent_connects() {
+    const N: usize = 200;
+    let s = Server::start(&[]);
+    let connects = (0..N).map(|_| async {
+        let c = s.client().await;
+        let sub = c.subscribe("burst.all").await.unwrap();
+        sync(&c).await;
+        (c, sub)
+    });
+    let mut clients = futures::future::join_all(connects).await;
+    let ids: HashSet<u64> = clients
+        .iter()
+        .map(|(c, _)| c.server_info().client_id)
+        .collect();
+    assert_eq!(ids.len(), N, "client ids must be unique");
+    let p = s.client().await;
+    p.publish("burst.all", "hi".into()).await.unwrap();
+    flush(&p).await;
+    for (_, sub) in clients.iter_mut() {
+        assert_eq!(recv(sub).await.payload, "hi");
+    }
+}
