@@ -110,3 +110,12 @@ authorization {
     .collect();
     run_script("test_auth.py", &args, &[&users, &token]).await;
 }
+
+#[tokio::test]
+async fn nats_py_service_mesh_fixture() {
+    need_nats_py!();
+    // The fixture's port 4222 / monitor_port 8222 are overridden by the
+    // harness's -p/-m flags.
+    let s = Server::start_with_config(include_str!("configs/service-mesh.conf"), &[]);
+    run_script("test_service_mesh.py", &[s.url()], &[&s]).await;
+}
