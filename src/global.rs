@@ -22,6 +22,7 @@ const PEER_DEPTH: usize = 256;
 pub enum Ctl {
     NewClient(OwnedFd, SocketAddr),
     NewHttp(OwnedFd, SocketAddr),
+    NewWebsocket(OwnedFd, SocketAddr),
     Gather(Query, futures_channel::oneshot::Sender<ShardReport>),
     /// Tell clients we are going away and close them over `duration`.
     LameDuck,
@@ -68,6 +69,9 @@ pub struct Global {
     pub reload_base: Option<ReloadBase>,
     /// TLS for client connections, when configured.
     pub tls: Option<crate::tls::Tls>,
+    /// The websocket listener's settings and TLS, when configured.
+    pub websocket: Option<(crate::options::WebsocketConfig, Option<crate::tls::Tls>)>,
+    ws_auth: RwLock<Arc<Authenticator>>,
     pub server_id: String,
     pub server_name: String,
     pub shards: usize,
@@ -93,6 +97,8 @@ impl Global {
         opts: Options,
         auth: Authenticator,
         tls: Option<crate::tls::Tls>,
+        websocket: Option<(crate::options::WebsocketConfig, Option<crate::tls::Tls>)>,
+        ws_auth: Authenticator,
         reload_base: Option<ReloadBase>,
         server_id: String,
         client_addr: SocketAddr,
@@ -126,6 +132,8 @@ impl Global {
             auth: RwLock::new(Arc::new(auth)),
             reload_base,
             tls,
+            websocket,
+            ws_auth: RwLock::new(Arc::new(ws_auth)),
             opts,
             server_id,
             server_name,
@@ -162,8 +170,20 @@ impl Global {
         }
     }
 
+    /// The credentials websocket clients are checked against (the
+    /// websocket block's own `authorization`, else the server's).
+    pub fn ws_auth(&self) -> Arc<Authenticator> {
+        match self.ws_auth.read() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// Installs reloaded options and credentials.
-    pub fn install(&self, opts: Options, auth: Authenticator) {
+    pub fn install(&self, opts: Options, auth: Authenticator, ws_auth: Authenticator) {
+        if let Ok(mut a) = self.ws_auth.write() {
+            *a = Arc::new(ws_auth);
+        }
         if let Ok(mut o) = self.live.write() {
             *o = Arc::new(opts);
         }

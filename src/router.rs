@@ -95,3 +95,30 @@ pub fn stop_listener(listener_fd: i32) {
 pub fn raw(l: &TcpListener) -> i32 {
     l.as_raw_fd()
 }
+
+pub fn spawn_websocket(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("router-ws".into())
+        .spawn(move || {
+            let mut turn = 0usize;
+            for conn in listener.incoming() {
+                if g.lame_duck.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = conn else { continue };
+                let Ok(addr) = stream.peer_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shard = pick_shard(&g, &mut turn);
+                let fd: OwnedFd = stream.into();
+                if g.ctl[shard]
+                    .send_blocking(Ctl::NewWebsocket(fd, addr))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -59,6 +59,33 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
         Some(t) => Some(crate::tls::build(t).map_err(|e| StartError::Other(e.to_string()))?),
         None => None,
     };
+    let ws_auth =
+        Authenticator::new_websocket(&opts).map_err(|e| StartError::Other(e.to_string()))?;
+    let (websocket, ws_listener) = match &opts.websocket {
+        Some(w) => {
+            let ws_tls =
+                match (&w.tls, w.no_tls) {
+                    (Some(t), _) => Some(
+                        crate::tls::build(t)
+                            .map_err(|e| StartError::Other(format!("websocket: {e}")))?,
+                    ),
+                    (None, true) => None,
+                    (None, false) => return Err(StartError::Other(
+                        "websocket requires TLS configuration; set no_tls: true to run it without"
+                            .into(),
+                    )),
+                };
+            let host = if w.host.is_empty() {
+                opts.host.clone()
+            } else {
+                w.host.clone()
+            };
+            let port = w.port.unwrap_or(crate::options::Port::Fixed(80));
+            let l = bind(&host, port.bind_port())?;
+            (Some((w.clone(), ws_tls)), Some((l, host)))
+        }
+        None => (None, None),
+    };
     let server_id = nkeys::KeyPair::new_server().public_key();
     let name = opts
         .server_name
@@ -107,6 +134,8 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
         opts.clone(),
         auth,
         tls,
+        websocket,
+        ws_auth,
         reload_base,
         server_id,
         client_addr,
@@ -124,6 +153,26 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
         }
         router::spawn_http(g.clone(), l).map_err(|e| StartError::Other(e.to_string()))?;
     }
+    let ws_addr = match ws_listener {
+        Some((l, host)) => {
+            let a = l
+                .local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            let scheme = if g.websocket.as_ref().is_some_and(|(_, t)| t.is_some()) {
+                "wss"
+            } else {
+                "ws"
+            };
+            tracing::info!(
+                "Listening for websocket clients on {scheme}://{}:{}",
+                host,
+                a.port()
+            );
+            router::spawn_websocket(g.clone(), l).map_err(|e| StartError::Other(e.to_string()))?;
+            Some((scheme, a))
+        }
+        None => None,
+    };
     let client_fd = router::raw(&client);
     // Handlers go in before anyone can see the port: a signal sent as soon
     // as the server accepts must not hit the default action.
@@ -134,7 +183,7 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
         opts.host,
         client_addr.port()
     );
-    let files = write_files(&opts, client_addr, http_addr)?;
+    let files = write_files(&opts, client_addr, http_addr, ws_addr)?;
     tracing::info!("Server is ready");
     let gs = g.clone();
     let pin = std::env::var("BROKER_EDGE_PIN").is_ok_and(|v| v == "1");
@@ -151,6 +200,7 @@ fn write_files(
     opts: &Options,
     client: SocketAddr,
     http: Option<SocketAddr>,
+    ws: Option<(&str, SocketAddr)>,
 ) -> Result<Vec<PathBuf>, StartError> {
     let mut made = Vec::new();
     let pid = std::process::id();
@@ -175,6 +225,13 @@ fn write_files(
                 "http://{}:{}",
                 url_host(&h.ip().to_string()),
                 h.port()
+            )]);
+        }
+        if let Some((scheme, a)) = ws {
+            ports["websocket"] = serde_json::json!([format!(
+                "{scheme}://{}:{}",
+                url_host(&a.ip().to_string()),
+                a.port()
             )]);
         }
         std::fs::write(&path, ports.to_string()).map_err(|e| {
@@ -266,7 +323,8 @@ fn reload(g: &Global) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let auth = Authenticator::new(&opts).map_err(|e| e.to_string())?;
-    g.install(opts, auth);
+    let ws_auth = Authenticator::new_websocket(&opts).map_err(|e| e.to_string())?;
+    g.install(opts, auth, ws_auth);
     g.broadcast(|| Ctl::Reload);
     Ok(())
 }

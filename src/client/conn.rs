@@ -22,6 +22,11 @@ use crate::subject;
 const READ_CHUNK: usize = 64 * 1024;
 
 pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: TcpStream, writer: TcpStream) {
+    if client.websocket {
+        drop(writer);
+        runtime::spawn_local(ws_start(shard, client, reader)).detach();
+        return;
+    }
     match client.g.tls.clone() {
         None => {
             client.send_info(false);
@@ -85,6 +90,57 @@ async fn tls_start(
         }
     };
     release(&shard, &client, reason);
+}
+
+/// WebSocket: (TLS, then) the HTTP upgrade within the handshake timeout;
+/// then INFO and the usual reader and writer over the frames.
+async fn ws_start(shard: Rc<Shard>, client: Rc<Client>, stream: TcpStream) {
+    let Some((cfg, tls)) = client.g.websocket.clone() else {
+        release(&shard, &client, CloseReason::ProtocolViolation);
+        return;
+    };
+    let limit = cfg.handshake_timeout.unwrap_or(crate::tls::DEFAULT_TIMEOUT);
+    // The handshake owns the socket until it succeeds (see tls_start).
+    let fd = client.reader_fd.take();
+    let result = match tls {
+        Some(tls) => {
+            let acceptor = futures_rustls::TlsAcceptor::from(tls.config.clone());
+            match runtime::timeout(limit, acceptor.accept(stream)).await {
+                Some(Ok(s)) => ws_upgrade(&shard, &client, s, &cfg, limit, fd).await,
+                Some(Err(e)) => Err(format!("TLS handshake error: {e}")),
+                None => Err("TLS handshake timeout".into()),
+            }
+        }
+        None => ws_upgrade(&shard, &client, stream, &cfg, limit, fd).await,
+    };
+    if let Err(e) = result {
+        tracing::error!("{} - wid:{} - {e}", client.addr, client.cid);
+        release(&shard, &client, CloseReason::ProtocolViolation);
+    }
+}
+
+async fn ws_upgrade<S>(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    mut s: S,
+    cfg: &crate::options::WebsocketConfig,
+    limit: Duration,
+    fd: Option<std::os::fd::RawFd>,
+) -> Result<(), String>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
+    let early = match runtime::timeout(limit, super::websocket::handshake(&mut s, cfg)).await {
+        Some(Ok(early)) => early,
+        Some(Err(e)) => return Err(e.to_string()),
+        None => return Err("websocket handshake timeout".into()),
+    };
+    client.reader_fd.set(fd);
+    client.send_info(false);
+    let (r, w) = futures_lite::io::split(super::websocket::WsStream::new(s, early));
+    runtime::spawn_local(write_loop(client.clone(), w)).detach();
+    read_loop(shard.clone(), client.clone(), r).await;
+    Ok(())
 }
 
 async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(client: Rc<Client>, mut stream: W) {
@@ -167,7 +223,11 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
 ) {
     let opts = &client.g.opts;
     let _pinger = runtime::spawn_local(ping_loop(client.clone()));
-    let authenticator = client.g.auth();
+    let authenticator = if client.websocket {
+        client.g.ws_auth()
+    } else {
+        client.g.auth()
+    };
     let authed = Rc::new(Cell::new(!authenticator.required()));
     let _auth = (!authed.get()).then(|| {
         runtime::spawn_local(auth_timer(
@@ -281,7 +341,11 @@ pub(super) async fn authenticate(
     client: &Client,
     c: &Connect,
 ) -> Result<auth::Authed, auth::AuthError> {
-    let authenticator = client.g.auth();
+    let authenticator = if client.websocket {
+        client.g.ws_auth()
+    } else {
+        client.g.auth()
+    };
     let nonce = client.nonce.clone();
     if authenticator.is_slow(c) {
         let c = c.clone();

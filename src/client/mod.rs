@@ -4,6 +4,7 @@
 
 mod conn;
 pub mod outbound;
+pub mod websocket;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -115,6 +116,8 @@ impl Limits {
 
 pub struct Client {
     pub cid: u64,
+    /// Came in on the websocket listener.
+    pub websocket: bool,
     pub limits: Cell<Limits>,
     /// Set when the server sent a nonce (nkey users sign it in CONNECT).
     pub nonce: Option<String>,
@@ -180,6 +183,12 @@ impl Client {
     pub fn info(&self, ldm: bool) -> Info {
         let mut i = info_for(&self.g, self.cid, self.addr, ldm);
         i.nonce = self.nonce.clone();
+        if self.websocket {
+            // TLS (if any) was the websocket listener's business.
+            i.tls_required = false;
+            i.tls_verify = false;
+            i.auth_required = self.g.ws_auth().info_auth_required();
+        }
         i
     }
 
@@ -317,7 +326,7 @@ pub async fn reauthenticate(
 }
 
 /// Takes over an accepted socket on this shard.
-pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
+pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr, websocket: bool) {
     let g = shard.g.clone();
     let cid = g.next_cid.fetch_add(1, Ordering::Relaxed);
     let raw = fd.as_raw_fd();
@@ -329,9 +338,11 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
         }
     };
     let now = SystemTime::now();
-    let nonce = g.auth().nonce_required().then(crate::auth::new_nonce);
+    let authenticator = if websocket { g.ws_auth() } else { g.auth() };
+    let nonce = authenticator.nonce_required().then(crate::auth::new_nonce);
     let client = Rc::new(Client {
         cid,
+        websocket,
         limits: Cell::new(Limits::from(&g.live())),
         nonce,
         who: RefCell::new(None),

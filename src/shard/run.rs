@@ -44,7 +44,8 @@ pub async fn run(g: Arc<Global>) {
     let ctl = g.ctl_rx[id].clone();
     while let Ok(msg) = ctl.recv().await {
         match msg {
-            Ctl::NewClient(fd, addr) => crate::client::accept(&shard, fd, addr),
+            Ctl::NewClient(fd, addr) => crate::client::accept(&shard, fd, addr, false),
+            Ctl::NewWebsocket(fd, addr) => crate::client::accept(&shard, fd, addr, true),
             Ctl::NewHttp(fd, addr) => crate::monitor::serve(&shard, fd, addr),
             Ctl::Gather(q, reply) => {
                 let _ = reply.send(crate::monitor::gather::report(&shard, &q));
@@ -99,13 +100,14 @@ fn reload(shard: &Rc<Shard>) {
     let g = &shard.g;
     let limits = crate::client::Limits::from(&g.live());
     let required = g.auth().required();
+    let ws_required = g.ws_auth().required();
     let clients: Vec<_> = shard.clients.borrow().values().cloned().collect();
     for c in clients {
         c.limits.set(limits);
         if !c.connected.get() {
             continue;
         }
-        if !required {
+        if !(if c.websocket { ws_required } else { required }) {
             *c.perms.borrow_mut() = None;
             *c.who.borrow_mut() = None;
             continue;
