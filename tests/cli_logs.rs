@@ -483,7 +483,7 @@ async fn sigterm_under_load_exits_promptly() {
             .is_ok()
         {
             i += 1;
-            if i % 256 == 0 {
+            if i.is_multiple_of(256) {
                 tokio::task::yield_now().await;
             }
         }
