@@ -110,7 +110,8 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         let ent = ent?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".tmp") {
+        // Unfinished compactions and retired segments of an earlier run.
+        if name.ends_with(".tmp") || name.ends_with(".del") {
             let _ = fs::remove_file(ent.path());
             report.removed_files.push(ent.path());
             continue;

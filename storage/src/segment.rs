@@ -47,8 +47,11 @@ pub(crate) struct MapInner {
 impl Drop for MapInner {
     fn drop(&mut self) {
         if let Some(p) = self.unlink_on_release.get() {
-            if let Err(e) = std::fs::remove_file(p) {
-                tracing::warn!(path = ?p, error = %e, "unlink of retired segment failed");
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                // A later open may already have cleaned it up.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(path = ?p, error = %e, "unlink of retired segment failed"),
             }
         }
     }
@@ -184,9 +187,16 @@ impl Segment {
         Some(len)
     }
 
-    /// Marks the file for unlinking once every reader released its map.
+    /// Takes the segment out of the log: renamed to `*.seg.del` now (so no
+    /// later open sees it; mappings are unaffected) and unlinked once every
+    /// reader released its map.
     pub fn retire(self) {
-        let _ = self.map.unlink_on_release.set(self.path.clone());
+        let del = self.path.with_extension("seg.del");
+        let target = match std::fs::rename(&self.path, &del) {
+            Ok(()) => del,
+            Err(_) => self.path.clone(),
+        };
+        let _ = self.map.unlink_on_release.set(target);
     }
 
     pub fn corrupt(&self, off: usize) -> Error {

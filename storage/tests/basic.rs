@@ -319,7 +319,9 @@ fn erase_overwrites_bytes_and_readers_keep_maps() {
         // The mapping stays valid for the holder even though the segment
         // was dropped; its file goes when the last slice does.
         assert_eq!(&held.payload[..], &payload(2, 50)[..]);
-        let first_seg = p.join("00000000000000000001-0000.seg");
+        // Retired at once (renamed out of the log), unlinked only later.
+        assert!(!p.join("00000000000000000001-0000.seg").exists());
+        let first_seg = p.join("00000000000000000001-0000.seg.del");
         assert!(first_seg.exists());
         drop(held);
         assert!(!first_seg.exists());
