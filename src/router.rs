@@ -11,8 +11,19 @@ use std::sync::Arc;
 use crate::global::{Ctl, Global};
 
 pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {
+    spawn_accept(g, listener, "router", Ctl::NewClient)
+}
+
+/// Accepts NATS clients (plain or websocket, as `make` says) and hands each
+/// to a shard; over `max_connections` the client gets INFO, then the error.
+fn spawn_accept(
+    g: Arc<Global>,
+    listener: TcpListener,
+    name: &str,
+    make: fn(OwnedFd, std::net::SocketAddr) -> Ctl,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("router".into())
+        .name(name.into())
         .spawn(move || {
             let mut turn = 0usize;
             for conn in listener.incoming() {
@@ -36,10 +47,7 @@ pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<(
                 let _ = stream.set_nodelay(true);
                 let shard = pick_shard(&g, &mut turn);
                 let fd: OwnedFd = stream.into();
-                if g.ctl[shard]
-                    .send_blocking(Ctl::NewClient(fd, addr))
-                    .is_err()
-                {
+                if g.ctl[shard].send_blocking(make(fd, addr)).is_err() {
                     break;
                 }
             }
@@ -97,28 +105,5 @@ pub fn raw(l: &TcpListener) -> i32 {
 }
 
 pub fn spawn_websocket(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("router-ws".into())
-        .spawn(move || {
-            let mut turn = 0usize;
-            for conn in listener.incoming() {
-                if g.lame_duck.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(stream) = conn else { continue };
-                let Ok(addr) = stream.peer_addr() else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let shard = pick_shard(&g, &mut turn);
-                let fd: OwnedFd = stream.into();
-                if g.ctl[shard]
-                    .send_blocking(Ctl::NewWebsocket(fd, addr))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })?;
-    Ok(())
+    spawn_accept(g, listener, "router-ws", Ctl::NewWebsocket)
 }

@@ -404,21 +404,9 @@ mod tests {
     #[test]
     fn origins() {
         let cfg = WebsocketConfig {
-            host: String::new(),
-            port: None,
-            advertise: None,
             no_tls: true,
-            tls: None,
-            compression: false,
             same_origin: true,
-            allowed_origins: vec![],
-            handshake_timeout: None,
-            jwt_cookie: None,
-            no_auth_user: None,
-            username: None,
-            password: None,
-            token: None,
-            auth_timeout: None,
+            ..WebsocketConfig::default()
         };
         assert!(origin_ok(&cfg, Some("http://h:1"), Some("h:1")));
         assert!(!origin_ok(&cfg, Some("http://evil:1"), Some("h:1")));
