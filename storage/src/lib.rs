@@ -5,6 +5,24 @@
 //! io_uring with group commit; reads hand out `bytes::Bytes` slices of
 //! memory-mapped segments. See `storage/FORMAT.md` for the file format and
 //! `docs/storage.md` for the design and the durability contract.
+//!
+//! ```no_run
+//! use broker_edge_storage::{Filter, Log, LogConfig, Start};
+//!
+//! # async fn demo() -> broker_edge_storage::Result<()> {
+//! // Inside a glommio executor:
+//! let log = Log::open("/var/lib/broker-edge/streams/ORDERS", LogConfig::default()).await?;
+//! let (seq, _ts) = log.append("orders.eu.new", b"", b"{\"id\":1}").await?; // durable now
+//! let msg = log.get(seq)?; // zero-copy slices of the segment mapping
+//! assert_eq!(&msg.payload[..], b"{\"id\":1}");
+//! for m in log.scan(Start::Seq(1), Filter::one("orders.*.new")) {
+//!     let _m = m?;
+//! }
+//! let _last = log.last_for(&Filter::one("orders.>"))?;
+//! log.close().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod commit;
 mod compact;

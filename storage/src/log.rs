@@ -355,6 +355,11 @@ impl Log {
     pub async fn close(&self) -> Result<()> {
         self.flush().await?;
         self.inner.closed.set(true);
+        // A background compaction may be mid-copy: let it finish so nothing
+        // of this instance writes after close returns.
+        while self.inner.st.borrow().compacting {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
         Ok(())
     }
 
