@@ -1162,3 +1162,29 @@ async fn verbose_client_gets_only_the_error_on_bad_credentials() {
     assert_eq!(ok.next().await.as_deref(), Some("+OK"));
     assert_eq!(ok.next().await.as_deref(), Some("PONG"));
 }
+
+#[tokio::test]
+async fn passwords_with_special_characters() {
+    // Quoted strings keep spaces, comment markers, braces, quotes and
+    // dollar signs literally (no variable lookup inside quotes).
+    let users = [
+        ("spacey", "pass with  spaces"),
+        ("hashy", "p#not-a-comment//nor-this"),
+        ("bracey", "{[p:a=s,s]}"),
+        ("dollar", "$NOT_A_VARIABLE"),
+        ("quote", "it's \\\"quoted\\\""),
+        ("unicode", "pässwörd-✓"),
+    ];
+    let mut conf = String::from("authorization {\n  users = [\n");
+    for (u, p) in users {
+        conf.push_str(&format!("    {{ user: \"{u}\", password: \"{p}\" }}\n"));
+    }
+    conf.push_str("  ]\n}\n");
+    let s = Server::start_with_config(&conf, &[]);
+    for (u, p) in users {
+        let p = p.replace("\\\"", "\"");
+        let c = s.client_with(up(u, &p)).await;
+        common::sync(&c).await;
+        assert_rejected(&s, up(u, &format!("{p}x")), "one character more").await;
+    }
+}
