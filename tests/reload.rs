@@ -349,3 +349,28 @@ async fn reload_removes_an_nkey_user() {
         .await;
     common::sync(&c).await;
 }
+
+#[tokio::test]
+async fn reload_rereads_included_files() {
+    // The users live in an included file next to the main one; editing
+    // only that file and reloading takes effect.
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.conf");
+    let users = dir.path().join("users.conf");
+    std::fs::write(&users, users_conf(&[("alice", "alice-Pw-1")])).unwrap();
+    std::fs::write(&main, "include users.conf\n").unwrap();
+    let s = Server::start(&["-c", main.to_str().unwrap()]);
+    let mut alice = raw_login(&s, "alice", "alice-Pw-1").await;
+    assert_rejected(&s, up("bob", "bob-Pw-1"), "bob before").await;
+
+    std::fs::write(
+        &users,
+        users_conf(&[("alice", "alice-Pw-1"), ("bob", "bob-Pw-1")]),
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log(RELOADED, STEP).await;
+    let b = s.client_with(up("bob", "bob-Pw-1")).await;
+    common::sync(&b).await;
+    assert_open(&mut alice, "alice").await;
+}
