@@ -1,0 +1,94 @@
+//! A real full filesystem: a 2 MiB tmpfs (skipped where mounting is not
+//! permitted). Appends fail with `NoSpace`, reads keep working, and appends
+//! work again once a purge frees space.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use broker_edge_storage::{Durability, Error, Log, LogConfig, Purge};
+use common::{payload, run};
+
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn mount_small_tmpfs() -> Option<Mount> {
+    let dir = std::env::temp_dir().join(format!("be-enospc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = std::fs::remove_dir(&dir);
+        return None;
+    }
+    Some(Mount(dir))
+}
+
+#[test]
+fn full_tmpfs_fails_appends_then_recovers() {
+    let Some(m) = mount_small_tmpfs() else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let p = m.0.join("log");
+    run(async move {
+        let cfg = LogConfig {
+            durability: Durability::Always,
+            segment_size: 256 << 10,
+            ..Default::default()
+        };
+        let log = Log::open(&p, cfg.clone()).await.unwrap();
+        let mut acked = Vec::new();
+        let err = loop {
+            let n = acked.len() as u64 + 1;
+            match log.append("fill", b"", &payload(n, 4000)).await {
+                Ok((s, _)) => acked.push(s),
+                Err(e) => break e,
+            }
+            assert!(acked.len() < 10_000, "filesystem never filled");
+        };
+        assert!(matches!(err, Error::NoSpace), "{err:?}");
+        assert!(acked.len() > 100);
+        // Reads still work, and the state did not move.
+        let st = log.state(false);
+        assert_eq!(st.msgs, acked.len() as u64);
+        for s in &acked {
+            assert_eq!(&log.get(*s).unwrap().payload[..], &payload(*s, 4000)[..]);
+        }
+        // Still full: refused again, cleanly.
+        assert!(log.append("fill", b"", &payload(0, 4000)).await.is_err());
+        // Free space by purging the older half; appends work again.
+        let half = acked[acked.len() / 2];
+        log.purge(Purge {
+            up_to: Some(half),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let (s, _) = log
+            .append("fill", b"", &payload(acked.len() as u64 + 1, 4000))
+            .await
+            .unwrap();
+        assert_eq!(s, acked.last().unwrap() + 1);
+        drop(log);
+        let log = Log::open(&p, cfg).await.unwrap();
+        let r = log.recovery_report();
+        assert!(r.corrupt.is_empty(), "{r:?}");
+        for q in half..=s {
+            assert_eq!(&log.get(q).unwrap().payload[..], &payload(q, 4000)[..]);
+        }
+        assert_eq!(log.state(false).first_seq, half);
+    });
+    drop(m);
+}
