@@ -888,6 +888,12 @@ async fn allow_responses_with_max() {
     expect_errs_then_pong(&mut req, "", &[]).await;
 }
 
+// ---------------------------------------------------------------------------
+// More cases: INFO with no_auth_user, queue permissions, bcrypt hashes made
+// here, violation log lines, response permits that expire, default
+// permissions, servers without auth, verbose clients, odd passwords
+// ---------------------------------------------------------------------------
+
 #[tokio::test]
 async fn no_auth_user_info_does_not_ask_for_credentials() {
     let conf = r#"
