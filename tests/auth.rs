@@ -1194,3 +1194,31 @@ async fn passwords_with_special_characters() {
         assert_rejected(&s, up(u, &format!("{p}x")), "one character more").await;
     }
 }
+
+#[tokio::test]
+async fn commands_pipelined_after_a_bad_connect_are_not_processed() {
+    let s = Server::start_with_config(SINGLE_USER, &[]);
+    let c = s.client_with(up("alice", "pw-Alice-7f3a")).await;
+    let mut sub = c.subscribe("leak").await.unwrap();
+    common::sync(&c).await;
+
+    let mut r = raw_auth_required(&s).await;
+    r.send(&format!(
+        "CONNECT {}\r\nSUB leak 1\r\nPUB leak 6\r\nleaked\r\nPING\r\n",
+        creds_json("alice", "wrong")
+    ))
+    .await;
+    let lines = {
+        let mut v = Vec::new();
+        while let Some(l) = r.next().await {
+            v.push(l);
+        }
+        v
+    };
+    assert_eq!(lines, [AUTH_VIOLATION], "only the error, then close");
+    common::sync(&c).await;
+    assert!(
+        common::queued(&mut sub).is_none(),
+        "a publish from an unauthenticated connection was delivered"
+    );
+}
