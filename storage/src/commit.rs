@@ -271,7 +271,7 @@ fn plan(
         0
     } + st.pending_tombs.len().div_ceil(TOMBS_PER_RECORD) * format::HEADER_LEN
         + st.pending_tombs.len() * 8;
-    if ctl_len > 0 && start + ctl_len > cap && active.len > 0 {
+    if ctl_len > 0 && start + ctl_len > cap {
         p.roll = Some(ctl_len);
         return p;
     }

@@ -416,3 +416,37 @@ fn compaction_rewrites_sparse_segments() {
         assert_eq!(log.first_for(&f).unwrap().unwrap().seq, 10);
     });
 }
+
+#[test]
+fn huge_tombstone_batch_gets_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let mut cfg = small_cfg(4096);
+        cfg.durability = broker_edge_storage::Durability::Never;
+        let log = Log::open(&p, cfg.clone()).await.unwrap();
+        for i in 1..=3000u64 {
+            let s = if i % 2 == 0 { "even" } else { "odd" };
+            log.append(s, b"", &payload(i, 8)).await.unwrap();
+        }
+        // 1500 tombstones = 12 KB of payload: more than a segment holds.
+        let n = log
+            .purge(Purge {
+                subject: Some("even".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 1500);
+        let before = log.state(false);
+        log.close().await.unwrap();
+        drop(log);
+        let log = Log::open(&p, cfg).await.unwrap();
+        assert_eq!(log.state(false), before);
+        assert!(log.first_for(&Filter::one("even")).unwrap().is_none());
+        assert_eq!(
+            log.last_for(&Filter::one("odd")).unwrap().unwrap().seq,
+            2999
+        );
+    });
+}
