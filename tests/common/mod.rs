@@ -182,18 +182,31 @@ impl Server {
     }
 
     fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
-        let port = free_port();
-        let http_port = free_port();
-        let mut args: Vec<String> = vec![
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-m".into(),
-            http_port.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Self::launch(dir, args, Some(port), http_port)
+        let mut dir = dir;
+        let mut attempt = 0;
+        loop {
+            let port = free_port();
+            let http_port = free_port();
+            let mut args: Vec<String> = vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+                "-m".into(),
+                http_port.to_string(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            match Self::launch_inner(dir, args, Some(port), http_port) {
+                Ok(server) => return server,
+                // Another process (other test runs share this machine) took
+                // a port between our check and the server's bind: new ports.
+                Err((d, msg)) if attempt < 3 && msg.to_lowercase().contains("in use") => {
+                    dir = d;
+                    attempt += 1;
+                }
+                Err((_, msg)) => panic!("{msg}"),
+            }
+        }
     }
 
     /// Spawn the binary with exactly `args` (plus `--shards` for ours) and
@@ -202,10 +215,21 @@ impl Server {
     /// `Listening for client connections on HOST:PORT`.
     pub fn launch(
         dir: tempfile::TempDir,
-        mut args: Vec<String>,
+        args: Vec<String>,
         port: Option<u16>,
         http_port: u16,
     ) -> Server {
+        Self::launch_inner(dir, args, port, http_port).unwrap_or_else(|(_, msg)| panic!("{msg}"))
+    }
+
+    /// [`Server::launch`], handing back the directory and the failure
+    /// instead of panicking when the server does not come up.
+    fn launch_inner(
+        dir: tempfile::TempDir,
+        mut args: Vec<String>,
+        port: Option<u16>,
+        http_port: u16,
+    ) -> Result<Server, (tempfile::TempDir, String)> {
         let has_shards = args
             .iter()
             .any(|a| a.trim_start_matches('-').starts_with("shards"));
@@ -243,8 +267,13 @@ impl Server {
         if port.is_none() {
             server.port = server.port_from_log();
         }
-        server.wait_accepting(server.port);
-        server
+        match server.wait_accepting(server.port) {
+            Ok(()) => Ok(server),
+            Err(msg) => {
+                let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+                Err((dir, msg))
+            }
+        }
     }
 
     fn port_from_log(&mut self) -> u16 {
@@ -278,7 +307,7 @@ impl Server {
     /// /proc, rather than just connecting, means a stray listener from
     /// another process can never pass for our server, and leaves no probe
     /// connection behind to skew connection counts.
-    fn wait_accepting(&mut self, port: u16) {
+    fn wait_accepting(&mut self, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut ports = vec![port];
         if self.http_port != 0 {
@@ -287,25 +316,25 @@ impl Server {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 self.drain_output();
-                panic!(
+                return Err(format!(
                     "server exited early ({status}) with args {:?}\n--- log ---\n{}",
                     self.args,
                     self.log()
-                );
+                ));
             }
             let owned = listening_inodes_of(self.pid());
             if ports
                 .iter()
                 .all(|p| listening_inodes_on(*p).iter().any(|i| owned.contains(i)))
             {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "server did not listen on {ports:?} within {START_TIMEOUT:?}; args {:?}\n--- log ---\n{}",
                     self.args,
                     self.log()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -747,7 +776,9 @@ impl Server {
         if port.is_none() {
             server.port = server.port_from_log();
         }
-        server.wait_accepting(server.port);
+        server
+            .wait_accepting(server.port)
+            .unwrap_or_else(|msg| panic!("{msg}"));
         server
     }
 
