@@ -253,6 +253,60 @@ impl Log {
         }
     }
 
+    /// How many stored messages with sequence >= `from` match `filter`
+    /// (JetStream's "num pending").
+    pub fn count_from(&self, from: u64, filter: &Filter) -> u64 {
+        let mut st = self.inner.st.borrow_mut();
+        if filter.matches_all() {
+            return st
+                .segs
+                .iter()
+                .map(|s| {
+                    if s.base >= from {
+                        s.live
+                    } else if s.end_seq() > from {
+                        let i = (from - s.base) as usize;
+                        s.offsets[i..]
+                            .iter()
+                            .filter(|o| **o != crate::segment::ABSENT)
+                            .count() as u64
+                    } else {
+                        0
+                    }
+                })
+                .sum();
+        }
+        let keys: Vec<Box<[u8]>> = st
+            .subjects
+            .keys()
+            .filter(|k| filter.matches(k))
+            .cloned()
+            .collect();
+        let mut n = 0;
+        for k in keys {
+            let Some(info) = st.fix_subject(&k) else {
+                continue;
+            };
+            let (first, last, count) = (info.first, info.last, info.count);
+            if first >= from {
+                n += count;
+            } else if last >= from {
+                // Walk the overlap; subjects straddling `from` are rare.
+                let mut at = from;
+                while let Some((seq, si, off)) = st.next_live(at) {
+                    if seq > last {
+                        break;
+                    }
+                    if st.subject_of(si, off) == Some(&k[..]) {
+                        n += 1;
+                    }
+                    at = seq + 1;
+                }
+            }
+        }
+        n
+    }
+
     /// Per-subject message counts for subjects matching `filter`.
     pub fn subjects(&self, filter: &Filter) -> Vec<(Bytes, u64)> {
         let st = self.inner.st.borrow();

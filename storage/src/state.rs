@@ -237,7 +237,8 @@ impl State {
         }
     }
 
-    fn fix_subject(&mut self, subj: &[u8]) -> Option<SubjInfo> {
+    /// The subject's (first, last, count) with stale ends fixed up.
+    pub fn fix_subject(&mut self, subj: &[u8]) -> Option<SubjInfo> {
         let info = self.subjects.get(subj)?.clone();
         let mut fixed = info.clone();
         if info.first_stale {

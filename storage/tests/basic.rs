@@ -450,3 +450,34 @@ fn huge_tombstone_batch_gets_room() {
         );
     });
 }
+
+#[test]
+fn count_from_matches_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let mut cfg = small_cfg(2048);
+        cfg.durability = broker_edge_storage::Durability::Never;
+        let log = Log::open(&p, cfg).await.unwrap();
+        for i in 1..=300u64 {
+            log.append(&format!("n.{}.{}", i % 3, i % 2), b"", &payload(i, 20))
+                .await
+                .unwrap();
+        }
+        for i in (5..300u64).step_by(7) {
+            log.delete(i, false).await.unwrap();
+        }
+        for f in ["n.>", "n.1.*", "n.*.0", "n.2.1", "x"] {
+            let filter = Filter::one(f);
+            for from in [0u64, 1, 50, 151, 299, 400] {
+                let want = log.scan(Start::Seq(from), filter.clone()).count() as u64;
+                assert_eq!(log.count_from(from, &filter), want, "{f} from {from}");
+            }
+        }
+        let all = Filter::all();
+        assert_eq!(
+            log.count_from(100, &all),
+            log.scan(Start::Seq(100), all).count() as u64
+        );
+    });
+}
