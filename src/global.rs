@@ -67,6 +67,7 @@ pub struct Global {
     live: RwLock<Arc<Options>>,
     auth: RwLock<Arc<Authenticator>>,
     pub reload_base: Option<ReloadBase>,
+    pub accounts: crate::account::Accounts,
     /// TLS for client connections, when configured.
     pub tls: Option<crate::tls::Tls>,
     /// The websocket listener's settings and TLS, when configured.
@@ -96,6 +97,7 @@ impl Global {
     pub fn new(
         opts: Options,
         auth: Authenticator,
+        accounts: crate::account::Accounts,
         tls: Option<crate::tls::Tls>,
         websocket: Option<(crate::options::WebsocketConfig, Option<crate::tls::Tls>)>,
         ws_auth: Authenticator,
@@ -131,6 +133,7 @@ impl Global {
             live: RwLock::new(Arc::new(opts.clone())),
             auth: RwLock::new(Arc::new(auth)),
             reload_base,
+            accounts,
             tls,
             websocket,
             ws_auth: RwLock::new(Arc::new(ws_auth)),

@@ -5,6 +5,7 @@
 //! `shard`; a shard runs `client` connections speaking the `protocol`,
 //! matches `subject`s in its `sublist`, and forwards to peer shards.
 
+pub mod account;
 pub mod auth;
 pub mod cli;
 pub mod client;

@@ -61,6 +61,8 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     };
     let ws_auth =
         Authenticator::new_websocket(&opts).map_err(|e| StartError::Other(e.to_string()))?;
+    let accounts =
+        crate::account::Accounts::new(&opts).map_err(|e| StartError::Other(e.to_string()))?;
     let (websocket, ws_listener) = match &opts.websocket {
         Some(w) => {
             let ws_tls =
@@ -133,6 +135,7 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     let g = Global::new(
         opts.clone(),
         auth,
+        accounts,
         tls,
         websocket,
         ws_auth,

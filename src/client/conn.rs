@@ -475,6 +475,7 @@ impl Conn<'_> {
                 Ok(who) => {
                     *client.perms.borrow_mut() =
                         who.permissions.clone().map(auth::ConnPermissions::new);
+                    client.set_account(client.g.accounts.id(&who.account));
                     *client.who.borrow_mut() = Some(who);
                     self.authed.set(true);
                 }
@@ -599,9 +600,12 @@ impl Conn<'_> {
             return;
         }
         let sid = Bytes::copy_from_slice(sid);
+        let subject = Bytes::copy_from_slice(subject);
+        let key = client.g.accounts.key_bytes(client.account(), &subject);
         let sub = SubRef(Rc::new(Sub {
             client: client.clone(),
-            subject: Bytes::copy_from_slice(subject),
+            subject,
+            key,
             queue: queue.map(Bytes::copy_from_slice),
             sid: sid.clone(),
             max: Cell::new(0),

@@ -68,6 +68,9 @@ impl CloseReason {
 pub struct Sub {
     pub client: Rc<Client>,
     pub subject: Bytes,
+    /// `subject` in the sublist's terms (with the account's token when
+    /// accounts are configured).
+    pub key: Bytes,
     pub queue: Option<Bytes>,
     pub sid: Bytes,
     /// Auto-unsubscribe after this many deliveries; 0 = never.
@@ -118,6 +121,8 @@ pub struct Client {
     pub cid: u64,
     /// Came in on the websocket listener.
     pub websocket: bool,
+    /// The account this connection's subjects live in.
+    account: Cell<u32>,
     pub limits: Cell<Limits>,
     /// Set when the server sent a nonce (nkey users sign it in CONNECT).
     pub nonce: Option<String>,
@@ -161,6 +166,14 @@ impl Client {
 
     pub fn wants_no_responders(&self) -> bool {
         self.no_responders.get() && self.headers.get()
+    }
+
+    pub fn account(&self) -> u32 {
+        self.account.get()
+    }
+
+    pub fn set_account(&self, id: u32) {
+        self.account.set(id);
     }
 
     /// The authenticated user's name, for log lines (never a secret).
@@ -343,6 +356,7 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr, websocket: bool)
     let client = Rc::new(Client {
         cid,
         websocket,
+        account: Cell::new(0),
         limits: Cell::new(Limits::from(&g.live())),
         nonce,
         who: RefCell::new(None),

@@ -125,6 +125,8 @@ pub struct MsgRef {
     /// queue message whose chosen member left meanwhile is passed on to
     /// another shard with members, never back to one of these.
     pub tried: u64,
+    /// The account whose subscribers get it.
+    pub account: u32,
 }
 
 /// A queue group's name as it crosses to another shard: copied inline when

@@ -117,14 +117,14 @@ impl Shard {
     pub fn add_sub(&self, sub: SubRef) {
         self.subs
             .borrow_mut()
-            .insert(&sub.0.subject, sub.0.queue.as_ref(), sub.clone());
+            .insert(&sub.0.key, sub.0.queue.as_ref(), sub.clone());
         self.stats().subscriptions.fetch_add(1, Ordering::Relaxed);
         let announce = self
             .counts
             .borrow_mut()
-            .add(&sub.0.subject, sub.0.queue.as_ref());
+            .add(&sub.0.key, sub.0.queue.as_ref());
         if let Some(count) = announce {
-            self.announce(&sub.0.subject, sub.0.queue.as_ref(), count);
+            self.announce(&sub.0.key, sub.0.queue.as_ref(), count);
         }
     }
 
@@ -132,7 +132,7 @@ impl Shard {
         let removed = self
             .subs
             .borrow_mut()
-            .remove(&sub.0.subject, sub.0.queue.as_ref(), sub);
+            .remove(&sub.0.key, sub.0.queue.as_ref(), sub);
         if !removed {
             return;
         }
@@ -140,9 +140,9 @@ impl Shard {
         let announce = self
             .counts
             .borrow_mut()
-            .remove(&sub.0.subject, sub.0.queue.as_ref());
+            .remove(&sub.0.key, sub.0.queue.as_ref());
         if let Some(count) = announce {
-            self.announce(&sub.0.subject, sub.0.queue.as_ref(), count);
+            self.announce(&sub.0.key, sub.0.queue.as_ref(), count);
         }
     }
 
@@ -187,26 +187,94 @@ impl Shard {
             hdr_len,
             msg,
         };
-        let local = self.subs.borrow_mut().matches(subject);
+        let accounts = &self.g.accounts;
+        let acc = from.account();
+        let any = if accounts.multi {
+            self.publish_accounts(from, acc, data, &m)
+        } else {
+            self.publish_in(from, 0, data, &m)
+        };
+        if !any && reply.is_some() && from.wants_no_responders() {
+            if let Some(r) = reply {
+                from.no_responders(r, NO_RESPONDERS);
+            }
+        }
+        any
+    }
+
+    /// With accounts: the publisher's own account, the accounts importing
+    /// this stream, the account serving an imported service, and responses
+    /// crossing back to the account that imported a service.
+    fn publish_accounts(&self, from: &Client, acc: u32, data: &Bytes, m: &Msg) -> bool {
+        let accounts = &self.g.accounts;
+        if let Some((importer, rest)) = crate::account::response_route(m.subject) {
+            if accounts.serves(acc, importer) {
+                return self.publish_copy(from, importer, rest, m.reply, m);
+            }
+        }
+        if let Some((exporter, target)) =
+            accounts.service_target(acc, &String::from_utf8_lossy(m.subject))
+        {
+            let reply = m.reply.map(|r| crate::account::response_subject(acc, r));
+            return self.publish_copy(from, exporter, target.as_bytes(), reply.as_deref(), m);
+        }
+        let mut any = self.publish_in(from, acc, data, m);
+        for (importer, mapped) in accounts.stream_targets(acc, &String::from_utf8_lossy(m.subject))
+        {
+            any |= self.publish_copy(from, importer, mapped.as_bytes(), m.reply, m);
+        }
+        any
+    }
+
+    /// Publishes `m` into account `acc` under another subject/reply: the
+    /// parts are copied into one new buffer that peers can share.
+    fn publish_copy(
+        &self,
+        from: &Client,
+        acc: u32,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        m: &Msg,
+    ) -> bool {
+        let mut buf =
+            Vec::with_capacity(subject.len() + reply.map_or(0, |r| r.len()) + m.msg.len());
+        buf.extend_from_slice(subject);
+        if let Some(r) = reply {
+            buf.extend_from_slice(r);
+        }
+        buf.extend_from_slice(m.msg);
+        let data = Bytes::from(buf);
+        let s_end = subject.len();
+        let r_end = s_end + reply.map_or(0, |r| r.len());
+        let copy = Msg {
+            subject: &data[..s_end],
+            reply: reply.map(|_| &data[s_end..r_end]),
+            hdr_len: m.hdr_len,
+            msg: &data[r_end..],
+        };
+        self.publish_in(from, acc, &data, &copy)
+    }
+
+    /// Delivers `m` within account `acc`: local subscribers, and once to
+    /// each peer shard with matching interest.
+    fn publish_in(&self, from: &Client, acc: u32, data: &Bytes, m: &Msg) -> bool {
+        let mut key_buf = Vec::new();
+        let key = self.g.accounts.key(acc, m.subject, &mut key_buf);
+        let local = self.subs.borrow_mut().matches(key);
         let echo = from.echo();
         let mut any = false;
         for s in &local.psubs {
             if !echo && s.0.client.cid == from.cid {
                 continue;
             }
-            any |= self.deliver(s, &m);
+            any |= self.deliver(s, m);
         }
         if self.g.shards < 2 || self.remote.borrow().is_empty() {
             for (_, members) in &local.qsubs {
-                any |= self.deliver_one_of(members, echo, from.cid, &m);
+                any |= self.deliver_one_of(members, echo, from.cid, m);
             }
         } else {
-            any |= self.publish_across(from, &local, data, &m);
-        }
-        if !any && reply.is_some() && from.wants_no_responders() {
-            if let Some(r) = reply {
-                from.no_responders(r, NO_RESPONDERS);
-            }
+            any |= self.publish_across(from, acc, key, &local, data, m);
         }
         any
     }
@@ -230,11 +298,13 @@ impl Shard {
     fn publish_across(
         &self,
         from: &Client,
+        acc: u32,
+        key: &[u8],
         local: &crate::sublist::Matches<SubRef>,
         data: &Bytes,
         m: &Msg,
     ) -> bool {
-        let remote = self.remote.borrow_mut().matches(m.subject);
+        let remote = self.remote.borrow_mut().matches(key);
         if remote.is_empty() {
             let mut any = false;
             for (_, members) in &local.qsubs {
@@ -307,6 +377,7 @@ impl Shard {
                     plain,
                     queues,
                     tried: 0,
+                    account: acc,
                 },
             );
         }
@@ -348,7 +419,9 @@ impl Shard {
     /// and has not tried yet, so queue delivery loses nothing.
     fn pass_on(&self, data: &Bytes, r: &MsgRef, q: &QueueName, m: &Msg) {
         let tried = r.tried | (1u64 << self.id);
-        let remote = self.remote.borrow_mut().matches(m.subject);
+        let mut key_buf = Vec::new();
+        let key = self.g.accounts.key(r.account, m.subject, &mut key_buf);
+        let remote = self.remote.borrow_mut().matches(key);
         let Some((_, members)) = remote.qsubs.iter().find(|(n, _)| n == q.as_bytes()) else {
             return;
         };
@@ -366,6 +439,7 @@ impl Shard {
                     plain: false,
                     queues: smallvec::smallvec![q.clone()],
                     tried,
+                    account: r.account,
                 },
             );
         }
@@ -410,7 +484,9 @@ impl Shard {
                         hdr_len: r.hdr_len.map(|h| h as usize),
                         msg: r.msg.get(&data),
                     };
-                    let local = self.subs.borrow_mut().matches(m.subject);
+                    let mut key_buf = Vec::new();
+                    let key = self.g.accounts.key(r.account, m.subject, &mut key_buf);
+                    let local = self.subs.borrow_mut().matches(key);
                     if r.plain {
                         for s in &local.psubs {
                             self.deliver(s, &m);

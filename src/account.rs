@@ -1,0 +1,378 @@
+//! Accounts: isolated subject spaces, and the stream and service
+//! imports/exports that connect them.
+//!
+//! Isolation costs nothing in the sublist: when accounts are configured,
+//! every subject is stored and matched under a first token naming its
+//! account (`$A<id>`), so a `>` subscription in one account can never see
+//! another's messages. Clients never see that token. Without accounts the
+//! subjects are used as they are.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::options::{ExportKind, Options};
+use crate::subject;
+
+pub const GLOBAL: &str = "$G";
+
+/// How an imported subject appears in the importing account.
+#[derive(Debug, Clone)]
+enum Mapping {
+    Same,
+    Prefix(String),
+    To(String),
+}
+
+/// Account `importer` sees messages published in the exporting account on
+/// `filter`, mapped.
+#[derive(Debug, Clone)]
+pub struct StreamImport {
+    pub importer: u32,
+    filter: String,
+    map: Mapping,
+}
+
+/// Account `exporter` serves requests that the importer publishes on
+/// `local` (mapped back to the exporter's `remote` subject).
+#[derive(Debug, Clone)]
+pub struct ServiceImport {
+    pub exporter: u32,
+    local: String,
+    remote: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AccountError {
+    #[error("import of {subject:?} from account {from:?}: no such account")]
+    NoAccount { from: String, subject: String },
+    #[error("account {importer:?} is not allowed to import {subject:?} from account {from:?}")]
+    NotExported {
+        importer: String,
+        from: String,
+        subject: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct Accounts {
+    names: Vec<String>,
+    by_name: HashMap<String, u32>,
+    /// Prefix subjects with the account token (more than one account).
+    pub multi: bool,
+    /// By exporting account: who imports its streams.
+    streams: Vec<Vec<StreamImport>>,
+    /// By importing account: the services it imports.
+    services: Vec<Vec<ServiceImport>>,
+}
+
+/// Replaces the wildcards of `to` with the tokens of `subject` that
+/// `filter`'s wildcards matched (in order); `>` takes the rest.
+fn map_to(filter: &str, to: &str, subject: &str) -> String {
+    let f: Vec<&str> = filter.split('.').collect();
+    let s: Vec<&str> = subject.split('.').collect();
+    let mut captured: Vec<String> = Vec::new();
+    for (i, t) in f.iter().enumerate() {
+        match *t {
+            "*" => captured.push(s.get(i).copied().unwrap_or_default().to_string()),
+            ">" => captured.push(s.get(i..).map(|r| r.join(".")).unwrap_or_default()),
+            _ => {}
+        }
+    }
+    if captured.is_empty() || !subject::has_wildcard(to.as_bytes()) {
+        return to.to_string();
+    }
+    let mut it = captured.into_iter();
+    to.split('.')
+        .map(|t| match t {
+            "*" | ">" => it.next().unwrap_or_default(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl Accounts {
+    pub fn new(opts: &Options) -> Result<Accounts, AccountError> {
+        let mut a = Accounts::default();
+        a.add(GLOBAL);
+        for acc in &opts.accounts {
+            a.add(&acc.name);
+        }
+        a.multi = a.names.len() > 1;
+        a.streams = vec![Vec::new(); a.names.len()];
+        a.services = vec![Vec::new(); a.names.len()];
+        for acc in &opts.accounts {
+            let importer = a.by_name[&acc.name];
+            for imp in &acc.imports {
+                let Some(&from) = a.by_name.get(&imp.account) else {
+                    return Err(AccountError::NoAccount {
+                        from: imp.account.clone(),
+                        subject: imp.subject.clone(),
+                    });
+                };
+                let exporter = opts.accounts.iter().find(|x| x.name == imp.account);
+                let allowed = exporter.is_some_and(|x| {
+                    x.exports.iter().any(|e| {
+                        e.kind == imp.kind
+                            && subject::filters_overlap(
+                                e.subject.as_bytes(),
+                                imp.subject.as_bytes(),
+                            )
+                            && (e.accounts.is_empty() || e.accounts.contains(&acc.name))
+                    })
+                });
+                if !allowed {
+                    return Err(AccountError::NotExported {
+                        importer: acc.name.clone(),
+                        from: imp.account.clone(),
+                        subject: imp.subject.clone(),
+                    });
+                }
+                match imp.kind {
+                    ExportKind::Stream => {
+                        let map = match (&imp.prefix, &imp.to) {
+                            (Some(p), _) => Mapping::Prefix(p.clone()),
+                            (None, Some(t)) => Mapping::To(t.clone()),
+                            _ => Mapping::Same,
+                        };
+                        a.streams[from as usize].push(StreamImport {
+                            importer,
+                            filter: imp.subject.clone(),
+                            map,
+                        });
+                    }
+                    ExportKind::Service => {
+                        a.services[importer as usize].push(ServiceImport {
+                            exporter: from,
+                            local: imp.to.clone().unwrap_or_else(|| imp.subject.clone()),
+                            remote: imp.subject.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(a)
+    }
+
+    fn add(&mut self, name: &str) {
+        if !self.by_name.contains_key(name) {
+            self.by_name
+                .insert(name.to_string(), self.names.len() as u32);
+            self.names.push(name.to_string());
+        }
+    }
+
+    /// The id of account `name` (unknown names fall back to the global one).
+    pub fn id(&self, name: &str) -> u32 {
+        self.by_name.get(name).copied().unwrap_or(0)
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or(GLOBAL, String::as_str)
+    }
+
+    /// The internal subject for `subject` in account `acc`, written to `out`.
+    pub fn key<'a>(&self, acc: u32, subject: &'a [u8], out: &'a mut Vec<u8>) -> &'a [u8] {
+        if !self.multi {
+            return subject;
+        }
+        out.clear();
+        out.extend_from_slice(b"$A");
+        out.extend_from_slice(itoa::Buffer::new().format(acc).as_bytes());
+        out.push(b'.');
+        out.extend_from_slice(subject);
+        out
+    }
+
+    /// `key` as an owned value (for subscriptions).
+    pub fn key_bytes(&self, acc: u32, subject: &Bytes) -> Bytes {
+        if !self.multi {
+            return subject.clone();
+        }
+        let mut out = Vec::new();
+        Bytes::copy_from_slice(self.key(acc, subject, &mut out))
+    }
+
+    /// Where a message published in `acc` on `subject` is also delivered:
+    /// (importing account, subject as it sees it).
+    pub fn stream_targets(&self, acc: u32, subject: &str) -> Vec<(u32, String)> {
+        let Some(list) = self.streams.get(acc as usize) else {
+            return Vec::new();
+        };
+        list.iter()
+            .filter(|i| subject::matches(i.filter.as_bytes(), subject.as_bytes()))
+            .map(|i| {
+                let mapped = match &i.map {
+                    Mapping::Same => subject.to_string(),
+                    Mapping::Prefix(p) => format!("{p}.{subject}"),
+                    Mapping::To(t) => map_to(&i.filter, t, subject),
+                };
+                (i.importer, mapped)
+            })
+            .collect()
+    }
+
+    /// A request published in `acc` on `subject` that a service import
+    /// sends to another account: (exporting account, subject there).
+    pub fn service_target(&self, acc: u32, subject: &str) -> Option<(u32, String)> {
+        let list = self.services.get(acc as usize)?;
+        list.iter()
+            .find(|i| subject::matches(i.local.as_bytes(), subject.as_bytes()))
+            .map(|i| (i.exporter, map_to(&i.local, &i.remote, subject)))
+    }
+
+    /// Whether `exporter` serves a service that `importer` imports (so a
+    /// response may cross back).
+    pub fn serves(&self, exporter: u32, importer: u32) -> bool {
+        self.services
+            .get(importer as usize)
+            .is_some_and(|l| l.iter().any(|i| i.exporter == exporter))
+    }
+}
+
+/// Replies to an imported service travel as `_R_.<importer>.<reply>` in the
+/// exporter's account; this reads such a subject back.
+pub fn response_route(subject: &[u8]) -> Option<(u32, &[u8])> {
+    let rest = subject.strip_prefix(b"_R_.")?;
+    let dot = rest.iter().position(|&c| c == b'.')?;
+    let id = std::str::from_utf8(&rest[..dot]).ok()?.parse().ok()?;
+    Some((id, &rest[dot + 1..]))
+}
+
+pub fn response_subject(importer: u32, reply: &[u8]) -> Vec<u8> {
+    let mut out = format!("_R_.{importer}.").into_bytes();
+    out.extend_from_slice(reply);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{AccountConfig, ExportConfig, ImportConfig};
+
+    fn acc(name: &str, exports: Vec<ExportConfig>, imports: Vec<ImportConfig>) -> AccountConfig {
+        AccountConfig {
+            name: name.into(),
+            nkey: None,
+            jetstream: Default::default(),
+            exports,
+            imports,
+            default_permissions: None,
+            limits: Default::default(),
+            mappings: None,
+        }
+    }
+
+    fn export(kind: ExportKind, subject: &str) -> ExportConfig {
+        ExportConfig {
+            kind,
+            subject: subject.into(),
+            accounts: vec![],
+            response_type: None,
+            response_threshold: None,
+        }
+    }
+
+    fn import(
+        kind: ExportKind,
+        from: &str,
+        subject: &str,
+        to: Option<&str>,
+        prefix: Option<&str>,
+    ) -> ImportConfig {
+        ImportConfig {
+            kind,
+            account: from.into(),
+            subject: subject.into(),
+            to: to.map(Into::into),
+            prefix: prefix.map(Into::into),
+            share: false,
+        }
+    }
+
+    #[test]
+    fn keys_isolate_accounts() {
+        let opts = Options {
+            accounts: vec![acc("A", vec![], vec![]), acc("B", vec![], vec![])],
+            ..Options::default()
+        };
+        let a = Accounts::new(&opts).unwrap();
+        assert!(a.multi);
+        let (ia, ib) = (a.id("A"), a.id("B"));
+        assert_ne!(ia, ib);
+        let mut buf = Vec::new();
+        let ka = a.key(ia, b"foo", &mut buf).to_vec();
+        let kb = a.key(ib, b"foo", &mut buf).to_vec();
+        assert_ne!(ka, kb);
+        let filter = a.key_bytes(ia, &Bytes::from_static(b">"));
+        assert!(subject::matches(&filter, &ka));
+        assert!(!subject::matches(&filter, &kb));
+        let single = Accounts::new(&Options::default()).unwrap();
+        assert!(!single.multi);
+        assert_eq!(single.key(0, b"foo", &mut buf), b"foo");
+    }
+
+    #[test]
+    fn imports_need_a_matching_export() {
+        let opts = Options {
+            accounts: vec![
+                acc(
+                    "A",
+                    vec![
+                        export(ExportKind::Stream, "events.>"),
+                        export(ExportKind::Service, "svc.>"),
+                    ],
+                    vec![],
+                ),
+                acc(
+                    "B",
+                    vec![],
+                    vec![
+                        import(ExportKind::Stream, "A", "events.>", None, Some("a")),
+                        import(ExportKind::Service, "A", "svc.time", Some("time"), None),
+                    ],
+                ),
+            ],
+            ..Options::default()
+        };
+        let a = Accounts::new(&opts).unwrap();
+        let (ia, ib) = (a.id("A"), a.id("B"));
+        assert_eq!(
+            a.stream_targets(ia, "events.x"),
+            vec![(ib, "a.events.x".to_string())]
+        );
+        assert!(a.stream_targets(ia, "other").is_empty());
+        assert_eq!(
+            a.service_target(ib, "time"),
+            Some((ia, "svc.time".to_string()))
+        );
+        assert!(a.serves(ia, ib));
+        assert!(!a.serves(ib, ia));
+        let bad = Options {
+            accounts: vec![
+                acc("A", vec![], vec![]),
+                acc(
+                    "B",
+                    vec![],
+                    vec![import(ExportKind::Stream, "A", "x", None, None)],
+                ),
+            ],
+            ..Options::default()
+        };
+        assert!(matches!(
+            Accounts::new(&bad),
+            Err(AccountError::NotExported { .. })
+        ));
+    }
+
+    #[test]
+    fn mapping_and_response_routes() {
+        assert_eq!(map_to("a.*.c", "x.*", "a.b.c"), "x.b");
+        assert_eq!(map_to("a.>", "z.>", "a.b.c"), "z.b.c");
+        assert_eq!(map_to("a.b", "lit", "a.b"), "lit");
+        let r = response_subject(3, b"_INBOX.x.y");
+        assert_eq!(response_route(&r), Some((3, &b"_INBOX.x.y"[..])));
+        assert_eq!(response_route(b"_R_.x"), None);
+    }
+}
