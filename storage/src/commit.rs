@@ -19,11 +19,24 @@ use crate::io::WriteMode;
 use crate::log::Inner;
 use crate::state::{now_ns, State};
 
+/// Optimistic-concurrency conditions checked atomically with the append
+/// (when its group is framed), as JetStream's expected-last-sequence headers
+/// and KV updates need.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The log's last sequence must be this.
+    pub last_seq: Option<u64>,
+    /// The last sequence stored on this message's subject must be this
+    /// (0: the subject must have no message).
+    pub last_subject_seq: Option<u64>,
+}
+
 pub(crate) enum Op {
     Msg {
         subject: Bytes,
         headers: Bytes,
         payload: Bytes,
+        expect: Expect,
     },
     /// Resolves once every control record staged before it is durable.
     Barrier,
@@ -304,8 +317,14 @@ fn plan(
                 subject,
                 headers,
                 payload,
+                expect,
             } => {
                 let len = format::record_len(subject.len(), headers.len(), payload.len());
+                if let Err(e) = check_expect(st, &p, subject, expect) {
+                    results[*i] = Some(Err(e));
+                    *i += 1;
+                    continue;
+                }
                 if let Err(e) = st.check_new(subject, len, (acc_msgs, acc_bytes)) {
                     results[*i] = Some(Err(e));
                     *i += 1;
@@ -334,6 +353,33 @@ fn plan(
         *i += 1;
     }
     p
+}
+
+/// Evaluates `expect` against the state plus the records already framed in
+/// this group (they precede this one).
+fn check_expect(st: &mut State, p: &Plan, subject: &[u8], expect: &Expect) -> Result<()> {
+    if let Some(want) = expect.last_seq {
+        let actual = st.next_seq - 1 + p.entries.len() as u64;
+        if actual != want {
+            return Err(Error::WrongLastSequence { actual });
+        }
+    }
+    if let Some(want) = expect.last_subject_seq {
+        let in_group = p
+            .entries
+            .iter()
+            .rev()
+            .find(|e| &e.subject[..] == subject)
+            .map(|e| e.seq);
+        let actual = match in_group {
+            Some(s) => s,
+            None => st.fix_subject(subject).map_or(0, |i| i.last),
+        };
+        if actual != want {
+            return Err(Error::WrongLastSubjectSequence { actual });
+        }
+    }
+    Ok(())
 }
 
 async fn write_plan(inner: &Rc<Inner>, p: &Plan, bufs: Vec<Vec<u8>>) -> Result<()> {

@@ -26,6 +26,12 @@ pub enum Error {
     /// Discard-new policy refused the message.
     #[error("maximum {0:?} exceeded")]
     LimitReached(LimitKind),
+    /// An `Expect::last_seq` condition failed.
+    #[error("wrong last sequence: {actual}")]
+    WrongLastSequence { actual: u64 },
+    /// An `Expect::last_subject_seq` condition failed.
+    #[error("wrong last sequence for subject: {actual}")]
+    WrongLastSubjectSequence { actual: u64 },
     /// The sequence is not (or no longer) stored.
     #[error("sequence {0} not found")]
     NotFound(u64),
@@ -60,6 +66,10 @@ impl Error {
             Error::SubjectTooLong(n) => Error::SubjectTooLong(*n),
             Error::LimitReached(k) => Error::LimitReached(*k),
             Error::NotFound(s) => Error::NotFound(*s),
+            Error::WrongLastSequence { actual } => Error::WrongLastSequence { actual: *actual },
+            Error::WrongLastSubjectSequence { actual } => {
+                Error::WrongLastSubjectSequence { actual: *actual }
+            }
             Error::Corrupt { path, offset } => Error::Corrupt {
                 path: path.clone(),
                 offset: *offset,

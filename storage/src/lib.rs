@@ -37,6 +37,7 @@ mod segment;
 mod state;
 mod subject;
 
+pub use commit::Expect;
 pub use config::{Discard, Durability, Limits, LogConfig};
 pub use error::{Error, LimitKind, Result};
 pub use io::{FaultInjector, WriteMode};

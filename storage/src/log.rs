@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::commit::{Op, Outcome, Queue};
+use crate::commit::{Expect, Op, Outcome, Queue};
 use crate::config::{Durability, Limits, LogConfig};
 use crate::error::{Error, Result};
 use crate::format;
@@ -144,6 +144,19 @@ impl Log {
         headers: Bytes,
         payload: Bytes,
     ) -> Result<(u64, u64)> {
+        self.append_expect(subject, headers, payload, Expect::default())
+            .await
+    }
+
+    /// Appends only if `expect` holds at the moment the record is framed
+    /// (atomic with respect to every other append of this log).
+    pub async fn append_expect(
+        &self,
+        subject: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+        expect: Expect,
+    ) -> Result<(u64, u64)> {
         if subject.len() > format::MAX_SUBJECT_LEN {
             return Err(Error::SubjectTooLong(subject.len()));
         }
@@ -167,6 +180,7 @@ impl Log {
                 subject,
                 headers,
                 payload,
+                expect,
             })
             .await?
         {

@@ -481,3 +481,67 @@ fn count_from_matches_scan() {
         );
     });
 }
+
+#[test]
+fn expected_last_sequence_is_atomic() {
+    use broker_edge_storage::Expect;
+    use bytes::Bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(1 << 20)).await.unwrap();
+        let kv = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let put = |log: &Log, key: &'static str, rev: u64| {
+            let log = log.clone();
+            async move {
+                log.append_expect(
+                    kv(key),
+                    Bytes::new(),
+                    kv("v"),
+                    Expect {
+                        last_subject_seq: Some(rev),
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
+        };
+        // Create-only: subject must be empty.
+        assert_eq!(put(&log, "kv.a", 0).await.unwrap().0, 1);
+        assert!(matches!(
+            put(&log, "kv.a", 0).await,
+            Err(Error::WrongLastSubjectSequence { actual: 1 })
+        ));
+        // Two concurrent updates from revision 1: exactly one wins.
+        let (a, b) = futures_lite::future::zip(put(&log, "kv.a", 1), put(&log, "kv.a", 1)).await;
+        assert!(a.is_ok() ^ b.is_ok(), "{a:?} {b:?}");
+        // Expected last sequence of the whole log.
+        let last = log.state(false).last_seq;
+        let r = log
+            .append_expect(
+                kv("x"),
+                Bytes::new(),
+                kv("1"),
+                Expect {
+                    last_seq: Some(last),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.0, last + 1);
+        assert!(matches!(
+            log.append_expect(
+                kv("x"),
+                Bytes::new(),
+                kv("2"),
+                Expect {
+                    last_seq: Some(last),
+                    ..Default::default()
+                }
+            )
+            .await,
+            Err(Error::WrongLastSequence { .. })
+        ));
+    });
+}
