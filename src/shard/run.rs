@@ -112,6 +112,7 @@ fn reload(shard: &Rc<Shard>) {
             *c.who.borrow_mut() = None;
             continue;
         }
+        let shard = shard.clone();
         runtime::spawn_local(async move {
             let connect = c.connect.borrow().clone();
             match crate::client::reauthenticate(&c, &connect).await {
@@ -121,6 +122,7 @@ fn reload(shard: &Rc<Shard>) {
                         .clone()
                         .map(crate::auth::ConnPermissions::new);
                     *c.who.borrow_mut() = Some(who);
+                    drop_forbidden_subs(&shard, &c);
                 }
                 Err(e) => {
                     tracing::info!("{} - cid:{} - closed after reload: {e}", c.addr, c.cid);
@@ -130,5 +132,28 @@ fn reload(shard: &Rc<Shard>) {
             }
         })
         .detach();
+    }
+}
+
+/// After a reload, subscriptions the user may no longer make are removed
+/// and the client is told which (by subject and sid), as the reference does.
+fn drop_forbidden_subs(shard: &Shard, c: &crate::client::Client) {
+    let subs: Vec<crate::client::SubRef> = c.subs.borrow().values().cloned().collect();
+    for s in subs {
+        let allowed = c
+            .perms
+            .borrow_mut()
+            .as_mut()
+            .is_none_or(|p| p.can_subscribe(&s.0.subject, s.0.queue.as_deref()));
+        if allowed {
+            continue;
+        }
+        c.drop_sub(&s.0.sid);
+        shard.remove_sub(&s);
+        c.send_err(&format!(
+            "{} (sid {:?})",
+            crate::auth::subscribe_violation(&s.0.subject, s.0.queue.as_deref()),
+            String::from_utf8_lossy(&s.0.sid)
+        ));
     }
 }
