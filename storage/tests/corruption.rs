@@ -81,7 +81,8 @@ fn case(flips: Vec<(usize, usize, u8)>, truncate: Option<(usize, usize)>) {
             assert_eq!(&m.subject[..], format!("s.{}", i % 3).as_bytes());
             served += 1;
         }
-        assert!(served <= 59);
+        // 59 live, plus 7 when its tombstone was destroyed (checked above).
+        assert!(served <= 60);
         // Still writable.
         log.append("after", b"", b"x").await.unwrap();
     });
