@@ -75,3 +75,16 @@ async fn invalid_shard_counts_are_rejected() {
         assert!(!status.success(), "--shards {bad} accepted\n{out}{err}");
     }
 }
+
+/// `-DV` traces protocol lines whatever the shard count.
+#[tokio::test]
+async fn trace_lines_with_any_shard_count() {
+    ours_only!("--shards is a broker-edge flag");
+    for n in ["1", "2", "4"] {
+        let s = Server::start(&["-DV", "--shards", n]);
+        let c = s.client().await;
+        c.publish("traced", "x".into()).await.unwrap();
+        sync(&c).await;
+        s.wait_log("[TRC]", Duration::from_secs(5)).await;
+    }
+}

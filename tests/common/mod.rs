@@ -365,7 +365,8 @@ impl Server {
         while !self.log().contains(needle) {
             if Instant::now() > deadline {
                 panic!(
-                    "log never contained {needle:?} within {within:?}\n--- log ---\n{}",
+                    "log never contained {needle:?} within {within:?}; args {:?}\n--- log ---\n{}",
+                    self.args,
                     self.log()
                 );
             }
