@@ -33,6 +33,7 @@ mod index;
 mod io;
 mod log;
 mod recovery;
+mod roll;
 mod segment;
 mod state;
 mod subject;

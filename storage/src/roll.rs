@@ -1,0 +1,224 @@
+//! Segment lifecycle on the write side (creating, growing, sealing the
+//! active segment, erasing in place) and the background maintenance task.
+
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::format;
+use crate::index;
+use crate::io::{self, LogFile, WriteMode};
+use crate::log::{Inner, Log};
+use crate::recovery::build_index;
+use crate::segment::{self, Segment};
+
+impl Inner {
+    pub(crate) async fn sync_active(&self) -> Result<()> {
+        let file = self.st.borrow().active().file.clone();
+        if let Some(f) = file {
+            f.sync().await?;
+            let mut st = self.st.borrow_mut();
+            st.last_sync = Instant::now();
+            st.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Creates a fresh active segment at `next_seq` with room for `room`.
+    pub(crate) async fn new_active(&self, room: usize) -> Result<()> {
+        let (base, cap, dsync, mode) = {
+            let st = self.st.borrow();
+            (
+                st.next_seq,
+                fit(st.cfg.segment_size, room),
+                st.cfg.durability == Durability::Always,
+                st.cfg.write_mode,
+            )
+        };
+        let path = self.dir.join(segment::seg_name(base, 0));
+        let faults = self.faults.clone();
+        let f = match mode {
+            WriteMode::Buffered => LogFile::open_with(&path, faults, true, dsync).await?,
+            WriteMode::Direct => LogFile::open_direct(&path, faults, true, dsync, 0).await?,
+        };
+        // Sparse preallocation: the mapping covers the whole segment and
+        // later fdatasyncs need not change the file size.
+        f.set_len(cap).await?;
+        f.sync().await?;
+        io::sync_dir(&self.dir).await?;
+        let (data, map) = segment::map_file(&path, cap)?;
+        let mut seg = Segment::new(base, 0, path, data, map, cap);
+        seg.file = Some(Rc::new(f));
+        self.st.borrow_mut().segs.push(seg);
+        Ok(())
+    }
+
+    /// Seals the active segment (sync, trim, index file) and starts a new
+    /// one; an empty active segment is just replaced.
+    pub(crate) async fn roll(&self, room: usize) -> Result<()> {
+        let (file, len, empty, same_base) = {
+            let st = self.st.borrow();
+            let a = st.active();
+            (a.file.clone(), a.len, a.len == 0, a.base == st.next_seq)
+        };
+        if empty && same_base {
+            return self.grow(room).await;
+        }
+        if empty {
+            // Nothing written here (the sequence jumped): replace it.
+            self.new_active(room).await?;
+            let mut st = self.st.borrow_mut();
+            let n = st.segs.len();
+            let old = st.segs.remove(n - 2);
+            old.retire();
+            return Ok(());
+        }
+        if let Some(f) = &file {
+            f.sync().await?;
+            f.set_len(len).await?;
+            f.sync().await?;
+        }
+        let (data, path) = {
+            let mut st = self.st.borrow_mut();
+            let a = st.active_mut();
+            a.file = None;
+            a.capacity = a.len;
+            let d = build_index(a);
+            (
+                index::encode(&d),
+                st.dir.join(segment::idx_name(d.base, d.gen)),
+            )
+        };
+        // Index files need no fsync: a lost or stale one is detected and
+        // rebuilt from the segment at the next open.
+        let idx = LogFile::create(&path, self.faults.clone()).await?;
+        idx.write_all_at(data, 0).await?;
+        idx.close().await?;
+        let r = self.new_active(room).await;
+        self.st.borrow_mut().drop_empty_front();
+        r
+    }
+
+    /// Enlarges the (empty) active segment so a record of `room` fits.
+    async fn grow(&self, room: usize) -> Result<()> {
+        let (file, path, cap) = {
+            let st = self.st.borrow();
+            let a = st.active();
+            (a.file.clone(), a.path.clone(), fit(a.capacity, room))
+        };
+        let Some(file) = file else {
+            return Err(Error::Closed);
+        };
+        file.set_len(cap).await?;
+        file.sync().await?;
+        let (data, map) = segment::map_file(&path, cap)?;
+        let mut st = self.st.borrow_mut();
+        let a = st.active_mut();
+        a.data = data;
+        a.map = map;
+        a.capacity = cap;
+        Ok(())
+    }
+
+    /// Overwrites a deleted record's headers and payload with zeros.
+    pub(crate) async fn erase(&self, seq: u64, base: u64, gen: u32, off: usize) -> Result<()> {
+        let (rec, file, path) = {
+            let st = self.st.borrow();
+            // Same generation only: a compaction may have moved records (and
+            // did not copy this one, which was already deleted).
+            let Some(seg) = st.segs.iter().find(|s| s.base == base && s.gen == gen) else {
+                return Ok(());
+            };
+            let Some(h) = seg.header_at(off) else {
+                return Ok(());
+            };
+            if h.seq.get() != seq || h.kind() != Some(format::Kind::Msg) {
+                return Ok(());
+            }
+            let len = h.record_len();
+            let rec = seg.data.get(off..off + len).and_then(format::erased_copy);
+            (rec, seg.file.clone(), seg.path.clone())
+        };
+        let Some(rec) = rec else { return Ok(()) };
+        let file = match file {
+            Some(f) => f,
+            None => Rc::new(LogFile::open(&path, self.faults.clone()).await?),
+        };
+        file.overwrite_at(rec, off as u64).await?;
+        if self.st.borrow().cfg.durability != Durability::Never {
+            file.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Segment capacity: the configured size, or more for one oversized record.
+fn fit(size: u64, room: usize) -> u64 {
+    if room as u64 > size {
+        (room as u64).next_multiple_of(4096)
+    } else {
+        size
+    }
+}
+
+/// Background duties: interval fsync and age expiry. Holds only a weak
+/// reference so dropping every `Log` handle ends it.
+pub(crate) fn spawn_maintenance(weak: Weak<Inner>) {
+    glommio::spawn_local(async move {
+        loop {
+            let tick = {
+                let Some(inner) = weak.upgrade() else { return };
+                let st = inner.st.borrow();
+                match st.cfg.durability {
+                    Durability::Interval(d) => d.min(Duration::from_secs(1)),
+                    _ => Duration::from_secs(1),
+                }
+            };
+            glommio::timer::sleep(tick).await;
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.get() {
+                return;
+            }
+            let (sync, expire) = {
+                let st = inner.st.borrow();
+                let sync = matches!(st.cfg.durability, Durability::Interval(d)
+                    if st.dirty && st.last_sync.elapsed() >= d);
+                (sync, st.cfg.limits.max_age.is_some())
+            };
+            if sync {
+                if let Err(e) = inner.sync_active().await {
+                    tracing::warn!(error = %e, "interval fsync failed");
+                }
+            }
+            let candidate = {
+                let st = inner.st.borrow();
+                let below = st.cfg.compact_below;
+                let n = st.segs.len();
+                !st.compacting
+                    && st.segs[..n.saturating_sub(1)]
+                        .iter()
+                        .any(|s| s.len > 0 && (s.live_bytes as f64) < below * s.len as f64)
+            };
+            if candidate {
+                let log = Log {
+                    inner: inner.clone(),
+                };
+                if let Err(e) = log.compact_some(1).await {
+                    tracing::warn!(error = %e, "background compaction failed");
+                }
+            }
+            if expire {
+                inner.st.borrow_mut().enforce_global();
+                let pending = {
+                    let st = inner.st.borrow();
+                    st.pending_floor || !st.pending_tombs.is_empty()
+                };
+                if pending {
+                    inner.kick();
+                }
+            }
+        }
+    })
+    .detach();
+}
