@@ -200,3 +200,20 @@ async fn signal_flag_errors() {
         );
     }
 }
+
+/// `--signal stop=PID` kills the server outright; `--signal term=PID`
+/// asks it to shut down.
+#[tokio::test]
+async fn signal_flag_stop_and_term() {
+    for cmd in ["stop", "term"] {
+        let mut s = Server::start(&[]);
+        let arg = format!("{cmd}={}", s.pid());
+        let (status, out, err) = run_to_exit(&["--signal", &arg], Duration::from_secs(10)).await;
+        assert!(status.success(), "--signal {arg}: {status}\n{out}{err}");
+        s.wait_exit(Duration::from_secs(10)).await;
+        assert!(
+            std::net::TcpStream::connect(s.addr()).is_err(),
+            "{cmd}: still listening"
+        );
+    }
+}
