@@ -493,3 +493,19 @@ async fn sigterm_under_load_exits_promptly() {
     s.wait_exit(Duration::from_secs(10)).await;
     flood.abort();
 }
+
+/// Without `-a` the server listens on all interfaces.
+#[tokio::test]
+async fn default_address_is_all_interfaces() {
+    let (port, http) = (free_port(), free_port());
+    let args = strings(&["-p", &port.to_string(), "-m", &http.to_string()]);
+    let s = Server::launch(tempfile::tempdir().unwrap(), args, Some(port), http);
+    s.wait_log(
+        &format!("Listening for client connections on 0.0.0.0:{port}"),
+        Duration::from_secs(5),
+    )
+    .await;
+    let c = s.client().await;
+    sync(&c).await;
+    assert_eq!(s.http("/healthz").await.0, 200);
+}
