@@ -189,7 +189,9 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     let files = write_files(&opts, client_addr, http_addr, ws_addr)?;
     tracing::info!("Server is ready");
     let gs = g.clone();
-    let pin = std::env::var("BROKER_EDGE_PIN").is_ok_and(|v| v == "1");
+    // Pinned by default (thread-per-core); BROKER_EDGE_PIN=0 lets the
+    // kernel place the shard threads.
+    let pin = std::env::var("BROKER_EDGE_PIN").map_or(true, |v| v != "0");
     runtime::run_shards(shards, pin, move || shard::run(gs))
         .map_err(|e| StartError::Other(format!("shard runtime failed: {e}")))?;
     for f in files {
