@@ -1501,3 +1501,57 @@ async fn fanout_payloads_are_bit_exact() {
         }
     }
 }
+
+/// Subscribers vanishing in the middle of a flood (their shards still have
+/// messages in flight for them) do not disturb the ones that stay.
+#[tokio::test]
+async fn subscribers_vanishing_mid_flood() {
+    const MSGS: usize = 3000;
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut stay = Vec::new();
+    let mut go = Vec::new();
+    for i in 0..12 {
+        let mut r = s.raw().await;
+        r.handshake(quiet).await;
+        r.send("SUB vanish 1\r\nPING\r\n").await;
+        assert_eq!(r.next().await.as_deref(), Some("PONG"));
+        if i % 2 == 0 {
+            stay.push(r);
+        } else {
+            go.push(r);
+        }
+    }
+    let mut p = s.raw().await;
+    p.handshake(quiet).await;
+    let mut first = String::new();
+    let mut second = String::new();
+    for i in 0..MSGS {
+        let body = i.to_string();
+        let op = format!("PUB vanish {}\r\n{body}\r\n", body.len());
+        if i < MSGS / 2 {
+            first.push_str(&op);
+        } else {
+            second.push_str(&op);
+        }
+    }
+    p.send(&first).await;
+    drop(go);
+    p.send(&second).await;
+    p.send("PING\r\n").await;
+    assert_eq!(p.next().await.as_deref(), Some("PONG"));
+    for (k, r) in stay.iter_mut().enumerate() {
+        for i in 0..MSGS {
+            let body = i.to_string();
+            assert_eq!(
+                r.next().await,
+                Some(format!("MSG vanish 1 {}", body.len())),
+                "subscriber {k}, message {i}"
+            );
+            assert_eq!(
+                r.bytes(body.len() + 2).await,
+                format!("{body}\r\n").as_bytes()
+            );
+        }
+    }
+}
