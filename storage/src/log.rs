@@ -373,12 +373,17 @@ impl Log {
             if erase && st.compacting {
                 st.erase_after_compaction.push(seq);
             }
-            st.drop_empty_front();
+            if !erase {
+                st.drop_empty_front();
+            }
             loc
         };
         self.inner.submit(Op::Barrier).await?;
         if let (true, Some((base, gen, off))) = (erase, loc) {
+            // Erase before the segment may be dropped, so the bytes go even
+            // while a reader keeps the retired file mapped.
             self.inner.erase(seq, base, gen, off).await?;
+            self.inner.st.borrow_mut().drop_empty_front();
         }
         Ok(true)
     }

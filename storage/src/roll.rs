@@ -143,7 +143,13 @@ impl Inner {
         let Some(rec) = rec else { return Ok(()) };
         let file = match file {
             Some(f) => f,
-            None => Rc::new(LogFile::open(&path, self.faults.clone()).await?),
+            None => match LogFile::open(&path, self.faults.clone()).await {
+                Ok(f) => Rc::new(f),
+                // Dropped (and renamed away) meanwhile: its file goes with
+                // the last reader, bytes and all.
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            },
         };
         file.overwrite_at(rec, off as u64).await?;
         if self.st.borrow().cfg.durability != Durability::Never {
