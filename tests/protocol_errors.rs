@@ -472,3 +472,16 @@ async fn no_responders_without_headers_is_rejected() {
         .await;
     expect_err_and_close(&mut raw, "no responders requires headers support").await;
 }
+
+/// A second CONNECT is accepted (the reference updates the options).
+#[tokio::test]
+async fn second_connect_is_accepted() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(QUIET).await;
+    raw.send("CONNECT {\"verbose\":true}\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("+OK"));
+    raw.send("SUB again 1\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("+OK"));
+    expect_alive(&mut raw).await;
+}
