@@ -241,6 +241,9 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
     };
+    // Protocol tracing (-V) is decided once per connection, so the hot path
+    // pays one branch for it.
+    let trace = tracing::enabled!(tracing::Level::TRACE);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     // Bytes the next operation needs before parsing is worth trying.
     let mut need = 0usize;
@@ -281,6 +284,14 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
             match parse(&chunk[at..], &limits) {
                 Ok(Parsed::Op(op, used)) => {
                     at += used;
+                    if trace {
+                        tracing::trace!(
+                            "{} - cid:{} - <<- [{}]",
+                            client.addr,
+                            client.cid,
+                            describe(&op)
+                        );
+                    }
                     if let Err(reason) = conn.handle(&chunk, op).await {
                         break 'read reason;
                     }
@@ -313,6 +324,43 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
     client.reader_fd.set(None);
     drop(stream);
     release(&shard, &client, reason);
+}
+
+/// An operation as the protocol trace shows it (payloads by size only;
+/// CONNECT without credentials).
+fn describe(op: &ClientOp) -> String {
+    let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match op {
+        ClientOp::Connect(_) => "CONNECT".into(),
+        ClientOp::Pub {
+            subject,
+            reply,
+            hdr_len,
+            msg,
+        } => {
+            let verb = if hdr_len.is_some() { "HPUB" } else { "PUB" };
+            let reply = reply.map(|r| format!(" {}", t(r))).unwrap_or_default();
+            let hdr = hdr_len.map(|h| format!(" {h}")).unwrap_or_default();
+            format!("{verb} {}{reply}{hdr} {}", t(subject), msg.len())
+        }
+        ClientOp::Sub {
+            subject,
+            queue,
+            sid,
+        } => match queue {
+            Some(q) => format!("SUB {} {} {}", t(subject), t(q), t(sid)),
+            None => format!("SUB {} {}", t(subject), t(sid)),
+        },
+        ClientOp::Unsub { sid, max } => match max {
+            Some(m) => format!("UNSUB {} {m}", t(sid)),
+            None => format!("UNSUB {}", t(sid)),
+        },
+        ClientOp::Ping => "PING".into(),
+        ClientOp::Pong => "PONG".into(),
+        ClientOp::Info => "INFO".into(),
+        ClientOp::Ok => "+OK".into(),
+        ClientOp::Err(e) => format!("-ERR {}", t(e)),
+    }
 }
 
 /// Ends a connection for good: nobody may shut its socket down after this;
