@@ -1555,3 +1555,30 @@ async fn subscribers_vanishing_mid_flood() {
         }
     }
 }
+
+/// `UNSUB sid max` with max at or below what was already delivered ends the
+/// subscription at once.
+#[tokio::test]
+async fn unsub_max_below_delivered_count_ends_at_once() {
+    let s = Server::start(&[]);
+    let quiet = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut raw = s.raw().await;
+    raw.handshake(quiet).await;
+    raw.send("SUB late 1\r\nSUB late.end 2\r\nPING\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    let p = s.client().await;
+    for _ in 0..3 {
+        p.publish("late", "x".into()).await.unwrap();
+    }
+    flush(&p).await;
+    for _ in 0..3 {
+        assert_eq!(raw.next().await.as_deref(), Some("MSG late 1 1"));
+        raw.bytes(3).await;
+    }
+    raw.send("UNSUB 1 2\r\nPING\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    p.publish("late", "y".into()).await.unwrap();
+    p.publish("late.end", "e".into()).await.unwrap();
+    flush(&p).await;
+    assert_eq!(raw.next().await.as_deref(), Some("MSG late.end 2 1"));
+}
