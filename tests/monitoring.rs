@@ -630,3 +630,29 @@ async fn connz_subs_flag_forms() {
     let v = s.json(&format!("/connz?subs=0&cid={}", cid(&a))).await;
     assert!(find_conn(&v, cid(&a)).get("subscriptions_list").is_none());
 }
+
+/// Malformed query values are a 400, not a crash or a silent default;
+/// unknown parameters are ignored.
+#[tokio::test]
+async fn bad_query_values_are_rejected() {
+    let s = Server::start(&[]);
+    let mut wrong = Vec::new();
+    for q in [
+        "/connz?limit=abc",
+        "/connz?cid=abc",
+        "/connz?subs=maybe",
+        "/subsz?limit=x",
+        "/connz?sort=stop",
+    ] {
+        let (status, body) = s.http(q).await;
+        if status != 400 {
+            wrong.push(format!("{q} -> {status}: {body}"));
+        }
+    }
+    assert!(wrong.is_empty(), "expected 400 for:\n{}", wrong.join("\n"));
+    for q in ["/varz?x=1", "/healthz?foo=bar"] {
+        assert_eq!(s.http(q).await.0, 200, "{q}");
+    }
+    // Still serving.
+    assert_eq!(s.json("/healthz").await["status"], "ok");
+}
