@@ -196,7 +196,7 @@ impl Server {
                 http_port.to_string(),
             ];
             args.extend(extra.iter().map(|s| s.to_string()));
-            match Self::launch_inner(dir, args, Some(port), http_port) {
+            match Self::launch_inner(dir, args, Some(port), http_port, &[]) {
                 Ok(server) => return server,
                 // Another process (other test runs share this machine) took
                 // a port between our check and the server's bind: new ports.
@@ -219,7 +219,8 @@ impl Server {
         port: Option<u16>,
         http_port: u16,
     ) -> Server {
-        Self::launch_inner(dir, args, port, http_port).unwrap_or_else(|(_, msg)| panic!("{msg}"))
+        Self::launch_inner(dir, args, port, http_port, &[])
+            .unwrap_or_else(|(_, msg)| panic!("{msg}"))
     }
 
     /// [`Server::launch`], handing back the directory and the failure
@@ -229,6 +230,7 @@ impl Server {
         mut args: Vec<String>,
         port: Option<u16>,
         http_port: u16,
+        env: &[(&str, &str)],
     ) -> Result<Server, (tempfile::TempDir, String)> {
         let has_shards = args
             .iter()
@@ -243,6 +245,7 @@ impl Server {
         }
         let mut child = Command::new(server_bin())
             .args(&args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -734,53 +737,13 @@ impl Server {
     /// [`Server::launch`] with extra environment variables for the child.
     pub fn launch_env(
         dir: tempfile::TempDir,
-        mut args: Vec<String>,
+        args: Vec<String>,
         port: Option<u16>,
         http_port: u16,
         env: &[(&str, &str)],
     ) -> Server {
-        let has_shards = args
-            .iter()
-            .any(|a| a.trim_start_matches('-').starts_with("shards"));
-        if !is_reference() && !has_shards {
-            args.push("--shards".into());
-            args.push(shards());
-            // Spread clients from the first one, so that few-client tests
-            // cross shards too.
-            args.push("--shard_fill".into());
-            args.push("1".into());
-        }
-        let mut child = Command::new(server_bin())
-            .args(&args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
-        let stderr = Captured::default();
-        let stdout = Captured::default();
-        let readers = vec![
-            stderr.attach(child.stderr.take().unwrap()),
-            stdout.attach(child.stdout.take().unwrap()),
-        ];
-        let mut server = Server {
-            child,
-            port: port.unwrap_or(0),
-            http_port,
-            stderr,
-            stdout,
-            dir,
-            args,
-            readers,
-        };
-        if port.is_none() {
-            server.port = server.port_from_log();
-        }
-        server
-            .wait_accepting(server.port)
-            .unwrap_or_else(|msg| panic!("{msg}"));
-        server
+        Self::launch_inner(dir, args, port, http_port, env)
+            .unwrap_or_else(|(_, msg)| panic!("{msg}"))
     }
 
     /// Path of the config file written by `start_with_config*`.
