@@ -170,11 +170,18 @@ async fn lame_duck_with_defaults_announces_and_stops_accepting() {
         expect_ldm_info(r).await;
     }
     expect_listener_closed(&s).await;
-    // Within the default 10 s grace period, existing clients still work.
+    // Within the default 10 s grace period, existing clients still work,
+    // including messages between them.
     for r in clients.iter_mut() {
         r.send("PING\r\n").await;
         assert_eq!(r.next().await.as_deref(), Some("PONG"));
     }
+    clients[0].send("SUB ldm.live 1\r\nPING\r\n").await;
+    assert_eq!(clients[0].next().await.as_deref(), Some("PONG"));
+    clients[1].send("PUB ldm.live 2\r\nok\r\nPING\r\n").await;
+    assert_eq!(clients[1].next().await.as_deref(), Some("PONG"));
+    assert_eq!(clients[0].next().await.as_deref(), Some("MSG ldm.live 1 2"));
+    assert_eq!(clients[0].bytes(4).await, b"ok\r\n");
     s.wait_log("Entering lame duck mode", Duration::from_secs(5))
         .await;
 }
