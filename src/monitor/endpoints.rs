@@ -163,10 +163,14 @@ async fn gather(g: &Arc<Global>, q: &Query) -> Vec<ShardReport> {
     out
 }
 
-fn flag(params: &HashMap<String, String>, k: &str) -> bool {
-    params
-        .get(k)
-        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "detail" | ""))
+/// A boolean query parameter; anything but the forms the reference takes
+/// is a bad request.
+fn flag(params: &HashMap<String, String>, k: &str) -> Result<bool, String> {
+    match params.get(k).map(String::as_str) {
+        None | Some("0") | Some("false") => Ok(false),
+        Some("1") | Some("true") | Some("detail") | Some("") => Ok(true),
+        Some(v) => Err(format!("invalid value {v:?} for {k}")),
+    }
 }
 
 fn num(params: &HashMap<String, String>, k: &str, default: usize) -> Result<usize, String> {
@@ -222,7 +226,7 @@ fn conn_json(c: &ConnReport, subs: bool, detail: bool) -> Value {
 }
 
 pub async fn connz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<Value, String> {
-    let subs = flag(params, "subs");
+    let subs = flag(params, "subs")?;
     let detail = params.get("subs").is_some_and(|v| v == "detail");
     let offset = num(params, "offset", 0)?;
     let limit = num(params, "limit", 1024)?;
@@ -273,7 +277,7 @@ pub async fn connz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
 }
 
 pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<Value, String> {
-    let subs = flag(params, "subs");
+    let subs = flag(params, "subs")?;
     let offset = num(params, "offset", 0)?;
     let limit = num(params, "limit", 1024)?;
     let test = params.get("test").cloned();

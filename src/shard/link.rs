@@ -127,6 +127,9 @@ pub struct MsgRef {
     pub tried: u64,
     /// The account whose subscribers get it.
     pub account: u32,
+    /// Nobody else got this request and its publisher wants a 503 status
+    /// if nobody here does either.
+    pub no_responders: bool,
 }
 
 /// A queue group's name as it crosses to another shard: copied inline when

@@ -42,6 +42,16 @@ const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
 /// The longest a producer waits for one lagging subscriber.
 const STALL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Who published, as delivery needs to know it.
+pub struct Origin<'a> {
+    pub cid: u64,
+    pub echo: bool,
+    /// Set when the message went to another shard (the next PONG waits).
+    pub forwarded: Option<&'a std::cell::Cell<bool>>,
+    /// The publisher wants a 503 status when nobody gets its request.
+    pub no_responders: bool,
+}
+
 /// One message as delivery sees it: slices of wherever it lives.
 pub struct Msg<'a> {
     pub subject: &'a [u8],
@@ -189,10 +199,16 @@ impl Shard {
         };
         let accounts = &self.g.accounts;
         let acc = from.account();
+        let o = Origin {
+            cid: from.cid,
+            echo: from.echo(),
+            forwarded: Some(&from.forwarded),
+            no_responders: reply.is_some() && from.wants_no_responders(),
+        };
         let any = if accounts.multi {
-            self.publish_accounts(from, acc, data, &m)
+            self.publish_accounts(&o, acc, data, &m)
         } else {
-            self.publish_in(from, 0, data, &m)
+            self.publish_in(&o, 0, data, &m)
         };
         if !any && reply.is_some() && from.wants_no_responders() {
             if let Some(r) = reply {
@@ -205,7 +221,7 @@ impl Shard {
     /// With accounts: the publisher's own account, the accounts importing
     /// this stream, the account serving an imported service, and responses
     /// crossing back to the account that imported a service.
-    fn publish_accounts(&self, from: &Client, acc: u32, data: &Bytes, m: &Msg) -> bool {
+    fn publish_accounts(&self, from: &Origin, acc: u32, data: &Bytes, m: &Msg) -> bool {
         let accounts = &self.g.accounts;
         if let Some((importer, rest)) = crate::account::response_route(m.subject) {
             if accounts.serves(acc, importer) {
@@ -230,7 +246,7 @@ impl Shard {
     /// parts are copied into one new buffer that peers can share.
     fn publish_copy(
         &self,
-        from: &Client,
+        from: &Origin,
         acc: u32,
         subject: &[u8],
         reply: Option<&[u8]>,
@@ -257,11 +273,11 @@ impl Shard {
 
     /// Delivers `m` within account `acc`: local subscribers, and once to
     /// each peer shard with matching interest.
-    fn publish_in(&self, from: &Client, acc: u32, data: &Bytes, m: &Msg) -> bool {
+    fn publish_in(&self, from: &Origin, acc: u32, data: &Bytes, m: &Msg) -> bool {
         let mut key_buf = Vec::new();
         let key = self.g.accounts.key(acc, m.subject, &mut key_buf);
         let local = self.subs.borrow_mut().matches(key);
-        let echo = from.echo();
+        let echo = from.echo;
         let mut any = false;
         for s in &local.psubs {
             if !echo && s.0.client.cid == from.cid {
@@ -274,7 +290,7 @@ impl Shard {
                 any |= self.deliver_one_of(members, echo, from.cid, m);
             }
         } else {
-            any |= self.publish_across(from, acc, key, &local, data, m);
+            any = self.publish_across(from, acc, key, &local, data, m, any);
         }
         any
     }
@@ -295,25 +311,27 @@ impl Shard {
         false
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn publish_across(
         &self,
-        from: &Client,
+        from: &Origin,
         acc: u32,
         key: &[u8],
         local: &crate::sublist::Matches<SubRef>,
         data: &Bytes,
         m: &Msg,
+        delivered: bool,
     ) -> bool {
         let remote = self.remote.borrow_mut().matches(key);
         if remote.is_empty() {
             let mut any = false;
             for (_, members) in &local.qsubs {
-                any |= self.deliver_one_of(members, from.echo(), from.cid, m);
+                any |= self.deliver_one_of(members, from.echo, from.cid, m);
             }
             return any;
         }
-        let echo = from.echo();
-        let mut any = false;
+        let echo = from.echo;
+        let mut any = delivered;
         // Queue groups: weigh local members against remote shards' counts
         // and pick exactly one member across all shards. The picks for
         // other shards are gathered as (shard, group).
@@ -354,8 +372,11 @@ impl Shard {
                 picks.push((shard, q));
             }
         }
+        let mut forwards: smallvec::SmallVec<[(usize, MsgRef); 2]> = smallvec::SmallVec::new();
         for (peer, link) in self.links.iter().enumerate() {
-            let Some(link) = link else { continue };
+            if link.is_none() {
+                continue;
+            }
             let plain = remote.psubs.iter().any(|r| r.shard == peer);
             let queues: smallvec::SmallVec<[QueueName; 1]> = picks
                 .iter()
@@ -365,10 +386,8 @@ impl Shard {
             if !plain && queues.is_empty() {
                 continue;
             }
-            any = true;
-            from.forwarded.set(true);
-            link.push_msg(
-                data,
+            forwards.push((
+                peer,
                 MsgRef {
                     subject: Span::of(data, m.subject),
                     reply: m.reply.map(|r| Span::of(data, r)),
@@ -378,8 +397,23 @@ impl Shard {
                     queues,
                     tried: 0,
                     account: acc,
+                    no_responders: false,
                 },
-            );
+            ));
+        }
+        // A request whose only taker is on one other shard: if that taker
+        // left meanwhile, that shard answers with the 503 status for us.
+        if from.no_responders && !any && forwards.len() == 1 {
+            forwards[0].1.no_responders = true;
+        }
+        for (peer, r) in forwards {
+            any = true;
+            if let Some(f) = from.forwarded {
+                f.set(true);
+            }
+            if let Some(link) = self.link(peer) {
+                link.push_msg(data, r);
+            }
         }
         any
     }
@@ -417,16 +451,16 @@ impl Shard {
     /// A forwarded queue message found no member here (it left after the
     /// sender picked us): hand it to another shard that announced members
     /// and has not tried yet, so queue delivery loses nothing.
-    fn pass_on(&self, data: &Bytes, r: &MsgRef, q: &QueueName, m: &Msg) {
+    fn pass_on(&self, data: &Bytes, r: &MsgRef, q: &QueueName, m: &Msg) -> bool {
         let tried = r.tried | (1u64 << self.id);
         let mut key_buf = Vec::new();
         let key = self.g.accounts.key(r.account, m.subject, &mut key_buf);
         let remote = self.remote.borrow_mut().matches(key);
         let Some((_, members)) = remote.qsubs.iter().find(|(n, _)| n == q.as_bytes()) else {
-            return;
+            return false;
         };
         let Some(peer) = pick_excluding(members, tried) else {
-            return;
+            return false;
         };
         if let Some(link) = self.link(peer) {
             link.push_msg(
@@ -440,9 +474,33 @@ impl Shard {
                     queues: smallvec::smallvec![q.clone()],
                     tried,
                     account: r.account,
+                    no_responders: r.no_responders,
                 },
             );
+            return true;
         }
+        false
+    }
+
+    /// Publishes the no-responders status to `reply` in `acc` (it finds
+    /// the requester wherever it is).
+    fn no_responders_to(&self, acc: u32, reply: &[u8]) {
+        let mut buf = reply.to_vec();
+        buf.extend_from_slice(NO_RESPONDERS);
+        let data = Bytes::from(buf);
+        let m = Msg {
+            subject: &data[..reply.len()],
+            reply: None,
+            hdr_len: Some(NO_RESPONDERS.len()),
+            msg: &data[reply.len()..],
+        };
+        let o = Origin {
+            cid: 0,
+            echo: true,
+            forwarded: None,
+            no_responders: false,
+        };
+        self.publish_in(&o, acc, &data, &m);
     }
 
     /// Resolves once no link to a peer is over its high-water mark, so a
@@ -487,9 +545,10 @@ impl Shard {
                     let mut key_buf = Vec::new();
                     let key = self.g.accounts.key(r.account, m.subject, &mut key_buf);
                     let local = self.subs.borrow_mut().matches(key);
+                    let mut any = false;
                     if r.plain {
                         for s in &local.psubs {
-                            self.deliver(s, &m);
+                            any |= self.deliver(s, &m);
                         }
                     }
                     for q in &r.queues {
@@ -499,7 +558,14 @@ impl Shard {
                                 |(_, members)| self.deliver_one_of(members, true, 0, &m),
                             );
                         if !delivered {
-                            self.pass_on(&data, r, q, &m);
+                            any |= self.pass_on(&data, r, q, &m);
+                        } else {
+                            any = true;
+                        }
+                    }
+                    if r.no_responders && !any {
+                        if let Some(reply) = m.reply {
+                            self.no_responders_to(r.account, reply);
                         }
                     }
                 }
