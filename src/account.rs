@@ -96,13 +96,21 @@ impl Accounts {
     pub fn new(opts: &Options) -> Result<Accounts, AccountError> {
         let mut a = Accounts::default();
         a.add(GLOBAL);
-        for acc in &opts.accounts {
+        // Operator mode: preloaded account JWTs are accounts named by
+        // their public key (a bad chain fails in `Authenticator::new`).
+        let jwt_accounts = crate::auth::jwt::Trust::from_options(opts)
+            .ok()
+            .flatten()
+            .map(|t| t.account_configs())
+            .unwrap_or_default();
+        let all: Vec<_> = opts.accounts.iter().chain(&jwt_accounts).collect();
+        for acc in &all {
             a.add(&acc.name);
         }
         a.multi = a.names.len() > 1;
         a.streams = vec![Vec::new(); a.names.len()];
         a.services = vec![Vec::new(); a.names.len()];
-        for acc in &opts.accounts {
+        for acc in &all {
             let importer = a.by_name[&acc.name];
             for imp in &acc.imports {
                 let Some(&from) = a.by_name.get(&imp.account) else {
@@ -111,7 +119,7 @@ impl Accounts {
                         subject: imp.subject.clone(),
                     });
                 };
-                let exporter = opts.accounts.iter().find(|x| x.name == imp.account);
+                let exporter = all.iter().find(|x| x.name == imp.account);
                 let allowed = exporter.is_some_and(|x| {
                     x.exports.iter().any(|e| {
                         e.kind == imp.kind

@@ -85,6 +85,20 @@ pub struct Options {
     pub leafnodes: Option<ListenerConfig>,
     pub cluster: Option<ListenerConfig>,
     pub server_tags: Vec<String>,
+    /// `operator`: trusted operator JWTs (read from files when given a
+    /// path). Non-empty means operator mode.
+    pub trusted_operators: Vec<String>,
+    /// `resolver`: where account JWTs come from.
+    pub resolver: Option<Resolver>,
+    /// `resolver_preload { <account public key>: <account JWT> }`, in
+    /// file order.
+    pub resolver_preload: Vec<(String, String)>,
+}
+
+/// `resolver: MEMORY` is the only account resolver supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolver {
+    Memory,
 }
 
 /// A user with a password (plain or bcrypt `$2a$…`).
@@ -326,6 +340,9 @@ impl Default for Options {
             leafnodes: None,
             cluster: None,
             server_tags: Vec::new(),
+            trusted_operators: Vec::new(),
+            resolver: None,
+            resolver_preload: Vec::new(),
         }
     }
 }

@@ -32,11 +32,17 @@
 //! [`Authenticator::is_slow`] tells the caller when to move the check off
 //! the shard (e.g. glommio's `spawn_blocking`).
 //!
+//! Operator mode (`operator`, `resolver: MEMORY`, `resolver_preload`):
+//! the CONNECT carries a user JWT and the nonce signed with the user's
+//! key; the JWT must chain to a trusted operator through a preloaded
+//! account (see [`jwt`]). Users and permissions then come only from JWTs.
+//!
 //! Deliberate difference: nats-server re-checks a `no_auth_user`'s stored
 //! password against itself, which fails for bcrypt-hashed users; here the
 //! no_auth_user simply is that user.
 
 mod conn;
+pub mod jwt;
 mod permissions;
 
 #[cfg(test)]
@@ -127,6 +133,8 @@ pub enum AuthConfigError {
     BadSubject(String),
     #[error("Duplicate user {0:?} detected")]
     DuplicateUser(String),
+    #[error("operator mode: {0}")]
+    Operator(String),
 }
 
 /// Why a CONNECT was refused. Every variant goes on the wire as
@@ -151,6 +159,10 @@ pub enum AuthError {
     BadSignature(String),
     #[error("user {user:?} may not connect as {conn_type}")]
     ConnectionTypeNotAllowed { user: String, conn_type: String },
+    #[error("user JWT: {0}")]
+    Jwt(#[from] jwt::JwtError),
+    #[error("user JWT {0:?}: permissions hold an invalid subject")]
+    JwtPermissions(String),
 }
 
 /// Who a connection authenticated as.
@@ -232,6 +244,10 @@ pub struct Authenticator {
     single: Option<(String, Secret)>,
     no_auth_user: Option<String>,
     timeout: Duration,
+    /// Operator mode: trusted operators and preloaded accounts.
+    trust: Option<jwt::Trust>,
+    /// Operator mode: each account's `default_permissions`, compiled.
+    account_defaults: HashMap<String, Arc<Permissions>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -243,6 +259,7 @@ impl std::fmt::Debug for Authenticator {
             .field("token", &self.token.is_some())
             .field("single_user", &self.single.as_ref().map(|(u, _)| u))
             .field("no_auth_user", &self.no_auth_user)
+            .field("operator_mode", &self.trust.is_some())
             .finish()
     }
 }
@@ -291,7 +308,17 @@ impl Authenticator {
                 return Err(AuthConfigError::NoAuthUserUnknown(n.clone()));
             }
         }
+        let trust =
+            jwt::Trust::from_options(opts).map_err(|e| AuthConfigError::Operator(e.to_string()))?;
+        let mut account_defaults = HashMap::new();
+        for acc in trust.iter().flat_map(|t| t.account_configs()) {
+            if let Some(p) = compile(&acc.default_permissions)? {
+                account_defaults.insert(acc.name, p);
+            }
+        }
         Ok(Authenticator {
+            trust,
+            account_defaults,
             users,
             nkeys,
             token: opts.auth_token.as_deref().map(Secret::new),
@@ -328,7 +355,8 @@ impl Authenticator {
 
     /// INFO `auth_required`.
     pub fn required(&self) -> bool {
-        !self.users.is_empty()
+        self.trust.is_some()
+            || !self.users.is_empty()
             || !self.nkeys.is_empty()
             || self.token.is_some()
             || self.single.is_some()
@@ -340,9 +368,15 @@ impl Authenticator {
         self.required() && self.no_auth_user.is_none()
     }
 
-    /// INFO must carry a nonce (nkey users are configured).
+    /// INFO must carry a nonce (nkey users are configured, or operator
+    /// mode: user JWTs come with the nonce signed).
     pub fn nonce_required(&self) -> bool {
-        !self.nkeys.is_empty()
+        !self.nkeys.is_empty() || self.trust.is_some()
+    }
+
+    /// Operator mode: trusted operators and JWT accounts.
+    pub fn operator_mode(&self) -> bool {
+        self.trust.is_some()
     }
 
     /// How long a client has to send CONNECT once auth is required.
@@ -352,6 +386,9 @@ impl Authenticator {
 
     /// Would checking this CONNECT involve bcrypt (slow on purpose)?
     pub fn is_slow(&self, c: &Connect) -> bool {
+        if self.trust.is_some() {
+            return false;
+        }
         if c.nkey
             .as_deref()
             .is_some_and(|k| self.nkeys.contains_key(k))
@@ -384,6 +421,9 @@ impl Authenticator {
         nonce: Option<&[u8]>,
         conn_type: &str,
     ) -> Result<Authed, AuthError> {
+        if let Some(trust) = &self.trust {
+            return self.authenticate_jwt(trust, c, nonce, conn_type);
+        }
         if !self.required() {
             return Ok(Authed {
                 user: String::new(),
@@ -456,6 +496,47 @@ impl Authenticator {
             };
         }
         Err(AuthError::MissingCredentials)
+    }
+
+    /// Operator mode: the CONNECT's user JWT, then (unless it is a bearer
+    /// token) the nonce signed by the user's key, as nats-server checks.
+    fn authenticate_jwt(
+        &self,
+        trust: &jwt::Trust,
+        c: &Connect,
+        nonce: Option<&[u8]>,
+        conn_type: &str,
+    ) -> Result<Authed, AuthError> {
+        let token = c
+            .jwt
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::MissingCredentials)?;
+        let v = trust.verify_user(token)?;
+        let types = &v.limits.allowed_connection_types;
+        if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case(conn_type)) {
+            return Err(AuthError::ConnectionTypeNotAllowed {
+                user: v.user,
+                conn_type: conn_type.to_string(),
+            });
+        }
+        if !v.limits.bearer_token {
+            let key = nkeys::KeyPair::from_public_key(&v.user)
+                .map_err(|_| AuthError::UnknownNkey(v.user.clone()))?;
+            verify_nonce(&v.user, &key, c.sig.as_deref(), nonce)?;
+        }
+        let permissions = match v.limits.permissions() {
+            Some(p) => Some(Arc::new(
+                Permissions::from_config(&p)
+                    .map_err(|_| AuthError::JwtPermissions(v.user.clone()))?,
+            )),
+            None => self.account_defaults.get(&v.account).cloned(),
+        };
+        Ok(Authed {
+            user: v.user,
+            account: v.account,
+            permissions,
+        })
     }
 
     /// A CONNECT with no user, password or token stands for no_auth_user.

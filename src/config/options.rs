@@ -18,6 +18,7 @@
 
 mod auth;
 mod listeners;
+mod operator;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,6 +59,9 @@ pub fn apply_value(
     opts.nkeys.clear();
     opts.accounts.clear();
     opts.server_tags.clear();
+    opts.trusted_operators.clear();
+    opts.resolver = None;
+    opts.resolver_preload.clear();
     let mut cx = Cx::default();
     match root.as_map() {
         Some(map) => {
@@ -221,6 +225,11 @@ fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
         "accounts" => auth::accounts(cx, e, o),
         "no_auth_user" => set_opt(cx, str_of(e), &mut o.no_auth_user),
         "system_account" | "system" => set_opt(cx, str_of(e), &mut o.system_account),
+        "operator" | "operators" | "root_operator" | "root_operators" => {
+            operator::operator(cx, e, o)
+        }
+        "resolver" | "account_resolver" | "accounts_resolver" => operator::resolver(cx, e, o),
+        "resolver_preload" => operator::resolver_preload(cx, e, o),
         "tls" => {
             if let Some(t) = cx.ok(listeners::tls(e)) {
                 o.tls = Some(t);
@@ -257,6 +266,7 @@ fn validate(map: &Map, o: &Options) -> Result<(), ConfigError> {
             )));
         }
     }
+    operator::validate(map, o)?;
     if let Err(err) = crate::auth::Authenticator::new(o) {
         let pos = at(&["no_auth_user", "authorization", "accounts"]).unwrap_or_else(|| {
             map.iter().next().map_or_else(
