@@ -610,4 +610,4 @@ pub fn undecorate(text: &str) -> &str {
 
 #[cfg(test)]
 #[path = "tests/jwt.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -28,24 +28,32 @@ pub(super) fn operator(cx: &mut Cx, e: &Entry, o: &mut Options) {
             )));
             continue;
         };
-        if let Some(token) = cx.ok(operator_jwt(s, o.config_file.as_deref(), v)) {
+        if let Some((token, system)) = cx.ok(operator_jwt(s, o.config_file.as_deref(), v)) {
             o.trusted_operators.push(token);
+            // nats: the operator's system account unless the file sets one.
+            if o.system_account.is_none() && !system.is_empty() {
+                o.system_account = Some(system);
+            }
         }
     }
 }
 
 /// nats' `readOperatorJWT`: a file (armored or bare), else the value
 /// itself when it looks like a JWT (`eyJ…`).
-fn operator_jwt(s: &str, config: Option<&Path>, at: &Value) -> Result<String, ConfigError> {
+fn operator_jwt(
+    s: &str,
+    config: Option<&Path>,
+    at: &Value,
+) -> Result<(String, String), ConfigError> {
     let text = match read_relative(s, config) {
         Ok(t) => t,
         Err(_) if s.trim_start().starts_with("eyJ") => s.to_string(),
         Err(err) => return Err(at.err(format!("error parsing operator JWT: open {s}: {err}"))),
     };
     let token = jwt::undecorate(&text).to_string();
-    jwt::decode_operator(&token)
+    let claims = jwt::decode_operator(&token)
         .map_err(|err| at.err(format!("error parsing operator JWT: {err}")))?;
-    Ok(token)
+    Ok((token, claims.nats.system_account))
 }
 
 /// A path as given, else relative to the configuration file's folder.
@@ -130,12 +138,8 @@ pub(super) fn validate(map: &Map, o: &Options) -> Result<(), ConfigError> {
             .find_map(|k| map.entry_ci(k))
             .map(|e| e.key_pos.clone())
     };
+    // Without an operator nats-server ignores a resolver; so does this.
     if o.trusted_operators.is_empty() {
-        if let Some(pos) = at(&["resolver", "resolver_preload"]) {
-            if o.resolver.is_some() || !o.resolver_preload.is_empty() {
-                return Err(pos.err("resolver requires an operator (operator: <JWT or file>)"));
-            }
-        }
         return Ok(());
     }
     let Some(pos) = at(&["operator", "operators", "root_operator", "root_operators"]) else {
@@ -144,18 +148,120 @@ pub(super) fn validate(map: &Map, o: &Options) -> Result<(), ConfigError> {
     if o.resolver.is_none() {
         return Err(pos.err("operators require an account resolver to be present"));
     }
-    if !o.users.is_empty() || !o.nkeys.is_empty() {
-        return Err(pos.err("operators do not allow local user or nkey configurations"));
+    if !o.users.is_empty() {
+        return Err(pos.err("operators do not allow users to be configured directly"));
     }
-    let trust = jwt::Trust::from_options(o).map_err(|e| pos.err(e.to_string()))?;
-    let trust = trust.unwrap_or_default();
-    if let Some(sys) = &o.system_account {
-        if !trust.accounts.contains_key(sys) && !sys.starts_with('A') {
-            let pos = at(&["system_account", "system"]).unwrap_or(pos);
-            return Err(pos.err(format!(
-                "system_account {sys:?} must be an account public key in operator mode"
-            )));
-        }
+    if !o.nkeys.is_empty() {
+        return Err(pos.err("operators do not allow nkeys to be configured directly"));
     }
+    if !o.accounts.is_empty() {
+        return Err(pos.err("operators do not allow Accounts to be configured directly"));
+    }
+    jwt::Trust::from_options(o).map_err(|e| pos.err(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use nkeys::KeyPair;
+    use serde_json::json;
+
+    use crate::auth::jwt::tests::encode;
+    use crate::config::parse_str;
+    use crate::options::{Options, Resolver};
+
+    fn apply(conf: &str) -> Result<Options, String> {
+        let root = parse_str(conf, Path::new("op.conf")).map_err(|e| e.to_string())?;
+        let mut o = Options::default();
+        super::super::apply_value(&root, &mut o, &[])
+            .map(|_| o)
+            .map_err(|e| {
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+    }
+
+    fn keys() -> (String, KeyPair, String) {
+        let op = KeyPair::new_operator();
+        let sys = KeyPair::new_account();
+        let op_jwt = encode(
+            json!({"sub": op.public_key(), "nats": {"type": "operator",
+                   "system_account": sys.public_key()}}),
+            &op,
+        );
+        let acc = KeyPair::new_account();
+        let acc_jwt = encode(
+            json!({"sub": acc.public_key(), "nats": {"type": "account"}}),
+            &op,
+        );
+        (op_jwt, acc, acc_jwt)
+    }
+
+    #[test]
+    fn operator_mode_options() {
+        let (op, acc, acc_jwt) = keys();
+        let pk = acc.public_key();
+        let o = apply(&format!(
+            "operator: \"{op}\"\nresolver: MEMORY\nresolver_preload {{ {pk}: \"{acc_jwt}\" }}\n"
+        ))
+        .expect("valid");
+        assert_eq!(o.trusted_operators, vec![op.clone()]);
+        assert_eq!(o.resolver, Some(Resolver::Memory));
+        assert_eq!(o.resolver_preload, vec![(pk.clone(), acc_jwt.clone())]);
+        // The operator names the system account unless the file does.
+        assert!(o
+            .system_account
+            .as_deref()
+            .is_some_and(|s| s.starts_with('A')));
+        let o = apply(&format!(
+            "system_account: {pk}\noperator: [\"{op}\"]\nresolver: memory\n"
+        ))
+        .expect("valid");
+        assert_eq!(o.system_account.as_deref(), Some(pk.as_str()));
+    }
+
+    #[test]
+    fn operator_mode_errors() {
+        let (op, acc, acc_jwt) = keys();
+        let pk = acc.public_key();
+        let err = apply(&format!(
+            "operator: \"{op}\"\nresolver: {{ type: full, dir: \"/tmp\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("op.conf:2:1: resolver type \"full\" is not supported"),
+            "{err}"
+        );
+        let err = apply(&format!("operator: \"{op}\"\n")).unwrap_err();
+        assert!(
+            err.contains("operators require an account resolver"),
+            "{err}"
+        );
+        let err = apply(&format!(
+            "operator: \"{op}\"\nresolver: MEMORY\nauthorization {{ users: [ {{user: a, password: b}} ] }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("operators do not allow users"), "{err}");
+        let err = apply(&format!(
+            "operator: \"{op}\"\nresolver: MEMORY\nresolver_preload {{ {pk}: \"garbage\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("op.conf:3:20: preload account error"),
+            "{err}"
+        );
+        // An account signed by another operator.
+        let (op2, _, _) = keys();
+        let err = apply(&format!(
+            "operator: \"{op2}\"\nresolver: MEMORY\nresolver_preload {{ {pk}: \"{acc_jwt}\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("not signed by a trusted operator"), "{err}");
+        let err = apply("operator: \"/nonexistent/op.jwt\"\nresolver: MEMORY\n").unwrap_err();
+        assert!(err.contains("error parsing operator JWT"), "{err}");
+    }
 }

@@ -1,0 +1,348 @@
+//! Operator mode (decentralised JWT auth): `operator`, `resolver: MEMORY`,
+//! `resolver_preload`; users come with a user JWT and a signed nonce
+//! (creds files). The keys and JWTs are made here with `nkeys`. Runs
+//! against the reference too (`BROKER_EDGE_BIN=/usr/sbin/nats-server`).
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use common::{sync, within, Raw, Server};
+use futures::StreamExt;
+use nkeys::KeyPair;
+use serde_json::{json, Value};
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A NATS JWT: `claims` with `iss`/`iat`/`jti` filled in, signed by `signer`.
+fn encode(mut claims: Value, signer: &KeyPair) -> String {
+    claims["iss"] = json!(signer.public_key());
+    claims["iat"] = json!(now());
+    claims["jti"] = json!(b64(&rand::random::<[u8; 16]>()));
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = b64(claims.to_string().as_bytes());
+    let input = format!("{header}.{body}");
+    let sig = signer.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", b64(&sig))
+}
+
+fn operator_jwt(op: &KeyPair) -> String {
+    encode(
+        json!({"sub": op.public_key(), "name": "OP",
+               "nats": {"type": "operator", "version": 2}}),
+        op,
+    )
+}
+
+fn account_jwt(op: &KeyPair, acc: &KeyPair, name: &str, nats: Value) -> String {
+    let mut n = json!({"type": "account", "version": 2,
+                       "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1,
+                                  "exports": -1, "wildcards": true, "conn": -1, "leaf": -1}});
+    if let (Some(a), Value::Object(b)) = (n.as_object_mut(), nats) {
+        a.extend(b);
+    }
+    encode(
+        json!({"sub": acc.public_key(), "name": name, "nats": n}),
+        op,
+    )
+}
+
+fn user_jwt(acc: &KeyPair, user: &KeyPair, nats: Value, exp: Option<i64>) -> String {
+    let mut n = json!({"type": "user", "version": 2,
+                       "subs": -1, "data": -1, "payload": -1});
+    if let (Some(a), Value::Object(b)) = (n.as_object_mut(), nats) {
+        a.extend(b);
+    }
+    let mut c = json!({"sub": user.public_key(), "name": "user", "nats": n});
+    if let Some(e) = exp {
+        c["exp"] = json!(e);
+    }
+    encode(c, acc)
+}
+
+fn creds(jwt: &str, user: &KeyPair) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+        user.seed().unwrap()
+    )
+}
+
+/// An operator, two accounts (A exports `events.>`, B imports it) and
+/// the server config that trusts them.
+struct Setup {
+    a: KeyPair,
+    b: KeyPair,
+    conf: String,
+}
+
+fn setup() -> Setup {
+    let op = KeyPair::new_operator();
+    let a = KeyPair::new_account();
+    let b = KeyPair::new_account();
+    let a_jwt = account_jwt(
+        &op,
+        &a,
+        "A",
+        json!({"exports": [{"name": "events", "subject": "events.>", "type": "stream"}]}),
+    );
+    let b_jwt = account_jwt(
+        &op,
+        &b,
+        "B",
+        json!({"imports": [{"name": "events", "subject": "events.>",
+                            "account": a.public_key(), "type": "stream"}]}),
+    );
+    let conf = format!(
+        "operator: \"{}\"\nresolver: MEMORY\nresolver_preload {{\n  {}: \"{a_jwt}\"\n  {}: \"{b_jwt}\"\n}}\n",
+        operator_jwt(&op),
+        a.public_key(),
+        b.public_key(),
+    );
+    Setup { a, b, conf }
+}
+
+async fn client(s: &Server, jwt: &str, user: &KeyPair) -> async_nats::Client {
+    let opts = async_nats::ConnectOptions::with_credentials(&creds(jwt, user)).unwrap();
+    s.client_with(opts).await
+}
+
+/// A raw connection that sends CONNECT with `jwt`, signing the INFO
+/// nonce with `signer`.
+async fn raw_connect(s: &Server, jwt: &str, signer: &KeyPair) -> Raw {
+    let mut r = s.raw().await;
+    let nonce = r.info["nonce"].as_str().expect("INFO carries a nonce");
+    let sig = b64(&signer.sign(nonce.as_bytes()).unwrap());
+    let connect = json!({"jwt": jwt, "sig": sig, "verbose": false, "pedantic": false,
+                         "protocol": 1, "headers": true});
+    r.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
+    r
+}
+
+async fn expect_auth_violation(mut r: Raw) {
+    assert_eq!(
+        r.next().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+    r.expect_closed(Duration::from_secs(5)).await;
+}
+
+async fn next(sub: &mut async_nats::Subscriber, what: &str) -> async_nats::Message {
+    within(what, sub.next())
+        .await
+        .unwrap_or_else(|| panic!("{what}: subscription ended"))
+}
+
+#[tokio::test]
+async fn valid_user_connects_and_pub_sub_works() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let r = s.raw().await;
+    assert_eq!(r.info["auth_required"], json!(true));
+    assert!(r.info["nonce"].as_str().is_some_and(|n| !n.is_empty()));
+    let user = KeyPair::new_user();
+    let c = client(&s, &user_jwt(&st.a, &user, json!({}), None), &user).await;
+    let mut sub = c.subscribe("greet.>").await.unwrap();
+    sync(&c).await;
+    c.publish("greet.joe", "hello".into()).await.unwrap();
+    let m = next(&mut sub, "own message").await;
+    assert_eq!(m.subject.as_str(), "greet.joe");
+    assert_eq!(&m.payload[..], b"hello");
+    // A user whose JWT expires later is fine, and the raw handshake too.
+    let user2 = KeyPair::new_user();
+    let jwt = user_jwt(&st.a, &user2, json!({}), Some(now() + 3600));
+    let mut r = raw_connect(&s, &jwt, &user2).await;
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+}
+
+#[tokio::test]
+async fn unknown_account_expired_jwt_and_bad_signature_are_rejected() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let user = KeyPair::new_user();
+    // Signed by an account the server does not know.
+    let stranger = KeyPair::new_account();
+    let jwt = user_jwt(&stranger, &user, json!({}), None);
+    expect_auth_violation(raw_connect(&s, &jwt, &user).await).await;
+    // Expired.
+    let jwt = user_jwt(&st.a, &user, json!({}), Some(now() - 60));
+    expect_auth_violation(raw_connect(&s, &jwt, &user).await).await;
+    // Valid JWT, nonce signed by some other key.
+    let jwt = user_jwt(&st.a, &user, json!({}), None);
+    expect_auth_violation(raw_connect(&s, &jwt, &KeyPair::new_user()).await).await;
+    // No JWT at all.
+    let mut r = s.raw().await;
+    r.send("CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+    expect_auth_violation(r).await;
+    // async-nats reports the refusal.
+    let jwt = user_jwt(&st.a, &user, json!({}), Some(now() - 60));
+    let opts = async_nats::ConnectOptions::with_credentials(&creds(&jwt, &user)).unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(10), opts.connect(s.url()))
+        .await
+        .expect("connect attempt timed out");
+    assert!(res.is_err(), "an expired user must not connect");
+}
+
+#[tokio::test]
+async fn user_permissions_from_the_jwt_are_enforced() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let user = KeyPair::new_user();
+    let perms = json!({"pub": {"allow": ["allowed.>"]},
+                       "sub": {"allow": ["allowed.>"], "deny": ["allowed.secret"]}});
+    let jwt = user_jwt(&st.a, &user, perms, None);
+    let mut r = raw_connect(&s, &jwt, &user).await;
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    r.send("PUB x 2\r\nhi\r\nPING\r\n").await;
+    assert_eq!(
+        r.next().await.as_deref(),
+        Some("-ERR 'Permissions Violation for Publish to \"x\"'")
+    );
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    r.send("SUB other 1\r\nPING\r\n").await;
+    assert_eq!(
+        r.next().await.as_deref(),
+        Some("-ERR 'Permissions Violation for Subscription to \"other\"'")
+    );
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    r.send("SUB allowed.secret 2\r\nPING\r\n").await;
+    assert_eq!(
+        r.next().await.as_deref(),
+        Some("-ERR 'Permissions Violation for Subscription to \"allowed.secret\"'")
+    );
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    // What is allowed works on the same connection.
+    r.send("SUB allowed.x 3\r\nPUB allowed.x 2\r\nok\r\nPING\r\n")
+        .await;
+    assert_eq!(r.next().await.as_deref(), Some("MSG allowed.x 3 2"));
+    assert_eq!(r.next().await.as_deref(), Some("ok"));
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+}
+
+#[tokio::test]
+async fn accounts_are_isolated() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let (ua, ub) = (KeyPair::new_user(), KeyPair::new_user());
+    let a = client(&s, &user_jwt(&st.a, &ua, json!({}), None), &ua).await;
+    let b = client(&s, &user_jwt(&st.b, &ub, json!({}), None), &ub).await;
+    let mut a_all = a.subscribe("orders.>").await.unwrap();
+    let mut b_all = b.subscribe("orders.>").await.unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    b.publish("orders.b", "from b".into()).await.unwrap();
+    a.publish("orders.a", "from a".into()).await.unwrap();
+    assert_eq!(
+        next(&mut a_all, "A's own").await.subject.as_str(),
+        "orders.a"
+    );
+    assert_eq!(
+        next(&mut b_all, "B's own").await.subject.as_str(),
+        "orders.b"
+    );
+    sync(&a).await;
+    sync(&b).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), a_all.next())
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), b_all.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn stream_export_import_between_jwt_accounts() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let (ua, ub) = (KeyPair::new_user(), KeyPair::new_user());
+    let a = client(&s, &user_jwt(&st.a, &ua, json!({}), None), &ua).await;
+    let b = client(&s, &user_jwt(&st.b, &ub, json!({}), None), &ub).await;
+    let mut events = b.subscribe("events.>").await.unwrap();
+    let mut other = b.subscribe("private.>").await.unwrap();
+    sync(&b).await;
+    a.publish("private.x", "not exported".into()).await.unwrap();
+    a.publish("events.deploy", "v2".into()).await.unwrap();
+    sync(&a).await;
+    let m = next(&mut events, "imported event").await;
+    assert_eq!(m.subject.as_str(), "events.deploy");
+    assert_eq!(&m.payload[..], b"v2");
+    // B publishing on events.> stays in B: A's subscribers do not see it.
+    let mut a_events = a.subscribe("events.>").await.unwrap();
+    sync(&a).await;
+    b.publish("events.fake", "from b".into()).await.unwrap();
+    sync(&b).await;
+    assert_eq!(
+        next(&mut events, "B's own publish").await.subject.as_str(),
+        "events.fake"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), a_events.next())
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn operator_jwt_from_a_file_and_bad_resolvers() {
+    let op = KeyPair::new_operator();
+    let a = KeyPair::new_account();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("op.jwt");
+    std::fs::write(
+        &path,
+        format!(
+            "-----BEGIN NATS OPERATOR JWT-----\n{}\n------END NATS OPERATOR JWT------\n",
+            operator_jwt(&op)
+        ),
+    )
+    .unwrap();
+    let a_jwt = account_jwt(&op, &a, "A", json!({}));
+    let conf = format!(
+        "operator: \"{}\"\nresolver: MEMORY\nresolver_preload {{\n  {}: \"{a_jwt}\"\n}}\n",
+        path.display(),
+        a.public_key()
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let user = KeyPair::new_user();
+    let c = client(&s, &user_jwt(&a, &user, json!({}), None), &user).await;
+    sync(&c).await;
+    ours_only!("the resolver message is Broker Edge's");
+    let conf_path = dir.path().join("bad.conf");
+    std::fs::write(
+        &conf_path,
+        format!(
+            "operator: \"{}\"\nresolver: {{ type: full, dir: \"/tmp/x\" }}\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    let (status, out, err) = common::run_to_exit(
+        &["-t", "-c", conf_path.to_str().unwrap()],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(!status.success());
+    assert!(
+        format!("{out}{err}").contains("not supported, use resolver: MEMORY"),
+        "{out}{err}"
+    );
+}
