@@ -55,6 +55,8 @@ pub enum JwtError {
     },
     #[error("account {0:?} is not known")]
     UnknownAccount(String),
+    #[error("user {0:?} is revoked")]
+    Revoked(String),
 }
 
 /// The registered claims every NATS JWT has, plus its `nats` section.
@@ -207,6 +209,9 @@ pub struct AccountNats {
     pub limits: AccountLimitsClaim,
     pub signing_keys: Vec<SigningKeyClaim>,
     pub default_permissions: DefaultPermissionsClaim,
+    /// User public key (or `*` for all) → unix time: user JWTs issued at
+    /// or before it are revoked.
+    pub revocations: HashMap<String, i64>,
 }
 
 /// An export's activation token (`token` of an import of a `token_req`
@@ -417,6 +422,12 @@ impl Trust {
             issuer: c.iss.clone(),
             account: account.clone(),
         };
+        let revoked_at = |k: &str| acc.claims.nats.revocations.get(k).copied();
+        if let Some(at) = revoked_at(&c.sub).max(revoked_at("*")) {
+            if c.iat <= at {
+                return Err(JwtError::Revoked(c.sub));
+            }
+        }
         let limits = if c.iss == account {
             c.nats.limits.clone()
         } else {
@@ -487,32 +498,34 @@ impl Trust {
 
     fn import_config(&self, importer: &str, i: &ImportClaim) -> Option<ImportConfig> {
         let kind = export_kind(&i.kind)?;
-        let exporter = self.accounts.get(&i.account)?;
-        let export = exporter.claims.nats.exports.iter().find(|e| {
-            export_kind(&e.kind) == Some(kind)
-                && crate::subject::filters_overlap(e.subject.as_bytes(), i.subject.as_bytes())
-        })?;
-        if export.token_req && !self.activation_ok(exporter, importer, i) {
-            tracing::warn!(
-                "account {importer}: import of {:?} from {}: activation token missing or not valid",
-                i.subject,
-                i.account
-            );
-            return None;
-        }
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        // `subject` ends up as the exporter's subject, `to` the local one.
         let (subject, to, prefix) = match kind {
             // v2: `local_subject` maps; the older `to` is a prefix for streams.
             ExportKind::Stream => match some(&i.local_subject) {
                 Some(l) => (i.subject.clone(), Some(l), None),
                 None => (i.subject.clone(), None, some(&i.to)),
             },
-            ExportKind::Service => (
-                i.subject.clone(),
-                some(&i.local_subject).or_else(|| some(&i.to)),
-                None,
-            ),
+            // nats-server: with `local_subject`, `subject` is the exporter's;
+            // otherwise `subject` is local and the older `to` the exporter's.
+            ExportKind::Service => match (some(&i.local_subject), some(&i.to)) {
+                (Some(l), _) => (i.subject.clone(), Some(l), None),
+                (None, Some(remote)) => (remote, Some(i.subject.clone()), None),
+                (None, None) => (i.subject.clone(), None, None),
+            },
         };
+        let exporter = self.accounts.get(&i.account)?;
+        let export = exporter.claims.nats.exports.iter().find(|e| {
+            export_kind(&e.kind) == Some(kind)
+                && crate::subject::filters_overlap(e.subject.as_bytes(), subject.as_bytes())
+        })?;
+        if export.token_req && !activation_ok(exporter, importer, i, &subject) {
+            tracing::warn!(
+                "account {importer}: import of {subject:?} from {}: activation token missing or not valid",
+                i.account
+            );
+            return None;
+        }
         Some(ImportConfig {
             kind,
             account: i.account.clone(),
@@ -522,17 +535,24 @@ impl Trust {
             share: i.share,
         })
     }
+}
 
-    fn activation_ok(&self, exporter: &TrustedAccount, importer: &str, i: &ImportClaim) -> bool {
-        let Ok(c) = decode::<ActivationNats>(&i.token) else {
-            return false;
-        };
-        let issuer_ok = c.iss == exporter.claims.sub || exporter.signing_keys.contains_key(&c.iss);
-        issuer_ok
-            && c.sub == importer
-            && c.check_time().is_ok()
-            && crate::subject::filters_overlap(c.nats.subject.as_bytes(), i.subject.as_bytes())
-    }
+/// An activation token: issued by the exporter (or one of its signing
+/// keys) to `importer`, current, for the imported subject.
+fn activation_ok(
+    exporter: &TrustedAccount,
+    importer: &str,
+    i: &ImportClaim,
+    subject: &str,
+) -> bool {
+    let Ok(c) = decode::<ActivationNats>(&i.token) else {
+        return false;
+    };
+    let issuer_ok = c.iss == exporter.claims.sub || exporter.signing_keys.contains_key(&c.iss);
+    issuer_ok
+        && c.sub == importer
+        && c.check_time().is_ok()
+        && crate::subject::filters_overlap(c.nats.subject.as_bytes(), subject.as_bytes())
 }
 
 fn export_kind(s: &str) -> Option<ExportKind> {

@@ -273,6 +273,56 @@ fn accounts_map_exports_imports_and_limits() {
     );
 }
 
+#[test]
+fn activation_tokens_service_imports_and_revocations() {
+    let ch = Chain::new();
+    let exp_key = KeyPair::new_account();
+    let exporter = encode(
+        json!({"sub": exp_key.public_key(), "name": "E",
+               "nats": {"type": "account",
+                        "exports": [{"subject": "priv.>", "type": "stream", "token_req": true},
+                                    {"subject": "svc.time", "type": "service"}]}}),
+        &ch.op,
+    );
+    let activation = encode(
+        json!({"sub": ch.acc.public_key(), "name": "act",
+               "nats": {"type": "activation", "subject": "priv.>", "kind": "stream"}}),
+        &exp_key,
+    );
+    let revoked_user = KeyPair::new_user();
+    let importer = ch.account(
+        &ch.op,
+        json!({"imports": [
+            {"subject": "priv.>", "account": exp_key.public_key(), "type": "stream",
+             "token": activation},
+            {"subject": "time", "to": "svc.time", "account": exp_key.public_key(),
+             "type": "service"}],
+               "revocations": {revoked_user.public_key(): now_secs() + 60}}),
+    );
+    let mut opts = ch.options(importer);
+    opts.resolver_preload.push((exp_key.public_key(), exporter));
+    let t = Trust::from_options(&opts).unwrap().unwrap();
+    let accounts = crate::account::Accounts::new(&opts).expect("accounts");
+    let (ie, ii) = (
+        accounts.id(&exp_key.public_key()),
+        accounts.id(&ch.acc.public_key()),
+    );
+    assert_eq!(
+        accounts.stream_targets(ie, "priv.x"),
+        vec![(ii, "priv.x".to_string())]
+    );
+    // v1-style service import: `subject` local, `to` the exporter's.
+    assert_eq!(
+        accounts.service_target(ii, "time"),
+        Some((ie, "svc.time".to_string()))
+    );
+    let user = encode(
+        json!({"sub": revoked_user.public_key(), "nats": {"type": "user"}}),
+        &ch.acc,
+    );
+    assert!(matches!(t.verify_user(&user), Err(JwtError::Revoked(_))));
+}
+
 fn connect(jwt: Option<String>, sig: Option<String>) -> Connect {
     let mut c: Connect = serde_json::from_str("{}").expect("connect");
     c.jwt = jwt;
