@@ -346,3 +346,115 @@ async fn operator_jwt_from_a_file_and_bad_resolvers() {
         "{out}{err}"
     );
 }
+
+#[tokio::test]
+async fn service_import_between_jwt_accounts() {
+    let op = KeyPair::new_operator();
+    let (svc, app) = (KeyPair::new_account(), KeyPair::new_account());
+    let svc_jwt = account_jwt(
+        &op,
+        &svc,
+        "SVC",
+        json!({"exports": [{"name": "time", "subject": "svc.time", "type": "service"}]}),
+    );
+    let app_jwt = account_jwt(
+        &op,
+        &app,
+        "APP",
+        json!({"imports": [{"name": "time", "subject": "svc.time", "local_subject": "time",
+                            "account": svc.public_key(), "type": "service"}]}),
+    );
+    let conf = format!(
+        "operator: \"{}\"\nresolver: MEMORY\nresolver_preload {{\n  {}: \"{svc_jwt}\"\n  {}: \"{app_jwt}\"\n}}\n",
+        operator_jwt(&op),
+        svc.public_key(),
+        app.public_key(),
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let (us, ua) = (KeyPair::new_user(), KeyPair::new_user());
+    let server = client(&s, &user_jwt(&svc, &us, json!({}), None), &us).await;
+    let caller = client(&s, &user_jwt(&app, &ua, json!({}), None), &ua).await;
+    let mut requests = server.subscribe("svc.time").await.unwrap();
+    sync(&server).await;
+    let responder = tokio::spawn(async move {
+        let m = requests.next().await.expect("a request");
+        server
+            .publish(m.reply.expect("reply subject"), "noon".into())
+            .await
+            .unwrap();
+        server.flush().await.unwrap();
+    });
+    let resp = within("service response", caller.request("time", "".into()))
+        .await
+        .expect("request answered");
+    assert_eq!(&resp.payload[..], b"noon");
+    responder.await.unwrap();
+}
+
+#[tokio::test]
+async fn users_signed_by_account_signing_keys() {
+    let op = KeyPair::new_operator();
+    let acc = KeyPair::new_account();
+    let (plain_sk, scoped_sk) = (KeyPair::new_account(), KeyPair::new_account());
+    let acc_jwt = account_jwt(
+        &op,
+        &acc,
+        "A",
+        json!({"signing_keys": [
+            plain_sk.public_key(),
+            {"kind": "user_scope", "key": scoped_sk.public_key(), "role": "publisher",
+             "template": {"pub": {"allow": ["telemetry.>"]}, "sub": {"allow": ["_INBOX.>"]},
+                          "subs": -1, "data": -1, "payload": -1}}]}),
+    );
+    let conf = format!(
+        "operator: \"{}\"\nresolver: MEMORY\nresolver_preload {{\n  {}: \"{acc_jwt}\"\n}}\n",
+        operator_jwt(&op),
+        acc.public_key(),
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let issuer = json!({"issuer_account": acc.public_key()});
+    // Plain signing key: the user's own (absent) permissions, so anything.
+    let u1 = KeyPair::new_user();
+    let mut r = raw_connect(&s, &user_jwt(&plain_sk, &u1, issuer.clone(), None), &u1).await;
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    r.send("SUB x 1\r\nPUB x 2\r\nhi\r\nPING\r\n").await;
+    assert_eq!(r.next().await.as_deref(), Some("MSG x 1 2"));
+    // Scoped key: the user JWT must set no permissions or limits at all.
+    let u2 = KeyPair::new_user();
+    let jwt = user_jwt(&scoped_sk, &u2, issuer.clone(), None);
+    expect_auth_violation(raw_connect(&s, &jwt, &u2).await).await;
+    let bare = json!({"sub": u2.public_key(), "name": "scoped",
+                      "nats": {"type": "user", "version": 2,
+                               "issuer_account": acc.public_key()}});
+    let mut r = raw_connect(&s, &encode(bare, &scoped_sk), &u2).await;
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    r.send("PUB telemetry.cpu 1\r\n1\r\nPUB x 1\r\n1\r\nPING\r\n")
+        .await;
+    assert_eq!(
+        r.next().await.as_deref(),
+        Some("-ERR 'Permissions Violation for Publish to \"x\"'")
+    );
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    // A key that is not the account's, claiming the account.
+    let u3 = KeyPair::new_user();
+    let jwt = user_jwt(&KeyPair::new_account(), &u3, issuer, None);
+    expect_auth_violation(raw_connect(&s, &jwt, &u3).await).await;
+}
+
+#[tokio::test]
+async fn bearer_tokens_need_no_nonce_signature() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let user = KeyPair::new_user();
+    let jwt = user_jwt(&st.a, &user, json!({"bearer_token": true}), None);
+    let mut r = s.raw().await;
+    let connect = json!({"jwt": jwt, "verbose": false, "pedantic": false, "protocol": 1});
+    r.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
+    assert_eq!(r.next().await.as_deref(), Some("PONG"));
+    // Without the flag the signature is required.
+    let jwt = user_jwt(&st.a, &user, json!({}), None);
+    let mut r = s.raw().await;
+    let connect = json!({"jwt": jwt, "verbose": false, "pedantic": false, "protocol": 1});
+    r.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
+    expect_auth_violation(r).await;
+}

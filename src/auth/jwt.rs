@@ -57,6 +57,8 @@ pub enum JwtError {
     UnknownAccount(String),
     #[error("user {0:?} is revoked")]
     Revoked(String),
+    #[error("user {0:?}: scoped users require no permissions or limits set")]
+    ScopedUserWithLimits(String),
 }
 
 /// The registered claims every NATS JWT has, plus its `nats` section.
@@ -434,8 +436,14 @@ impl Trust {
             match acc.signing_keys.get(&c.iss) {
                 None => return Err(untrusted()),
                 Some(None) => c.nats.limits.clone(),
-                // A scoped key decides permissions and limits itself.
-                Some(Some(template)) => template.clone(),
+                // A scoped key decides permissions and limits itself; the
+                // user JWT must set none (jwt's `ValidateScopedSigner`).
+                Some(Some(template)) => {
+                    if !c.nats.limits.is_empty() {
+                        return Err(JwtError::ScopedUserWithLimits(c.sub));
+                    }
+                    template.clone()
+                }
             }
         };
         Ok(VerifiedUser {
@@ -609,6 +617,20 @@ pub fn permissions_config(
 }
 
 impl UserLimitsClaim {
+    /// Go's zero value: nothing set (0 and absent are the same to Go).
+    pub fn is_empty(&self) -> bool {
+        let unset = |v: Option<i64>| v.unwrap_or(0) == 0;
+        let perm_unset = |p: &PermissionClaim| p.allow.is_empty() && p.deny.is_empty();
+        perm_unset(&self.publish)
+            && perm_unset(&self.subscribe)
+            && self.resp.is_none()
+            && unset(self.subs)
+            && unset(self.data)
+            && unset(self.payload)
+            && !self.bearer_token
+            && self.allowed_connection_types.is_empty()
+    }
+
     pub fn permissions(&self) -> Option<PermissionsConfig> {
         permissions_config(&self.publish, &self.subscribe, self.resp.as_ref())
     }

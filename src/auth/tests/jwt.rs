@@ -218,6 +218,11 @@ fn signing_keys_at_both_levels() {
          "template": {"sub": {"allow": ["only.this"]}}}]});
     let t = ch.trust(ch.account(&ch.op, extra));
     let claim = json!({"issuer_account": ch.acc.public_key(), "pub": {"allow": [">"]}});
+    assert!(matches!(
+        t.verify_user(&ch.user(&scoped, claim, None)),
+        Err(JwtError::ScopedUserWithLimits(_))
+    ));
+    let claim = json!({"issuer_account": ch.acc.public_key()});
     let v = t
         .verify_user(&ch.user(&scoped, claim, None))
         .expect("scoped user");
