@@ -59,6 +59,8 @@ pub enum JwtError {
     Revoked(String),
     #[error("user {0:?}: scoped users require no permissions or limits set")]
     ScopedUserWithLimits(String),
+    #[error("user {0:?}: restriction {1:?} is not supported, so the user is refused")]
+    Unsupported(String, &'static str),
 }
 
 /// The registered claims every NATS JWT has, plus its `nats` section.
@@ -127,6 +129,10 @@ pub struct UserLimitsClaim {
     pub payload: Option<i64>,
     pub bearer_token: bool,
     pub allowed_connection_types: Vec<String>,
+    /// Source networks (`src`, CIDRs) and connect `times`: not checked
+    /// here, so a user restricted by them is refused (fail closed).
+    pub src: serde_json::Value,
+    pub times: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -446,6 +452,9 @@ impl Trust {
                 }
             }
         };
+        if let Some(what) = limits.unsupported() {
+            return Err(JwtError::Unsupported(c.sub, what));
+        }
         Ok(VerifiedUser {
             user: c.sub.clone(),
             account,
@@ -629,6 +638,24 @@ impl UserLimitsClaim {
             && unset(self.payload)
             && !self.bearer_token
             && self.allowed_connection_types.is_empty()
+            && self.unsupported().is_none()
+    }
+
+    /// A restriction this server cannot check (`src`, `times`).
+    pub fn unsupported(&self) -> Option<&'static str> {
+        let set = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::String(s) => !s.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            _ => true,
+        };
+        if set(&self.src) {
+            Some("src")
+        } else if set(&self.times) {
+            Some("times")
+        } else {
+            None
+        }
     }
 
     pub fn permissions(&self) -> Option<PermissionsConfig> {

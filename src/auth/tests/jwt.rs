@@ -365,6 +365,13 @@ fn authenticator_checks_the_nonce_signature() {
         auth.authenticate(&connect(Some(user), None), Some(nonce)),
         Err(AuthError::MissingSignature(_))
     ));
+    // Restrictions that cannot be checked here refuse the user.
+    let cidr = ch.user(&ch.acc, json!({"src": ["10.0.0.0/8"]}), None);
+    let sig = b64(&ch.user.sign(nonce).unwrap());
+    assert!(matches!(
+        auth.authenticate(&connect(Some(cidr), Some(sig)), Some(nonce)),
+        Err(AuthError::Jwt(JwtError::Unsupported(_, "src")))
+    ));
     assert_eq!(
         auth.authenticate(&connect(None, None), Some(nonce))
             .unwrap_err(),
