@@ -193,7 +193,7 @@ pub enum SigningKeyClaim {
     Scoped {
         key: String,
         #[serde(default)]
-        template: UserLimitsClaim,
+        template: Box<UserLimitsClaim>,
     },
 }
 
@@ -400,7 +400,9 @@ impl Trust {
             .iter()
             .map(|k| match k {
                 SigningKeyClaim::Key(k) => (k.clone(), None),
-                SigningKeyClaim::Scoped { key, template } => (key.clone(), Some(template.clone())),
+                SigningKeyClaim::Scoped { key, template } => {
+                    (key.clone(), Some((**template).clone()))
+                }
             })
             .collect();
         Ok(TrustedAccount {
