@@ -13,6 +13,8 @@ B_CMD=${B_CMD:-target/release/broker-edge -a 127.0.0.1 -p $B_PORT}
 ROUNDS=${ROUNDS:-5}
 OUT=${OUT:-target/bench-core}
 ONLY=${ONLY:-}
+# Extra bench arguments for every row, e.g. EXTRA="--cpus 1".
+EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
 
 # name, rounds ("-" = $ROUNDS), bench arguments. Request/reply runs are short
@@ -36,12 +38,12 @@ for row in "${rows[@]}"; do
   [[ "$rounds" == "-" ]] && rounds=$ROUNDS
   if [[ -n "$ONLY" && "$name" != $ONLY ]]; then continue; fi
   # shellcheck disable=SC2086
-  cmd=("$BENCH" $args --rounds "$rounds"
+  cmd=("$BENCH" $args $EXTRA --rounds "$rounds"
        --url "nats://127.0.0.1:$A_PORT" --spawn-a "$A_CMD"
        --compare "nats://127.0.0.1:$B_PORT" --spawn-b "$B_CMD")
   echo ">>> $name" >&2
   # The command as a person would type it, for the table.
-  echo "$BENCH $args --rounds $rounds --url nats://127.0.0.1:$A_PORT --spawn-a \"$A_CMD\"" \
+  echo "$BENCH $args $EXTRA --rounds $rounds --url nats://127.0.0.1:$A_PORT --spawn-a \"$A_CMD\"" \
        "--compare nats://127.0.0.1:$B_PORT --spawn-b \"$B_CMD\"" | tr -s ' ' > "$OUT/$name.cmd"
   "${cmd[@]}" --json -q > "$OUT/$name.json" || echo "!!! $name failed" >&2
 done
