@@ -15,6 +15,7 @@ use crate::options::{ExportKind, Options};
 use crate::subject;
 
 pub const GLOBAL: &str = "$G";
+pub const SYSTEM: &str = "$SYS";
 
 /// How an imported subject appears in the importing account.
 #[derive(Debug, Clone)]
@@ -106,6 +107,11 @@ impl Accounts {
         let all: Vec<_> = opts.accounts.iter().chain(&jwt_accounts).collect();
         for acc in &all {
             a.add(&acc.name);
+        }
+        // With accounts, the system account exists too (as in the
+        // reference), so `system_account` users have a home of their own.
+        if a.names.len() > 1 {
+            a.add(SYSTEM);
         }
         a.multi = a.names.len() > 1;
         a.streams = vec![Vec::new(); a.names.len()];
@@ -309,6 +315,8 @@ mod tests {
         assert!(a.multi);
         let (ia, ib) = (a.id("A"), a.id("B"));
         assert_ne!(ia, ib);
+        assert_eq!(a.name(a.id(SYSTEM)), SYSTEM);
+        assert_ne!(a.id(SYSTEM), 0);
         let mut buf = Vec::new();
         let ka = a.key(ia, b"foo", &mut buf).to_vec();
         let kb = a.key(ib, b"foo", &mut buf).to_vec();

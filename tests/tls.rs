@@ -175,3 +175,47 @@ async fn tls_command_line_flags() {
     let c = s.client_with(tls_opts(&pki.path("ca.pem"))).await;
     round_trip(&c, "tls.flags").await;
 }
+
+/// WebSocket over TLS (`wss://`): the websocket block's own `tls {}`.
+#[tokio::test]
+async fn websocket_over_tls() {
+    let pki = Pki::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = format!(
+        "websocket {{\n  host: 127.0.0.1\n  port: {port}\n  tls {{\n    cert_file: {:?}\n    key_file: {:?}\n  }}\n}}\n",
+        pki.path("server-cert.pem"),
+        pki.path("server-key.pem"),
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    s.wait_log(
+        "Listening for websocket clients on wss://127.0.0.1:",
+        Duration::from_secs(5),
+    )
+    .await;
+    let ws = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(pki.path("ca.pem"))
+            .connect(format!("wss://127.0.0.1:{port}")),
+    )
+    .await
+    .expect("wss connect timed out")
+    .expect("wss connect");
+    round_trip(&ws, "wss.rt").await;
+    // A plain ws:// client cannot talk to it.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::new()
+            .max_reconnects(0)
+            .connect(format!("ws://127.0.0.1:{port}")),
+    )
+    .await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "plain websocket accepted on a wss listener"
+    );
+}
