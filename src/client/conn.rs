@@ -592,11 +592,19 @@ impl Conn<'_> {
             return Ok(());
         }
         self.ok();
-        self.await_interest().await;
+        // The common case awaits nothing: each wait is entered only when
+        // there is something to wait for.
+        if client.sync.borrow().is_some() {
+            self.await_interest().await;
+        }
         self.shard
             .publish(client, data, subject, reply, hdr_len, msg);
-        self.shard.unstall().await;
-        self.shard.link_space().await;
+        if self.shard.has_stalled() {
+            self.shard.unstall().await;
+        }
+        if self.shard.any_congested() {
+            self.shard.link_space().await;
+        }
         Ok(())
     }
 

@@ -150,8 +150,62 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(trim(b)).into_owned()
 }
 
+/// The common case, `PUB <subject> [reply] <size>\r\n` in upper case with
+/// single spaces, parsed without the general tokenizer. `None` means "not
+/// this simple": the general path decides (and reports errors).
+fn fast_pub<'a>(buf: &'a [u8], limits: &Limits) -> Option<Parsed<'a>> {
+    let rest = buf.strip_prefix(b"PUB ")?;
+    let nl = memchr::memchr(b'\n', rest)?;
+    if nl + 4 > limits.max_control_line {
+        return None;
+    }
+    let line = rest[..nl].strip_suffix(b"\r")?;
+    // Size: the digits after the last space.
+    let sp = memchr::memrchr(b' ', line)?;
+    let digits = &line[sp + 1..];
+    if digits.is_empty() || digits.len() > 12 {
+        return None;
+    }
+    let mut total = 0usize;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        total = total * 10 + (c - b'0') as usize;
+    }
+    let head = &line[..sp];
+    let (subject, reply) = match memchr::memchr(b' ', head) {
+        None => (head, None),
+        Some(i) => (&head[..i], Some(&head[i + 1..])),
+    };
+    let clean = |t: &[u8]| !t.is_empty() && !t.iter().any(|&c| c == b' ' || c == b'\t');
+    if !clean(subject) || reply.is_some_and(|r| !clean(r)) || total > limits.max_payload {
+        return None;
+    }
+    let line_end = 4 + nl + 1;
+    let end = line_end + total;
+    if buf.len() < end + 2 {
+        return Some(Parsed::Incomplete(end + 2));
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return None;
+    }
+    Some(Parsed::Op(
+        ClientOp::Pub {
+            subject,
+            reply,
+            hdr_len: None,
+            msg: &buf[line_end..end],
+        },
+        end + 2,
+    ))
+}
+
 /// Parses the next operation at the start of `buf`.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseError> {
+    if let Some(p) = fast_pub(buf, limits) {
+        return Ok(p);
+    }
     let mut at = 0;
     loop {
         let rest = &buf[at..];
@@ -485,6 +539,34 @@ mod tests {
             let want: Vec<Owned> = frames.into_iter().map(|(_, op)| op).collect();
             let got = parse_all(&input, &chunks).unwrap();
             prop_assert_eq!(got, want);
+        }
+
+        /// The fast PUB path and the general one read the same operation.
+        #[test]
+        fn fast_pub_agrees_with_general(
+            subj in "[a-z]{1,5}(\\.[a-z]{1,5}){0,2}",
+            reply in proptest::option::of("[A-Z]{1,4}"),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut raw = format!("PUB {subj} ");
+            if let Some(r) = &reply {
+                raw.push_str(&format!("{r} "));
+            }
+            raw.push_str(&format!("{}\r\n", payload.len()));
+            let mut bytes = raw.into_bytes();
+            bytes.extend_from_slice(&payload);
+            bytes.extend_from_slice(b"\r\n");
+            let fast = fast_pub(&bytes, &LIMITS);
+            prop_assert!(fast.is_some());
+            // The general path, reached by hiding the fast one's prefix.
+            let mut lower = bytes.clone();
+            lower[..3].copy_from_slice(b"pub");
+            let general = parse(&lower, &LIMITS).unwrap();
+            let (Some(Parsed::Op(a, ua)), Parsed::Op(b, ub)) = (fast, general) else {
+                panic!("both should parse");
+            };
+            prop_assert_eq!(own(&a), own(&b));
+            prop_assert_eq!(ua, ub);
         }
 
         /// Arbitrary bytes never panic the parser.

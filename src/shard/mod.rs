@@ -418,6 +418,14 @@ impl Shard {
         any
     }
 
+    pub fn has_stalled(&self) -> bool {
+        !self.stalled.borrow().is_empty()
+    }
+
+    pub fn any_congested(&self) -> bool {
+        self.links.iter().flatten().any(|l| l.is_congested())
+    }
+
     /// Waits (briefly) for subscribers that fell behind in the last
     /// deliveries, as nats-server stalls a fast producer: a burst then
     /// paces itself to its readers instead of tripping max_pending on a
