@@ -100,6 +100,9 @@ pub struct SublistStats {
 pub struct Sublist<T> {
     root: Level<T>,
     cache: Map<Bytes, Rc<Matches<T>>>,
+    /// The last subject looked up: a publisher usually repeats its subject,
+    /// and a compare is cheaper than hashing.
+    last: Option<(Bytes, Rc<Matches<T>>)>,
     stats: SublistStats,
 }
 
@@ -114,6 +117,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
         Sublist {
             root: Level::default(),
             cache: Map::default(),
+            last: None,
             stats: SublistStats::default(),
         }
     }
@@ -175,6 +179,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
     }
 
     fn invalidate(&mut self, filter: &[u8]) {
+        self.last = None;
         if self.cache.is_empty() {
             return;
         }
@@ -188,9 +193,17 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// Everything interested in the literal `subject`.
     pub fn matches(&mut self, subject: &[u8]) -> Rc<Matches<T>> {
         self.stats.matches += 1;
-        if let Some(hit) = self.cache.get(subject) {
+        if let Some((k, m)) = &self.last {
+            if k.as_ref() == subject {
+                self.stats.cache_hits += 1;
+                return m.clone();
+            }
+        }
+        if let Some(hit) = self.cache.get_key_value(subject) {
             self.stats.cache_hits += 1;
-            return hit.clone();
+            let hit = (hit.0.clone(), hit.1.clone());
+            self.last = Some(hit.clone());
+            return hit.1;
         }
         let mut out = Matches::default();
         let tokens: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
@@ -199,8 +212,9 @@ impl<T: Clone + PartialEq> Sublist<T> {
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
-        self.cache
-            .insert(Bytes::copy_from_slice(subject), out.clone());
+        let key = Bytes::copy_from_slice(subject);
+        self.cache.insert(key.clone(), out.clone());
+        self.last = Some((key, out.clone()));
         out
     }
 

@@ -292,7 +292,24 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
                             describe(&op)
                         );
                     }
-                    if let Err(reason) = conn.handle(&chunk, op).await {
+                    // PUB, the hot path, runs without entering the generic
+                    // (async) handler unless something has to be waited for.
+                    let done = match op {
+                        ClientOp::Pub {
+                            subject,
+                            reply,
+                            hdr_len,
+                            msg,
+                        } if conn.authed.get() && client.sync.borrow().is_none() => {
+                            let r = conn.publish_now(&chunk, subject, reply, hdr_len, msg);
+                            if r.is_ok() && (shard.has_stalled() || shard.any_congested()) {
+                                conn.after_publish().await;
+                            }
+                            r
+                        }
+                        op => conn.handle(&chunk, op).await,
+                    };
+                    if let Err(reason) = done {
                         break 'read reason;
                     }
                 }
@@ -555,6 +572,34 @@ impl Conn<'_> {
         hdr_len: Option<usize>,
         msg: &[u8],
     ) -> Result<(), CloseReason> {
+        if self.client.sync.borrow().is_some() {
+            self.await_interest().await;
+        }
+        self.publish_now(data, subject, reply, hdr_len, msg)?;
+        self.after_publish().await;
+        Ok(())
+    }
+
+    /// Backpressure after a publish; awaits only when there is something
+    /// to wait for.
+    async fn after_publish(&self) {
+        if self.shard.has_stalled() {
+            self.shard.unstall().await;
+        }
+        if self.shard.any_congested() {
+            self.shard.link_space().await;
+        }
+    }
+
+    /// The synchronous part of PUB/HPUB: checks, counters, delivery.
+    fn publish_now(
+        &mut self,
+        data: &Bytes,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        hdr_len: Option<usize>,
+        msg: &[u8],
+    ) -> Result<(), CloseReason> {
         let client = self.client;
         if hdr_len.is_some() && !client.headers() {
             tracing::error!(
@@ -592,19 +637,8 @@ impl Conn<'_> {
             return Ok(());
         }
         self.ok();
-        // The common case awaits nothing: each wait is entered only when
-        // there is something to wait for.
-        if client.sync.borrow().is_some() {
-            self.await_interest().await;
-        }
         self.shard
             .publish(client, data, subject, reply, hdr_len, msg);
-        if self.shard.has_stalled() {
-            self.shard.unstall().await;
-        }
-        if self.shard.any_congested() {
-            self.shard.link_space().await;
-        }
         Ok(())
     }
 
