@@ -65,6 +65,13 @@ pub struct Accounts {
     streams: Vec<Vec<StreamImport>>,
     /// By importing account: the services it imports.
     services: Vec<Vec<ServiceImport>>,
+    /// By account: its limits (config `limits {}` or account JWT).
+    limits: Vec<crate::options::AccountLimits>,
+}
+
+/// An account limit: absent or negative means unlimited.
+fn limit(v: Option<i64>) -> Option<usize> {
+    v.filter(|&n| n >= 0).map(|n| n as usize)
 }
 
 /// Replaces the wildcards of `to` with the tokens of `subject` that
@@ -114,6 +121,10 @@ impl Accounts {
             a.add(SYSTEM);
         }
         a.multi = a.names.len() > 1;
+        a.limits = vec![Default::default(); a.names.len()];
+        for acc in &all {
+            a.limits[a.by_name[&acc.name] as usize] = acc.limits.clone();
+        }
         a.streams = vec![Vec::new(); a.names.len()];
         a.services = vec![Vec::new(); a.names.len()];
         for acc in &all {
@@ -174,6 +185,27 @@ impl Accounts {
             self.by_name
                 .insert(name.to_string(), self.names.len() as u32);
             self.names.push(name.to_string());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// (max connections, max subscriptions per connection, max payload)
+    /// of account `id`; `None` is unlimited.
+    pub fn limits(&self, id: u32) -> (Option<usize>, Option<usize>, Option<usize>) {
+        match self.limits.get(id as usize) {
+            Some(l) => (
+                limit(l.max_connections),
+                limit(l.max_subscriptions),
+                limit(l.max_payload),
+            ),
+            None => (None, None, None),
         }
     }
 

@@ -68,6 +68,8 @@ pub struct Global {
     auth: RwLock<Arc<Authenticator>>,
     pub reload_base: Option<ReloadBase>,
     pub accounts: crate::account::Accounts,
+    /// Connections per account (for account connection limits).
+    pub account_conns: Vec<AtomicUsize>,
     /// TLS for client connections, when configured.
     pub tls: Option<crate::tls::Tls>,
     /// The websocket listener's settings and TLS, when configured.
@@ -133,6 +135,7 @@ impl Global {
             live: RwLock::new(Arc::new(opts.clone())),
             auth: RwLock::new(Arc::new(auth)),
             reload_base,
+            account_conns: (0..accounts.len()).map(|_| AtomicUsize::new(0)).collect(),
             accounts,
             tls,
             websocket,

@@ -172,3 +172,47 @@ accounts {
     assert!(!out.status.success(), "started with a bad import: {text}");
     assert!(text.contains("not allowed to import"), "{text}");
 }
+
+#[tokio::test]
+async fn account_limits_connections_subscriptions_payload() {
+    let conf = r#"
+accounts {
+  SMALL: {
+    users: [ { user: small, password: small-Pw-1 } ]
+    limits: { max_connections: 1, max_subscriptions: 2, max_payload: 100 }
+  }
+}
+"#;
+    let s = Server::start_with_config(conf, &[]);
+    let login = r#"{"verbose":false,"pedantic":false,"user":"small","pass":"small-Pw-1"}"#;
+    let mut first = s.raw().await;
+    first.handshake(login).await;
+    // A second connection of the same account is one too many.
+    let mut second = s.raw().await;
+    second.send(&format!("CONNECT {login}\r\nPING\r\n")).await;
+    let line = tokio::time::timeout(Duration::from_secs(5), second.next())
+        .await
+        .expect("no answer");
+    assert_eq!(
+        line.as_deref(),
+        Some("-ERR 'maximum account active connections exceeded'")
+    );
+    // Subscriptions past the account's limit are refused; the connection stays.
+    first
+        .send("SUB a 1\r\nSUB b 2\r\nSUB c 3\r\nPING\r\n")
+        .await;
+    assert_eq!(
+        first.next().await.as_deref(),
+        Some("-ERR 'maximum subscriptions exceeded'")
+    );
+    assert_eq!(first.next().await.as_deref(), Some("PONG"));
+    // A payload over the account's limit ends the connection.
+    let big = "x".repeat(200);
+    first
+        .send(&format!("PUB a {}\r\n{big}\r\n", big.len()))
+        .await;
+    assert_eq!(
+        first.next().await.as_deref(),
+        Some("-ERR 'Maximum Payload Violation'")
+    );
+}

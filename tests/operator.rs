@@ -458,3 +458,71 @@ async fn bearer_tokens_need_no_nonce_signature() {
     r.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
     expect_auth_violation(r).await;
 }
+
+/// The next line that is not an INFO (the reference re-sends INFO with
+/// the user's payload limit after CONNECT).
+async fn next_non_info(r: &mut Raw) -> Option<String> {
+    loop {
+        let l = r.next().await?;
+        if !l.starts_with("INFO ") {
+            return Some(l);
+        }
+    }
+}
+
+/// Limits in the user JWT: subscriptions and payload size.
+#[tokio::test]
+async fn user_limits_from_the_jwt_are_enforced() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let user = KeyPair::new_user();
+    let jwt = user_jwt(&st.a, &user, json!({"subs": 1, "payload": 64}), None);
+    let mut r = raw_connect(&s, &jwt, &user).await;
+    assert_eq!(next_non_info(&mut r).await.as_deref(), Some("PONG"));
+    r.send("SUB a 1\r\nSUB b 2\r\nPING\r\n").await;
+    assert_eq!(
+        next_non_info(&mut r).await.as_deref(),
+        Some("-ERR 'maximum subscriptions exceeded'")
+    );
+    assert_eq!(next_non_info(&mut r).await.as_deref(), Some("PONG"));
+    let big = "x".repeat(100);
+    r.send(&format!("PUB a {}\r\n{big}\r\n", big.len())).await;
+    assert_eq!(
+        next_non_info(&mut r).await.as_deref(),
+        Some("-ERR 'Maximum Payload Violation'")
+    );
+    r.expect_closed(Duration::from_secs(5)).await;
+}
+
+/// An account JWT's connection limit.
+#[tokio::test]
+async fn account_connection_limit_from_the_jwt() {
+    let op = KeyPair::new_operator();
+    let a = KeyPair::new_account();
+    let a_jwt = account_jwt(
+        &op,
+        &a,
+        "A",
+        json!({"limits": {"conn": 1, "subs": -1, "payload": -1, "data": -1,
+                                   "leaf": -1, "imports": -1, "exports": -1,
+                                   "wildcards": true}}),
+    );
+    let conf = format!(
+        "operator: \"{}\"\nresolver: MEMORY\nresolver_preload {{\n  {}: \"{a_jwt}\"\n}}\n",
+        operator_jwt(&op),
+        a.public_key(),
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let user = KeyPair::new_user();
+    let jwt = user_jwt(&a, &user, json!({}), None);
+    let mut first = raw_connect(&s, &jwt, &user).await;
+    assert_eq!(next_non_info(&mut first).await.as_deref(), Some("PONG"));
+    let mut second = raw_connect(&s, &jwt, &user).await;
+    assert_eq!(
+        next_non_info(&mut second).await.as_deref(),
+        Some("-ERR 'maximum account active connections exceeded'")
+    );
+    // The first one is unaffected.
+    first.send("PING\r\n").await;
+    assert_eq!(next_non_info(&mut first).await.as_deref(), Some("PONG"));
+}

@@ -173,6 +173,20 @@ pub struct Authed {
     pub account: String,
     /// `None`: no restrictions.
     pub permissions: Option<Arc<Permissions>>,
+    /// The user's own limits (from a user JWT); `None` means unlimited.
+    pub limits: UserLimits,
+}
+
+/// Per-user limits a user JWT may set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserLimits {
+    pub max_subscriptions: Option<usize>,
+    pub max_payload: Option<usize>,
+}
+
+/// A JWT limit: negative means unlimited.
+fn jwt_limit(v: Option<i64>) -> Option<usize> {
+    v.filter(|&n| n >= 0).map(|n| n as usize)
 }
 
 enum Secret {
@@ -429,6 +443,7 @@ impl Authenticator {
                 user: String::new(),
                 account: GLOBAL_ACCOUNT.into(),
                 permissions: None,
+                limits: UserLimits::default(),
             });
         }
         let allowed = |user: &str, types: &[String]| {
@@ -453,6 +468,7 @@ impl Authenticator {
                     user: key.to_string(),
                     account: entry.account.clone(),
                     permissions: entry.permissions.clone(),
+                    limits: UserLimits::default(),
                 });
             }
         }
@@ -470,6 +486,7 @@ impl Authenticator {
                     user: name.to_string(),
                     account: entry.account.clone(),
                     permissions: entry.permissions.clone(),
+                    limits: UserLimits::default(),
                 });
             }
         }
@@ -477,6 +494,7 @@ impl Authenticator {
             user: user.to_string(),
             account: GLOBAL_ACCOUNT.into(),
             permissions: None,
+            limits: UserLimits::default(),
         };
         if let Some(token) = &self.token {
             return match token.check(c.auth_token.as_deref().unwrap_or("")) {
@@ -532,10 +550,15 @@ impl Authenticator {
             )),
             None => self.account_defaults.get(&v.account).cloned(),
         };
+        let limits = UserLimits {
+            max_subscriptions: jwt_limit(v.limits.subs),
+            max_payload: jwt_limit(v.limits.payload),
+        };
         Ok(Authed {
             user: v.user,
             account: v.account,
             permissions,
+            limits,
         })
     }
 

@@ -237,7 +237,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         ))
     });
     drop(authenticator);
-    let limits = Limits {
+    let mut limits = Limits {
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
     };
@@ -280,6 +280,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         let chunk = rbuf.split().freeze();
         let mut at = 0;
         need = 0;
+        limits.max_payload = client.max_payload.get();
         while at < chunk.len() {
             match parse(&chunk[at..], &limits) {
                 Ok(Parsed::Op(op, used)) => {
@@ -384,6 +385,11 @@ fn describe(op: &ClientOp) -> String {
 /// its subscriptions go and the shard forgets it.
 fn release(shard: &Shard, client: &Client, reason: CloseReason) {
     client.close(reason);
+    if let Some(acc) = client.counted.take() {
+        if let Some(n) = client.g.account_conns.get(acc as usize) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
     client.reader_fd.set(None);
     let subs: Vec<SubRef> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
     for s in &subs {
@@ -540,7 +546,48 @@ impl Conn<'_> {
                 Ok(who) => {
                     *client.perms.borrow_mut() =
                         who.permissions.clone().map(auth::ConnPermissions::new);
-                    client.set_account(client.g.accounts.id(&who.account));
+                    let g = &client.g;
+                    let acc = g.accounts.id(&who.account);
+                    let (max_conns, max_subs, max_payload) = g.accounts.limits(acc);
+                    if let (Some(max), Some(n)) = (max_conns, g.account_conns.get(acc as usize)) {
+                        if n.load(Ordering::Relaxed) >= max {
+                            tracing::error!(
+                                "{} - cid:{} - maximum account active connections exceeded",
+                                client.addr,
+                                client.cid
+                            );
+                            client.send_err("maximum account active connections exceeded");
+                            return Err(CloseReason::MaxConnectionsExceeded);
+                        }
+                    }
+                    if let Some(n) = g.account_conns.get(acc as usize) {
+                        n.fetch_add(1, Ordering::Relaxed);
+                        client.counted.set(Some(acc));
+                    }
+                    // The tightest of server, account and user limits.
+                    let tightest = |server: usize, more: [Option<usize>; 2]| {
+                        more.into_iter()
+                            .flatten()
+                            .fold(server, |a, b| if a == 0 { b } else { a.min(b) })
+                    };
+                    client.max_subs.set(tightest(
+                        client.max_subs.get(),
+                        [max_subs, who.limits.max_subscriptions],
+                    ));
+                    client.max_payload.set(tightest(
+                        client.max_payload.get(),
+                        [max_payload, who.limits.max_payload],
+                    ));
+                    client.set_account(acc);
+                    // As the reference: a user JWT's payload limit is
+                    // announced in a fresh INFO.
+                    if who.limits.max_payload.is_some()
+                        && client.max_payload.get() != g.opts.max_payload
+                    {
+                        let mut info = client.info(false);
+                        info.max_payload = client.max_payload.get();
+                        client.out.push(&info.to_line());
+                    }
                     *client.who.borrow_mut() = Some(who);
                     self.authed.set(true);
                 }
@@ -675,7 +722,7 @@ impl Conn<'_> {
             client.send_err(&auth::subscribe_violation(subject, queue));
             return;
         }
-        let max = client.g.live().max_subscriptions;
+        let max = client.max_subs.get();
         if max > 0 && client.subs.borrow().len() >= max {
             tracing::error!(
                 "{} - cid:{} - maximum subscriptions exceeded",

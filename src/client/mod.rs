@@ -123,6 +123,12 @@ pub struct Client {
     pub websocket: bool,
     /// The account this connection's subjects live in.
     account: Cell<u32>,
+    /// Counted against its account's connection limit (released on close).
+    pub counted: Cell<Option<u32>>,
+    /// Subscriptions allowed (server, account and user limits; 0 = no limit).
+    pub max_subs: Cell<usize>,
+    /// Largest message accepted (server, account and user limits).
+    pub max_payload: Cell<usize>,
     pub limits: Cell<Limits>,
     /// Set when the server sent a nonce (nkey users sign it in CONNECT).
     pub nonce: Option<String>,
@@ -357,6 +363,9 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr, websocket: bool)
         cid,
         websocket,
         account: Cell::new(0),
+        counted: Cell::new(None),
+        max_subs: Cell::new(g.live().max_subscriptions),
+        max_payload: Cell::new(g.opts.max_payload),
         limits: Cell::new(Limits::from(&g.live())),
         nonce,
         who: RefCell::new(None),
