@@ -526,3 +526,19 @@ async fn account_connection_limit_from_the_jwt() {
     first.send("PING\r\n").await;
     assert_eq!(next_non_info(&mut first).await.as_deref(), Some("PONG"));
 }
+
+/// A connection whose user JWT expires is closed when it does.
+#[tokio::test]
+async fn connection_closes_when_the_user_jwt_expires() {
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let user = KeyPair::new_user();
+    let jwt = user_jwt(&st.a, &user, json!({}), Some(now() + 2));
+    let mut r = raw_connect(&s, &jwt, &user).await;
+    assert_eq!(next_non_info(&mut r).await.as_deref(), Some("PONG"));
+    let line = tokio::time::timeout(Duration::from_secs(6), next_non_info(&mut r))
+        .await
+        .expect("still open after the JWT expired");
+    assert_eq!(line.as_deref(), Some("-ERR 'User Authentication Expired'"));
+    r.expect_closed(Duration::from_secs(5)).await;
+}

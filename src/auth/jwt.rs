@@ -362,6 +362,8 @@ pub struct Trust {
 pub struct VerifiedUser {
     pub user: String,
     pub account: String,
+    /// When the user JWT expires (seconds since the epoch; 0: never).
+    pub expires: i64,
     /// The claims that apply: the user's own, or a scoped key's template.
     pub limits: UserLimitsClaim,
 }
@@ -460,6 +462,7 @@ impl Trust {
         Ok(VerifiedUser {
             user: c.sub.clone(),
             account,
+            expires: c.exp,
             limits,
         })
     }

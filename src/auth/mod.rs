@@ -182,6 +182,9 @@ pub struct Authed {
 pub struct UserLimits {
     pub max_subscriptions: Option<usize>,
     pub max_payload: Option<usize>,
+    /// When the credentials expire (a user JWT's `exp`): the connection
+    /// is closed then.
+    pub expires: Option<std::time::SystemTime>,
 }
 
 /// A JWT limit: negative means unlimited.
@@ -553,6 +556,8 @@ impl Authenticator {
         let limits = UserLimits {
             max_subscriptions: jwt_limit(v.limits.subs),
             max_payload: jwt_limit(v.limits.payload),
+            expires: (v.expires > 0)
+                .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.expires as u64)),
         };
         Ok(Authed {
             user: v.user,

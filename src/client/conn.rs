@@ -208,6 +208,16 @@ async fn auth_timer(client: Rc<Client>, authed: Rc<Cell<bool>>, after: Duration)
     }
 }
 
+/// Closes a connection when its user JWT expires, as the reference does.
+async fn expire(client: Rc<Client>, after: Duration) {
+    runtime::sleep(after).await;
+    if !client.is_closed() {
+        tracing::info!("{} - cid:{} - User JWT expired", client.addr, client.cid);
+        client.send_err("User Authentication Expired");
+        client.close(CloseReason::AuthenticationViolation);
+    }
+}
+
 fn reason_for(e: &ParseError) -> CloseReason {
     match e {
         ParseError::MaxPayload { .. } => CloseReason::MaxPayload,
@@ -579,6 +589,12 @@ impl Conn<'_> {
                         [max_payload, who.limits.max_payload],
                     ));
                     client.set_account(acc);
+                    if let Some(at) = who.limits.expires {
+                        let left = at
+                            .duration_since(std::time::SystemTime::now())
+                            .unwrap_or_default();
+                        runtime::spawn_local(expire(client.clone(), left)).detach();
+                    }
                     // As the reference: a user JWT's payload limit is
                     // announced in a fresh INFO.
                     if who.limits.max_payload.is_some()
