@@ -542,3 +542,45 @@ async fn connection_closes_when_the_user_jwt_expires() {
     assert_eq!(line.as_deref(), Some("-ERR 'User Authentication Expired'"));
     r.expect_closed(Duration::from_secs(5)).await;
 }
+
+/// nats-py with a creds file against operator mode (skips without nats-py).
+#[tokio::test]
+async fn nats_py_creds_file() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import nats, nkeys"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        eprintln!("skipped: nats-py/nkeys not installed");
+        return;
+    }
+    let st = setup();
+    let s = Server::start_with_config(&st.conf, &[]);
+    let user = KeyPair::new_user();
+    let jwt = user_jwt(&st.a, &user, json!({}), None);
+    let dir = tempfile::tempdir().unwrap();
+    let creds_path = dir.path().join("user.creds");
+    std::fs::write(&creds_path, creds(&jwt, &user)).unwrap();
+    let script = format!("{}/tests/py/test_nkey_creds.py", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(s.url())
+            .arg("--creds")
+            .arg(&creds_path)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("python timed out")
+    .expect("python3");
+    assert!(
+        out.status.success(),
+        "nats-py creds: {}\n{}\n--- log ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
+}

@@ -119,3 +119,21 @@ async fn nats_py_service_mesh_fixture() {
     let s = Server::start_with_config(include_str!("configs/service-mesh.conf"), &[]);
     run_script("test_service_mesh.py", &[s.url()], &[&s]).await;
 }
+
+#[tokio::test]
+async fn nats_py_nkey_user() {
+    need_nats_py!();
+    let user = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("user.nk");
+    std::fs::write(&seed, user.seed().unwrap()).unwrap();
+    let s = Server::start_with_config(
+        &format!(
+            "authorization {{\n  users = [ {{ nkey: {} }} ]\n}}\n",
+            user.public_key()
+        ),
+        &[],
+    );
+    let args = vec![s.url(), "--seed".to_string(), seed.display().to_string()];
+    run_script("test_nkey_creds.py", &args, &[&s]).await;
+}
