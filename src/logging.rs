@@ -77,8 +77,36 @@ impl<'a> MakeWriter<'a> for Sink {
     }
 }
 
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+static FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+fn filter(debug: bool, trace: bool) -> tracing_subscriber::EnvFilter {
+    let level = if trace {
+        "trace"
+    } else if debug {
+        "debug"
+    } else {
+        "info"
+    };
+    // Our own lines at the chosen level; libraries only when they warn.
+    tracing_subscriber::EnvFilter::new(format!(
+        "warn,broker_edge={level},broker_edge_storage={level},fatal=trace"
+    ))
+}
+
+/// Applies reloaded `debug`/`trace` settings to the running logger.
+pub fn set_levels(debug: bool, trace: bool) {
+    if let Some(h) = FILTER.get() {
+        let _ = h.reload(filter(debug, trace));
+    }
+}
+
 /// Installs the global logger. `debug`/`trace` follow -D/-V.
 pub fn init(file: Option<&Path>, debug: bool, trace: bool, logtime: bool) -> std::io::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let out: Box<dyn Write + Send> = match file {
         Some(p) => Box::new(
             std::fs::OpenOptions::new()
@@ -88,24 +116,17 @@ pub fn init(file: Option<&Path>, debug: bool, trace: bool, logtime: bool) -> std
         ),
         None => Box::new(std::io::stderr()),
     };
-    let level = if trace {
-        "trace"
-    } else if debug {
-        "debug"
-    } else {
-        "info"
-    };
-    // Our own lines at the chosen level; libraries only when they warn.
-    let filter = tracing_subscriber::EnvFilter::new(format!(
-        "warn,broker_edge={level},broker_edge_storage={level},fatal=trace"
-    ));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter_layer, handle) = tracing_subscriber::reload::Layer::new(filter(debug, trace));
+    let _ = FILTER.set(handle);
+    let fmt_layer = tracing_subscriber::fmt::layer()
         .with_writer(Sink(Arc::new(Mutex::new(out))))
         .event_format(NatsFormat {
             pid: std::process::id(),
             logtime,
-        })
+        });
+    let _ = tracing_subscriber::registry()
+        .with(filter_layer)
+        .with(fmt_layer)
         .try_init();
     Ok(())
 }

@@ -34,7 +34,7 @@ fn spawn_accept(
                 let Ok(addr) = stream.peer_addr() else {
                     continue;
                 };
-                if g.connections() >= g.opts.max_connections {
+                if g.connections() >= g.live().max_connections {
                     // As the reference: the client gets its INFO, then the
                     // error, then the connection closes.
                     let cid = g.next_cid.fetch_add(1, Ordering::Relaxed);

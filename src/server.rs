@@ -283,7 +283,7 @@ fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
                         // leave as soon as none is left (at once if none
                         // were there), at the latest after the duration.
                         let deadline = std::time::Instant::now()
-                            + g.opts.lame_duck_duration
+                            + g.live().lame_duck_duration
                             + Duration::from_secs(1);
                         while g.connections() > 0 && std::time::Instant::now() < deadline {
                             std::thread::sleep(Duration::from_millis(50));
@@ -329,6 +329,7 @@ fn reload(g: &Global) -> Result<(), String> {
     }
     let auth = Authenticator::new(&opts).map_err(|e| e.to_string())?;
     let ws_auth = Authenticator::new_websocket(&opts).map_err(|e| e.to_string())?;
+    crate::logging::set_levels(opts.debug, opts.trace);
     g.install(opts, auth, ws_auth);
     g.broadcast(|| Ctl::Reload);
     Ok(())

@@ -374,3 +374,18 @@ async fn reload_rereads_included_files() {
     common::sync(&b).await;
     assert_open(&mut alice, "alice").await;
 }
+
+/// Reload applies logging settings: `debug: true` turns on [DBG] lines.
+#[tokio::test]
+async fn reload_turns_on_debug_logging() {
+    let s = Server::start_with_config("debug: false\n", &[]);
+    let c = s.client().await;
+    common::sync(&c).await;
+    assert!(!s.log().contains("[DBG]"), "debug lines before the reload");
+    rewrite(&s, "debug: true\n");
+    s.signal(libc::SIGHUP);
+    s.wait_log(RELOADED, STEP).await;
+    let c2 = s.client().await;
+    common::sync(&c2).await;
+    s.wait_log("[DBG]", STEP).await;
+}

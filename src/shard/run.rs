@@ -74,7 +74,8 @@ fn lame_duck(shard: &Rc<Shard>) {
     for c in &clients {
         c.send_info(true);
     }
-    let opts = &shard.g.opts;
+    // Reloaded settings apply (the reference reloads lame-duck settings).
+    let opts = shard.g.live();
     let grace = opts.lame_duck_grace_period;
     let window = opts.lame_duck_duration.saturating_sub(grace);
     runtime::spawn_local(async move {
