@@ -19,6 +19,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A server with a plain websocket listener (plus `extra` in its block),
+/// once it says it listens; returns the server and the websocket port.
+async fn ws_server(extra: &str) -> (Server, u16) {
+    let port = free_port();
+    let s = Server::start_with_config(
+        &format!(
+            "websocket {{\n  host: 127.0.0.1\n  port: {port}\n  no_tls: true\n  {extra}\n}}\n"
+        ),
+        &[],
+    );
+    s.wait_log("Listening for websocket clients", Duration::from_secs(5))
+        .await;
+    (s, port)
+}
+
 async fn ws_client(port: u16, opts: async_nats::ConnectOptions) -> async_nats::Client {
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -31,11 +46,7 @@ async fn ws_client(port: u16, opts: async_nats::ConnectOptions) -> async_nats::C
 
 #[tokio::test]
 async fn websocket_and_tcp_clients_share_subjects() {
-    let port = free_port();
-    let s = Server::start_with_config(
-        &format!("websocket {{\n  host: 127.0.0.1\n  port: {port}\n  no_tls: true\n}}\n"),
-        &[],
-    );
+    let (s, port) = ws_server("").await;
     s.wait_log(
         "Listening for websocket clients on ws://127.0.0.1:",
         Duration::from_secs(5),
@@ -82,15 +93,7 @@ async fn websocket_and_tcp_clients_share_subjects() {
 
 #[tokio::test]
 async fn websocket_authorization_block_applies() {
-    let port = free_port();
-    let s = Server::start_with_config(
-        &format!(
-            "websocket {{\n  host: 127.0.0.1\n  port: {port}\n  no_tls: true\n  authorization {{ user: web, password: web-Pw-1 }}\n}}\n"
-        ),
-        &[],
-    );
-    s.wait_log("Listening for websocket clients", Duration::from_secs(5))
-        .await;
+    let (_s, port) = ws_server("authorization { user: web, password: web-Pw-1 }").await;
     let bad = tokio::time::timeout(
         Duration::from_secs(10),
         async_nats::ConnectOptions::new()
@@ -111,13 +114,7 @@ async fn websocket_authorization_block_applies() {
 
 #[tokio::test]
 async fn raw_upgrade_carries_info_in_a_binary_frame() {
-    let port = free_port();
-    let s = Server::start_with_config(
-        &format!("websocket {{\n  host: 127.0.0.1\n  port: {port}\n  no_tls: true\n}}\n"),
-        &[],
-    );
-    s.wait_log("Listening for websocket clients", Duration::from_secs(5))
-        .await;
+    let (_s, port) = ws_server("").await;
     let mut t = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -150,13 +147,7 @@ async fn raw_upgrade_carries_info_in_a_binary_frame() {
 
 #[tokio::test]
 async fn plain_http_request_is_refused() {
-    let port = free_port();
-    let s = Server::start_with_config(
-        &format!("websocket {{\n  host: 127.0.0.1\n  port: {port}\n  no_tls: true\n}}\n"),
-        &[],
-    );
-    s.wait_log("Listening for websocket clients", Duration::from_secs(5))
-        .await;
+    let (_s, port) = ws_server("").await;
     let mut t = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
