@@ -39,12 +39,24 @@ impl Pki {
         let (server_cert, server_key) =
             leaf(vec!["localhost".into(), "127.0.0.1".into()], "server");
         let (client_cert, client_key) = leaf(vec!["client.local".into()], "client");
+        // A client certificate that expired long ago, from the same CA.
+        let (old_cert, old_key) = {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec!["old.local".to_string()]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, "expired");
+            p.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2020, 1, 1);
+            let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
         let d = dir.path();
         std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
         std::fs::write(d.join("server-cert.pem"), server_cert).unwrap();
         std::fs::write(d.join("server-key.pem"), server_key).unwrap();
         std::fs::write(d.join("client-cert.pem"), client_cert).unwrap();
         std::fs::write(d.join("client-key.pem"), client_key).unwrap();
+        std::fs::write(d.join("expired-cert.pem"), old_cert).unwrap();
+        std::fs::write(d.join("expired-key.pem"), old_key).unwrap();
         Pki { dir }
     }
 
@@ -217,5 +229,25 @@ async fn websocket_over_tls() {
     assert!(
         !matches!(plain, Ok(Ok(_))),
         "plain websocket accepted on a wss listener"
+    );
+}
+
+/// An expired client certificate is refused, with the reason in the log.
+#[tokio::test]
+async fn expired_client_certificate_is_rejected() {
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf("verify: true"), &[]);
+    connect_fails(
+        &s,
+        tls_opts(&pki.path("ca.pem"))
+            .add_client_certificate(pki.path("expired-cert.pem"), pki.path("expired-key.pem")),
+    )
+    .await;
+    s.wait_log("TLS handshake error", Duration::from_secs(5))
+        .await;
+    assert!(
+        s.log().to_lowercase().contains("expired"),
+        "log should say the certificate expired\n{}",
+        s.log()
     );
 }
