@@ -513,6 +513,16 @@ fn list_of<T>(
     }
 }
 
+/// `stream` or `service`, the entry keys that say what an export or import
+/// is.
+fn kind_of(key: &str) -> ExportKind {
+    if key == "stream" {
+        ExportKind::Stream
+    } else {
+        ExportKind::Service
+    }
+}
+
 fn export(cx: &mut Cx, v: &Value) -> Option<ExportConfig> {
     let Some(m) = v.as_map() else {
         cx.push(v.err(format!(
@@ -532,11 +542,7 @@ fn export(cx: &mut Cx, v: &Value) -> Option<ExportConfig> {
     for f in m {
         match f.key.to_ascii_lowercase().as_str() {
             k @ ("stream" | "service") => {
-                let kind = if k == "stream" {
-                    ExportKind::Stream
-                } else {
-                    ExportKind::Service
-                };
+                let kind = kind_of(k);
                 if seen_kind && x.kind != kind {
                     cx.push(f.key_pos.err(format!(
                         "Detected {k} {:?} but already saw a {}",
@@ -608,11 +614,7 @@ fn import(cx: &mut Cx, v: &Value) -> Option<ImportConfig> {
     for f in m {
         match f.key.to_ascii_lowercase().as_str() {
             k @ ("stream" | "service") => {
-                let kind = if k == "stream" {
-                    ExportKind::Stream
-                } else {
-                    ExportKind::Service
-                };
+                let kind = kind_of(k);
                 if seen_kind && i.kind != kind {
                     let other = kind_name(i.kind);
                     cx.push(
