@@ -3,9 +3,14 @@
 //! these names, so another io_uring runtime could replace this file.
 
 use std::future::Future;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-use std::time::Duration;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
 pub use glommio::net::TcpStream;
@@ -16,17 +21,29 @@ pub use glommio::{spawn_local, Task};
 /// default 8 MiB RLIMIT_MEMLOCK is enough for several shards.
 const IO_MEMORY: usize = 512 * 1024;
 
-/// How long an executor with nothing to do keeps looking for work before it
-/// sleeps in the kernel. Parking and waking costs tens of microseconds of
-/// CPU per cycle; a short spin keeps request/reply hops cheap under load
-/// while an idle server still sleeps. `BROKER_EDGE_SPIN_US` overrides.
-fn spin_before_park() -> Duration {
-    let us = std::env::var("BROKER_EDGE_SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Duration::from_micros(us)
+/// How long a connection that just received data keeps trying to read
+/// before it waits for readiness through io_uring (see [`Socket`]).
+/// `BROKER_EDGE_SPIN_US` overrides; 0 turns spinning off.
+fn read_spin() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var("BROKER_EDGE_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_READ_SPIN_US);
+        Duration::from_micros(us)
+    })
 }
+
+/// Retries between reactor turns while a read spins. A reactor turn costs
+/// ~13 µs here (three io_uring_enter calls); a retry about 1 µs. 8 beat 1
+/// by ~12% in request/reply p50 (A/B both orders, BENCHMARKS.md).
+const TRIES_PER_TURN: u32 = 8;
+
+/// Measured on the 2-vCPU VM (docs/architecture.md, "Read spin"): a
+/// request/reply hop that waits on io_uring readiness costs ~35 µs of
+/// wake-up; the next message of a busy conversation arrives well within this.
+const DEFAULT_READ_SPIN_US: u64 = 100;
 
 /// Runs `make()`'s future on `shards` executors, one per CPU where
 /// possible, and waits for all of them to finish.
@@ -44,7 +61,9 @@ where
         .name("shard")
         .io_memory(IO_MEMORY)
         .ring_depth(256)
-        .spin_before_park(spin_before_park())
+        // Keeps the reactor turning (without sleeping) while a socket's read
+        // spin is live; an executor with no recent work still parks.
+        .spin_before_park(read_spin())
         .on_all_shards(make)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     for r in handles.join_all() {
@@ -56,13 +75,131 @@ where
 /// Makes an accepted socket usable on the current executor. Returns the
 /// reading and writing halves (two descriptors of one socket), so a reader
 /// task and a writer task each own one.
-pub fn bind_socket(fd: OwnedFd) -> std::io::Result<(TcpStream, TcpStream)> {
+pub fn bind_socket(fd: OwnedFd) -> std::io::Result<(Socket, TcpStream)> {
     let dup = fd.try_clone()?;
     // SAFETY: each descriptor is owned exactly once by the stream made here.
     let r = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
     let w = unsafe { TcpStream::from_raw_fd(dup.into_raw_fd()) };
     let _ = r.set_nodelay(true);
-    Ok((r, w))
+    Ok((Socket::new(r), w))
+}
+
+/// The reading side of a client socket.
+///
+/// glommio waits for readability with an io_uring poll and re-arms one
+/// after every short read, so each message of a request/reply exchange
+/// pays an io_uring completion and, when the shard slept, a thread wake-up
+/// (~35 µs per hop here; `docs/architecture.md`). This reads with a plain
+/// non-blocking `recv` instead, and after data arrived keeps retrying for
+/// [`read_spin`] (yielding to the shard's other tasks in between) before
+/// falling back to glommio's readiness wait. A connection with no traffic
+/// therefore costs nothing, and an idle shard still parks.
+pub struct Socket {
+    inner: TcpStream,
+    spin: Duration,
+    hot_until: Option<Instant>,
+    nap: Option<glommio::timer::Timer>,
+    tries: u32,
+}
+
+impl Socket {
+    fn new(inner: TcpStream) -> Socket {
+        Socket {
+            inner,
+            spin: read_spin(),
+            hot_until: None,
+            nap: None,
+            tries: 0,
+        }
+    }
+
+    fn got_data(&mut self) {
+        if !self.spin.is_zero() {
+            self.hot_until = Some(Instant::now() + self.spin);
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        while let Some(until) = this.hot_until {
+            if let Some(nap) = &mut this.nap {
+                if Pin::new(nap).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.nap = None;
+            }
+            // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+            let n = unsafe {
+                libc::recv(
+                    this.inner.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                this.got_data();
+                return Poll::Ready(Ok(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {}
+                _ => return Poll::Ready(Err(e)),
+            }
+            if Instant::now() >= until {
+                this.hot_until = None;
+                break;
+            }
+            // Nothing yet. Let a thread the kernel queued on this core run
+            // first: on a small box that is often the peer whose message we
+            // wait for (measured: yielding on every try beat yielding only
+            // before a reactor turn, BENCHMARKS.md).
+            // SAFETY: no arguments, no memory.
+            unsafe { libc::sched_yield() };
+            // Retry after the shard's other ready tasks ran (writers send
+            // what this read produced). Every few tries wait a reactor turn
+            // instead, so io_uring completions, timers and wake-ups from
+            // other shards are served too (a task that only re-woke itself
+            // would starve them).
+            this.tries += 1;
+            if this.tries < TRIES_PER_TURN {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            this.tries = 0;
+            this.nap = Some(glommio::timer::Timer::new(Duration::from_micros(1)));
+        }
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(_)) = r {
+            this.got_data();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
 }
 
 /// Waits at most `d` for `f`.

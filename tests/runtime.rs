@@ -55,3 +55,42 @@ async fn idle_broker_uses_almost_no_cpu() {
         sync(c).await;
     }
 }
+
+/// Connections that just carried traffic keep reading for a moment (the
+/// read spin); once traffic stops the broker must go quiet again.
+#[tokio::test]
+async fn broker_stops_spinning_after_traffic() {
+    use futures::StreamExt;
+    let s = Server::start(&[]);
+    let responder = s.client().await;
+    let mut sub = responder.subscribe("spin.req").await.unwrap();
+    let r = responder.clone();
+    let task = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                r.publish(reply, m.payload).await.unwrap();
+            }
+        }
+    });
+    sync(&responder).await;
+    let requester = s.client().await;
+    for i in 0..2000u32 {
+        let got = requester
+            .request("spin.req", i.to_string().into())
+            .await
+            .unwrap();
+        assert_eq!(got.payload, i.to_string().as_bytes());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = cpu_ticks(s.pid());
+    let window = Duration::from_secs(2);
+    tokio::time::sleep(window).await;
+    let used = cpu_ticks(s.pid()) - before;
+    let budget = ticks_per_second() * window.as_secs() / 10;
+    eprintln!("cpu after traffic: {used} ticks in {window:?}");
+    assert!(
+        used <= budget,
+        "server kept using CPU after traffic stopped: {used} ticks in {window:?} (budget {budget})"
+    );
+    task.abort();
+}

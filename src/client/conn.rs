@@ -15,13 +15,13 @@ use crate::auth;
 use crate::global::ShardStats;
 use crate::protocol::info::Connect;
 use crate::protocol::{parse, ClientOp, Limits, ParseError, Parsed};
-use crate::runtime::{self, TcpStream};
+use crate::runtime::{self, Socket, TcpStream};
 use crate::shard::Shard;
 use crate::subject;
 
 const READ_CHUNK: usize = 64 * 1024;
 
-pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: TcpStream, writer: TcpStream) {
+pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: Socket, writer: TcpStream) {
     if client.websocket {
         drop(writer);
         runtime::spawn_local(ws_start(shard, client, reader)).detach();
@@ -44,12 +44,7 @@ pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: TcpStream, writer: Tc
 /// TLS: INFO in the clear and the client upgrades (or, with
 /// `handshake_first`, the handshake comes before INFO), within the TLS
 /// timeout; then the same reader and writer run over the TLS stream.
-async fn tls_start(
-    shard: Rc<Shard>,
-    client: Rc<Client>,
-    mut stream: TcpStream,
-    tls: crate::tls::Tls,
-) {
+async fn tls_start(shard: Rc<Shard>, client: Rc<Client>, mut stream: Socket, tls: crate::tls::Tls) {
     if !tls.handshake_first {
         let info = client.info(false).to_line();
         if stream.write_all(&info).await.is_err() {
@@ -94,7 +89,7 @@ async fn tls_start(
 
 /// WebSocket: (TLS, then) the HTTP upgrade within the handshake timeout;
 /// then INFO and the usual reader and writer over the frames.
-async fn ws_start(shard: Rc<Shard>, client: Rc<Client>, stream: TcpStream) {
+async fn ws_start(shard: Rc<Shard>, client: Rc<Client>, stream: Socket) {
     let Some((cfg, tls)) = client.g.websocket.clone() else {
         release(&shard, &client, CloseReason::ProtocolViolation);
         return;
