@@ -39,13 +39,19 @@ pub(crate) fn build_index(seg: &Segment) -> IndexData {
         if o == ABSENT {
             continue;
         }
-        let off = o as usize;
-        let Some(h) = seg.header_at(off) else {
-            continue;
-        };
-        let s = format::HEADER_LEN + off;
-        let Some(name) = seg.data.get(s..s + h.subject_len.get() as usize) else {
-            continue;
+        let name = match seg.names.get(i) {
+            Some(n) => n,
+            None => {
+                let off = o as usize;
+                let Some(h) = seg.header_at(off) else {
+                    continue;
+                };
+                let s = format::HEADER_LEN + off;
+                let Some(name) = seg.data.get(s..s + h.subject_len.get() as usize) else {
+                    continue;
+                };
+                name
+            }
         };
         let seq = seg.base + i as u64;
         let e = subj.entry(name).or_insert((seq, seq, 0));

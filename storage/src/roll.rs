@@ -75,9 +75,19 @@ impl Inner {
             return Ok(());
         }
         if let Some(f) = &file {
-            f.sync().await?;
+            // Under `Never` nothing is promised across a power loss, so the
+            // sealed segment is left for the kernel to write back: syncing
+            // here would stall every append behind a flush of the whole
+            // segment (measured: it halved `Never` throughput). Recovery
+            // checks a sealed segment against its index and CRCs either way.
+            let sync = self.st.borrow().cfg.durability != Durability::Never;
+            if sync {
+                f.sync().await?;
+            }
             f.set_len(len).await?;
-            f.sync().await?;
+            if sync {
+                f.sync().await?;
+            }
         }
         let (data, path) = {
             let mut st = self.st.borrow_mut();
@@ -85,6 +95,8 @@ impl Inner {
             a.file = None;
             a.capacity = a.len;
             let d = build_index(a);
+            // Sealed: the index file now holds the subject summary.
+            a.names = Default::default();
             (
                 index::encode(&d),
                 st.dir.join(segment::idx_name(d.base, d.gen)),

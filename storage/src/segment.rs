@@ -1,6 +1,7 @@
 //! One segment file: its memory map, its in-memory sequence index, and the
 //! walker that validates records (used by recovery and index rebuilds).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -111,6 +112,46 @@ pub(crate) struct Segment {
     pub tail: (u64, u32),
     /// Open for writing (active segment only).
     pub file: Option<Rc<LogFile>>,
+    /// Subjects of the records this process appended here (active segment
+    /// only), so sealing can summarise subjects without reading the
+    /// mapping back (after O_DIRECT writes that read comes from the device).
+    pub names: Names,
+}
+
+/// Interned subjects of a segment's records, by sequence slot.
+#[derive(Default)]
+pub(crate) struct Names {
+    ids: HashMap<Bytes, u32, ahash::RandomState>,
+    list: Vec<Bytes>,
+    /// `by_slot[seq - base]`: index into `list`, or `UNKNOWN`.
+    by_slot: Vec<u32>,
+}
+
+impl Names {
+    const UNKNOWN: u32 = u32::MAX;
+
+    fn note(&mut self, slot: usize, subject: &[u8]) {
+        let id = match self.ids.get(subject) {
+            Some(&id) => id,
+            None => {
+                let id = self.list.len() as u32;
+                let b = Bytes::copy_from_slice(subject);
+                self.list.push(b.clone());
+                self.ids.insert(b, id);
+                id
+            }
+        };
+        if self.by_slot.len() <= slot {
+            self.by_slot.resize(slot + 1, Self::UNKNOWN);
+        }
+        self.by_slot[slot] = id;
+    }
+
+    /// The subject noted for `slot`, if any.
+    pub fn get(&self, slot: usize) -> Option<&[u8]> {
+        let id = *self.by_slot.get(slot)?;
+        self.list.get(id as usize).map(|b| &b[..])
+    }
 }
 
 impl Segment {
@@ -139,6 +180,7 @@ impl Segment {
             floor: 0,
             tail: (0, 0),
             file: None,
+            names: Names::default(),
         }
     }
 
@@ -161,6 +203,11 @@ impl Segment {
     }
 
     /// Indexes a message record (sequence order is guaranteed by the caller).
+    /// Remembers the subject of a record appended by this process.
+    pub fn note_subject(&mut self, seq: u64, subject: &[u8]) {
+        self.names.note((seq - self.base) as usize, subject);
+    }
+
     pub fn index_msg(&mut self, seq: u64, off: usize, ts: u64, len: usize) {
         let i = (seq - self.base) as usize;
         if self.offsets.len() <= i {
@@ -310,5 +357,19 @@ mod tests {
         let e = walk(&torn, |_, _, _| {});
         assert!(e.torn);
         assert_eq!(e.end, rec * 2);
+    }
+
+    #[test]
+    fn names_intern_subjects_by_slot() {
+        let mut n = Names::default();
+        n.note(0, b"a.b");
+        n.note(2, b"c");
+        n.note(3, b"a.b");
+        assert_eq!(n.get(0), Some(&b"a.b"[..]));
+        assert_eq!(n.get(1), None, "a slot never noted is unknown");
+        assert_eq!(n.get(2), Some(&b"c"[..]));
+        assert_eq!(n.get(3), Some(&b"a.b"[..]));
+        assert_eq!(n.get(9), None);
+        assert_eq!(n.list.len(), 2, "one copy per distinct subject");
     }
 }

@@ -416,7 +416,9 @@ impl State {
 
     /// Appends a message record's effects to the indexes (after its write).
     pub fn apply_msg(&mut self, seq: u64, off: usize, ts: u64, len: usize, subject: &[u8]) {
-        self.active_mut().index_msg(seq, off, ts, len);
+        let a = self.active_mut();
+        a.index_msg(seq, off, ts, len);
+        a.note_subject(seq, subject);
         self.msgs += 1;
         self.bytes += len as u64;
         if self.msgs == 1 {
