@@ -8,7 +8,9 @@
 //! Environment: LOGBENCH_DIR (default target/logbench), LOGBENCH_SECS per
 //! append case (default 2), LOGBENCH_RECOVERY_MSGS (default 10_000_000),
 //! LOGBENCH_TASKS, LOGBENCH_SIZES, LOGBENCH_POLICIES, LOGBENCH_MODES (lists),
-//! LOGBENCH_SKIP_MACHINE and LOGBENCH_SKIP_TAIL (skip those sections).
+//! LOGBENCH_SKIP_MACHINE and LOGBENCH_SKIP_TAIL (skip those sections);
+//! LOGBENCH_TARGETS=1 runs only the targets as LOGBENCH_ROUNDS (3)
+//! interleaved rounds of disk reference and log.
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -40,15 +42,15 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 }
 
 /// Sequential O_DIRECT write bandwidth (1 MiB writes, 4 in flight, final
-/// fdatasync included).
-async fn disk_seq_write(dir: &Path, total: u64) -> f64 {
+/// fdatasync included): `total` bytes, or as many as fit in `for_time`.
+async fn disk_seq_write(dir: &Path, total: u64, for_time: Option<Duration>) -> f64 {
     let path = dir.join("odirect.bin");
     let f = Rc::new(DmaFile::create(&path).await.expect("create"));
     const CHUNK: usize = 1 << 20;
     let t = Instant::now();
     let mut pos = 0u64;
     let mut inflight = Vec::new();
-    while pos < total {
+    while pos < total && for_time.is_none_or(|d| t.elapsed() < d) {
         let mut buf = f.alloc_dma_buffer(CHUNK);
         buf.as_bytes_mut().fill(0x5a);
         let ff = f.clone();
@@ -302,7 +304,10 @@ async fn bench() {
     if skip_machine {
         return append_only(&dir, secs, &task_counts, &sizes).await;
     }
-    let bw = disk_seq_write(&dir, 1 << 30).await;
+    if std::env::var("LOGBENCH_TARGETS").is_ok() {
+        return targets(&dir, secs, env_u64("LOGBENCH_ROUNDS", 3)).await;
+    }
+    let bw = disk_seq_write(&dir, 1 << 30, None).await;
     println!("O_DIRECT sequential write (1 MiB x4 in flight, 1 GiB): {bw:.0} MB/s");
     for mode in [
         FileMode::Extend,
@@ -318,6 +323,60 @@ async fn bench() {
 
     append_only(&dir, secs, &task_counts, &sizes).await;
     read_and_recovery(&dir, rec_n).await;
+}
+
+/// The storage issue's two append targets, as interleaved rounds (like the
+/// core bench): each round measures the disk (O_DIRECT, same duration as an
+/// append case) and then the log, and prints the ratios; the medians close.
+async fn targets(dir: &Path, secs: u64, rounds: u64) {
+    let d = Duration::from_secs(secs);
+    let mut bw_ratio: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let mut commit_ratio: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let modes = [
+        ("buffered", WriteMode::Buffered),
+        ("direct", WriteMode::Direct),
+    ];
+    println!("## targets ({rounds} rounds, {secs}s per case)");
+    println!("| round | disk MB/s | mode | never 16 KiB x64 MB/s | / disk | 1 KiB x64 never/always | 1 KiB x512 never/always |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in 1..=rounds {
+        let disk = disk_seq_write(dir, u64::MAX, Some(d)).await;
+        for (i, (mname, mode)) in modes.iter().enumerate() {
+            let n = append_case(dir, Durability::Never, *mode, 16384, 64, secs).await;
+            let mb = n.msgs as f64 * 16384.0 / n.secs / 1e6;
+            bw_ratio[i].push(mb / disk);
+            let mut cells = Vec::new();
+            for (j, tasks) in [64usize, 512].into_iter().enumerate() {
+                let a = append_case(dir, Durability::Always, *mode, 1024, tasks, secs).await;
+                let nv = append_case(dir, Durability::Never, *mode, 1024, tasks, secs).await;
+                let ratio = (nv.msgs as f64 / nv.secs) / (a.msgs as f64 / a.secs);
+                commit_ratio[i * 2 + j].push(ratio);
+                cells.push(format!(
+                    "{:.0}k / {:.0}k = {ratio:.2}",
+                    nv.msgs as f64 / nv.secs / 1e3,
+                    a.msgs as f64 / a.secs / 1e3
+                ));
+            }
+            println!(
+                "| {r} | {disk:.0} | {mname} | {mb:.0} | {:.2} | {} | {} |",
+                mb / disk,
+                cells[0],
+                cells[1]
+            );
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (i, (mname, _)) in modes.iter().enumerate() {
+        println!(
+            "median {mname}: never 16 KiB / disk {:.2}; never/always 1 KiB: x64 {:.2}, x512 {:.2}",
+            median(&mut bw_ratio[i]),
+            median(&mut commit_ratio[i * 2]),
+            median(&mut commit_ratio[i * 2 + 1])
+        );
+    }
 }
 
 async fn append_only(dir: &Path, secs: u64, task_counts: &[usize], sizes: &[usize]) {
