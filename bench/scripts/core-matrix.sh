@@ -29,8 +29,8 @@ rows=(
   "queue-128   -  queue  --size 128 --subs 4 --msgs 3000000"
   "pub-16      -  pub    --size 16  --msgs 20000000"
   "pub-128     -  pub    --size 128 --msgs 10000000"
-  "reqrep-16   9  reqrep --size 16  --msgs 5000"
-  "reqrep-128  9  reqrep --size 128 --msgs 5000"
+  "reqrep-16   15 reqrep --size 16  --msgs 5000"
+  "reqrep-128  15 reqrep --size 128 --msgs 5000"
 )
 
 for row in "${rows[@]}"; do
