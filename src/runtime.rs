@@ -36,11 +36,13 @@ fn read_spin() -> Duration {
 }
 
 /// Retries between reactor turns while a read spins. A reactor turn costs
-/// ~13 µs here (three io_uring_enter calls); a retry about 1 µs. 8 beat 1
-/// by ~12% in request/reply p50 (A/B both orders, BENCHMARKS.md).
+/// ~13 µs here (three io_uring_enter calls), a retry about 1 µs. In
+/// request/reply A/B runs (both orders) 8 beat 1 by ~12% in p50, and 4 and
+/// 32 were worse than 8 (BENCHMARKS.md).
 const TRIES_PER_TURN: u32 = 8;
 
-/// Measured on the 2-vCPU VM (docs/architecture.md, "Read spin"): a
+/// Measured on the 2-vCPU VM (docs/architecture.md, "Reads spin briefly
+/// after traffic"): a
 /// request/reply hop that waits on io_uring readiness costs ~35 µs of
 /// wake-up; the next message of a busy conversation arrives well within this.
 const DEFAULT_READ_SPIN_US: u64 = 100;

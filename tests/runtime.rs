@@ -25,6 +25,22 @@ fn ticks_per_second() -> u64 {
     }
 }
 
+/// Over a 2 s window the whole process (all shards) uses at most a tenth
+/// of one core.
+async fn assert_quiet(pid: u32, what: &str) {
+    let before = cpu_ticks(pid);
+    let window = Duration::from_secs(2);
+    tokio::time::sleep(window).await;
+    let used = cpu_ticks(pid) - before;
+    let budget = ticks_per_second() * window.as_secs() / 10;
+    eprintln!("{what}: {used} ticks of CPU in {window:?}");
+    assert!(
+        used <= budget,
+        "{what} used {used} ticks of CPU in {window:?} (budget {budget}, {} ticks/s)",
+        ticks_per_second()
+    );
+}
+
 /// With clients connected but no traffic, the whole process (all shards)
 /// uses well under a tenth of one core.
 #[tokio::test]
@@ -39,17 +55,7 @@ async fn idle_broker_uses_almost_no_cpu() {
     }
     // Let start-up work settle, then measure a quiet window.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = cpu_ticks(s.pid());
-    let window = Duration::from_secs(2);
-    tokio::time::sleep(window).await;
-    let used = cpu_ticks(s.pid()) - before;
-    let budget = ticks_per_second() * window.as_secs() / 10;
-    eprintln!("idle cpu: {used} ticks in {window:?}");
-    assert!(
-        used <= budget,
-        "idle server used {used} ticks of CPU in {window:?} (budget {budget}, {} ticks/s)",
-        ticks_per_second()
-    );
+    assert_quiet(s.pid(), "idle server").await;
     // Still responsive after idling.
     for (c, _) in &clients {
         sync(c).await;
@@ -82,15 +88,6 @@ async fn broker_stops_spinning_after_traffic() {
         assert_eq!(got.payload, i.to_string().as_bytes());
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = cpu_ticks(s.pid());
-    let window = Duration::from_secs(2);
-    tokio::time::sleep(window).await;
-    let used = cpu_ticks(s.pid()) - before;
-    let budget = ticks_per_second() * window.as_secs() / 10;
-    eprintln!("cpu after traffic: {used} ticks in {window:?}");
-    assert!(
-        used <= budget,
-        "server kept using CPU after traffic stopped: {used} ticks in {window:?} (budget {budget})"
-    );
+    assert_quiet(s.pid(), "server after traffic stopped").await;
     task.abort();
 }
