@@ -13,9 +13,9 @@ use bytes::Bytes;
 
 use crate::config::Durability;
 use crate::error::{Error, Result};
+use crate::format::Sink;
 use crate::format::{self, Kind};
-use crate::io::LogFile;
-use crate::io::WriteMode;
+use crate::io::{DirectFrame, LogFile, Payload, WriteMode};
 use crate::log::Inner;
 use crate::state::{now_ns, State};
 
@@ -148,8 +148,10 @@ const SPLIT: usize = 256 << 10;
 
 /// What one write of the group will carry.
 struct Plan {
-    /// The framed records, in chunks of about `split` bytes.
+    /// The framed records, in chunks of about `split` bytes (buffered).
     bufs: Vec<Vec<u8>>,
+    /// The framed records in DMA memory (O_DIRECT segments).
+    frame: Option<DirectFrame>,
     /// Bytes in all chunks but the last.
     done: usize,
     split: usize,
@@ -165,23 +167,42 @@ struct Plan {
     roll: Option<usize>,
 }
 
+/// A group's framed bytes on their way to the file.
+enum Framed {
+    Chunks(Vec<Vec<u8>>),
+    Frame(DirectFrame),
+}
+
 impl Plan {
     fn len(&self) -> usize {
-        self.done + self.bufs.last().map_or(0, Vec::len)
+        match &self.frame {
+            Some(f) => f.framed(),
+            None => self.done + self.bufs.last().map_or(0, Vec::len),
+        }
     }
 
-    /// Frames one record with `f` into the current chunk.
-    fn push(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+    /// Frames one record with `f` (which returns its CRC) into the DMA
+    /// frame or the current chunk.
+    fn push(&mut self, f: impl FnOnce(&mut dyn Sink) -> u32) {
+        if let Some(frame) = &mut self.frame {
+            self.last_off = frame.framed();
+            self.tail_crc = f(frame);
+            return;
+        }
         if self.bufs.last().is_none_or(|b| b.len() >= self.split) {
             self.done += self.bufs.last().map_or(0, Vec::len);
             self.bufs.push(Vec::new());
         }
         self.last_off = self.len();
         let n = self.bufs.len();
-        let b = &mut self.bufs[n - 1];
-        let at = b.len();
-        f(b);
-        self.tail_crc = u32::from_le_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]);
+        self.tail_crc = f(&mut self.bufs[n - 1]);
+    }
+
+    fn take_framed(&mut self) -> Framed {
+        match self.frame.take() {
+            Some(f) => Framed::Frame(f),
+            None => Framed::Chunks(std::mem::take(&mut self.bufs)),
+        }
     }
 }
 
@@ -199,8 +220,8 @@ async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>) -> Vec<Result<Outcome>> {
         if plan.len() > 0 {
             let tail_crc = plan.tail_crc;
             let buf_len = plan.len();
-            let bufs = std::mem::take(&mut plan.bufs);
-            if let Err(e) = write_plan(inner, &plan, bufs).await {
+            let framed = plan.take_framed();
+            if let Err(e) = write_plan(inner, &plan, framed, buf_len as u64).await {
                 for e2 in &plan.entries {
                     results[e2.slot] = Some(Err(e.duplicate()));
                 }
@@ -265,6 +286,7 @@ fn plan(
         last_off: 0,
         roll: None,
         bufs: Vec::new(),
+        frame: None,
         done: 0,
         split: match st.cfg.write_mode {
             WriteMode::Buffered => SPLIT,
@@ -287,6 +309,24 @@ fn plan(
     if ctl_len > 0 && start + ctl_len > cap {
         p.roll = Some(ctl_len);
         return p;
+    }
+    if st.cfg.write_mode == WriteMode::Direct {
+        // Room for everything staged, bounded by the segment: framing stops
+        // (rolls) before a record would pass the segment's end.
+        let msgs: usize = ops[*i..]
+            .iter()
+            .map(|o| match o {
+                Op::Msg {
+                    subject,
+                    headers,
+                    payload,
+                    ..
+                } => format::record_len(subject.len(), headers.len(), payload.len()),
+                Op::Barrier => 0,
+            })
+            .sum();
+        let room = (ctl_len + msgs).min(cap.saturating_sub(start));
+        p.frame = p.file.as_ref().and_then(|f| f.direct_frame(room));
     }
     if st.pending_floor {
         st.pending_floor = false;
@@ -382,29 +422,35 @@ fn check_expect(st: &mut State, p: &Plan, subject: &[u8], expect: &Expect) -> Re
     Ok(())
 }
 
-async fn write_plan(inner: &Rc<Inner>, p: &Plan, bufs: Vec<Vec<u8>>) -> Result<()> {
+async fn write_plan(inner: &Rc<Inner>, p: &Plan, framed: Framed, len: u64) -> Result<()> {
     let Some(file) = p.file.clone() else {
         return Err(Error::Closed);
     };
-    let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
     let res = async {
         let policy = inner.st.borrow().cfg.durability;
         if policy == Durability::Always {
             // One chunk: a single durable write. Several: write them all
             // concurrently, then one fdatasync (measured faster than a
             // durable write per chunk).
-            if bufs.len() == 1 {
-                let buf = bufs.into_iter().next().unwrap_or_default();
-                file.write_durable_at(buf, p.pos).await?;
-            } else {
-                write_chunks(&file, bufs, p.pos).await?;
-                if !file.writes_are_durable() {
-                    file.sync().await?;
+            match framed {
+                Framed::Frame(f) => file.write_durable_at(Payload::Frame(f), p.pos).await?,
+                Framed::Chunks(bufs) if bufs.len() == 1 => {
+                    let buf = bufs.into_iter().next().unwrap_or_default();
+                    file.write_durable_at(Payload::Bytes(buf), p.pos).await?;
+                }
+                Framed::Chunks(bufs) => {
+                    write_chunks(&file, bufs, p.pos).await?;
+                    if !file.writes_are_durable() {
+                        file.sync().await?;
+                    }
                 }
             }
             return Ok(());
         }
-        write_chunks(&file, bufs, p.pos).await?;
+        match framed {
+            Framed::Frame(f) => file.write_payload_at(Payload::Frame(f), p.pos).await?,
+            Framed::Chunks(bufs) => write_chunks(&file, bufs, p.pos).await?,
+        }
         let sync = match policy {
             Durability::Interval(d) => inner.st.borrow().last_sync.elapsed() >= d,
             _ => false,

@@ -84,10 +84,22 @@ pub fn record_len(subject: usize, headers: usize, payload: usize) -> usize {
     HEADER_LEN + subject + headers + payload
 }
 
-/// Appends one framed record to `out`.
+/// Where framed records go: a `Vec` for buffered writes, DMA memory for
+/// O_DIRECT ones (so a group is framed once, not framed then copied).
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Appends one framed record to `out`; returns its CRC.
 #[allow(clippy::too_many_arguments)]
-pub fn encode(
-    out: &mut Vec<u8>,
+pub(crate) fn encode<S: Sink + ?Sized>(
+    out: &mut S,
     kind: Kind,
     flags: u16,
     seq: u64,
@@ -95,9 +107,8 @@ pub fn encode(
     subject: &[u8],
     headers: &[u8],
     payload: &[u8],
-) {
-    let start = out.len();
-    let hdr = RecordHeader {
+) -> u32 {
+    let mut hdr = RecordHeader {
         magic: U32::new(RECORD_MAGIC),
         crc: U32::new(0),
         version: FORMAT_VERSION,
@@ -110,12 +121,20 @@ pub fn encode(
         seq: U64::new(seq),
         ts: U64::new(ts),
     };
-    out.extend_from_slice(hdr.as_bytes());
-    out.extend_from_slice(subject);
-    out.extend_from_slice(headers);
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out[start + CRC_START..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    // The CRC covers everything after its own field, so it is computed
+    // from the parts before anything is written.
+    let mut h = crc32fast::Hasher::new();
+    h.update(&hdr.as_bytes()[CRC_START..]);
+    h.update(subject);
+    h.update(headers);
+    h.update(payload);
+    let crc = h.finalize();
+    hdr.crc = U32::new(crc);
+    out.put(hdr.as_bytes());
+    out.put(subject);
+    out.put(headers);
+    out.put(payload);
+    crc
 }
 
 /// Result of looking at the bytes at some offset of a segment.

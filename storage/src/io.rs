@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{BufferedFile, Directory, DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, Directory, DmaBuffer, DmaFile, OpenOptions};
 
 use crate::error::{Error, Result};
 
@@ -142,6 +142,58 @@ const BLOCK: u64 = 4096;
 /// O_DIRECT groups are cut into chunks of this size, written concurrently.
 const DIRECT_CHUNK: usize = 1 << 20;
 
+/// One group's bytes for an O_DIRECT segment, framed straight into DMA
+/// memory: the segment's partial last block first (rewritten with every
+/// group), then the new records. Saves copying each group once more.
+pub(crate) struct DirectFrame {
+    buf: DmaBuffer,
+    /// Bytes filled, `head` included.
+    len: usize,
+    /// Bytes of the partial last block copied in front.
+    head: usize,
+    /// File offset of `buf[0]` (block aligned).
+    start: u64,
+}
+
+impl DirectFrame {
+    /// New bytes (records) framed so far.
+    pub fn framed(&self) -> usize {
+        self.len - self.head
+    }
+}
+
+impl crate::format::Sink for DirectFrame {
+    fn put(&mut self, bytes: &[u8]) {
+        // The committer sizes the buffer for every record it may frame
+        // (`LogFile::direct_frame`); a miss here is a bug, not bad input.
+        let end = self.len + bytes.len();
+        self.buf.as_bytes_mut()[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+}
+
+/// What one append write carries.
+pub(crate) enum Payload {
+    Bytes(Vec<u8>),
+    Frame(DirectFrame),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Bytes(b) => b.len(),
+            Payload::Frame(f) => f.framed(),
+        }
+    }
+
+    fn truncate(&mut self, keep: usize) {
+        match self {
+            Payload::Bytes(b) => b.truncate(keep),
+            Payload::Frame(f) => f.len = f.len.min(f.head + keep),
+        }
+    }
+}
+
 enum Backend {
     Buffered {
         file: BufferedFile,
@@ -232,9 +284,31 @@ impl LogFile {
         o
     }
 
+    /// A DMA buffer for the next group of an O_DIRECT segment, holding the
+    /// partial last block and room for `room` more bytes; `None` for
+    /// buffered files.
+    pub fn direct_frame(&self, room: usize) -> Option<DirectFrame> {
+        let Backend::Direct { file, tail } = &self.backend else {
+            return None;
+        };
+        let t = tail.borrow();
+        let head = t.1.len();
+        let size = (head + room)
+            .next_multiple_of(BLOCK as usize)
+            .max(BLOCK as usize);
+        let mut buf = file.alloc_dma_buffer(size);
+        buf.as_bytes_mut()[..head].copy_from_slice(&t.1);
+        Some(DirectFrame {
+            buf,
+            len: head,
+            head,
+            start: t.0,
+        })
+    }
+
     /// Appends `buf` at `pos` and makes it durable: one O_DSYNC write when
     /// the file has such a descriptor, else write then fdatasync.
-    pub async fn write_durable_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+    pub async fn write_durable_at(&self, buf: Payload, pos: u64) -> Result<()> {
         let via_dsync = matches!(&self.backend, Backend::Buffered { dsync: Some(_), .. });
         self.write_inner(buf, pos, via_dsync).await?;
         if !via_dsync && !self.dsync {
@@ -250,10 +324,15 @@ impl LogFile {
 
     /// Appends `buf` at `pos` (the current end) in one io_uring write.
     pub async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+        self.write_inner(Payload::Bytes(buf), pos, false).await
+    }
+
+    /// Appends a group framed by `direct_frame` (or plain bytes) at `pos`.
+    pub async fn write_payload_at(&self, buf: Payload, pos: u64) -> Result<()> {
         self.write_inner(buf, pos, false).await
     }
 
-    async fn write_inner(&self, mut buf: Vec<u8>, pos: u64, via_dsync: bool) -> Result<()> {
+    async fn write_inner(&self, mut buf: Payload, pos: u64, via_dsync: bool) -> Result<()> {
         let mut injected = None;
         if let Some(f) = &self.faults {
             if let Err((keep, errno)) = f.before_write(buf.len()) {
@@ -267,16 +346,22 @@ impl LogFile {
         // punches the partial range away).
         let want = buf.len();
         if want > 0 {
-            let (at, n) = match &self.backend {
-                Backend::Buffered { file, dsync } => {
+            let (at, n) = match (&self.backend, buf) {
+                (Backend::Buffered { file, dsync }, Payload::Bytes(buf)) => {
                     let f = match (via_dsync, dsync) {
                         (true, Some(d)) => d,
                         _ => file,
                     };
                     (pos, f.write_at(buf, pos).await?)
                 }
-                Backend::Direct { file, tail } => {
+                (Backend::Direct { file, tail }, Payload::Bytes(buf)) => {
                     Self::direct_append(file, tail, &buf, pos).await?
+                }
+                (Backend::Direct { file, tail }, Payload::Frame(frame)) => {
+                    Self::direct_write_frame(file, tail, frame, pos).await?
+                }
+                (Backend::Buffered { .. }, Payload::Frame(_)) => {
+                    return Err(Error::Io(io::Error::other("DMA frame for a buffered file")));
                 }
             };
             if let Some(f) = &self.faults {
@@ -386,6 +471,36 @@ impl LogFile {
         }
         *tail.borrow_mut() = (new_start, keep);
         Ok((pos, buf.len()))
+    }
+
+    /// O_DIRECT append of a group framed in place: pad to whole blocks and
+    /// write it in one go. Returns (offset, new bytes written).
+    async fn direct_write_frame(
+        file: &Rc<DmaFile>,
+        tail: &RefCell<(u64, Vec<u8>)>,
+        mut frame: DirectFrame,
+        pos: u64,
+    ) -> Result<(u64, usize)> {
+        {
+            let t = tail.borrow();
+            if frame.start != t.0 || frame.head != t.1.len() || t.0 + t.1.len() as u64 != pos {
+                return Err(Error::Io(io::Error::other("direct append not at the end")));
+            }
+        }
+        let total = frame.len;
+        let padded = total.next_multiple_of(BLOCK as usize);
+        frame.buf.as_bytes_mut()[total..padded].fill(0);
+        frame.buf.trim_to_size(padded);
+        let end = frame.start + total as u64;
+        let new_start = end - end % BLOCK;
+        let keep = frame.buf.as_bytes()[(new_start - frame.start) as usize..total].to_vec();
+        let head = frame.head;
+        let written = file.write_at(frame.buf, frame.start).await?;
+        if written < total {
+            return Ok((pos, written.saturating_sub(head)));
+        }
+        *tail.borrow_mut() = (new_start, keep);
+        Ok((pos, total - head))
     }
 
     /// Rewrites bytes inside the written region (erase).
