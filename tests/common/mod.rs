@@ -187,14 +187,7 @@ impl Server {
         loop {
             let port = free_port();
             let http_port = free_port();
-            let mut args: Vec<String> = vec![
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-                "-m".into(),
-                http_port.to_string(),
-            ];
+            let mut args = listen_args(port, http_port);
             args.extend(extra.iter().map(|s| s.to_string()));
             match Self::launch_inner(dir, args, Some(port), http_port, &[]) {
                 Ok(server) => return server,
@@ -710,6 +703,18 @@ pub fn queued<S: futures::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
 // Helpers added for tests/auth.rs, tests/reload.rs, tests/python_clients.rs.
 // ---------------------------------------------------------------------------
 
+/// Client and monitoring listeners on loopback at the given ports.
+fn listen_args(port: u16, http_port: u16) -> Vec<String> {
+    vec![
+        "-a".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-m".into(),
+        http_port.to_string(),
+    ]
+}
+
 impl Server {
     /// Like [`Server::start_with_config`], with extra environment variables
     /// for the server process (config files read `$VAR` from the
@@ -720,16 +725,8 @@ impl Server {
         std::fs::write(&path, conf).unwrap();
         let port = free_port();
         let http_port = free_port();
-        let mut args: Vec<String> = vec![
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-m".into(),
-            http_port.to_string(),
-            "-c".into(),
-            path.to_str().unwrap().into(),
-        ];
+        let mut args = listen_args(port, http_port);
+        args.extend(["-c".into(), path.to_str().unwrap().into()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::launch_env(dir, args, Some(port), http_port, env)
     }
