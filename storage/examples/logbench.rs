@@ -420,6 +420,14 @@ async fn append_only(dir: &Path, secs: u64, task_counts: &[usize], sizes: &[usiz
         }
         let (w, r) = tail_read(dir, mode).await;
         println!("| {mname} | never, read each record right after its append | 1 | 16384 | {w:.0} | {r:.1} |");
+        let (w, r) = follow(dir, mode, secs, None).await;
+        println!("| {mname} | never, plus one reader following the tail | 64 | 16384 | {w:.0} | {r:.1} (read) |");
+        if mode == WriteMode::Direct {
+            let (w, r) = follow(dir, mode, secs, Some(0)).await;
+            println!(
+                "| {mname} | same, recent-writes cache off | 64 | 16384 | {w:.0} | {r:.1} (read) |"
+            );
+        }
     }
 }
 
@@ -451,6 +459,73 @@ async fn tail_read(dir: &Path, mode: WriteMode) -> (f64, f64) {
     drop(log);
     let _ = std::fs::remove_dir_all(&p);
     (n as f64 / d.as_secs_f64(), mbps(n * 16384, d))
+}
+
+/// 64 appenders (Never, 16 KiB) and one reader that consumes every
+/// record as it appears, like a push consumer at the tail. Returns the
+/// append rate and the reader's MB/s. `recent` overrides the
+/// recent-writes cache size.
+async fn follow(dir: &Path, mode: WriteMode, secs: u64, recent: Option<usize>) -> (f64, f64) {
+    let p = fresh(dir, "follow");
+    let mut cfg = LogConfig {
+        durability: Durability::Never,
+        write_mode: mode,
+        segment_size: 64 << 20,
+        ..Default::default()
+    };
+    if let Some(r) = recent {
+        cfg.recent_bytes = r;
+    }
+    let log = Log::open(&p, cfg).await.expect("open");
+    let payload = Bytes::from(vec![0x5au8; 16384]);
+    let stop = Rc::new(Cell::new(false));
+    let count = Rc::new(Cell::new(0u64));
+    let t = Instant::now();
+    let mut hs = Vec::new();
+    for _ in 0..64 {
+        let (log, payload, stop, count) =
+            (log.clone(), payload.clone(), stop.clone(), count.clone());
+        hs.push(glommio::spawn_local(async move {
+            while !stop.get() {
+                log.append_bytes(Bytes::from_static(b"f"), Bytes::new(), payload.clone())
+                    .await
+                    .expect("append");
+                count.set(count.get() + 1);
+            }
+        }));
+    }
+    let reader = {
+        let (log, stop) = (log.clone(), stop.clone());
+        glommio::spawn_local(async move {
+            let (mut next, mut bytes, mut sink) = (1u64, 0u64, 0u64);
+            loop {
+                while let Some(m) = log.next_msg(next, &Filter::all()).expect("read") {
+                    sink = sink.wrapping_add(m.payload.iter().step_by(64).map(|b| *b as u64).sum());
+                    bytes += m.payload.len() as u64;
+                    next = m.seq + 1;
+                }
+                if stop.get() {
+                    break;
+                }
+                // Caught up: wait a little (a task that only re-wakes itself
+                // would keep the reactor, and so the appends, from running).
+                glommio::timer::sleep(Duration::from_micros(50)).await;
+            }
+            std::hint::black_box(sink);
+            (bytes, t.elapsed())
+        })
+    };
+    glommio::timer::sleep(Duration::from_secs(secs)).await;
+    stop.set(true);
+    for h in hs {
+        h.await;
+    }
+    let appended = t.elapsed();
+    let (bytes, read_time) = reader.await;
+    let n = count.get();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&p);
+    (n as f64 / appended.as_secs_f64(), mbps(bytes, read_time))
 }
 
 async fn read_and_recovery(dir: &Path, rec_n: u64) {

@@ -426,6 +426,7 @@ async fn write_plan(inner: &Rc<Inner>, p: &Plan, framed: Framed, len: u64) -> Re
     let Some(file) = p.file.clone() else {
         return Err(Error::Closed);
     };
+    let snap = file.tail_snapshot();
     let res = async {
         let policy = inner.st.borrow().cfg.durability;
         if policy == Durability::Always {
@@ -467,6 +468,10 @@ async fn write_plan(inner: &Rc<Inner>, p: &Plan, framed: Framed, len: u64) -> Re
     }
     .await;
     if res.is_err() {
+        // Its bytes are going away: keep them out of the read cache, and
+        // let the next group rewrite the last block as it was before.
+        let _ = file.take_written();
+        file.restore_tail(snap);
         // Nothing of a failed group may survive: free the range (works even
         // on a full disk) so recovery cannot resurrect a refused record.
         if let Err(e) = file.punch(p.pos, len).await {
@@ -517,9 +522,16 @@ fn apply(
         }));
     }
     let floor = st.floor;
+    let budget = st.cfg.recent_bytes;
     let a = st.active_mut();
     a.tail = (p.pos + p.last_off as u64, crc);
     a.len += buf_len as u64;
+    if let Some(w) = p.file.as_ref().and_then(|f| f.take_written()) {
+        // Only this group's own frame, ending where the segment now ends.
+        if w.start + w.len as u64 == a.len {
+            a.recent.push(w, budget);
+        }
+    }
     a.tombstones.extend_from_slice(&p.tombs);
     if p.floor {
         a.floor = a.floor.max(floor);

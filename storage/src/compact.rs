@@ -145,7 +145,7 @@ impl Inner {
                 continue;
             };
             let len = h.record_len();
-            let Some(rec) = seg.data.get(off..off + len) else {
+            let Some(rec) = seg.bytes(off, len) else {
                 continue;
             };
             out.tail = (buf.len() as u64, h.crc.get());

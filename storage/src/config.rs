@@ -56,8 +56,12 @@ pub struct LogConfig {
     pub compact_below: f64,
     /// First sequence of a brand-new log.
     pub first_seq: u64,
-    /// Buffered (default) or O_DIRECT segment writes.
+    /// O_DIRECT (default; the page cache where the filesystem refuses it)
+    /// or buffered segment writes. docs/architecture.md says why.
     pub write_mode: crate::io::WriteMode,
+    /// `Direct` mode: bytes of the latest written groups the active segment
+    /// keeps in memory for reads (`recent.rs`); 0 turns the cache off.
+    pub recent_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -69,7 +73,8 @@ impl Default for LogConfig {
             limits: Limits::default(),
             compact_below: 0.5,
             first_seq: 1,
-            write_mode: crate::io::WriteMode::Buffered,
+            write_mode: crate::io::WriteMode::Direct,
+            recent_bytes: 4 << 20,
         }
     }
 }

@@ -18,7 +18,7 @@ pub enum Error {
     NoSpace,
     /// Any other I/O failure; nothing from the failed operation is visible.
     #[error("storage I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(#[source] io::Error),
     #[error("message size {size} exceeds maximum {max}")]
     MsgTooLarge { size: usize, max: usize },
     #[error("subject too long ({0} bytes)")]
@@ -47,9 +47,17 @@ pub enum Error {
 impl Error {
     /// Maps an io::Error, lifting ENOSPC/EDQUOT into `NoSpace`.
     pub fn from_io(e: io::Error) -> Error {
-        match e.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace,
-            _ => Error::Io(e),
+        // glommio reports io_uring failures as errors that keep the kind
+        // but not the errno.
+        let full = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+            || matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            );
+        if full {
+            Error::NoSpace
+        } else {
+            Error::Io(e)
         }
     }
 
@@ -77,6 +85,12 @@ impl Error {
             Error::Closed => Error::Closed,
             Error::Layout(s) => Error::Layout(s.clone()),
         }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::from_io(e)
     }
 }
 

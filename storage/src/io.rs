@@ -13,6 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::recent::Written;
 use glommio::io::{BufferedFile, Directory, DmaBuffer, DmaFile, OpenOptions};
 
 use crate::error::{Error, Result};
@@ -129,12 +130,13 @@ impl FaultInjector {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WriteMode {
     /// io_uring writes through the page cache: memory maps see every write.
-    #[default]
     Buffered,
     /// io_uring O_DIRECT writes of whole 4 KiB blocks; the partial last block
     /// is kept in memory and rewritten with the next group. The kernel drops
     /// the cached pages of each written range, so maps stay correct but
-    /// re-read fresh data from the device.
+    /// re-read fresh data from the device, except for the latest groups,
+    /// which the active segment keeps in memory (`recent.rs`).
+    #[default]
     Direct,
 }
 
@@ -206,6 +208,9 @@ enum Backend {
         file: Rc<DmaFile>,
         /// (offset of the partial last block, its bytes up to the end).
         tail: RefCell<(u64, Vec<u8>)>,
+        /// The last group written from a DMA frame, for the segment's
+        /// recent-writes cache (`recent.rs`) to take.
+        written: RefCell<Option<Written>>,
     },
 }
 
@@ -265,6 +270,7 @@ impl LogFile {
             backend: Backend::Direct {
                 file: Rc::new(file),
                 tail: RefCell::new((start, bytes)),
+                written: RefCell::new(None),
             },
             path: path.to_path_buf(),
             faults,
@@ -288,7 +294,7 @@ impl LogFile {
     /// partial last block and room for `room` more bytes; `None` for
     /// buffered files.
     pub fn direct_frame(&self, room: usize) -> Option<DirectFrame> {
-        let Backend::Direct { file, tail } = &self.backend else {
+        let Backend::Direct { file, tail, .. } = &self.backend else {
             return None;
         };
         let t = tail.borrow();
@@ -315,6 +321,32 @@ impl LogFile {
             self.sync().await?;
         }
         Ok(())
+    }
+
+    /// The in-memory partial last block of an O_DIRECT segment, to put back
+    /// with [`LogFile::restore_tail`] when a group fails after its write.
+    pub fn tail_snapshot(&self) -> Option<(u64, Vec<u8>)> {
+        match &self.backend {
+            Backend::Direct { tail, .. } => Some(tail.borrow().clone()),
+            Backend::Buffered { .. } => None,
+        }
+    }
+
+    /// Puts back a [`LogFile::tail_snapshot`]: the failed group's bytes
+    /// are about to be punched out, and the next group must rewrite the
+    /// block as it was before it.
+    pub fn restore_tail(&self, snap: Option<(u64, Vec<u8>)>) {
+        if let (Backend::Direct { tail, .. }, Some(s)) = (&self.backend, snap) {
+            *tail.borrow_mut() = s;
+        }
+    }
+
+    /// The group the last DMA-frame write put on disk (once).
+    pub fn take_written(&self) -> Option<Written> {
+        match &self.backend {
+            Backend::Direct { written, .. } => written.borrow_mut().take(),
+            Backend::Buffered { .. } => None,
+        }
     }
 
     /// True when `write_all_at` alone is durable (O_DIRECT + O_DSYNC).
@@ -354,12 +386,17 @@ impl LogFile {
                     };
                     (pos, f.write_at(buf, pos).await?)
                 }
-                (Backend::Direct { file, tail }, Payload::Bytes(buf)) => {
+                (Backend::Direct { file, tail, .. }, Payload::Bytes(buf)) => {
                     Self::direct_append(file, tail, &buf, pos).await?
                 }
-                (Backend::Direct { file, tail }, Payload::Frame(frame)) => {
-                    Self::direct_write_frame(file, tail, frame, pos).await?
-                }
+                (
+                    Backend::Direct {
+                        file,
+                        tail,
+                        written,
+                    },
+                    Payload::Frame(frame),
+                ) => Self::direct_write_frame(file, tail, written, frame, pos).await?,
                 (Backend::Buffered { .. }, Payload::Frame(_)) => {
                     return Err(Error::Io(io::Error::other("DMA frame for a buffered file")));
                 }
@@ -377,6 +414,7 @@ impl LogFile {
                 return Err(Error::NoSpace);
             }
         }
+
         match injected {
             Some(e) => Err(Error::from_io(io::Error::from_raw_os_error(e))),
             None => Ok(()),
@@ -478,6 +516,7 @@ impl LogFile {
     async fn direct_write_frame(
         file: &Rc<DmaFile>,
         tail: &RefCell<(u64, Vec<u8>)>,
+        written: &RefCell<Option<Written>>,
         mut frame: DirectFrame,
         pos: u64,
     ) -> Result<(u64, usize)> {
@@ -495,11 +534,17 @@ impl LogFile {
         let new_start = end - end % BLOCK;
         let keep = frame.buf.as_bytes()[(new_start - frame.start) as usize..total].to_vec();
         let head = frame.head;
-        let written = file.write_at(frame.buf, frame.start).await?;
-        if written < total {
-            return Ok((pos, written.saturating_sub(head)));
+        let buf = Rc::new(frame.buf);
+        let n = file.write_rc_at(buf.clone(), frame.start).await?;
+        if n < total {
+            return Ok((pos, n.saturating_sub(head)));
         }
         *tail.borrow_mut() = (new_start, keep);
+        *written.borrow_mut() = Some(Written {
+            start: frame.start,
+            len: total,
+            buf,
+        });
         Ok((pos, total - head))
     }
 
@@ -507,7 +552,7 @@ impl LogFile {
     pub async fn overwrite_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
         match &self.backend {
             Backend::Buffered { .. } => self.write_all_at(buf, pos).await,
-            Backend::Direct { file, tail } => {
+            Backend::Direct { file, tail, .. } => {
                 let a0 = pos - pos % BLOCK;
                 let a1 = (pos + buf.len() as u64).next_multiple_of(BLOCK);
                 let mut cur = vec![0u8; (a1 - a0) as usize];
@@ -556,7 +601,7 @@ impl LogFile {
         if len > 0 {
             match &self.backend {
                 Backend::Buffered { file, .. } => file.deallocate(off, len).await?,
-                Backend::Direct { file, tail } => {
+                Backend::Direct { file, tail, .. } => {
                     // Whole blocks only; the partial first block is rewritten
                     // from the in-memory tail by the next append.
                     let a0 = off.next_multiple_of(BLOCK);
@@ -610,6 +655,25 @@ impl LogFile {
 }
 
 /// Makes directory entries (new, renamed files) durable.
+/// Whether files in `dir` can be opened with O_DIRECT (tmpfs, for one,
+/// refuses it with EINVAL).
+pub(crate) fn direct_supported(dir: &Path) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join(".direct-probe");
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
 pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
     let d = Directory::open(dir).await?;
     d.sync().await?;

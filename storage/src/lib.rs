@@ -32,6 +32,7 @@ mod format;
 mod index;
 mod io;
 mod log;
+mod recent;
 mod recovery;
 mod roll;
 mod segment;

@@ -84,6 +84,12 @@ impl Log {
         std::fs::create_dir_all(&dir)?;
         // glommio opens directories by absolute path only.
         let dir = std::fs::canonicalize(&dir)?;
+        let mut cfg = cfg;
+        if cfg.write_mode == WriteMode::Direct && !crate::io::direct_supported(&dir)? {
+            // tmpfs and some network filesystems refuse O_DIRECT.
+            tracing::warn!(dir = ?dir, "O_DIRECT not supported here; writing through the page cache");
+            cfg.write_mode = WriteMode::Buffered;
+        }
         let rec = recovery::recover(&dir, &cfg)?;
         let need_active = rec.need_active;
         let inner = Rc::new(Inner {

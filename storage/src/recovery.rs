@@ -46,8 +46,8 @@ pub(crate) fn build_index(seg: &Segment) -> IndexData {
                 let Some(h) = seg.header_at(off) else {
                     continue;
                 };
-                let s = format::HEADER_LEN + off;
-                let Some(name) = seg.data.get(s..s + h.subject_len.get() as usize) else {
+                let at = format::HEADER_LEN + off;
+                let Some(name) = seg.bytes(at, h.subject_len.get() as usize) else {
                     continue;
                 };
                 name

@@ -97,6 +97,8 @@ impl Inner {
             let d = build_index(a);
             // Sealed: the index file now holds the subject summary.
             a.names = Default::default();
+            // Only the active segment keeps recent writes in memory.
+            a.recent.clear();
             (
                 index::encode(&d),
                 st.dir.join(segment::idx_name(d.base, d.gen)),
@@ -149,7 +151,7 @@ impl Inner {
                 return Ok(());
             }
             let len = h.record_len();
-            let rec = seg.data.get(off..off + len).and_then(format::erased_copy);
+            let rec = seg.bytes(off, len).and_then(format::erased_copy);
             (rec, seg.file.clone(), seg.path.clone())
         };
         let Some(rec) = rec else { return Ok(()) };
@@ -163,7 +165,18 @@ impl Inner {
                 Err(e) => return Err(e),
             },
         };
+        let len = rec.len();
         file.overwrite_at(rec, off as u64).await?;
+        // Erased bytes must not live on in the recent-writes cache.
+        if let Some(seg) = self
+            .st
+            .borrow_mut()
+            .segs
+            .iter_mut()
+            .find(|s| s.base == base && s.gen == gen)
+        {
+            seg.recent.invalidate(off as u64, len);
+        }
         if self.st.borrow().cfg.durability != Durability::Never {
             file.sync().await?;
         }

@@ -116,6 +116,8 @@ pub(crate) struct Segment {
     /// only), so sealing can summarise subjects without reading the
     /// mapping back (after O_DIRECT writes that read comes from the device).
     pub names: Names,
+    /// The last groups written, kept for reads (O_DIRECT active segment).
+    pub recent: crate::recent::Recent,
 }
 
 /// Interned subjects of a segment's records, by sequence slot.
@@ -181,6 +183,7 @@ impl Segment {
             tail: (0, 0),
             file: None,
             names: Names::default(),
+            recent: Default::default(),
         }
     }
 
@@ -199,7 +202,29 @@ impl Segment {
 
     /// Header of the record at `off` (must be a known-valid offset).
     pub fn header_at(&self, off: usize) -> Option<&RecordHeader> {
-        format::header(self.data.get(off..)?)
+        let head = match self.recent.get(off as u64, HEADER_LEN) {
+            Some(b) => b,
+            None => self.data.get(off..off.checked_add(HEADER_LEN)?)?,
+        };
+        format::header(head)
+    }
+
+    /// The segment's bytes at `[off, off + len)`: from the recent-writes
+    /// cache when it holds them, else from the mapping.
+    pub fn bytes(&self, off: usize, len: usize) -> Option<&[u8]> {
+        match self.recent.get(off as u64, len) {
+            Some(b) => Some(b),
+            None => self.data.get(off..off.checked_add(len)?),
+        }
+    }
+
+    /// Like [`Segment::bytes`], as shared memory to hand out.
+    pub fn shared(&mut self, off: usize, len: usize) -> Option<Bytes> {
+        if let Some(b) = self.recent.get_shared(off as u64, len) {
+            return Some(b);
+        }
+        let end = off.checked_add(len)?;
+        (end <= self.data.len()).then(|| self.data.slice(off..end))
     }
 
     /// Indexes a message record (sequence order is guaranteed by the caller).

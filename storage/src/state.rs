@@ -141,20 +141,21 @@ impl State {
     /// The record at a known offset, CRC-checked. A failing record is taken
     /// out of the index (never served) and reported.
     pub fn read(&mut self, seq: u64, si: usize, off: usize) -> Result<StoredMsg> {
-        let s = &self.segs[si];
-        let ok = s.header_at(off).and_then(|h| {
+        let s = &mut self.segs[si];
+        let checked = s.header_at(off).and_then(|h| {
             let len = h.record_len();
-            let rec = s.data.get(off..off + len)?;
-            (h.seq.get() == seq && format::crc_ok(rec)).then(|| {
-                let (a, b, c) = segment::body(rec, h);
-                let base = off;
-                StoredMsg {
-                    seq,
-                    ts: h.ts.get(),
-                    subject: s.data.slice(base + a..base + b),
-                    headers: s.data.slice(base + b..base + c),
-                    payload: s.data.slice(base + c..base + len),
-                }
+            let rec = s.bytes(off, len)?;
+            (h.seq.get() == seq && format::crc_ok(rec))
+                .then(|| (len, h.ts.get(), segment::body(rec, h)))
+        });
+        let ok = checked.and_then(|(len, ts, (a, b, c))| {
+            let rec = s.shared(off, len)?;
+            Some(StoredMsg {
+                seq,
+                ts,
+                subject: rec.slice(a..b),
+                headers: rec.slice(b..c),
+                payload: rec.slice(c..len),
             })
         });
         match ok {
@@ -173,8 +174,7 @@ impl State {
     pub fn subject_of(&self, si: usize, off: usize) -> Option<&[u8]> {
         let s = &self.segs[si];
         let h = s.header_at(off)?;
-        s.data
-            .get(off + HEADER_LEN..off + HEADER_LEN + h.subject_len.get() as usize)
+        s.bytes(off + HEADER_LEN, h.subject_len.get() as usize)
     }
 
     /// Takes a live sequence out of every index. True when it was live.

@@ -1,6 +1,7 @@
-//! A real full filesystem: a 2 MiB tmpfs (skipped where mounting is not
-//! permitted). Appends fail with `NoSpace`, reads keep working, and appends
-//! work again once a purge frees space.
+//! A real full filesystem: a 2 MiB tmpfs (where the log writes through the
+//! page cache) and a 16 MiB loop-mounted ext4 (O_DIRECT), both skipped
+//! where mounting is not permitted. Appends fail with `NoSpace`, reads keep
+//! working, and appends work again once a purge frees space.
 
 mod common;
 
@@ -14,7 +15,9 @@ struct Mount(PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        // Lazy: glommio may close the log's descriptors only when the
+        // process exits, and a busy mount would otherwise stay behind.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         let _ = std::fs::remove_dir(&self.0);
     }
 }
@@ -35,13 +38,59 @@ fn mount_small_tmpfs() -> Option<Mount> {
     Some(Mount(dir))
 }
 
+/// A 16 MiB ext4 image, loop-mounted: O_DIRECT works there.
+fn mount_small_ext4() -> Option<Mount> {
+    let base = std::env::temp_dir().join(format!("be-enospc-ext4-{}", std::process::id()));
+    let img = base.with_extension("img");
+    std::fs::create_dir_all(&base).ok()?;
+    let made = std::fs::File::create(&img)
+        .and_then(|f| f.set_len(16 << 20))
+        .is_ok()
+        && Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    let ok = made
+        && Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&base)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    // Mounted or not, the image is no longer needed by name.
+    let _ = std::fs::remove_file(&img);
+    if !ok {
+        let _ = std::fs::remove_dir(&base);
+        return None;
+    }
+    Some(Mount(base))
+}
+
 #[test]
 fn full_tmpfs_fails_appends_then_recovers() {
     let Some(m) = mount_small_tmpfs() else {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     };
-    let p = m.0.join("log");
+    fill_then_recover(m.0.join("log"));
+    drop(m);
+}
+
+#[test]
+fn full_ext4_fails_direct_appends_then_recovers() {
+    let Some(m) = mount_small_ext4() else {
+        eprintln!("skipped: cannot loop-mount an ext4 image here");
+        return;
+    };
+    fill_then_recover(m.0.join("log"));
+    drop(m);
+}
+
+fn fill_then_recover(p: PathBuf) {
     run(async move {
         let cfg = LogConfig {
             durability: Durability::Always,
@@ -90,5 +139,4 @@ fn full_tmpfs_fails_appends_then_recovers() {
         }
         assert_eq!(log.state(false).first_seq, half);
     });
-    drop(m);
 }

@@ -19,13 +19,25 @@ fn seg_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+fn cfg_in(mode: WriteMode) -> broker_edge_storage::LogConfig {
+    let mut c = small_cfg(1 << 20);
+    c.write_mode = mode;
+    c
+}
+
 #[test]
 fn enospc_fails_append_and_recovers() {
+    for mode in [WriteMode::Direct, WriteMode::Buffered] {
+        enospc_case(mode);
+    }
+}
+
+fn enospc_case(mode: WriteMode) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().to_path_buf();
     run(async move {
         let f = FaultInjector::new();
-        let log = Log::open_with_faults(&p, small_cfg(1 << 20), Some(f.clone()))
+        let log = Log::open_with_faults(&p, cfg_in(mode), Some(f.clone()))
             .await
             .unwrap();
         for i in 1..=10 {
@@ -44,7 +56,7 @@ fn enospc_fails_append_and_recovers() {
         let (s, _) = log.append("a", b"", &payload(11, 100)).await.unwrap();
         assert_eq!(s, 11);
         drop(log);
-        let log = Log::open(&p, small_cfg(1 << 20)).await.unwrap();
+        let log = Log::open(&p, cfg_in(mode)).await.unwrap();
         let r = log.recovery_report();
         assert!(r.corrupt.is_empty() && r.torn_tail.is_none(), "{r:?}");
         assert_eq!(log.state(false).msgs, 11);
@@ -54,11 +66,17 @@ fn enospc_fails_append_and_recovers() {
 
 #[test]
 fn failed_sync_and_torn_write_are_not_acked() {
+    for mode in [WriteMode::Direct, WriteMode::Buffered] {
+        failed_sync_case(mode);
+    }
+}
+
+fn failed_sync_case(mode: WriteMode) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().to_path_buf();
     run(async move {
         let f = FaultInjector::new();
-        let log = Log::open_with_faults(&p, small_cfg(1 << 20), Some(f.clone()))
+        let log = Log::open_with_faults(&p, cfg_in(mode), Some(f.clone()))
             .await
             .unwrap();
         log.append("a", b"", b"one").await.unwrap();
@@ -73,7 +91,7 @@ fn failed_sync_and_torn_write_are_not_acked() {
         let (s, _) = log.append("a", b"", b"two").await.unwrap();
         assert_eq!(s, 2);
         drop(log);
-        let log = Log::open(&p, small_cfg(1 << 20)).await.unwrap();
+        let log = Log::open(&p, cfg_in(mode)).await.unwrap();
         let got: Vec<Vec<u8>> = log
             .scan(Start::Seq(1), Filter::all())
             .map(|m| m.unwrap().payload.to_vec())
