@@ -43,7 +43,9 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 
 /// Sequential O_DIRECT write bandwidth (1 MiB writes, 4 in flight, final
 /// fdatasync included): `total` bytes, or as many as fit in `for_time`.
-async fn disk_seq_write(dir: &Path, total: u64, for_time: Option<Duration>) -> f64 {
+/// Sequential O_DIRECT writes of 1 MiB with `depth` in flight (1 is what
+/// `dd oflag=direct bs=1M` does), then one fdatasync; MB/s.
+async fn disk_seq_write(dir: &Path, total: u64, for_time: Option<Duration>, depth: usize) -> f64 {
     let path = dir.join("odirect.bin");
     let f = Rc::new(DmaFile::create(&path).await.expect("create"));
     const CHUNK: usize = 1 << 20;
@@ -58,7 +60,7 @@ async fn disk_seq_write(dir: &Path, total: u64, for_time: Option<Duration>) -> f
         inflight.push(glommio::spawn_local(
             async move { ff.write_at(buf, at).await },
         ));
-        if inflight.len() >= 4 {
+        if inflight.len() >= depth {
             inflight.remove(0).await.expect("write");
         }
         pos += CHUNK as u64;
@@ -307,8 +309,10 @@ async fn bench() {
     if std::env::var("LOGBENCH_TARGETS").is_ok() {
         return targets(&dir, secs, env_u64("LOGBENCH_ROUNDS", 3)).await;
     }
-    let bw = disk_seq_write(&dir, 1 << 30, None).await;
+    let bw = disk_seq_write(&dir, 1 << 30, None, 4).await;
     println!("O_DIRECT sequential write (1 MiB x4 in flight, 1 GiB): {bw:.0} MB/s");
+    let bw = disk_seq_write(&dir, 1 << 30, None, 1).await;
+    println!("O_DIRECT sequential write (1 MiB x1 in flight, dd-style, 1 GiB): {bw:.0} MB/s");
     for mode in [
         FileMode::Extend,
         FileMode::Sparse,
@@ -331,20 +335,24 @@ async fn bench() {
 async fn targets(dir: &Path, secs: u64, rounds: u64) {
     let d = Duration::from_secs(secs);
     let mut bw_ratio: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let mut dd_ratio: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let mut commit_ratio: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let modes = [
         ("buffered", WriteMode::Buffered),
         ("direct", WriteMode::Direct),
     ];
     println!("## targets ({rounds} rounds, {secs}s per case)");
-    println!("| round | disk MB/s | mode | never 16 KiB x64 MB/s | / disk | 1 KiB x64 never/always | 1 KiB x512 never/always |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("disk: O_DIRECT 1 MiB writes, 4 in flight; dd: the same, 1 in flight");
+    println!("| round | disk MB/s | dd MB/s | mode | never 16 KiB x64 MB/s | / disk | / dd | 1 KiB x64 never/always | 1 KiB x512 never/always |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in 1..=rounds {
-        let disk = disk_seq_write(dir, u64::MAX, Some(d)).await;
+        let disk = disk_seq_write(dir, u64::MAX, Some(d), 4).await;
+        let dd = disk_seq_write(dir, u64::MAX, Some(d), 1).await;
         for (i, (mname, mode)) in modes.iter().enumerate() {
             let n = append_case(dir, Durability::Never, *mode, 16384, 64, secs).await;
             let mb = n.msgs as f64 * 16384.0 / n.secs / 1e6;
             bw_ratio[i].push(mb / disk);
+            dd_ratio[i].push(mb / dd);
             let mut cells = Vec::new();
             for (j, tasks) in [64usize, 512].into_iter().enumerate() {
                 let a = append_case(dir, Durability::Always, *mode, 1024, tasks, secs).await;
@@ -358,8 +366,9 @@ async fn targets(dir: &Path, secs: u64, rounds: u64) {
                 ));
             }
             println!(
-                "| {r} | {disk:.0} | {mname} | {mb:.0} | {:.2} | {} | {} |",
+                "| {r} | {disk:.0} | {dd:.0} | {mname} | {mb:.0} | {:.2} | {:.2} | {} | {} |",
                 mb / disk,
+                mb / dd,
                 cells[0],
                 cells[1]
             );
@@ -371,8 +380,9 @@ async fn targets(dir: &Path, secs: u64, rounds: u64) {
     };
     for (i, (mname, _)) in modes.iter().enumerate() {
         println!(
-            "median {mname}: never 16 KiB / disk {:.2}; never/always 1 KiB: x64 {:.2}, x512 {:.2}",
+            "median {mname}: never 16 KiB / disk {:.2}, / dd {:.2}; never/always 1 KiB: x64 {:.2}, x512 {:.2}",
             median(&mut bw_ratio[i]),
+            median(&mut dd_ratio[i]),
             median(&mut commit_ratio[i * 2]),
             median(&mut commit_ratio[i * 2 + 1])
         );
