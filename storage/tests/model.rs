@@ -94,6 +94,9 @@ fn cfg(limits: &Limits, direct: bool) -> LogConfig {
         },
         limits: limits.clone(),
         compact_below: 0.6,
+        // Small, so reads mix the recent-writes cache and the mapping and
+        // the cache evicts.
+        recent_bytes: 1024,
         ..Default::default()
     }
 }
