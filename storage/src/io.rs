@@ -13,10 +13,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::recent::Written;
 use glommio::io::{BufferedFile, Directory, DmaBuffer, DmaFile, OpenOptions};
 
 use crate::error::{Error, Result};
+use crate::recent::Written;
 
 /// Test hook: shared between the test and every file of one log.
 #[derive(Clone, Default)]
@@ -414,7 +414,6 @@ impl LogFile {
                 return Err(Error::NoSpace);
             }
         }
-
         match injected {
             Some(e) => Err(Error::from_io(io::Error::from_raw_os_error(e))),
             None => Ok(()),
@@ -654,7 +653,6 @@ impl LogFile {
     }
 }
 
-/// Makes directory entries (new, renamed files) durable.
 /// Whether files in `dir` can be opened with O_DIRECT (tmpfs, for one,
 /// refuses it with EINVAL).
 pub(crate) fn direct_supported(dir: &Path) -> Result<bool> {
@@ -674,6 +672,7 @@ pub(crate) fn direct_supported(dir: &Path) -> Result<bool> {
     }
 }
 
+/// Makes directory entries (new, renamed files) durable.
 pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
     let d = Directory::open(dir).await?;
     d.sync().await?;

@@ -202,11 +202,7 @@ impl Segment {
 
     /// Header of the record at `off` (must be a known-valid offset).
     pub fn header_at(&self, off: usize) -> Option<&RecordHeader> {
-        let head = match self.recent.get(off as u64, HEADER_LEN) {
-            Some(b) => b,
-            None => self.data.get(off..off.checked_add(HEADER_LEN)?)?,
-        };
-        format::header(head)
+        format::header(self.bytes(off, HEADER_LEN)?)
     }
 
     /// The segment's bytes at `[off, off + len)`: from the recent-writes

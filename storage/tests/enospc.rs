@@ -72,18 +72,17 @@ fn mount_small_ext4() -> Option<Mount> {
 
 #[test]
 fn full_tmpfs_fails_appends_then_recovers() {
-    let Some(m) = mount_small_tmpfs() else {
-        eprintln!("skipped: cannot mount a tmpfs here");
-        return;
-    };
-    fill_then_recover(m.0.join("log"));
-    drop(m);
+    on_full_fs(mount_small_tmpfs(), "a tmpfs");
 }
 
 #[test]
 fn full_ext4_fails_direct_appends_then_recovers() {
-    let Some(m) = mount_small_ext4() else {
-        eprintln!("skipped: cannot loop-mount an ext4 image here");
+    on_full_fs(mount_small_ext4(), "an ext4 image");
+}
+
+fn on_full_fs(mount: Option<Mount>, what: &str) {
+    let Some(m) = mount else {
+        eprintln!("skipped: cannot mount {what} here");
         return;
     };
     fill_then_recover(m.0.join("log"));
