@@ -10,7 +10,9 @@
 //! LOGBENCH_TASKS, LOGBENCH_SIZES, LOGBENCH_POLICIES, LOGBENCH_MODES (lists),
 //! LOGBENCH_SKIP_MACHINE and LOGBENCH_SKIP_TAIL (skip those sections);
 //! LOGBENCH_TARGETS=1 runs only the targets as LOGBENCH_ROUNDS (3)
-//! interleaved rounds of disk reference and log.
+//! interleaved rounds of disk reference and log; LOGBENCH_DISK=1 only the
+//! disk reference at 1, 2 and 4 writes in flight, of LOGBENCH_CHUNK bytes
+//! (default 1 MiB).
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -48,12 +50,12 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 async fn disk_seq_write(dir: &Path, total: u64, for_time: Option<Duration>, depth: usize) -> f64 {
     let path = dir.join("odirect.bin");
     let f = Rc::new(DmaFile::create(&path).await.expect("create"));
-    const CHUNK: usize = 1 << 20;
+    let chunk = env_u64("LOGBENCH_CHUNK", 1 << 20) as usize;
     let t = Instant::now();
     let mut pos = 0u64;
     let mut inflight = Vec::new();
     while pos < total && for_time.is_none_or(|d| t.elapsed() < d) {
-        let mut buf = f.alloc_dma_buffer(CHUNK);
+        let mut buf = f.alloc_dma_buffer(chunk);
         buf.as_bytes_mut().fill(0x5a);
         let ff = f.clone();
         let at = pos;
@@ -63,7 +65,7 @@ async fn disk_seq_write(dir: &Path, total: u64, for_time: Option<Duration>, dept
         if inflight.len() >= depth {
             inflight.remove(0).await.expect("write");
         }
-        pos += CHUNK as u64;
+        pos += chunk as u64;
     }
     for h in inflight {
         h.await.expect("write");
@@ -305,6 +307,14 @@ async fn bench() {
     println!("## machine");
     if skip_machine {
         return append_only(&dir, secs, &task_counts, &sizes).await;
+    }
+    if std::env::var("LOGBENCH_DISK").is_ok() {
+        let d = Duration::from_secs(secs);
+        for depth in [1usize, 2, 4] {
+            let bw = disk_seq_write(&dir, u64::MAX, Some(d), depth).await;
+            println!("O_DIRECT sequential write, {depth} in flight: {bw:.0} MB/s");
+        }
+        return;
     }
     if std::env::var("LOGBENCH_TARGETS").is_ok() {
         return targets(&dir, secs, env_u64("LOGBENCH_ROUNDS", 3)).await;

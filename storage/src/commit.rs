@@ -5,9 +5,10 @@
 //! staged while that I/O is in flight forms the next group.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -17,6 +18,7 @@ use crate::format::Sink;
 use crate::format::{self, Kind};
 use crate::io::{DirectFrame, LogFile, Payload, WriteMode};
 use crate::log::Inner;
+use crate::recent::Written;
 use crate::state::{now_ns, State};
 
 /// Optimistic-concurrency conditions checked atomically with the append
@@ -60,6 +62,19 @@ pub(crate) struct Queue {
     ops: Vec<Op>,
     batch: Rc<Batch>,
     running: bool,
+    /// The committer, parked while a group is in flight and nothing is
+    /// staged.
+    waiter: Option<Waker>,
+    pub stats: CommitStats,
+}
+
+/// Counters of the group commit (`Log::commit_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Group writes issued.
+    pub groups: u64,
+    /// Of those, groups framed while the previous one was in flight.
+    pub pipelined: u64,
 }
 
 /// Most sequences per tombstone record (keeps records well under a MiB).
@@ -104,6 +119,9 @@ impl Inner {
     pub(crate) fn kick(self: &Rc<Self>) {
         let start = {
             let mut q = self.q.borrow_mut();
+            if let Some(w) = q.waiter.take() {
+                w.wake();
+            }
             !std::mem::replace(&mut q.running, true)
         };
         if start {
@@ -113,23 +131,52 @@ impl Inner {
 }
 
 async fn commit_loop(inner: Rc<Inner>) {
+    let mut prev: Option<Group> = None;
     loop {
-        let (ops, batch) = {
+        let staged = {
             let mut q = inner.q.borrow_mut();
             let st = inner.st.borrow();
-            if q.ops.is_empty() && st.pending_tombs.is_empty() && !st.pending_floor {
+            if !q.ops.is_empty() || !st.pending_tombs.is_empty() || st.pending_floor {
+                Some((std::mem::take(&mut q.ops), std::mem::take(&mut q.batch)))
+            } else if prev.is_none() {
                 q.running = false;
                 return;
+            } else {
+                None
             }
-            (std::mem::take(&mut q.ops), std::mem::take(&mut q.batch))
         };
-        let results = run_batch(&inner, ops).await;
-        *batch.results.borrow_mut() = results.into_iter().map(Some).collect();
-        batch.done.set(true);
-        for w in batch.wakers.take() {
-            w.wake();
+        match (staged, prev.take()) {
+            (Some((ops, batch)), p) => prev = run_batch(&inner, ops, batch, p).await,
+            (None, Some(mut g)) => {
+                // Whatever is staged while the group is in flight gets framed
+                // behind it; with nothing staged, publish it.
+                if wait_or_staged(&inner, &mut g).await {
+                    prev = Some(g);
+                } else {
+                    let res = g.wait().await;
+                    let _ = finish(&inner, g, res, &mut []).await;
+                }
+            }
+            (None, None) => {}
         }
     }
+}
+
+/// Waits until `g`'s write is done (false) or something is staged (true).
+async fn wait_or_staged(inner: &Rc<Inner>, g: &mut Group) -> bool {
+    futures_lite::future::poll_fn(|cx| {
+        if g.poll_io(cx) {
+            return Poll::Ready(false);
+        }
+        let mut q = inner.q.borrow_mut();
+        let st = inner.st.borrow();
+        if !q.ops.is_empty() || !st.pending_tombs.is_empty() || st.pending_floor {
+            return Poll::Ready(true);
+        }
+        q.waiter = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
 }
 
 struct Entry {
@@ -206,60 +253,313 @@ impl Plan {
     }
 }
 
-async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>) -> Vec<Result<Outcome>> {
+/// What a group's write task returns: the DMA frame as written, for the
+/// recent-writes cache.
+type WriteResult = Result<Option<Written>>;
+
+enum Io {
+    /// Framed, not yet issued.
+    Idle(Option<Framed>),
+    Running(glommio::Task<WriteResult>),
+    Done(Option<WriteResult>),
+}
+
+/// A framed group: its write, once issued, and what it publishes after.
+///
+/// O_DIRECT groups pipeline: while one group's write is in flight, the
+/// next one is framed behind it (sequences, offsets and expectations
+/// planned on top of the first), and its write is issued the moment the
+/// first completes, before the first is published. Writes themselves stay
+/// one at a time: each rewrites the partial block the previous one ended in.
+struct Group {
+    plan: Plan,
+    /// Bytes of records in the write.
+    len: usize,
+    /// The file's in-memory tail before this group (O_DIRECT).
+    snap: Option<(u64, Vec<u8>)>,
+    /// Framed into DMA memory (can have a group framed behind it).
+    direct: bool,
+    /// Framed behind a group in flight.
+    behind: bool,
+    io: Io,
+    /// The batch this group is the last of: resolved when it is published.
+    owner: Option<Ctx>,
+}
+
+impl Group {
+    fn new(mut plan: Plan, behind: bool) -> Group {
+        let len = plan.len();
+        let framed = plan.take_framed();
+        let (mut snap, mut direct) = (None, false);
+        if let (Some(file), Framed::Frame(f)) = (&plan.file, &framed) {
+            snap = file.tail_snapshot();
+            file.advance_tail(f);
+            direct = true;
+        }
+        Group {
+            plan,
+            len,
+            snap,
+            direct,
+            behind,
+            io: Io::Idle(Some(framed)),
+            owner: None,
+        }
+    }
+
+    fn issue(&mut self, inner: &Rc<Inner>) {
+        let Io::Idle(framed) = &mut self.io else {
+            return;
+        };
+        let (inner, framed) = (inner.clone(), framed.take());
+        {
+            let stats = &mut inner.q.borrow_mut().stats;
+            stats.groups += 1;
+            stats.pipelined += u64::from(self.behind);
+        }
+        let (file, pos) = (self.plan.file.clone(), self.plan.pos);
+        self.io = Io::Running(glommio::spawn_local(async move {
+            match framed {
+                Some(f) => write_group(&inner, file, f, pos).await,
+                None => Err(Error::Closed),
+            }
+        }));
+    }
+
+    /// Polls the write; true once it is done.
+    fn poll_io(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        match &mut self.io {
+            Io::Running(t) => match std::pin::Pin::new(t).poll(cx) {
+                Poll::Ready(r) => {
+                    self.io = Io::Done(Some(r));
+                    true
+                }
+                Poll::Pending => false,
+            },
+            Io::Done(_) => true,
+            Io::Idle(_) => true,
+        }
+    }
+
+    /// Waits for the issued write.
+    async fn wait(&mut self) -> WriteResult {
+        if matches!(self.io, Io::Idle(_)) {
+            return Err(Error::Closed);
+        }
+        futures_lite::future::poll_fn(|cx| {
+            if self.poll_io(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        match &mut self.io {
+            Io::Done(r) => r.take().unwrap_or(Err(Error::Closed)),
+            _ => Err(Error::Closed),
+        }
+    }
+}
+
+/// One batch's results, resolved together.
+struct Ctx {
+    batch: Rc<Batch>,
+    results: Vec<Option<Result<Outcome>>>,
+    barriers: Vec<usize>,
+    failure: Option<Error>,
+}
+
+impl Ctx {
+    fn resolve(mut self) {
+        for &b in &self.barriers {
+            self.results[b] = Some(match &self.failure {
+                Some(e) => Err(e.duplicate()),
+                None => Ok(Outcome::Done),
+            });
+        }
+        let results = self
+            .results
+            .into_iter()
+            .map(|r| Some(r.unwrap_or(Err(Error::Closed))))
+            .collect();
+        *self.batch.results.borrow_mut() = results;
+        self.batch.done.set(true);
+        for w in self.batch.wakers.take() {
+            w.wake();
+        }
+    }
+}
+
+fn set(results: &mut [Option<Result<Outcome>>], slot: usize, r: Result<Outcome>) {
+    if let Some(x) = results.get_mut(slot) {
+        *x = Some(r);
+    }
+}
+
+/// Can the next group be framed behind `g` while `g` is in flight?
+/// Only plain appends to the same O_DIRECT segment: control records,
+/// sequence jumps and rolls wait until everything before is published.
+fn follows(inner: &Inner, g: &Group) -> bool {
+    if !g.direct || g.plan.roll.is_some() || matches!(g.io, Io::Done(Some(Err(_)))) {
+        return false;
+    }
+    let st = inner.st.borrow();
+    let same_file = match (&g.plan.file, &st.active().file) {
+        (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+        _ => false,
+    };
+    same_file && st.jump_to == 0 && !st.pending_floor && st.pending_tombs.is_empty()
+}
+
+async fn run_batch(
+    inner: &Rc<Inner>,
+    ops: Vec<Op>,
+    batch: Rc<Batch>,
+    mut prev: Option<Group>,
+) -> Option<Group> {
     let n = ops.len();
-    let mut results: Vec<Option<Result<Outcome>>> = (0..n).map(|_| None).collect();
-    let mut barriers = Vec::new();
-    let mut failure: Option<Error> = None;
+    let mut ctx = Ctx {
+        batch,
+        results: (0..n).map(|_| None).collect(),
+        barriers: Vec::new(),
+        failure: None,
+    };
     let mut i = 0;
     loop {
-        let mut plan = {
-            let mut st = inner.st.borrow_mut();
-            plan(&mut st, &ops, &mut i, &mut results, &mut barriers)
-        };
-        if plan.len() > 0 {
-            let tail_crc = plan.tail_crc;
-            let buf_len = plan.len();
-            let framed = plan.take_framed();
-            if let Err(e) = write_plan(inner, &plan, framed, buf_len as u64).await {
-                for e2 in &plan.entries {
-                    results[e2.slot] = Some(Err(e.duplicate()));
-                }
-                let mut st = inner.st.borrow_mut();
-                st.pending_tombs.extend_from_slice(&plan.tombs);
-                st.pending_floor |= plan.floor;
-                failure = Some(e);
+        if let Some(mut g) = prev.take() {
+            if follows(inner, &g) {
+                // Framing takes a while: let the reactor submit the write
+                // in flight first (glommio submits between task passes).
+                glommio::timer::sleep(Duration::from_nanos(1)).await;
+                prev = Some(g);
             } else {
-                apply(inner, buf_len, tail_crc, &plan, &mut results);
+                let res = g.wait().await;
+                if let Err(e) = finish(inner, g, res, &mut ctx.results).await {
+                    ctx.failure.get_or_insert(e);
+                }
             }
         }
-        if let Some(room) = plan.roll {
+        let plan = {
+            let mut st = inner.st.borrow_mut();
+            let behind = prev.as_ref().map(|g| (&g.plan, g.len));
+            plan(
+                &mut st,
+                &ops,
+                &mut i,
+                &mut ctx.results,
+                &mut ctx.barriers,
+                behind,
+            )
+        };
+        let roll = plan.roll;
+        let behind = prev.is_some();
+        let mut cur = (plan.len() > 0).then(|| Group::new(plan, behind));
+        if let Some(mut g) = prev.take() {
+            let res = g.wait().await;
+            if res.is_ok() {
+                // The device first, then the bookkeeping.
+                if let Some(c) = &mut cur {
+                    c.issue(inner);
+                }
+            }
+            if let Err(e) = finish(inner, g, res, &mut ctx.results).await {
+                // `cur` was planned on top of the failed group: drop it
+                // unwritten (the failed group restored the file's tail).
+                if let Some(c) = cur.take() {
+                    for en in &c.plan.entries {
+                        set(&mut ctx.results, en.slot, Err(e.duplicate()));
+                    }
+                }
+                ctx.failure.get_or_insert(e);
+            }
+        } else if let Some(c) = &mut cur {
+            c.issue(inner);
+        }
+        if let Some(room) = roll {
+            if let Some(mut c) = cur.take() {
+                let res = c.wait().await;
+                if let Err(e) = finish(inner, c, res, &mut ctx.results).await {
+                    ctx.failure.get_or_insert(e);
+                }
+            }
             if let Err(e) = inner.roll(room).await {
                 tracing::error!(error = %e, "segment roll failed");
-                for (j, r) in results.iter_mut().enumerate().skip(i) {
+                for (j, r) in ctx.results.iter_mut().enumerate().skip(i) {
                     if matches!(ops[j], Op::Msg { .. }) && r.is_none() {
                         *r = Some(Err(e.duplicate()));
                     }
                 }
-                failure = Some(e);
+                ctx.failure.get_or_insert(e);
                 break;
             }
             continue;
         }
         if i >= n {
-            break;
+            return match cur {
+                Some(mut c) => {
+                    c.owner = Some(ctx);
+                    Some(c)
+                }
+                None => {
+                    ctx.resolve();
+                    None
+                }
+            };
         }
     }
-    for b in barriers {
-        results[b] = Some(match &failure {
-            Some(e) => Err(e.duplicate()),
-            None => Ok(Outcome::Done),
-        });
+    ctx.resolve();
+    None
+}
+
+/// Publishes a group whose write finished (or failed): the records go to
+/// the indexes and their slots resolve; a failed group's bytes are punched
+/// away and its control records staged again. Resolves the group's batch
+/// if it is its last. `local` holds the slots of a group without a batch.
+async fn finish(
+    inner: &Rc<Inner>,
+    mut g: Group,
+    res: WriteResult,
+    local: &mut [Option<Result<Outcome>>],
+) -> Result<()> {
+    let mut owner = g.owner.take();
+    let results = match &mut owner {
+        Some(o) => &mut o.results[..],
+        None => local,
+    };
+    let out = match res {
+        Ok(w) => {
+            apply(inner, g.len, &g.plan, w, results);
+            Ok(())
+        }
+        Err(e) => {
+            for en in &g.plan.entries {
+                set(results, en.slot, Err(e.duplicate()));
+            }
+            {
+                let mut st = inner.st.borrow_mut();
+                st.pending_tombs.extend_from_slice(&g.plan.tombs);
+                st.pending_floor |= g.plan.floor;
+            }
+            if let Some(file) = &g.plan.file {
+                // The next group must rewrite the last block as it was
+                // before; nothing of this one may survive (punching works
+                // even on a full disk), so recovery cannot resurrect a
+                // refused record.
+                file.restore_tail(g.snap.take());
+                if let Err(pe) = file.punch(g.plan.pos, g.len as u64).await {
+                    tracing::warn!(error = %pe, "could not punch failed write range");
+                }
+            }
+            Err(e)
+        }
+    };
+    if let Some(mut o) = owner {
+        if let Err(e) = &out {
+            o.failure.get_or_insert(e.duplicate());
+        }
+        o.resolve();
     }
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(Error::Closed)))
-        .collect()
+    out
 }
 
 fn plan(
@@ -268,7 +568,11 @@ fn plan(
     i: &mut usize,
     results: &mut [Option<Result<Outcome>>],
     barriers: &mut Vec<usize>,
+    behind: Option<(&Plan, usize)>,
 ) -> Plan {
+    // Framing behind a group in flight (`follows` holds): sequences,
+    // offsets and limits continue from that group rather than the state.
+    let ahead: &[Entry] = behind.map_or(&[], |(b, _)| &b.entries);
     if st.jump_to > st.next_seq {
         st.next_seq = st.jump_to;
         if st.msgs == 0 {
@@ -278,7 +582,7 @@ fn plan(
     st.jump_to = 0;
     let active = st.active();
     let mut p = Plan {
-        pos: active.len,
+        pos: behind.map_or(active.len, |(b, len)| b.pos + len as u64),
         file: active.file.clone(),
         entries: Vec::new(),
         tombs: Vec::new(),
@@ -296,8 +600,11 @@ fn plan(
         tail_crc: 0,
     };
     let cap = active.capacity as usize;
-    let start = active.len as usize;
-    let ts0 = now_ns().max(st.last_ts);
+    let start = p.pos as usize;
+    let ts0 = now_ns()
+        .max(st.last_ts)
+        .max(ahead.last().map_or(0, |e| e.ts));
+    let base = st.next_seq + ahead.len() as u64;
 
     // Control records first: they are small and must not wait behind a roll.
     let ctl_len = if st.pending_floor {
@@ -349,7 +656,10 @@ fn plan(
     let aged = st.cfg.segment_max_age.is_some_and(|a| {
         active.live > 0 && ts0.saturating_sub(active.first_ts) > a.as_nanos() as u64
     });
-    let (mut acc_msgs, mut acc_bytes) = (0u64, 0u64);
+    let (mut acc_msgs, mut acc_bytes) = (
+        ahead.len() as u64,
+        ahead.iter().map(|e| e.len as u64).sum::<u64>(),
+    );
     while *i < ops.len() {
         match &ops[*i] {
             Op::Barrier => barriers.push(*i),
@@ -360,12 +670,18 @@ fn plan(
                 expect,
             } => {
                 let len = format::record_len(subject.len(), headers.len(), payload.len());
-                if let Err(e) = check_expect(st, &p, subject, expect) {
+                if let Err(e) = check_expect(st, base, ahead, &p, subject, expect) {
                     results[*i] = Some(Err(e));
                     *i += 1;
                     continue;
                 }
-                if let Err(e) = st.check_new(subject, len, (acc_msgs, acc_bytes)) {
+                let same = |es: &[Entry]| es.iter().filter(|e| e.subject == *subject).count();
+                let pending_same = if st.cfg.limits.discard_new_per_subject {
+                    (same(ahead) + same(&p.entries)) as u64
+                } else {
+                    0
+                };
+                if let Err(e) = st.check_new(subject, len, (acc_msgs, acc_bytes, pending_same)) {
                     results[*i] = Some(Err(e));
                     *i += 1;
                     continue;
@@ -376,7 +692,7 @@ fn plan(
                     p.roll = Some(len);
                     return p;
                 }
-                let seq = st.next_seq + p.entries.len() as u64;
+                let seq = base + p.entries.len() as u64;
                 p.entries.push(Entry {
                     slot: *i,
                     seq,
@@ -395,11 +711,18 @@ fn plan(
     p
 }
 
-/// Evaluates `expect` against the state plus the records already framed in
-/// this group (they precede this one).
-fn check_expect(st: &mut State, p: &Plan, subject: &[u8], expect: &Expect) -> Result<()> {
+/// Evaluates `expect` against the state plus the records framed before
+/// this one (`ahead`: the group in flight; `p`: this group so far).
+fn check_expect(
+    st: &mut State,
+    base: u64,
+    ahead: &[Entry],
+    p: &Plan,
+    subject: &[u8],
+    expect: &Expect,
+) -> Result<()> {
     if let Some(want) = expect.last_seq {
-        let actual = st.next_seq - 1 + p.entries.len() as u64;
+        let actual = base - 1 + p.entries.len() as u64;
         if actual != want {
             return Err(Error::WrongLastSequence { actual });
         }
@@ -409,6 +732,7 @@ fn check_expect(st: &mut State, p: &Plan, subject: &[u8], expect: &Expect) -> Re
             .entries
             .iter()
             .rev()
+            .chain(ahead.iter().rev())
             .find(|e| &e.subject[..] == subject)
             .map(|e| e.seq);
         let actual = match in_group {
@@ -422,63 +746,56 @@ fn check_expect(st: &mut State, p: &Plan, subject: &[u8], expect: &Expect) -> Re
     Ok(())
 }
 
-async fn write_plan(inner: &Rc<Inner>, p: &Plan, framed: Framed, len: u64) -> Result<()> {
-    let Some(file) = p.file.clone() else {
+/// Writes one group and, per policy, syncs it.
+async fn write_group(
+    inner: &Rc<Inner>,
+    file: Option<Rc<LogFile>>,
+    framed: Framed,
+    pos: u64,
+) -> WriteResult {
+    let Some(file) = file else {
         return Err(Error::Closed);
     };
-    let snap = file.tail_snapshot();
-    let res = async {
-        let policy = inner.st.borrow().cfg.durability;
-        if policy == Durability::Always {
-            // One chunk: a single durable write. Several: write them all
-            // concurrently, then one fdatasync (measured faster than a
-            // durable write per chunk).
-            match framed {
-                Framed::Frame(f) => file.write_durable_at(Payload::Frame(f), p.pos).await?,
-                Framed::Chunks(bufs) if bufs.len() == 1 => {
-                    let buf = bufs.into_iter().next().unwrap_or_default();
-                    file.write_durable_at(Payload::Bytes(buf), p.pos).await?;
-                }
-                Framed::Chunks(bufs) => {
-                    write_chunks(&file, bufs, p.pos).await?;
-                    if !file.writes_are_durable() {
-                        file.sync().await?;
-                    }
-                }
+    let policy = inner.st.borrow().cfg.durability;
+    if policy == Durability::Always {
+        // One chunk: a single durable write. Several: write them all
+        // concurrently, then one fdatasync (measured faster than a
+        // durable write per chunk).
+        return match framed {
+            Framed::Frame(f) => file.write_durable_at(Payload::Frame(f), pos).await,
+            Framed::Chunks(bufs) if bufs.len() == 1 => {
+                let buf = bufs.into_iter().next().unwrap_or_default();
+                file.write_durable_at(Payload::Bytes(buf), pos).await
             }
-            return Ok(());
-        }
-        match framed {
-            Framed::Frame(f) => file.write_payload_at(Payload::Frame(f), p.pos).await?,
-            Framed::Chunks(bufs) => write_chunks(&file, bufs, p.pos).await?,
-        }
-        let sync = match policy {
-            Durability::Interval(d) => inner.st.borrow().last_sync.elapsed() >= d,
-            _ => false,
+            Framed::Chunks(bufs) => {
+                write_chunks(&file, bufs, pos).await?;
+                if !file.writes_are_durable() {
+                    file.sync().await?;
+                }
+                Ok(None)
+            }
         };
-        if sync {
-            file.sync().await?;
-            let mut st = inner.st.borrow_mut();
-            st.last_sync = Instant::now();
-            st.dirty = false;
-        } else {
-            inner.st.borrow_mut().dirty = true;
-        }
-        Ok(())
     }
-    .await;
-    if res.is_err() {
-        // Its bytes are going away: keep them out of the read cache, and
-        // let the next group rewrite the last block as it was before.
-        let _ = file.take_written();
-        file.restore_tail(snap);
-        // Nothing of a failed group may survive: free the range (works even
-        // on a full disk) so recovery cannot resurrect a refused record.
-        if let Err(e) = file.punch(p.pos, len).await {
-            tracing::warn!(error = %e, "could not punch failed write range");
+    let w = match framed {
+        Framed::Frame(f) => file.write_payload_at(Payload::Frame(f), pos).await?,
+        Framed::Chunks(bufs) => {
+            write_chunks(&file, bufs, pos).await?;
+            None
         }
+    };
+    let sync = match policy {
+        Durability::Interval(d) => inner.st.borrow().last_sync.elapsed() >= d,
+        _ => false,
+    };
+    if sync {
+        file.sync().await?;
+        let mut st = inner.st.borrow_mut();
+        st.last_sync = Instant::now();
+        st.dirty = false;
+    } else {
+        inner.st.borrow_mut().dirty = true;
     }
-    res
+    Ok(w)
 }
 
 /// Issues every chunk at once and waits for all; the first error wins.
@@ -509,24 +826,25 @@ async fn write_chunks(file: &Rc<LogFile>, mut bufs: Vec<Vec<u8>>, pos: u64) -> R
 fn apply(
     inner: &Rc<Inner>,
     buf_len: usize,
-    crc: u32,
     p: &Plan,
+    written: Option<Written>,
     results: &mut [Option<Result<Outcome>>],
 ) {
     let mut st = inner.st.borrow_mut();
     for e in &p.entries {
         st.apply_msg(e.seq, e.off, e.ts, e.len, &e.subject);
-        results[e.slot] = Some(Ok(Outcome::Appended {
+        let out = Outcome::Appended {
             seq: e.seq,
             ts: e.ts,
-        }));
+        };
+        set(results, e.slot, Ok(out));
     }
     let floor = st.floor;
     let budget = st.cfg.recent_bytes;
     let a = st.active_mut();
-    a.tail = (p.pos + p.last_off as u64, crc);
+    a.tail = (p.pos + p.last_off as u64, p.tail_crc);
     a.len += buf_len as u64;
-    if let Some(w) = p.file.as_ref().and_then(|f| f.take_written()) {
+    if let Some(w) = written {
         // Only this group's own frame, ending where the segment now ends.
         if w.start + w.len as u64 == a.len {
             a.recent.push(w, budget);

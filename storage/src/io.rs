@@ -207,10 +207,10 @@ enum Backend {
     Direct {
         file: Rc<DmaFile>,
         /// (offset of the partial last block, its bytes up to the end).
+        /// Framing a group moves it to where that group will end, before
+        /// the group is written, so the next group can be framed while this
+        /// one is in flight.
         tail: RefCell<(u64, Vec<u8>)>,
-        /// The last group written from a DMA frame, for the segment's
-        /// recent-writes cache (`recent.rs`) to take.
-        written: RefCell<Option<Written>>,
     },
 }
 
@@ -270,7 +270,6 @@ impl LogFile {
             backend: Backend::Direct {
                 file: Rc::new(file),
                 tail: RefCell::new((start, bytes)),
-                written: RefCell::new(None),
             },
             path: path.to_path_buf(),
             faults,
@@ -312,15 +311,29 @@ impl LogFile {
         })
     }
 
+    /// Moves the in-memory partial last block to where `frame` (fully
+    /// framed, not yet written) will end the file. Take a
+    /// [`LogFile::tail_snapshot`] first: a failed write puts it back.
+    pub fn advance_tail(&self, frame: &DirectFrame) {
+        let Backend::Direct { tail, .. } = &self.backend else {
+            return;
+        };
+        let end = frame.start + frame.len as u64;
+        let new_start = end - end % BLOCK;
+        let keep = frame.buf.as_bytes()[(new_start - frame.start) as usize..frame.len].to_vec();
+        *tail.borrow_mut() = (new_start, keep);
+    }
+
     /// Appends `buf` at `pos` and makes it durable: one O_DSYNC write when
-    /// the file has such a descriptor, else write then fdatasync.
-    pub async fn write_durable_at(&self, buf: Payload, pos: u64) -> Result<()> {
+    /// the file has such a descriptor, else write then fdatasync. Returns
+    /// the written DMA frame, for the recent-writes cache.
+    pub async fn write_durable_at(&self, buf: Payload, pos: u64) -> Result<Option<Written>> {
         let via_dsync = matches!(&self.backend, Backend::Buffered { dsync: Some(_), .. });
-        self.write_inner(buf, pos, via_dsync).await?;
+        let w = self.write_inner(buf, pos, via_dsync).await?;
         if !via_dsync && !self.dsync {
             self.sync().await?;
         }
-        Ok(())
+        Ok(w)
     }
 
     /// The in-memory partial last block of an O_DIRECT segment, to put back
@@ -341,14 +354,6 @@ impl LogFile {
         }
     }
 
-    /// The group the last DMA-frame write put on disk (once).
-    pub fn take_written(&self) -> Option<Written> {
-        match &self.backend {
-            Backend::Direct { written, .. } => written.borrow_mut().take(),
-            Backend::Buffered { .. } => None,
-        }
-    }
-
     /// True when `write_all_at` alone is durable (O_DIRECT + O_DSYNC).
     pub fn writes_are_durable(&self) -> bool {
         self.dsync
@@ -356,15 +361,22 @@ impl LogFile {
 
     /// Appends `buf` at `pos` (the current end) in one io_uring write.
     pub async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
-        self.write_inner(Payload::Bytes(buf), pos, false).await
+        self.write_inner(Payload::Bytes(buf), pos, false).await?;
+        Ok(())
     }
 
-    /// Appends a group framed by `direct_frame` (or plain bytes) at `pos`.
-    pub async fn write_payload_at(&self, buf: Payload, pos: u64) -> Result<()> {
+    /// Appends a group framed by `direct_frame` (or plain bytes) at `pos`;
+    /// returns the written DMA frame, for the recent-writes cache.
+    pub async fn write_payload_at(&self, buf: Payload, pos: u64) -> Result<Option<Written>> {
         self.write_inner(buf, pos, false).await
     }
 
-    async fn write_inner(&self, mut buf: Payload, pos: u64, via_dsync: bool) -> Result<()> {
+    async fn write_inner(
+        &self,
+        mut buf: Payload,
+        pos: u64,
+        via_dsync: bool,
+    ) -> Result<Option<Written>> {
         let mut injected = None;
         if let Some(f) = &self.faults {
             if let Err((keep, errno)) = f.before_write(buf.len()) {
@@ -377,6 +389,7 @@ impl LogFile {
         // filesystem ran out of room, which is what we report (the caller
         // punches the partial range away).
         let want = buf.len();
+        let mut written = None;
         if want > 0 {
             let (at, n) = match (&self.backend, buf) {
                 (Backend::Buffered { file, dsync }, Payload::Bytes(buf)) => {
@@ -389,14 +402,11 @@ impl LogFile {
                 (Backend::Direct { file, tail, .. }, Payload::Bytes(buf)) => {
                     Self::direct_append(file, tail, &buf, pos).await?
                 }
-                (
-                    Backend::Direct {
-                        file,
-                        tail,
-                        written,
-                    },
-                    Payload::Frame(frame),
-                ) => Self::direct_write_frame(file, tail, written, frame, pos).await?,
+                (Backend::Direct { file, .. }, Payload::Frame(frame)) => {
+                    let (at, n, w) = Self::direct_write_frame(file, frame, pos).await?;
+                    written = w;
+                    (at, n)
+                }
                 (Backend::Buffered { .. }, Payload::Frame(_)) => {
                     return Err(Error::Io(io::Error::other("DMA frame for a buffered file")));
                 }
@@ -416,7 +426,7 @@ impl LogFile {
         }
         match injected {
             Some(e) => Err(Error::from_io(io::Error::from_raw_os_error(e))),
-            None => Ok(()),
+            None => Ok(written),
         }
     }
 
@@ -510,41 +520,33 @@ impl LogFile {
         Ok((pos, buf.len()))
     }
 
-    /// O_DIRECT append of a group framed in place: pad to whole blocks and
-    /// write it in one go. Returns (offset, new bytes written).
+    /// O_DIRECT append of a group framed in place (the in-memory tail was
+    /// already advanced past it): pad to whole blocks and write it in one
+    /// go. Returns (offset, new bytes written, the buffer as written).
     async fn direct_write_frame(
         file: &Rc<DmaFile>,
-        tail: &RefCell<(u64, Vec<u8>)>,
-        written: &RefCell<Option<Written>>,
         mut frame: DirectFrame,
         pos: u64,
-    ) -> Result<(u64, usize)> {
-        {
-            let t = tail.borrow();
-            if frame.start != t.0 || frame.head != t.1.len() || t.0 + t.1.len() as u64 != pos {
-                return Err(Error::Io(io::Error::other("direct append not at the end")));
-            }
+    ) -> Result<(u64, usize, Option<Written>)> {
+        if frame.start + frame.head as u64 != pos {
+            return Err(Error::Io(io::Error::other("direct append not at the end")));
         }
         let total = frame.len;
         let padded = total.next_multiple_of(BLOCK as usize);
         frame.buf.as_bytes_mut()[total..padded].fill(0);
         frame.buf.trim_to_size(padded);
-        let end = frame.start + total as u64;
-        let new_start = end - end % BLOCK;
-        let keep = frame.buf.as_bytes()[(new_start - frame.start) as usize..total].to_vec();
         let head = frame.head;
         let buf = Rc::new(frame.buf);
         let n = file.write_rc_at(buf.clone(), frame.start).await?;
         if n < total {
-            return Ok((pos, n.saturating_sub(head)));
+            return Ok((pos, n.saturating_sub(head), None));
         }
-        *tail.borrow_mut() = (new_start, keep);
-        *written.borrow_mut() = Some(Written {
+        let w = Written {
             start: frame.start,
             len: total,
             buf,
-        });
-        Ok((pos, total - head))
+        };
+        Ok((pos, total - head, Some(w)))
     }
 
     /// Rewrites bytes inside the written region (erase).

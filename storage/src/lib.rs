@@ -39,7 +39,7 @@ mod segment;
 mod state;
 mod subject;
 
-pub use commit::Expect;
+pub use commit::{CommitStats, Expect};
 pub use config::{Discard, Durability, Limits, LogConfig};
 pub use error::{Error, LimitKind, Result};
 pub use io::{FaultInjector, WriteMode};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::commit::{Expect, Op, Outcome, Queue};
+use crate::commit::{CommitStats, Expect, Op, Outcome, Queue};
 use crate::config::{Durability, Limits, LogConfig};
 use crate::error::{Error, Result};
 use crate::format;
@@ -442,6 +442,11 @@ impl Log {
 
     pub fn recovery_report(&self) -> RecoveryReport {
         self.inner.st.borrow().report.clone()
+    }
+
+    /// Group-commit counters since the log was opened.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.inner.q.borrow().stats
     }
 
     /// Number of segment files (sealed + active).

@@ -298,7 +298,9 @@ impl State {
 
     /// Under `Discard::New`, refuses a message that would break a limit.
     /// `extra_*` account for messages accepted earlier in the same batch.
-    pub fn check_new(&self, subject: &[u8], len: usize, extra: (u64, u64)) -> Result<()> {
+    /// Discard-new limits for one more record; `extra` counts records
+    /// framed but not yet applied (messages, bytes, same subject).
+    pub fn check_new(&self, subject: &[u8], len: usize, extra: (u64, u64, u64)) -> Result<()> {
         let l = &self.cfg.limits;
         if l.discard != Discard::New {
             return Ok(());
@@ -314,7 +316,7 @@ impl State {
         if l.discard_new_per_subject {
             if let Some(m) = l.max_msgs_per_subject {
                 let c = self.subjects.get(subject).map_or(0, |i| i.count);
-                if c + 1 > m {
+                if c + extra.2 + 1 > m {
                     return Err(Error::LimitReached(LimitKind::MaxMsgsPerSubject));
                 }
             }
