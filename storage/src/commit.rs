@@ -164,6 +164,8 @@ async fn commit_loop(inner: Rc<Inner>) {
 
 /// Waits until `g`'s write is done (false) or something is staged (true).
 async fn wait_or_staged(inner: &Rc<Inner>, g: &mut Group) -> bool {
+    // Nothing is ahead of it any more.
+    g.issue_rest();
     futures_lite::future::poll_fn(|cx| {
         if g.poll_io(cx) {
             return Poll::Ready(false);
@@ -253,25 +255,21 @@ impl Plan {
     }
 }
 
-/// What a group's write task returns: the DMA frame as written, for the
+/// What a write task returns: the DMA frame as written, for the
 /// recent-writes cache.
 type WriteResult = Result<Option<Written>>;
-
-enum Io {
-    /// Framed, not yet issued.
-    Idle(Option<Framed>),
-    Running(glommio::Task<WriteResult>),
-    Done(Option<WriteResult>),
-}
 
 /// A framed group: its write, once issued, and what it publishes after.
 ///
 /// O_DIRECT groups pipeline: while one group's write is in flight, the
 /// next one is framed behind it (sequences, offsets and expectations
-/// planned on top of the first), and its write is issued the moment the
-/// first completes, before the first is published. Writes themselves stay
-/// one at a time: each rewrites the partial block the previous one ended in.
+/// planned on top of the first) and written at once, except for the block
+/// the first one ends in: both groups write that block, so the second
+/// writes it in a separate write issued once the first is done. Groups are
+/// published strictly in order; if one fails, the group behind it is
+/// dropped and its bytes punched away.
 struct Group {
+    inner: Rc<Inner>,
     plan: Plan,
     /// Bytes of records in the write.
     len: usize,
@@ -281,13 +279,21 @@ struct Group {
     direct: bool,
     /// Framed behind a group in flight.
     behind: bool,
-    io: Io,
+    /// Framed, nothing issued yet.
+    idle: Option<Framed>,
+    /// The first block of a split frame, waiting for the group ahead.
+    head: Option<DirectFrame>,
+    /// Written in two parts, so the policy's sync step runs after both.
+    split: bool,
+    tasks: Vec<glommio::Task<WriteResult>>,
+    written: Vec<Written>,
+    error: Option<Error>,
     /// The batch this group is the last of: resolved when it is published.
     owner: Option<Ctx>,
 }
 
 impl Group {
-    fn new(mut plan: Plan, behind: bool) -> Group {
+    fn new(inner: &Rc<Inner>, mut plan: Plan, behind: bool) -> Group {
         let len = plan.len();
         let framed = plan.take_framed();
         let (mut snap, mut direct) = (None, false);
@@ -297,55 +303,86 @@ impl Group {
             direct = true;
         }
         Group {
+            inner: inner.clone(),
             plan,
             len,
             snap,
             direct,
             behind,
-            io: Io::Idle(Some(framed)),
+            idle: Some(framed),
+            head: None,
+            split: false,
+            tasks: Vec::new(),
+            written: Vec::new(),
+            error: None,
             owner: None,
         }
     }
 
-    fn issue(&mut self, inner: &Rc<Inner>) {
-        let Io::Idle(framed) = &mut self.io else {
-            return;
-        };
-        let (inner, framed) = (inner.clone(), framed.take());
-        {
-            let stats = &mut inner.q.borrow_mut().stats;
-            stats.groups += 1;
-            stats.pipelined += u64::from(self.behind);
-        }
-        let (file, pos) = (self.plan.file.clone(), self.plan.pos);
-        self.io = Io::Running(glommio::spawn_local(async move {
-            match framed {
-                Some(f) => write_group(&inner, file, f, pos).await,
-                None => Err(Error::Closed),
-            }
+    fn spawn(&mut self, framed: Framed, pos: u64, settle: bool) {
+        let (inner, file) = (self.inner.clone(), self.plan.file.clone());
+        self.tasks.push(glommio::spawn_local(async move {
+            write_group(&inner, file, framed, pos, settle).await
         }));
     }
 
-    /// Polls the write; true once it is done.
-    fn poll_io(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        match &mut self.io {
-            Io::Running(t) => match std::pin::Pin::new(t).poll(cx) {
-                Poll::Ready(r) => {
-                    self.io = Io::Done(Some(r));
-                    true
+    /// Issues what may be written now: everything, or for a split frame
+    /// all but its first block.
+    fn start(&mut self) {
+        let Some(framed) = self.idle.take() else {
+            return;
+        };
+        {
+            let stats = &mut self.inner.q.borrow_mut().stats;
+            stats.groups += 1;
+            stats.pipelined += u64::from(self.behind);
+        }
+        match framed {
+            Framed::Frame(f) if f.is_split() => {
+                let (head, rest) = f.split();
+                self.split = true;
+                self.head = Some(head);
+                if let Some(r) = rest {
+                    let pos = r.pos();
+                    self.spawn(Framed::Frame(r), pos, false);
                 }
-                Poll::Pending => false,
-            },
-            Io::Done(_) => true,
-            Io::Idle(_) => true,
+            }
+            framed => {
+                let pos = self.plan.pos;
+                self.spawn(framed, pos, true);
+            }
         }
     }
 
-    /// Waits for the issued write.
-    async fn wait(&mut self) -> WriteResult {
-        if matches!(self.io, Io::Idle(_)) {
-            return Err(Error::Closed);
+    /// Issues everything left; call once the group ahead is written.
+    fn issue_rest(&mut self) {
+        self.start();
+        if let Some(h) = self.head.take() {
+            let pos = h.pos();
+            self.spawn(Framed::Frame(h), pos, false);
         }
+    }
+
+    /// Polls the writes issued; true once all are done.
+    fn poll_io(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        while let Some(t) = self.tasks.first_mut() {
+            match std::pin::Pin::new(t).poll(cx) {
+                Poll::Ready(r) => {
+                    drop(self.tasks.remove(0));
+                    match r {
+                        Ok(w) => self.written.extend(w),
+                        Err(e) => {
+                            self.error.get_or_insert(e);
+                        }
+                    }
+                }
+                Poll::Pending => return false,
+            }
+        }
+        true
+    }
+
+    async fn settle_io(&mut self) {
         futures_lite::future::poll_fn(|cx| {
             if self.poll_io(cx) {
                 Poll::Ready(())
@@ -354,9 +391,38 @@ impl Group {
             }
         })
         .await;
-        match &mut self.io {
-            Io::Done(r) => r.take().unwrap_or(Err(Error::Closed)),
-            _ => Err(Error::Closed),
+    }
+
+    /// Issues whatever is left (the group ahead is published) and waits
+    /// for the writes and the policy's sync step.
+    async fn wait(&mut self) -> Result<Vec<Written>> {
+        self.issue_rest();
+        self.settle_io().await;
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.split && self.inner.st.borrow().cfg.durability != Durability::Always {
+            if let Some(file) = &self.plan.file {
+                after_write(&self.inner, file).await?;
+            }
+        }
+        Ok(std::mem::take(&mut self.written))
+    }
+
+    /// Drops a group framed behind one that failed: nothing more is
+    /// issued, what was written is punched away, its appends fail.
+    async fn abandon(mut self, e: &Error, results: &mut [Option<Result<Outcome>>]) {
+        self.idle = None;
+        self.head = None;
+        let wrote = !self.tasks.is_empty();
+        self.settle_io().await;
+        if let (true, Some(file)) = (wrote, &self.plan.file) {
+            if let Err(pe) = file.punch(self.plan.pos, self.len as u64).await {
+                tracing::warn!(error = %pe, "could not punch dropped write range");
+            }
+        }
+        for en in &self.plan.entries {
+            set(results, en.slot, Err(e.duplicate()));
         }
     }
 }
@@ -400,7 +466,7 @@ fn set(results: &mut [Option<Result<Outcome>>], slot: usize, r: Result<Outcome>)
 /// Only plain appends to the same O_DIRECT segment: control records,
 /// sequence jumps and rolls wait until everything before is published.
 fn follows(inner: &Inner, g: &Group) -> bool {
-    if !g.direct || g.plan.roll.is_some() || matches!(g.io, Io::Done(Some(Err(_)))) {
+    if !g.direct || g.plan.roll.is_some() || g.error.is_some() {
         return false;
     }
     let st = inner.st.borrow();
@@ -453,27 +519,27 @@ async fn run_batch(
         };
         let roll = plan.roll;
         let behind = prev.is_some();
-        let mut cur = (plan.len() > 0).then(|| Group::new(plan, behind));
+        let mut cur = (plan.len() > 0).then(|| Group::new(inner, plan, behind));
+        if let Some(c) = &mut cur {
+            // All that does not touch the group ahead goes to the device now.
+            c.start();
+        }
         if let Some(mut g) = prev.take() {
             let res = g.wait().await;
             if res.is_ok() {
                 // The device first, then the bookkeeping.
                 if let Some(c) = &mut cur {
-                    c.issue(inner);
+                    c.issue_rest();
                 }
             }
             if let Err(e) = finish(inner, g, res, &mut ctx.results).await {
-                // `cur` was planned on top of the failed group: drop it
-                // unwritten (the failed group restored the file's tail).
+                // `cur` was planned on top of the failed group (which put
+                // the file's tail back): drop it.
                 if let Some(c) = cur.take() {
-                    for en in &c.plan.entries {
-                        set(&mut ctx.results, en.slot, Err(e.duplicate()));
-                    }
+                    c.abandon(&e, &mut ctx.results).await;
                 }
                 ctx.failure.get_or_insert(e);
             }
-        } else if let Some(c) = &mut cur {
-            c.issue(inner);
         }
         if let Some(room) = roll {
             if let Some(mut c) = cur.take() {
@@ -518,7 +584,7 @@ async fn run_batch(
 async fn finish(
     inner: &Rc<Inner>,
     mut g: Group,
-    res: WriteResult,
+    res: Result<Vec<Written>>,
     local: &mut [Option<Result<Outcome>>],
 ) -> Result<()> {
     let mut owner = g.owner.take();
@@ -633,7 +699,10 @@ fn plan(
             })
             .sum();
         let room = (ctl_len + msgs).min(cap.saturating_sub(start));
-        p.frame = p.file.as_ref().and_then(|f| f.direct_frame(room));
+        p.frame = p
+            .file
+            .as_ref()
+            .and_then(|f| f.direct_frame(room, behind.is_some()));
     }
     if st.pending_floor {
         st.pending_floor = false;
@@ -747,11 +816,14 @@ fn check_expect(
 }
 
 /// Writes one group and, per policy, syncs it.
+/// Writes one group (or one part of a split one) and, with `settle`, takes
+/// the policy's step after it.
 async fn write_group(
     inner: &Rc<Inner>,
     file: Option<Rc<LogFile>>,
     framed: Framed,
     pos: u64,
+    settle: bool,
 ) -> WriteResult {
     let Some(file) = file else {
         return Err(Error::Closed);
@@ -783,7 +855,16 @@ async fn write_group(
             None
         }
     };
-    let sync = match policy {
+    if settle {
+        after_write(inner, &file).await?;
+    }
+    Ok(w)
+}
+
+/// After a group's bytes are written under `interval` or `never`: sync if
+/// the interval is up, else note that the file has unsynced bytes.
+async fn after_write(inner: &Rc<Inner>, file: &LogFile) -> Result<()> {
+    let sync = match inner.st.borrow().cfg.durability {
         Durability::Interval(d) => inner.st.borrow().last_sync.elapsed() >= d,
         _ => false,
     };
@@ -795,7 +876,7 @@ async fn write_group(
     } else {
         inner.st.borrow_mut().dirty = true;
     }
-    Ok(w)
+    Ok(())
 }
 
 /// Issues every chunk at once and waits for all; the first error wins.
@@ -827,7 +908,7 @@ fn apply(
     inner: &Rc<Inner>,
     buf_len: usize,
     p: &Plan,
-    written: Option<Written>,
+    written: Vec<Written>,
     results: &mut [Option<Result<Outcome>>],
 ) {
     let mut st = inner.st.borrow_mut();
@@ -844,9 +925,13 @@ fn apply(
     let a = st.active_mut();
     a.tail = (p.pos + p.last_off as u64, p.tail_crc);
     a.len += buf_len as u64;
-    if let Some(w) = written {
-        // Only this group's own frame, ending where the segment now ends.
-        if w.start + w.len as u64 == a.len {
+    // Only this group's own frame (one or two parts), ending where the
+    // segment now ends.
+    if written
+        .last()
+        .is_some_and(|w| w.start + w.len as u64 == a.len)
+    {
+        for w in written {
             a.recent.push(w, budget);
         }
     }

@@ -148,6 +148,11 @@ const DIRECT_CHUNK: usize = 1 << 20;
 /// memory: the segment's partial last block first (rewritten with every
 /// group), then the new records. Saves copying each group once more.
 pub(crate) struct DirectFrame {
+    /// The first block in a buffer of its own ([`DirectFrame::split`]):
+    /// set when the group is framed behind one still in flight that ends in
+    /// this block, which this group may only rewrite once that one is done.
+    first: Option<DmaBuffer>,
+    /// The bytes (after `first`, when set).
     buf: DmaBuffer,
     /// Bytes filled, `head` included.
     len: usize,
@@ -162,15 +167,72 @@ impl DirectFrame {
     pub fn framed(&self) -> usize {
         self.len - self.head
     }
+
+    /// File offset of the first new byte.
+    pub fn pos(&self) -> u64 {
+        self.start + self.head as u64
+    }
+
+    /// Whether the first block is kept apart (see `first`).
+    pub fn is_split(&self) -> bool {
+        self.first.is_some()
+    }
+
+    /// A split frame as two frames written separately: the first block,
+    /// then (if the group goes past it) the rest, from the next block on.
+    pub fn split(mut self) -> (DirectFrame, Option<DirectFrame>) {
+        let Some(first) = self.first.take() else {
+            return (self, None);
+        };
+        let b = BLOCK as usize;
+        let rest = (self.len > b).then(|| DirectFrame {
+            first: None,
+            len: self.len - b,
+            head: 0,
+            start: self.start + BLOCK,
+            buf: self.buf,
+        });
+        let head = DirectFrame {
+            first: None,
+            len: self.len.min(b),
+            head: self.head,
+            start: self.start,
+            buf: first,
+        };
+        (head, rest)
+    }
+
+    /// Framed bytes `[from, to)` (offsets from `start`) within one block.
+    fn copy_block_range(&self, from: usize, to: usize) -> Vec<u8> {
+        let b = BLOCK as usize;
+        match &self.first {
+            Some(f) if to <= b => f.as_bytes()[from..to].to_vec(),
+            Some(_) => self.buf.as_bytes()[from - b..to - b].to_vec(),
+            None => self.buf.as_bytes()[from..to].to_vec(),
+        }
+    }
 }
 
 impl crate::format::Sink for DirectFrame {
-    fn put(&mut self, bytes: &[u8]) {
+    fn put(&mut self, mut bytes: &[u8]) {
         // The committer sizes the buffer for every record it may frame
         // (`LogFile::direct_frame`); a miss here is a bug, not bad input.
-        let end = self.len + bytes.len();
-        self.buf.as_bytes_mut()[self.len..end].copy_from_slice(bytes);
-        self.len = end;
+        let b = BLOCK as usize;
+        let mut at = self.len;
+        if let Some(f) = &mut self.first {
+            if at < b {
+                let n = (b - at).min(bytes.len());
+                f.as_bytes_mut()[at..at + n].copy_from_slice(&bytes[..n]);
+                bytes = &bytes[n..];
+                self.len += n;
+                if bytes.is_empty() {
+                    return;
+                }
+            }
+            at = self.len - b;
+        }
+        self.buf.as_bytes_mut()[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
     }
 }
 
@@ -291,19 +353,29 @@ impl LogFile {
 
     /// A DMA buffer for the next group of an O_DIRECT segment, holding the
     /// partial last block and room for `room` more bytes; `None` for
-    /// buffered files.
-    pub fn direct_frame(&self, room: usize) -> Option<DirectFrame> {
+    /// buffered files. `split`: the first block goes in a buffer of its own
+    /// when the file ends inside it (the group is framed behind a write in
+    /// flight that ends there).
+    pub fn direct_frame(&self, room: usize, split: bool) -> Option<DirectFrame> {
         let Backend::Direct { file, tail, .. } = &self.backend else {
             return None;
         };
         let t = tail.borrow();
         let head = t.1.len();
-        let size = (head + room)
-            .next_multiple_of(BLOCK as usize)
-            .max(BLOCK as usize);
-        let mut buf = file.alloc_dma_buffer(size);
-        buf.as_bytes_mut()[..head].copy_from_slice(&t.1);
+        let b = BLOCK as usize;
+        let (first, size) = if split && head > 0 {
+            let mut f = file.alloc_dma_buffer(b);
+            f.as_bytes_mut()[..head].copy_from_slice(&t.1);
+            (Some(f), (head + room).saturating_sub(b))
+        } else {
+            (None, head + room)
+        };
+        let mut buf = file.alloc_dma_buffer(size.next_multiple_of(b).max(b));
+        if first.is_none() {
+            buf.as_bytes_mut()[..head].copy_from_slice(&t.1);
+        }
         Some(DirectFrame {
+            first,
             buf,
             len: head,
             head,
@@ -320,7 +392,7 @@ impl LogFile {
         };
         let end = frame.start + frame.len as u64;
         let new_start = end - end % BLOCK;
-        let keep = frame.buf.as_bytes()[(new_start - frame.start) as usize..frame.len].to_vec();
+        let keep = frame.copy_block_range((new_start - frame.start) as usize, frame.len);
         *tail.borrow_mut() = (new_start, keep);
     }
 
@@ -528,7 +600,7 @@ impl LogFile {
         mut frame: DirectFrame,
         pos: u64,
     ) -> Result<(u64, usize, Option<Written>)> {
-        if frame.start + frame.head as u64 != pos {
+        if frame.start + frame.head as u64 != pos || frame.first.is_some() {
             return Err(Error::Io(io::Error::other("direct append not at the end")));
         }
         let total = frame.len;
