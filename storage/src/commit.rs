@@ -5,6 +5,7 @@
 //! staged while that I/O is in flight forms the next group.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -131,33 +132,34 @@ impl Inner {
 }
 
 async fn commit_loop(inner: Rc<Inner>) {
-    let mut prev: Option<Group> = None;
+    // Groups whose writes are in flight, oldest first.
+    let mut ahead: VecDeque<Group> = VecDeque::new();
     loop {
         let staged = {
             let mut q = inner.q.borrow_mut();
             let st = inner.st.borrow();
             if !q.ops.is_empty() || !st.pending_tombs.is_empty() || st.pending_floor {
                 Some((std::mem::take(&mut q.ops), std::mem::take(&mut q.batch)))
-            } else if prev.is_none() {
+            } else if ahead.is_empty() {
                 q.running = false;
                 return;
             } else {
                 None
             }
         };
-        match (staged, prev.take()) {
-            (Some((ops, batch)), p) => prev = run_batch(&inner, ops, batch, p).await,
-            (None, Some(mut g)) => {
-                // Whatever is staged while the group is in flight gets framed
-                // behind it; with nothing staged, publish it.
-                if wait_or_staged(&inner, &mut g).await {
-                    prev = Some(g);
-                } else {
-                    let res = g.wait().await;
-                    let _ = finish(&inner, g, res, &mut []).await;
+        match staged {
+            Some((ops, batch)) => run_batch(&inner, ops, batch, &mut ahead).await,
+            None => {
+                // Whatever is staged while groups are in flight gets framed
+                // behind them; with nothing staged, publish the oldest.
+                let Some(front) = ahead.front_mut() else {
+                    continue;
+                };
+                if !wait_or_staged(&inner, front).await {
+                    // Every group left over from a batch carries its batch.
+                    let _ = publish_front(&inner, &mut ahead, &mut []).await;
                 }
             }
-            (None, None) => {}
         }
     }
 }
@@ -290,6 +292,8 @@ struct Group {
     error: Option<Error>,
     /// The batch this group is the last of: resolved when it is published.
     owner: Option<Ctx>,
+    /// Later batches that framed nothing, resolved right after `owner`.
+    riders: Vec<Ctx>,
 }
 
 impl Group {
@@ -316,6 +320,7 @@ impl Group {
             written: Vec::new(),
             error: None,
             owner: None,
+            riders: Vec::new(),
         }
     }
 
@@ -411,7 +416,7 @@ impl Group {
 
     /// Drops a group framed behind one that failed: nothing more is
     /// issued, what was written is punched away, its appends fail.
-    async fn abandon(mut self, e: &Error, results: &mut [Option<Result<Outcome>>]) {
+    async fn abandon(mut self, e: &Error, local: &mut [Option<Result<Outcome>>]) {
         self.idle = None;
         self.head = None;
         let wrote = !self.tasks.is_empty();
@@ -421,8 +426,17 @@ impl Group {
                 tracing::warn!(error = %pe, "could not punch dropped write range");
             }
         }
+        let mut owner = self.owner.take();
+        let results = match &mut owner {
+            Some(o) => &mut o.results[..],
+            None => local,
+        };
         for en in &self.plan.entries {
             set(results, en.slot, Err(e.duplicate()));
+        }
+        for mut o in owner.into_iter().chain(self.riders.drain(..)) {
+            o.failure.get_or_insert(e.duplicate());
+            o.resolve();
         }
     }
 }
@@ -477,12 +491,12 @@ fn follows(inner: &Inner, g: &Group) -> bool {
     same_file && st.jump_to == 0 && !st.pending_floor && st.pending_tombs.is_empty()
 }
 
-async fn run_batch(
-    inner: &Rc<Inner>,
-    ops: Vec<Op>,
-    batch: Rc<Batch>,
-    mut prev: Option<Group>,
-) -> Option<Group> {
+/// Most groups in flight at once: two keep the device busy while the
+/// next group is framed and let the second write go out while the first
+/// one completes.
+const DEPTH: usize = 2;
+
+async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>, batch: Rc<Batch>, ahead: &mut VecDeque<Group>) {
     let n = ops.len();
     let mut ctx = Ctx {
         batch,
@@ -492,22 +506,16 @@ async fn run_batch(
     };
     let mut i = 0;
     loop {
-        if let Some(mut g) = prev.take() {
-            if follows(inner, &g) {
-                // Framing takes a while: let the reactor submit the write
-                // in flight first (glommio submits between task passes).
-                glommio::timer::sleep(Duration::from_nanos(1)).await;
-                prev = Some(g);
-            } else {
-                let res = g.wait().await;
-                if let Err(e) = finish(inner, g, res, &mut ctx.results).await {
-                    ctx.failure.get_or_insert(e);
-                }
-            }
+        if ahead.back().is_some_and(|g| !follows(inner, g)) {
+            drain(inner, ahead, &mut ctx).await;
+        } else if !ahead.is_empty() {
+            // Framing takes a while: let the reactor submit the writes in
+            // flight first (glommio submits between task passes).
+            glommio::timer::sleep(Duration::from_nanos(1)).await;
         }
         let plan = {
             let mut st = inner.st.borrow_mut();
-            let behind = prev.as_ref().map(|g| (&g.plan, g.len));
+            let behind = ahead.back().map(|g| (&g.plan, g.len));
             plan(
                 &mut st,
                 &ops,
@@ -518,36 +526,19 @@ async fn run_batch(
             )
         };
         let roll = plan.roll;
-        let behind = prev.is_some();
-        let mut cur = (plan.len() > 0).then(|| Group::new(inner, plan, behind));
-        if let Some(c) = &mut cur {
+        if plan.len() > 0 {
+            let mut c = Group::new(inner, plan, !ahead.is_empty());
             // All that does not touch the group ahead goes to the device now.
             c.start();
+            ahead.push_back(c);
         }
-        if let Some(mut g) = prev.take() {
-            let res = g.wait().await;
-            if res.is_ok() {
-                // The device first, then the bookkeeping.
-                if let Some(c) = &mut cur {
-                    c.issue_rest();
-                }
-            }
-            if let Err(e) = finish(inner, g, res, &mut ctx.results).await {
-                // `cur` was planned on top of the failed group (which put
-                // the file's tail back): drop it.
-                if let Some(c) = cur.take() {
-                    c.abandon(&e, &mut ctx.results).await;
-                }
+        while ahead.len() > DEPTH {
+            if let Err(e) = publish_front(inner, ahead, &mut ctx.results).await {
                 ctx.failure.get_or_insert(e);
             }
         }
         if let Some(room) = roll {
-            if let Some(mut c) = cur.take() {
-                let res = c.wait().await;
-                if let Err(e) = finish(inner, c, res, &mut ctx.results).await {
-                    ctx.failure.get_or_insert(e);
-                }
-            }
+            drain(inner, ahead, &mut ctx).await;
             if let Err(e) = inner.roll(room).await {
                 tracing::error!(error = %e, "segment roll failed");
                 for (j, r) in ctx.results.iter_mut().enumerate().skip(i) {
@@ -561,20 +552,55 @@ async fn run_batch(
             continue;
         }
         if i >= n {
-            return match cur {
-                Some(mut c) => {
-                    c.owner = Some(ctx);
-                    Some(c)
-                }
-                None => {
-                    ctx.resolve();
-                    None
-                }
-            };
+            // The batch resolves with the last group in flight (its own, or
+            // one before it that its barriers must not overtake).
+            match ahead.back_mut() {
+                Some(g) if g.owner.is_none() => g.owner = Some(ctx),
+                Some(g) => g.riders.push(ctx),
+                None => ctx.resolve(),
+            }
+            return;
         }
     }
     ctx.resolve();
-    None
+}
+
+/// Publishes every group in flight.
+async fn drain(inner: &Rc<Inner>, ahead: &mut VecDeque<Group>, ctx: &mut Ctx) {
+    while !ahead.is_empty() {
+        if let Err(e) = publish_front(inner, ahead, &mut ctx.results).await {
+            ctx.failure.get_or_insert(e);
+        }
+    }
+}
+
+/// Waits for the oldest group in flight and publishes it; the next one
+/// gets its first block issued as soon as this one's write is done. If it
+/// failed, every group behind it (planned on top of it) is dropped.
+async fn publish_front(
+    inner: &Rc<Inner>,
+    ahead: &mut VecDeque<Group>,
+    local: &mut [Option<Result<Outcome>>],
+) -> Result<()> {
+    let Some(mut g) = ahead.pop_front() else {
+        return Ok(());
+    };
+    let res = g.wait().await;
+    if res.is_ok() {
+        // The device first, then the bookkeeping.
+        if let Some(next) = ahead.front_mut() {
+            next.issue_rest();
+        }
+    }
+    let out = finish(inner, g, res, local).await;
+    if let Err(e) = &out {
+        // The groups behind were planned on top of it (it put the file's
+        // tail back).
+        while let Some(c) = ahead.pop_front() {
+            c.abandon(e, local).await;
+        }
+    }
+    out
 }
 
 /// Publishes a group whose write finished (or failed): the records go to
@@ -619,7 +645,7 @@ async fn finish(
             Err(e)
         }
     };
-    if let Some(mut o) = owner {
+    for mut o in owner.into_iter().chain(g.riders.drain(..)) {
         if let Err(e) = &out {
             o.failure.get_or_insert(e.duplicate());
         }
