@@ -951,8 +951,20 @@ fn apply(
     let a = st.active_mut();
     a.tail = (p.pos + p.last_off as u64, p.tail_crc);
     a.len += buf_len as u64;
-    // Only this group's own frame (one or two parts), ending where the
-    // segment now ends.
+    // Only this group's own frame (one or two parts, in file order),
+    // ending where the segment now ends.
+    let mut written = written;
+    written.sort_by_key(|w| w.start);
+    if let [first, rest] = &mut written[..] {
+        // A split group: the record that straddles its two parts is kept
+        // whole in the first, so no read of it falls through to the map
+        // (a fault there reads ahead into blocks about to be written).
+        let cut = rest.start as usize;
+        let straddles = |e: &&Entry| e.off < cut && e.off + e.len > cut;
+        if let Some(e) = p.entries.iter().find(straddles) {
+            *first = first.bridged(rest, (e.off + e.len) as u64);
+        }
+    }
     if written
         .last()
         .is_some_and(|w| w.start + w.len as u64 == a.len)

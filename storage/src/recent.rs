@@ -29,6 +29,24 @@ pub(crate) struct Written {
     pub buf: Rc<dyn AsRef<[u8]>>,
 }
 
+impl Written {
+    /// A group written in two parts (its first block, then the rest): the
+    /// first part extended with the rest's bytes up to file offset `upto`,
+    /// so a record that straddles the two parts is served from one chunk.
+    pub fn bridged(&self, rest: &Written, upto: u64) -> Written {
+        let first = &(*self.buf).as_ref()[..self.len];
+        let more = upto.saturating_sub(rest.start) as usize;
+        let mut v = Vec::with_capacity(first.len() + more);
+        v.extend_from_slice(first);
+        v.extend_from_slice(&(*rest.buf).as_ref()[..more.min(rest.len)]);
+        Written {
+            start: self.start,
+            len: v.len(),
+            buf: Rc::new(v),
+        }
+    }
+}
+
 enum Data {
     Dma(Rc<dyn AsRef<[u8]>>),
     Shared(Bytes),
@@ -178,6 +196,33 @@ mod tests {
         // Past what was written: not cached.
         assert_eq!(r.get(19990, 20), None);
         assert_eq!(r.get_shared(19990, 20), None);
+    }
+
+    #[test]
+    fn a_bridged_first_part_serves_the_straddling_record() {
+        let mut r = Recent::default();
+        // A group split at 8192: first block [4096, 8192), rest from 8192.
+        let whole = group(4096, 20_000 - 4096);
+        let first = Written {
+            start: 4096,
+            len: 4096,
+            buf: Rc::new((*whole.buf).as_ref()[..4096].to_vec()),
+        };
+        let rest = Written {
+            start: 8192,
+            len: 20_000 - 8192,
+            buf: Rc::new((*whole.buf).as_ref()[4096..].to_vec()),
+        };
+        // The record at [7000, 9500) straddles the two parts.
+        assert!(r.get(7000, 2500).is_none());
+        r.push(first.bridged(&rest, 9500), 1 << 20);
+        r.push(rest, 1 << 20);
+        assert_eq!(r.get(7000, 2500), Some(&expect(7000, 2500)[..]));
+        assert_eq!(r.get(9500, 3000), Some(&expect(9500, 3000)[..]));
+        assert_eq!(
+            r.get_shared(7000, 2500).as_deref(),
+            Some(&expect(7000, 2500)[..])
+        );
     }
 
     #[test]
