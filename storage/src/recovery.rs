@@ -200,7 +200,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         let mut summ: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
         let mut prev = base.wrapping_sub(1);
         let mut bad_order = Vec::new();
-        let walked = segment::walk(&data, |off, h, rec| match segment::kind_of(h) {
+        let walked = segment::walk(&data, last, |off, h, rec| match segment::kind_of(h) {
             Some(Kind::Msg) => {
                 let seq = h.seq.get();
                 if seq < base || (seq <= prev && prev != base.wrapping_sub(1)) {

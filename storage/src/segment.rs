@@ -289,7 +289,13 @@ pub(crate) struct WalkEnd {
 /// Walks every valid record in `buf` from offset 0, calling `f(offset,
 /// header, record bytes)`. Stops at the clean end (zeros) or at a torn tail;
 /// skips a corrupt record when a valid one follows it.
-pub(crate) fn walk(buf: &[u8], mut f: impl FnMut(usize, &RecordHeader, &[u8])) -> WalkEnd {
+/// `active`: the log's last segment, whose end may hold writes that did not
+/// complete (see `unwritten_block`).
+pub(crate) fn walk(
+    buf: &[u8],
+    active: bool,
+    mut f: impl FnMut(usize, &RecordHeader, &[u8]),
+) -> WalkEnd {
     let mut off = 0usize;
     let mut out = WalkEnd::default();
     while off < buf.len() {
@@ -303,11 +309,11 @@ pub(crate) fn walk(buf: &[u8], mut f: impl FnMut(usize, &RecordHeader, &[u8])) -
             }
             Probe::End => return out,
             Probe::BadCrc { .. } | Probe::Garbage => match resync(buf, off + 1) {
-                Some(next) => {
+                Some(next) if !(active && unwritten_block(buf, off, next)) => {
                     out.corrupt.push((off, next - off));
                     off = next;
                 }
-                None => {
+                _ => {
                     out.torn = true;
                     return out;
                 }
@@ -315,6 +321,25 @@ pub(crate) fn walk(buf: &[u8], mut f: impl FnMut(usize, &RecordHeader, &[u8])) -
         }
     }
     out
+}
+
+/// Does `[from, to)` hold a whole 4 KiB block of zeros? In the active
+/// segment that is a group write that never landed (the committer writes
+/// the group behind one in flight at the same time, so valid records can
+/// follow it). None of those later records was acknowledged: a group is
+/// acknowledged only after every group before it is written. So this is a
+/// torn tail, not a corrupt record in the middle; bit rot does not zero
+/// whole aligned blocks.
+fn unwritten_block(buf: &[u8], from: usize, to: usize) -> bool {
+    const BLOCK: usize = 4096;
+    let mut at = from.next_multiple_of(BLOCK);
+    while at + BLOCK <= to.min(buf.len()) {
+        if buf[at..at + BLOCK].iter().all(|&b| b == 0) {
+            return true;
+        }
+        at += BLOCK;
+    }
+    false
 }
 
 /// Finds the next offset >= `from` holding a record with a valid CRC.
@@ -359,7 +384,7 @@ mod tests {
         }
         let rec = buf.len() / 3;
         let mut seen = Vec::new();
-        let end = walk(&buf, |o, h, _| seen.push((o, h.seq.get())));
+        let end = walk(&buf, false, |o, h, _| seen.push((o, h.seq.get())));
         assert_eq!(seen.len(), 3);
         assert_eq!(end.end, buf.len());
         assert!(!end.torn);
@@ -368,16 +393,39 @@ mod tests {
         let mut mid = buf.clone();
         mid[rec + HEADER_LEN + 2] ^= 0xff;
         let mut seqs = Vec::new();
-        let e = walk(&mid, |_, h, _| seqs.push(h.seq.get()));
+        let e = walk(&mid, true, |_, h, _| seqs.push(h.seq.get()));
         assert_eq!(seqs, vec![1, 3]);
         assert_eq!(e.corrupt, vec![(rec, rec)]);
 
         // Torn tail: half of the last record, then zeros.
         let mut torn = buf[..rec * 2 + rec / 2].to_vec();
         torn.extend_from_slice(&[0u8; 100]);
-        let e = walk(&torn, |_, _, _| {});
+        let e = walk(&torn, false, |_, _, _| {});
         assert!(e.torn);
         assert_eq!(e.end, rec * 2);
+    }
+
+    #[test]
+    fn unwritten_blocks_before_later_records_end_the_active_segment() {
+        // Records, then a record whose last blocks never landed (zeros),
+        // then records of a group written beside it, from a block boundary.
+        let mut buf = Vec::new();
+        encode(&mut buf, Kind::Msg, 0, 1, 1, b"s", b"", &[7u8; 100]);
+        let torn_at = buf.len();
+        encode(&mut buf, Kind::Msg, 0, 2, 2, b"s", b"", &[7u8; 9000]);
+        buf.truncate(4096);
+        buf.resize(3 * 4096, 0);
+        encode(&mut buf, Kind::Msg, 0, 3, 3, b"s", b"", &[7u8; 100]);
+        let mut seqs = Vec::new();
+        let e = walk(&buf, true, |_, h, _| seqs.push(h.seq.get()));
+        assert_eq!(seqs, vec![1]);
+        assert!(e.torn);
+        assert_eq!(e.end, torn_at);
+        // The same bytes in a sealed segment: a corrupt record, skipped.
+        let mut seqs = Vec::new();
+        let e = walk(&buf, false, |_, h, _| seqs.push(h.seq.get()));
+        assert_eq!(seqs, vec![1, 3]);
+        assert_eq!(e.corrupt.len(), 1);
     }
 
     #[test]

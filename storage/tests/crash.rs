@@ -110,7 +110,12 @@ fn sigkill_keeps_every_acked_record() {
                 })
                 .count();
             assert_eq!(n as u64, st.msgs);
-            assert!(log.recovery_report().corrupt.is_empty());
+            let rep = log.recovery_report();
+            assert!(
+                rep.corrupt.is_empty(),
+                "{rep:?} acked max {:?}",
+                acked_now.iter().map(|a| a.0).max()
+            );
         });
     }
     assert!(acked.len() > 20, "only {} acks", acked.len());

@@ -16,7 +16,7 @@ use broker_edge_storage::{
     Start, WriteMode,
 };
 use bytes::Bytes;
-use common::run;
+use common::{only_segment, run};
 
 fn direct(durability: Durability) -> LogConfig {
     LogConfig {
@@ -358,11 +358,7 @@ fn pipelined_groups_are_served_from_memory() {
         }
         let stats = log.commit_stats();
         assert!(stats.pipelined > 0, "{stats:?}");
-        let seg = std::fs::read_dir(&p)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "seg"))
-            .unwrap();
+        let seg = only_segment(&p);
         let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
         use std::os::unix::fs::FileExt;
         for at in (100..seqs.len() as u64 * 3100).step_by(512) {

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 use broker_edge_storage::{Durability, Filter, Log, LogConfig, Start, WriteMode};
-use common::{payload, run};
+use common::{only_segment, payload, run};
 
 fn direct(recent_bytes: usize) -> LogConfig {
     LogConfig {
@@ -22,16 +22,6 @@ fn direct(recent_bytes: usize) -> LogConfig {
 /// Record sizes that cross block boundaries in every way.
 fn size(i: u64) -> usize {
     [10, 700, 4000, 5000, 12_000, 100][(i % 6) as usize]
-}
-
-fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut segs: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    assert_eq!(segs.len(), 1, "{segs:?}");
-    segs.pop().unwrap()
 }
 
 #[test]
