@@ -222,6 +222,16 @@ async fn append_case(
     }
     log.flush().await.expect("flush");
     let secs = t.elapsed().as_secs_f64();
+    if std::env::var("LOGBENCH_STATS").is_ok() {
+        let s = log.commit_stats();
+        eprintln!(
+            "commit stats: {} groups ({} pipelined), {:.1} records/group, {:.0} µs/group",
+            s.groups,
+            s.pipelined,
+            count.get() as f64 / s.groups.max(1) as f64,
+            secs * 1e6 / s.groups.max(1) as f64
+        );
+    }
     let r = AppendResult {
         msgs: count.get(),
         secs,

@@ -135,6 +135,18 @@ async fn commit_loop(inner: Rc<Inner>) {
     // Groups whose writes are in flight, oldest first.
     let mut ahead: VecDeque<Group> = VecDeque::new();
     loop {
+        if !ahead.is_empty() && inner.st.borrow().cfg.durability == Durability::Always {
+            // Under `always` the next group waits for this one's sync, and
+            // the appenders it acks get one turn to stage again: a second
+            // synced write in flight only queues behind the first in the
+            // filesystem journal, and it would split the appenders into two
+            // half-sized cohorts that never merge.
+            while !ahead.is_empty() {
+                // Every group left over from a batch carries its batch.
+                let _ = publish_front(&inner, &mut ahead, &mut []).await;
+            }
+            futures_lite::future::yield_now().await;
+        }
         let staged = {
             let mut q = inner.q.borrow_mut();
             let st = inner.st.borrow();
@@ -487,6 +499,10 @@ fn set(results: &mut [Option<Result<Outcome>>], slot: usize, r: Result<Outcome>)
 /// Only plain appends to the same O_DIRECT segment: control records,
 /// sequence jumps and rolls wait until everything before is published.
 fn follows(inner: &Inner, g: &Group) -> bool {
+    // `always` does not pipeline (see `commit_loop`).
+    if inner.st.borrow().cfg.durability == Durability::Always {
+        return false;
+    }
     if !g.direct || g.plan.roll.is_some() || g.error.is_some() {
         return false;
     }
