@@ -35,11 +35,30 @@ fn read_spin() -> Duration {
     })
 }
 
-/// Retries between reactor turns while a read spins. A reactor turn costs
-/// ~13 µs here (three io_uring_enter calls), a retry about 1 µs. In
-/// request/reply A/B runs (both orders) 8 beat 1 by ~12% in p50, and 4 and
-/// 32 were worse than 8 (BENCHMARKS.md).
-const TRIES_PER_TURN: u32 = 8;
+/// How long spinning reads keep the shard's task queue busy before they
+/// all step aside for one reactor turn (io_uring completions, timers,
+/// wake-ups from other shards). A turn costs ~13 µs here (three
+/// io_uring_enter calls). `BROKER_EDGE_SPIN_TURN_US` overrides.
+const DEFAULT_TURN_EVERY_US: u64 = 8;
+
+fn turn_every() -> Duration {
+    static T: OnceLock<Duration> = OnceLock::new();
+    *T.get_or_init(|| {
+        let us = std::env::var("BROKER_EDGE_SPIN_TURN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_TURN_EVERY_US);
+        Duration::from_micros(us)
+    })
+}
+
+thread_local! {
+    /// When the shard's spinning reads last came back from a reactor turn.
+    /// Shared, so that they all nap in the same pass: glommio turns its
+    /// reactor only once no task is ready, and a read that napped alone
+    /// would sit deaf while the others kept spinning.
+    static LAST_TURN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
 
 /// Measured on the 2-vCPU VM (docs/architecture.md, "Reads spin briefly
 /// after traffic"): a
@@ -101,7 +120,6 @@ pub struct Socket {
     spin: Duration,
     hot_until: Option<Instant>,
     nap: Option<glommio::timer::Timer>,
-    tries: u32,
 }
 
 impl Socket {
@@ -111,7 +129,6 @@ impl Socket {
             spin: read_spin(),
             hot_until: None,
             nap: None,
-            tries: 0,
         }
     }
 
@@ -135,6 +152,7 @@ impl AsyncRead for Socket {
                     return Poll::Pending;
                 }
                 this.nap = None;
+                LAST_TURN.set(Some(Instant::now()));
             }
             // SAFETY: `buf` is valid for `buf.len()` writable bytes.
             let n = unsafe {
@@ -166,16 +184,20 @@ impl AsyncRead for Socket {
             // SAFETY: no arguments, no memory.
             unsafe { libc::sched_yield() };
             // Retry after the shard's other ready tasks ran (writers send
-            // what this read produced). Every few tries wait a reactor turn
-            // instead, so io_uring completions, timers and wake-ups from
-            // other shards are served too (a task that only re-woke itself
-            // would starve them).
-            this.tries += 1;
-            if this.tries < TRIES_PER_TURN {
+            // what this read produced), until a reactor turn is due: then
+            // nap, so that once every spinning read naps the queue empties
+            // and glommio serves io_uring completions, timers and wake-ups
+            // from other shards (a task that only re-woke itself would
+            // starve them).
+            let now = Instant::now();
+            let last = LAST_TURN.get().unwrap_or_else(|| {
+                LAST_TURN.set(Some(now));
+                now
+            });
+            if now.duration_since(last) < turn_every() {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            this.tries = 0;
             this.nap = Some(glommio::timer::Timer::new(Duration::from_micros(1)));
         }
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);

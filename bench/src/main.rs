@@ -70,6 +70,11 @@ struct Cli {
     /// Pause after subscribing, before publishing.
     #[arg(long, default_value = "50ms", value_parser = units::parse_duration)]
     settle: Duration,
+    /// reqrep: busy-poll the sockets (non-blocking reads, yielding the CPU
+    /// between tries) instead of sleeping in `read`, so the generator's own
+    /// wake-ups drop out of the measured latency and the servers' remain.
+    #[arg(long)]
+    spin: bool,
     /// Server B: run A and B in turn and print B/A ratios.
     #[arg(long, value_name = "URL2")]
     compare: Option<String>,
@@ -149,6 +154,7 @@ fn config(cli: &Cli) -> Result<RunConfig> {
         read_buf: cli.read_buf.max(4096),
         idle_timeout: cli.idle_timeout,
         settle: cli.settle,
+        spin: cli.spin,
         connect_timeout: Duration::from_secs(5),
         progress: !cli.quiet,
     })

@@ -287,6 +287,8 @@ pub struct Conn {
     pub max_payload: Option<u64>,
     /// The most recent -ERR text, kept to explain a close.
     pub last_err: Option<String>,
+    /// Non-blocking, busy-polled ([`Conn::set_spin`]).
+    spin: bool,
 }
 
 impl Conn {
@@ -328,6 +330,7 @@ impl Conn {
             buf: vec![0; read_buf.max(4096)],
             max_payload: None,
             last_err: None,
+            spin: false,
         };
         let deadline = Instant::now() + timeout;
         let mut info: Option<Vec<u8>> = None;
@@ -371,7 +374,30 @@ impl Conn {
     }
 
     pub fn write_all(&mut self, b: &[u8]) -> Result<()> {
-        self.stream.write_all(b).context("writing to server")
+        let mut b = b;
+        while !b.is_empty() {
+            match self.stream.write(b) {
+                Ok(0) => bail!("writing to server: connection closed"),
+                Ok(n) => b = &b[n..],
+                // A non-blocking (spinning) connection whose socket buffer is full.
+                Err(e) if e.kind() == ErrorKind::WouldBlock && self.spin => {
+                    std::thread::yield_now()
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("writing to server"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Non-blocking reads: [`Conn::read_some`] returns `Timeout` at once
+    /// when nothing is there, for callers that busy-poll.
+    pub fn set_spin(&mut self) -> Result<()> {
+        self.stream
+            .set_nonblocking(true)
+            .context("making the socket non-blocking")?;
+        self.spin = true;
+        Ok(())
     }
 
     /// One `read` into the large buffer, handing every event to `f`.

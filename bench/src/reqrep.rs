@@ -142,6 +142,9 @@ fn responder(
         1,
         cfg.connect_timeout,
     )?;
+    if cfg.spin {
+        conn.set_spin()?;
+    }
     ready.ok();
     let payload = pub_frame("x", None, cfg.size);
     // Just the payload and its CRLF, appended after each reply's PUB line.
@@ -175,6 +178,10 @@ fn responder(
             }
             bail!("server closed the connection{}", conn.err_suffix());
         }
+        if r == ReadOutcome::Timeout && cfg.spin {
+            // Lets a requester pinned to the same CPU run.
+            thread::yield_now();
+        }
     }
     Ok(())
 }
@@ -195,6 +202,9 @@ fn requester(
     check_payload(&conn, cfg.size)?;
     let inbox = format!("_INBOX.bench.{}.{idx}", std::process::id());
     subscribe(&mut conn, &inbox, None, 1, cfg.connect_timeout)?;
+    if cfg.spin {
+        conn.set_spin()?;
+    }
     ready.ok();
     if !gate.wait() {
         return Ok(());
@@ -234,6 +244,9 @@ fn requester(
                     "no reply within {:?} after {done} replies",
                     cfg.idle_timeout
                 );
+            }
+            if r == ReadOutcome::Timeout && cfg.spin {
+                thread::yield_now();
             }
         }
         let ns = t0.elapsed().as_nanos().min(60_000_000_000) as u64;

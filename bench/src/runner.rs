@@ -86,6 +86,8 @@ pub struct RunConfig {
     /// Pause between "all subscribed" and the first publish, so interest
     /// can spread inside a multi-shard server.
     pub settle: Duration,
+    /// Busy-poll instead of blocking reads (reqrep).
+    pub spin: bool,
     pub connect_timeout: Duration,
     pub progress: bool,
 }
