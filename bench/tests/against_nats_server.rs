@@ -80,7 +80,7 @@ fn scenarios_against_nats_server() {
         return;
     };
     let u = url(s.port);
-    let cases: [(&[&str], u64, u64); 5] = [
+    let cases: [(&[&str], u64, u64); 6] = [
         (&["pub", "--msgs", "5000"], 5000, 0),
         (&["pubsub", "--msgs", "5000", "--size", "16"], 5000, 5000),
         (
@@ -94,6 +94,14 @@ fn scenarios_against_nats_server() {
             4000,
         ),
         (&["reqrep", "--msgs", "300", "--size", "128"], 300, 300),
+        // Busy-polling requesters and responders (two of each).
+        (
+            &[
+                "reqrep", "--msgs", "300", "--spin", "--pubs", "2", "--subs", "2",
+            ],
+            300,
+            300,
+        ),
     ];
     for (args, sent, received) in cases {
         let mut a = args.to_vec();
