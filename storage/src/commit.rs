@@ -66,7 +66,39 @@ pub(crate) struct Queue {
     /// The committer, parked while a group is in flight and nothing is
     /// staged.
     waiter: Option<Waker>,
+    /// Erases that want the file to themselves ([`Inner::exclusive`]):
+    /// while any wait or run, the committer publishes what is in flight
+    /// and stops, and nothing starts it.
+    hold: usize,
+    /// An erase is rewriting blocks.
+    erasing: bool,
+    /// Erases waiting for the committer to stop or for the erase before.
+    held: Vec<Waker>,
     pub stats: CommitStats,
+}
+
+/// The file to oneself: no group in flight and no other erase
+/// ([`Inner::exclusive`]). Restarts the committer when the last one goes.
+pub(crate) struct Exclusive {
+    inner: Rc<Inner>,
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        let (waiting, last) = {
+            let mut q = self.inner.q.borrow_mut();
+            q.erasing = false;
+            q.hold -= 1;
+            (std::mem::take(&mut q.held), q.hold == 0)
+        };
+        for w in waiting {
+            w.wake();
+        }
+        if last {
+            // Appends staged meanwhile waited for this.
+            self.inner.kick();
+        }
+    }
 }
 
 /// Counters of the group commit (`Log::commit_stats`).
@@ -116,14 +148,42 @@ impl Inner {
         .await
     }
 
-    /// Starts the committer unless it is already running.
+    /// Waits until no group is in flight and no other erase runs, and keeps
+    /// it so while the guard lives. An erase rewrites whole blocks (O_DIRECT)
+    /// from what it reads of them, and near the tail a group in flight
+    /// writes the same blocks: whichever landed second would undo the other
+    /// (an acknowledged record lost, or an erased one back).
+    pub(crate) async fn exclusive(self: &Rc<Self>) -> Exclusive {
+        self.q.borrow_mut().hold += 1;
+        let guard = Exclusive {
+            inner: self.clone(),
+        };
+        futures_lite::future::poll_fn(|cx| {
+            let mut q = self.q.borrow_mut();
+            if !q.running && !q.erasing {
+                q.erasing = true;
+                return Poll::Ready(());
+            }
+            // A committer parked on a group in flight comes back to stop.
+            if let Some(w) = q.waiter.take() {
+                w.wake();
+            }
+            q.held.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        guard
+    }
+
+    /// Starts the committer unless it is already running (or an erase
+    /// holds the file: the guard starts it when it goes).
     pub(crate) fn kick(self: &Rc<Self>) {
         let start = {
             let mut q = self.q.borrow_mut();
             if let Some(w) = q.waiter.take() {
                 w.wake();
             }
-            !std::mem::replace(&mut q.running, true)
+            q.hold == 0 && !std::mem::replace(&mut q.running, true)
         };
         if start {
             glommio::spawn_local(commit_loop(self.clone())).detach();
@@ -146,6 +206,21 @@ async fn commit_loop(inner: Rc<Inner>) {
                 let _ = publish_front(&inner, &mut ahead, &mut []).await;
             }
             futures_lite::future::yield_now().await;
+        }
+        if inner.q.borrow().hold > 0 {
+            // An erase wants the file: publish what is in flight and stop.
+            while !ahead.is_empty() {
+                let _ = publish_front(&inner, &mut ahead, &mut []).await;
+            }
+            let waiting = {
+                let mut q = inner.q.borrow_mut();
+                q.running = false;
+                std::mem::take(&mut q.held)
+            };
+            for w in waiting {
+                w.wake();
+            }
+            return;
         }
         let staged = {
             let mut q = inner.q.borrow_mut();
@@ -186,7 +261,7 @@ async fn wait_or_staged(inner: &Rc<Inner>, g: &mut Group) -> bool {
         }
         let mut q = inner.q.borrow_mut();
         let st = inner.st.borrow();
-        if !q.ops.is_empty() || !st.pending_tombs.is_empty() || st.pending_floor {
+        if !q.ops.is_empty() || !st.pending_tombs.is_empty() || st.pending_floor || q.hold > 0 {
             return Poll::Ready(true);
         }
         q.waiter = Some(cx.waker().clone());
@@ -538,6 +613,13 @@ async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>, batch: Rc<Batch>, ahead: &mu
         // control records, which never go behind a group in flight.
         if ahead.back().is_some_and(|g| !follows(inner, g)) {
             drain(inner, ahead, &mut ctx).await;
+        }
+        // A group is planned on top of one group in flight at most
+        // (sequences, expectations and limits count that one only).
+        while ahead.len() > 1 {
+            if let Err(e) = publish_front(inner, ahead, &mut ctx.results).await {
+                ctx.failure.get_or_insert(e);
+            }
         }
         let plan = {
             let mut st = inner.st.borrow_mut();

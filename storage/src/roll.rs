@@ -136,7 +136,14 @@ impl Inner {
     }
 
     /// Overwrites a deleted record's headers and payload with zeros.
-    pub(crate) async fn erase(&self, seq: u64, base: u64, gen: u32, off: usize) -> Result<()> {
+    pub(crate) async fn erase(
+        self: &Rc<Self>,
+        seq: u64,
+        base: u64,
+        gen: u32,
+        off: usize,
+    ) -> Result<()> {
+        let _file_to_ourselves = self.exclusive().await;
         let (rec, file, path) = {
             let st = self.st.borrow();
             // Same generation only: a compaction may have moved records (and
