@@ -26,13 +26,16 @@ const IO_MEMORY: usize = 512 * 1024;
 /// `BROKER_EDGE_SPIN_US` overrides; 0 turns spinning off.
 fn read_spin() -> Duration {
     static SPIN: OnceLock<Duration> = OnceLock::new();
-    *SPIN.get_or_init(|| {
-        let us = std::env::var("BROKER_EDGE_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_READ_SPIN_US);
-        Duration::from_micros(us)
-    })
+    *SPIN.get_or_init(|| micros_from_env("BROKER_EDGE_SPIN_US", DEFAULT_READ_SPIN_US))
+}
+
+/// `var` in µs, or `default` when unset or not a number.
+fn micros_from_env(var: &str, default: u64) -> Duration {
+    let us = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    Duration::from_micros(us)
 }
 
 /// How long spinning reads keep the shard's task queue busy before they
@@ -43,13 +46,7 @@ const DEFAULT_TURN_EVERY_US: u64 = 8;
 
 fn turn_every() -> Duration {
     static T: OnceLock<Duration> = OnceLock::new();
-    *T.get_or_init(|| {
-        let us = std::env::var("BROKER_EDGE_SPIN_TURN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_TURN_EVERY_US);
-        Duration::from_micros(us)
-    })
+    *T.get_or_init(|| micros_from_env("BROKER_EDGE_SPIN_TURN_US", DEFAULT_TURN_EVERY_US))
 }
 
 thread_local! {

@@ -81,13 +81,17 @@ pub(crate) struct Queue {
 /// ([`Inner::exclusive`]). Restarts the committer when the last one goes.
 pub(crate) struct Exclusive {
     inner: Rc<Inner>,
+    /// Got the file (not dropped while still waiting for it).
+    acquired: bool,
 }
 
 impl Drop for Exclusive {
     fn drop(&mut self) {
         let (waiting, last) = {
             let mut q = self.inner.q.borrow_mut();
-            q.erasing = false;
+            if self.acquired {
+                q.erasing = false;
+            }
             q.hold -= 1;
             (std::mem::take(&mut q.held), q.hold == 0)
         };
@@ -155,8 +159,11 @@ impl Inner {
     /// (an acknowledged record lost, or an erased one back).
     pub(crate) async fn exclusive(self: &Rc<Self>) -> Exclusive {
         self.q.borrow_mut().hold += 1;
-        let guard = Exclusive {
+        // Made before waiting, so a wait that is dropped still gives back
+        // its hold.
+        let mut guard = Exclusive {
             inner: self.clone(),
+            acquired: false,
         };
         futures_lite::future::poll_fn(|cx| {
             let mut q = self.q.borrow_mut();
@@ -172,6 +179,7 @@ impl Inner {
             Poll::Pending
         })
         .await;
+        guard.acquired = true;
         guard
     }
 
@@ -201,17 +209,12 @@ async fn commit_loop(inner: Rc<Inner>) {
             // synced write in flight only queues behind the first in the
             // filesystem journal, and it would split the appenders into two
             // half-sized cohorts that never merge.
-            while !ahead.is_empty() {
-                // Every group left over from a batch carries its batch.
-                let _ = publish_front(&inner, &mut ahead, &mut []).await;
-            }
+            publish_all(&inner, &mut ahead).await;
             futures_lite::future::yield_now().await;
         }
         if inner.q.borrow().hold > 0 {
             // An erase wants the file: publish what is in flight and stop.
-            while !ahead.is_empty() {
-                let _ = publish_front(&inner, &mut ahead, &mut []).await;
-            }
+            publish_all(&inner, &mut ahead).await;
             let waiting = {
                 let mut q = inner.q.borrow_mut();
                 q.running = false;
@@ -248,6 +251,14 @@ async fn commit_loop(inner: Rc<Inner>) {
                 }
             }
         }
+    }
+}
+
+/// Publishes every group in flight. Each group left over from a batch
+/// carries its batch, so failures reach their appenders.
+async fn publish_all(inner: &Rc<Inner>, ahead: &mut VecDeque<Group>) {
+    while !ahead.is_empty() {
+        let _ = publish_front(inner, ahead, &mut []).await;
     }
 }
 
