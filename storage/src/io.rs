@@ -322,6 +322,9 @@ impl LogFile {
         dsync: bool,
         end: u64,
     ) -> Result<LogFile> {
+        if let Some(dir) = path.parent() {
+            crate::poll_ring::settle(dir).await;
+        }
         let file = Self::options(create, dsync).dma_open(path).await?;
         let start = end - end % BLOCK;
         let mut bytes = vec![0u8; (end - start) as usize];
@@ -707,6 +710,21 @@ impl LogFile {
             Backend::Direct { file, .. } => file.truncate(len).await?,
         }
         Ok(())
+    }
+
+    /// Reserves the blocks of `[0, len)` for an O_DIRECT segment. A write
+    /// into a hole makes ext4 allocate blocks under the inode's exclusive
+    /// lock, which io_uring cannot do without blocking: every such write is
+    /// handed to an io-wq worker thread and the writes queue on that lock.
+    /// Into reserved (unwritten) blocks they go out from the submitting
+    /// thread and overlap. Best effort: without the reservation (a full
+    /// disk, a filesystem without fallocate) writes only go slower.
+    pub async fn preallocate(&self, len: u64) {
+        if let Backend::Direct { file, .. } = &self.backend {
+            if let Err(e) = file.pre_allocate(len, true).await {
+                tracing::debug!(path = ?self.path, error = %e, "segment preallocation skipped");
+            }
+        }
     }
 
     pub async fn close(self) -> Result<()> {
