@@ -188,7 +188,7 @@ async fn append_case(
     let cfg = LogConfig {
         durability,
         write_mode: mode,
-        segment_size: 64 << 20,
+        segment_size: env_u64("LOGBENCH_SEGMENT_MIB", 64) << 20,
         ..Default::default()
     };
     let log = Log::open(&p, cfg).await.expect("open");
@@ -248,7 +248,7 @@ async fn append_case(
 async fn fill(p: &Path, n: u64, size: usize) {
     let cfg = LogConfig {
         durability: Durability::Never,
-        segment_size: 64 << 20,
+        segment_size: env_u64("LOGBENCH_SEGMENT_MIB", 64) << 20,
         ..Default::default()
     };
     let log = Log::open(p, cfg).await.expect("open");
@@ -475,7 +475,7 @@ async fn tail_read(dir: &Path, mode: WriteMode) -> (f64, f64) {
     let cfg = LogConfig {
         durability: Durability::Never,
         write_mode: mode,
-        segment_size: 64 << 20,
+        segment_size: env_u64("LOGBENCH_SEGMENT_MIB", 64) << 20,
         ..Default::default()
     };
     let log = Log::open(&p, cfg).await.expect("open");
@@ -507,7 +507,7 @@ async fn follow(dir: &Path, mode: WriteMode, secs: u64, recent: Option<usize>) -
     let mut cfg = LogConfig {
         durability: Durability::Never,
         write_mode: mode,
-        segment_size: 64 << 20,
+        segment_size: env_u64("LOGBENCH_SEGMENT_MIB", 64) << 20,
         ..Default::default()
     };
     if let Some(r) = recent {

@@ -17,6 +17,7 @@ use glommio::io::{BufferedFile, Directory, DmaBuffer, DmaFile, OpenOptions};
 
 use crate::error::{Error, Result};
 use crate::recent::Written;
+use crate::reserve::Reservation;
 
 /// Test hook: shared between the test and every file of one log.
 #[derive(Clone, Default)]
@@ -273,6 +274,7 @@ enum Backend {
         /// the group is written, so the next group can be framed while this
         /// one is in flight.
         tail: RefCell<(u64, Vec<u8>)>,
+        reservation: Reservation,
     },
 }
 
@@ -335,6 +337,7 @@ impl LogFile {
             backend: Backend::Direct {
                 file: Rc::new(file),
                 tail: RefCell::new((start, bytes)),
+                reservation: Reservation::default(),
             },
             path: path.to_path_buf(),
             faults,
@@ -390,10 +393,16 @@ impl LogFile {
     /// framed, not yet written) will end the file. Take a
     /// [`LogFile::tail_snapshot`] first: a failed write puts it back.
     pub fn advance_tail(&self, frame: &DirectFrame) {
-        let Backend::Direct { tail, .. } = &self.backend else {
+        let Backend::Direct {
+            tail,
+            file,
+            reservation,
+        } = &self.backend
+        else {
             return;
         };
         let end = frame.start + frame.len as u64;
+        reservation.ahead(file, end);
         let new_start = end - end % BLOCK;
         let keep = frame.copy_block_range((new_start - frame.start) as usize, frame.len);
         *tail.borrow_mut() = (new_start, keep);
@@ -707,23 +716,31 @@ impl LogFile {
     pub async fn set_len(&self, len: u64) -> Result<()> {
         match &self.backend {
             Backend::Buffered { file, .. } => file.truncate(len).await?,
-            Backend::Direct { file, .. } => file.truncate(len).await?,
+            Backend::Direct {
+                file, reservation, ..
+            } => {
+                reservation.settle().await;
+                file.truncate(len).await?
+            }
         }
         Ok(())
     }
 
-    /// Reserves the blocks of `[0, len)` for an O_DIRECT segment. A write
-    /// into a hole makes ext4 allocate blocks under the inode's exclusive
-    /// lock, which io_uring cannot do without blocking: every such write is
-    /// handed to an io-wq worker thread and the writes queue on that lock.
-    /// Into reserved (unwritten) blocks they go out from the submitting
-    /// thread and overlap. Best effort: without the reservation (a full
-    /// disk, a filesystem without fallocate) writes only go slower.
-    pub async fn preallocate(&self, len: u64) {
-        if let Backend::Direct { file, .. } = &self.backend {
-            if let Err(e) = file.pre_allocate(len, true).await {
-                tracing::debug!(path = ?self.path, error = %e, "segment preallocation skipped");
-            }
+    /// Lets an O_DIRECT segment reserve its blocks up to `limit` (its
+    /// capacity), a step ahead of the writes (`reserve.rs`); reserves the
+    /// first step now.
+    pub async fn reserve(&self, limit: u64) {
+        if let Backend::Direct {
+            file,
+            tail,
+            reservation,
+        } = &self.backend
+        {
+            let end = {
+                let t = tail.borrow();
+                t.0 + t.1.len() as u64
+            };
+            reservation.start(file, end, limit).await;
         }
     }
 

@@ -35,6 +35,7 @@ mod log;
 mod poll_ring;
 mod recent;
 mod recovery;
+mod reserve;
 mod roll;
 mod segment;
 mod state;

@@ -109,6 +109,8 @@ impl Log {
                 WriteMode::Buffered => LogFile::open_with(&path, faults, false, dsync).await?,
                 WriteMode::Direct => LogFile::open_direct(&path, faults, false, dsync, end).await?,
             };
+            let capacity = inner.st.borrow().active().capacity;
+            f.reserve(capacity).await;
             inner.st.borrow_mut().active_mut().file = Some(Rc::new(f));
         }
         let log = Log { inner };

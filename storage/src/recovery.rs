@@ -258,19 +258,6 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
             if (walked.end as u64) < capacity {
                 f.set_len(walked.end as u64)?;
                 f.set_len(capacity)?;
-                if cfg.write_mode == crate::io::WriteMode::Direct {
-                    // Reserve the blocks as a roll does (`LogFile::preallocate`):
-                    // best effort, a failure only makes writes slower.
-                    // SAFETY: plain syscall on a descriptor `f` owns.
-                    let _ = unsafe {
-                        libc::fallocate(
-                            std::os::fd::AsRawFd::as_raw_fd(&f),
-                            libc::FALLOC_FL_KEEP_SIZE,
-                            0,
-                            capacity as libc::off_t,
-                        )
-                    };
-                }
                 f.sync_all()?;
             }
             need_active = false;

@@ -45,7 +45,7 @@ impl Inner {
         // Sparse preallocation: the mapping covers the whole segment and
         // later fdatasyncs need not change the file size.
         f.set_len(cap).await?;
-        f.preallocate(cap).await;
+        f.reserve(cap).await;
         f.sync().await?;
         io::sync_dir(&self.dir).await?;
         let (data, map) = segment::map_file(&path, cap)?;
@@ -126,7 +126,7 @@ impl Inner {
             return Err(Error::Closed);
         };
         file.set_len(cap).await?;
-        file.preallocate(cap).await;
+        file.reserve(cap).await;
         file.sync().await?;
         let (data, map) = segment::map_file(&path, cap)?;
         let mut st = self.st.borrow_mut();

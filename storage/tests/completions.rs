@@ -49,3 +49,73 @@ fn direct_writes_stay_off_the_poll_ring_where_the_device_cannot_poll() {
     assert_eq!(poll, 0, "segment writes went to the IOPOLL ring");
     assert!(main > 0, "no segment write seen on the main ring");
 }
+
+/// Bytes of disk a file holds (allocated blocks, reserved ones included).
+fn allocated(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn segments_reserve_blocks_a_step_ahead_and_sealed_ones_keep_none_past_their_end() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("log");
+    let p = path.clone();
+    run(async move {
+        let cfg = LogConfig {
+            segment_size: 32 * MIB,
+            durability: Durability::Never,
+            write_mode: WriteMode::Direct,
+            ..Default::default()
+        };
+        let log = Log::open(&p, cfg).await.unwrap();
+        log.append("a.b", b"", &[7u8; 1024]).await.unwrap();
+        log.flush().await.unwrap();
+        // A quiet log: one step reserved, not the 32 MiB segment.
+        let seg = segments(&p).pop().unwrap();
+        let held = allocated(&seg);
+        assert!(held >= 4 * MIB, "nothing reserved: {held} bytes");
+        assert!(
+            held <= 8 * MIB + 64 * 1024,
+            "quiet segment holds {held} bytes"
+        );
+        // 40 MiB from 16 appenders: the first segment fills and seals.
+        let mut hs = Vec::new();
+        for _ in 0..16 {
+            let log = log.clone();
+            hs.push(glommio::spawn_local(async move {
+                for _ in 0..160 {
+                    log.append("a.b", b"", &[9u8; 16 << 10]).await.unwrap();
+                }
+            }));
+        }
+        for h in hs {
+            h.await;
+        }
+        log.flush().await.unwrap();
+        let segs = segments(&p);
+        assert!(segs.len() >= 2, "no roll: {segs:?}");
+        let sealed = &segs[0];
+        let len = std::fs::metadata(sealed).unwrap().len();
+        let held = allocated(sealed);
+        assert!(len > 30 * MIB, "sealed segment is {len} bytes");
+        assert!(
+            held <= len.next_multiple_of(4096) + 256 * 1024,
+            "sealed segment of {len} bytes holds {held}"
+        );
+        let active = segs.last().unwrap();
+        let held = allocated(active);
+        assert!(held <= 24 * MIB, "active segment holds {held} bytes");
+        log.close().await.unwrap();
+    });
+}
