@@ -645,6 +645,7 @@ async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>, batch: Rc<Batch>, ahead: &mu
             )
         };
         let roll = plan.roll;
+        inner.prepare_spare();
         if plan.len() > 0 {
             let mut c = Group::new(inner, plan, !ahead.is_empty());
             // All that does not touch the group ahead goes to the device now.

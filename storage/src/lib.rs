@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod background;
 mod commit;
 mod compact;
 mod config;
@@ -38,6 +39,7 @@ mod recovery;
 mod reserve;
 mod roll;
 mod segment;
+mod spare;
 mod state;
 mod subject;
 

@@ -25,6 +25,10 @@ pub(crate) struct Inner {
     pub st: RefCell<State>,
     pub q: RefCell<Queue>,
     pub closed: Cell<bool>,
+    /// The next segment file, made ahead of the roll (`spare.rs`).
+    pub spare: crate::spare::SpareSlot,
+    /// Sealing rolled segments, making the spare: waited for at close.
+    pub background: crate::background::Background,
 }
 
 /// Handle to one log. See the crate docs for the threading model.
@@ -98,6 +102,8 @@ impl Log {
             st: RefCell::new(rec.state),
             q: RefCell::new(Queue::default()),
             closed: Cell::new(false),
+            spare: Default::default(),
+            background: Default::default(),
         });
         if need_active {
             inner.new_active(0).await?;
@@ -439,6 +445,8 @@ impl Log {
         while self.inner.st.borrow().compacting {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
+        self.inner.background.wait_all().await;
+        self.inner.discard_spare().await;
         Ok(())
     }
 

@@ -117,6 +117,11 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
         // Unfinished compactions and retired segments of an earlier run.
+        if name == crate::spare::SPARE_NAME {
+            // A segment made ahead of a roll and never used: not data.
+            let _ = fs::remove_file(ent.path());
+            continue;
+        }
         if name.ends_with(".tmp") || name.ends_with(".del") {
             let _ = fs::remove_file(ent.path());
             report.removed_files.push(ent.path());

@@ -12,7 +12,6 @@
 //! writes slower.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
 
 use glommio::io::DmaFile;
@@ -44,7 +43,12 @@ impl Reservation {
     /// A group that ends at `end` was framed: once it comes within half a
     /// step of the reserved end, reserve the next step in the background.
     pub fn ahead(&self, file: &Rc<DmaFile>, end: u64) {
-        self.reap();
+        {
+            let mut p = self.pending.borrow_mut();
+            if p.as_mut().is_some_and(crate::background::is_done) {
+                *p = None;
+            }
+        }
         let (reserved, limit) = (self.reserved.get(), self.limit.get());
         if reserved >= limit || end + STEP / 2 <= reserved || self.pending.borrow().is_some() {
             return;
@@ -61,20 +65,6 @@ impl Reservation {
         let t = self.pending.borrow_mut().take();
         if let Some(t) = t {
             t.await;
-        }
-    }
-
-    /// Drops the handle of a finished background reservation.
-    fn reap(&self) {
-        // A glommio Task cancels its future when dropped, so finished ones
-        // are detected by polling rather than dropped blindly.
-        let mut p = self.pending.borrow_mut();
-        if let Some(t) = p.as_mut() {
-            let waker = std::task::Waker::noop();
-            let mut cx = std::task::Context::from_waker(waker);
-            if std::pin::Pin::new(t).poll(&mut cx).is_ready() {
-                *p = None;
-            }
         }
     }
 }

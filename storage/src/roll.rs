@@ -27,27 +27,40 @@ impl Inner {
 
     /// Creates a fresh active segment at `next_seq` with room for `room`.
     pub(crate) async fn new_active(&self, room: usize) -> Result<()> {
-        let (base, cap, dsync, mode) = {
+        let (base, cap, dsync, mode, never) = {
             let st = self.st.borrow();
             (
                 st.next_seq,
                 fit(st.cfg.segment_size, room),
                 st.cfg.durability == Durability::Always,
                 st.cfg.write_mode,
+                st.cfg.durability == Durability::Never,
             )
         };
         let path = self.dir.join(segment::seg_name(base, 0));
-        let faults = self.faults.clone();
-        let f = match mode {
-            WriteMode::Buffered => LogFile::open_with(&path, faults, true, dsync).await?,
-            WriteMode::Direct => LogFile::open_direct(&path, faults, true, dsync, 0).await?,
+        let f = if let Some(f) = self.take_spare(&path, cap, mode, dsync) {
+            // Made and synced ahead (`spare.rs`); the rename is durable
+            // with the directory. Under `Never` nothing is promised across
+            // a power loss: a lost rename leaves a `.tmp` that the next
+            // open removes, and ext4 commits renames in order.
+            if !never {
+                io::sync_dir(&self.dir).await?;
+            }
+            f
+        } else {
+            let faults = self.faults.clone();
+            let f = match mode {
+                WriteMode::Buffered => LogFile::open_with(&path, faults, true, dsync).await?,
+                WriteMode::Direct => LogFile::open_direct(&path, faults, true, dsync, 0).await?,
+            };
+            // Sparse preallocation: the mapping covers the whole segment and
+            // later fdatasyncs need not change the file size.
+            f.set_len(cap).await?;
+            f.reserve(cap).await;
+            f.sync().await?;
+            io::sync_dir(&self.dir).await?;
+            f
         };
-        // Sparse preallocation: the mapping covers the whole segment and
-        // later fdatasyncs need not change the file size.
-        f.set_len(cap).await?;
-        f.reserve(cap).await;
-        f.sync().await?;
-        io::sync_dir(&self.dir).await?;
         let (data, map) = segment::map_file(&path, cap)?;
         let mut seg = Segment::new(base, 0, path, data, map, cap);
         seg.file = Some(Rc::new(f));
@@ -75,22 +88,15 @@ impl Inner {
             old.retire();
             return Ok(());
         }
-        if let Some(f) = &file {
-            // Under `Never` nothing is promised across a power loss, so the
-            // sealed segment is left for the kernel to write back: syncing
-            // here would stall every append behind a flush of the whole
-            // segment (measured: it halved `Never` throughput). Recovery
-            // checks a sealed segment against its index and CRCs either way.
-            let sync = self.st.borrow().cfg.durability != Durability::Never;
-            if sync {
-                f.sync().await?;
-            }
-            f.set_len(len).await?;
-            if sync {
-                f.sync().await?;
-            }
+        let durability = self.st.borrow().cfg.durability;
+        if let (Some(f), Durability::Interval(_)) = (&file, durability) {
+            // The interval's sync promise covers the sealed segment's last
+            // writes; `Always` synced every group already, and under `Never`
+            // the kernel writes it back (syncing here halved `Never`
+            // throughput). Recovery checks sealed segments either way.
+            f.sync().await?;
         }
-        let (data, path) = {
+        let (data, path, seg_path) = {
             let mut st = self.st.borrow_mut();
             let a = st.active_mut();
             a.file = None;
@@ -100,16 +106,25 @@ impl Inner {
             a.names = Default::default();
             // Only the active segment keeps recent writes in memory.
             a.recent.clear();
+            let seg_path = a.path.clone();
             (
                 index::encode(&d),
                 st.dir.join(segment::idx_name(d.base, d.gen)),
+                seg_path,
             )
         };
-        // Index files need no fsync: a lost or stale one is detected and
-        // rebuilt from the segment at the next open.
-        let idx = LogFile::create(&path, self.faults.clone()).await?;
-        idx.write_all_at(data, 0).await?;
-        idx.close().await?;
+        // Cutting the file to its records and writing its index file hold
+        // up no append: they run beside the next segment's appends, and
+        // `close` waits for them. A crash before they finish leaves zeros
+        // past the sealed segment's end and no index file, which the next
+        // open cuts and rebuilds.
+        let faults = self.faults.clone();
+        let sync = durability != Durability::Never;
+        self.background.spawn(async move {
+            if let Err(e) = seal_files(file, len, sync, data, &path, &seg_path, faults).await {
+                tracing::warn!(path = ?seg_path, error = %e, "sealing a segment's files failed; the next open redoes it");
+            }
+        });
         let r = self.new_active(room).await;
         self.st.borrow_mut().drop_empty_front();
         r
@@ -200,6 +215,33 @@ fn fit(size: u64, room: usize) -> u64 {
     } else {
         size
     }
+}
+
+/// The file work of a seal: cut the segment to its records (then sync
+/// it, unless `Never`) and write its index file. Index files need no
+/// fsync: a lost or stale one is detected and rebuilt at the next open.
+async fn seal_files(
+    file: Option<Rc<LogFile>>,
+    len: u64,
+    sync: bool,
+    index: Vec<u8>,
+    idx_path: &std::path::Path,
+    seg_path: &std::path::Path,
+    faults: Option<io::FaultInjector>,
+) -> Result<()> {
+    if let Some(f) = file {
+        f.set_len(len).await?;
+        if sync {
+            f.sync().await?;
+        }
+    }
+    // Retention may have dropped the segment meanwhile.
+    if !seg_path.exists() {
+        return Ok(());
+    }
+    let idx = LogFile::create(idx_path, faults).await?;
+    idx.write_all_at(index, 0).await?;
+    idx.close().await
 }
 
 /// Background duties: interval fsync and age expiry. Holds only a weak
