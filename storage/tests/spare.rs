@@ -65,13 +65,24 @@ fn rolls_onto_the_spare(durability: Durability, mode: WriteMode) {
         }
         let segs = files(&q, "seg");
         assert_eq!(segs.len(), 2, "{segs:?}");
-        assert_eq!(std::fs::metadata(&segs[1]).unwrap().ino(), ino, "the new segment is not the spare");
+        assert_eq!(
+            std::fs::metadata(&segs[1]).unwrap().ino(),
+            ino,
+            "the new segment is not the spare"
+        );
         // Closing waits for the seal and removes a spare made meanwhile.
         log.close().await.unwrap();
         assert!(!q.join(SPARE).exists(), "spare left after close");
         let sealed = std::fs::metadata(&segs[0]).unwrap().len();
-        assert!(sealed < 1 << 20 && sealed > 900 << 10, "sealed segment not cut: {sealed} bytes");
-        assert_eq!(files(&q, "idx").len(), 1, "the sealed segment has no index file");
+        assert!(
+            sealed < 1 << 20 && sealed > 900 << 10,
+            "sealed segment not cut: {sealed} bytes"
+        );
+        assert_eq!(
+            files(&q, "idx").len(),
+            1,
+            "the sealed segment has no index file"
+        );
         n
     });
     // Reopen: the index is used and every record is there.
@@ -101,7 +112,10 @@ fn a_direct_always_log_rolls_onto_the_spare() {
 
 #[test]
 fn a_buffered_interval_log_rolls_onto_the_spare() {
-    rolls_onto_the_spare(Durability::Interval(Duration::from_millis(5)), WriteMode::Buffered);
+    rolls_onto_the_spare(
+        Durability::Interval(Duration::from_millis(5)),
+        WriteMode::Buffered,
+    );
 }
 
 #[test]
@@ -111,7 +125,9 @@ fn a_leftover_spare_is_removed_quietly_at_open() {
     std::fs::create_dir_all(&p).unwrap();
     std::fs::write(p.join(SPARE), vec![0u8; 8192]).unwrap();
     run(async move {
-        let log = Log::open(&p, cfg(Durability::Always, WriteMode::Direct)).await.unwrap();
+        let log = Log::open(&p, cfg(Durability::Always, WriteMode::Direct))
+            .await
+            .unwrap();
         assert!(!p.join(SPARE).exists());
         assert!(log.recovery_report().removed_files.is_empty());
         assert_eq!(log.append("a", b"", b"x").await.unwrap().0, 1);
