@@ -12,7 +12,8 @@
 //! LOGBENCH_TARGETS=1 runs only the targets as LOGBENCH_ROUNDS (3)
 //! interleaved rounds of disk reference and log; LOGBENCH_DISK=1 only the
 //! disk reference at 1, 2 and 4 writes in flight, of LOGBENCH_CHUNK bytes
-//! (default 1 MiB); LOGBENCH_SEGMENT_MIB the logs' segment size (64);
+//! (default 1 MiB); LOGBENCH_RECOVERY_ONLY=1 only the read and recovery
+//! section; LOGBENCH_SEGMENT_MIB the logs' segment size (64);
 //! LOGBENCH_STATS=1 prints group-commit counters per append case.
 
 use std::cell::Cell;
@@ -334,6 +335,9 @@ async fn bench() {
         }
         return;
     }
+    if std::env::var("LOGBENCH_RECOVERY_ONLY").is_ok() {
+        return read_and_recovery(&dir, rec_n).await;
+    }
     if std::env::var("LOGBENCH_TARGETS").is_ok() {
         return targets(&dir, secs, env_u64("LOGBENCH_ROUNDS", 3)).await;
     }
@@ -624,9 +628,11 @@ async fn read_and_recovery(dir: &Path, rec_n: u64) {
     let st = log.state(false);
     assert_eq!(st.msgs, rec_n);
     println!(
-        "clean open: {:.0} ms ({} segments, report {:?})",
+        "clean open: {:.0} ms ({} segments, {} indexes loaded, {} rebuilt, report {:?})",
         clean.as_secs_f64() * 1e3,
         log.segment_count(),
+        log.recovery_report().indexes_loaded,
+        log.recovery_report().indexes_rebuilt.len(),
         log.recovery_report().elapsed
     );
     drop(log);
