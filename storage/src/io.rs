@@ -713,15 +713,6 @@ impl LogFile {
         Ok(())
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// After the file was renamed (fault injection keys files by path).
-    pub fn set_path(&mut self, path: PathBuf) {
-        self.path = path;
-    }
-
     pub async fn set_len(&self, len: u64) -> Result<()> {
         match &self.backend {
             Backend::Buffered { file, .. } => file.truncate(len).await?,

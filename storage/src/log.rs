@@ -446,7 +446,7 @@ impl Log {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
         self.inner.background.wait_all().await;
-        self.inner.discard_spare().await;
+        self.inner.discard_spare();
         Ok(())
     }
 

@@ -117,7 +117,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
         // Unfinished compactions and retired segments of an earlier run.
-        if name == crate::spare::SPARE_NAME {
+        if crate::spare::is_spare(name) {
             // A segment made ahead of a roll and never used: not data.
             let _ = fs::remove_file(ent.path());
             continue;

@@ -38,7 +38,7 @@ impl Inner {
             )
         };
         let path = self.dir.join(segment::seg_name(base, 0));
-        let f = if let Some(f) = self.take_spare(&path, cap, mode, dsync) {
+        let f = if self.take_spare(&path, cap, mode, dsync) {
             // Made and synced ahead (`spare.rs`); the rename is durable
             // with the directory. Under `Never` nothing is promised across
             // a power loss: a lost rename leaves a `.tmp` that the next
@@ -46,6 +46,12 @@ impl Inner {
             if !never {
                 io::sync_dir(&self.dir).await?;
             }
+            let faults = self.faults.clone();
+            let f = match mode {
+                WriteMode::Buffered => LogFile::open_with(&path, faults, false, dsync).await?,
+                WriteMode::Direct => LogFile::open_direct(&path, faults, false, dsync, 0).await?,
+            };
+            f.reserve(cap).await;
             f
         } else {
             let faults = self.faults.clone();

@@ -4,25 +4,42 @@
 //! exists. Creating one (open, size, first block reservation, fsync of the
 //! file, fsync of the directory) took ~0.7 ms of a ~1.7 ms roll, measured
 //! with 16 KiB `Never` appends into 64 MiB segments (a roll every ~35 ms).
-//! So once the active segment is half full, a background task creates the
-//! file under a temporary name; the roll only renames it (and, unless the
-//! log is `Never`, syncs the directory). A leftover spare (a crash, a log
-//! dropped without `close`) ends in `.tmp` and is removed at the next open.
+//! So once the active segment is half full, a helper thread (glommio's
+//! blocking pool) creates the file under a temporary name, sizes it,
+//! reserves its first blocks and fsyncs it; the roll renames it, syncs the
+//! directory (not under `Never`) and opens it. Each spare has a name of its
+//! own (`spare-<pid>-<n>.seg.tmp`), so a log dropped without `close` while
+//! its helper still works cannot touch the spare of a log reopened on the
+//! same directory. A leftover spare (a crash) is removed at the next open.
+//! A log that stops half way through a segment keeps its spare (sparse but
+//! for the first reserved step, `reserve.rs`) until it rolls or closes.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Durability;
-use crate::error::Result;
-use crate::io::{FaultInjector, LogFile, WriteMode};
+use crate::io::WriteMode;
 use crate::log::Inner;
 
-/// The spare's file name in the log's directory.
-pub(crate) const SPARE_NAME: &str = "spare.seg.tmp";
+/// Blocks of the spare reserved before the roll (the rest follow the
+/// writes, `reserve.rs`).
+const FIRST_RESERVE: u64 = 8 << 20;
 
-pub(crate) struct Spare {
-    pub file: LogFile,
+/// Whether `name` is a spare segment file.
+pub(crate) fn is_spare(name: &str) -> bool {
+    name.starts_with("spare-") && name.ends_with(".seg.tmp")
+}
+
+fn spare_path(dir: &Path) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("spare-{}-{n}.seg.tmp", std::process::id()))
+}
+
+struct Spare {
+    path: PathBuf,
     cap: u64,
     mode: WriteMode,
     dsync: bool,
@@ -55,87 +72,90 @@ impl Inner {
             return;
         }
         slot.busy.set(true);
-        let me = self.clone();
+        let path = spare_path(&self.dir);
+        let weak = Rc::downgrade(self);
         self.background.spawn(async move {
-            let r = make(&me.dir, me.faults.clone(), cap, mode, dsync).await;
+            let p = path.clone();
+            let r = glommio::executor()
+                .spawn_blocking(move || make(&p, cap))
+                .await;
+            let Some(me) = weak.upgrade() else {
+                let _ = std::fs::remove_file(&path);
+                return;
+            };
             me.spare.busy.set(false);
             match r {
-                Ok(s) if !me.closed.get() => *me.spare.ready.borrow_mut() = Some(s),
-                Ok(s) => discard(s).await,
-                Err(e) => tracing::debug!(dir = ?me.dir, error = %e, "spare segment not made"),
+                Ok(()) if !me.closed.get() => {
+                    *me.spare.ready.borrow_mut() = Some(Spare {
+                        path,
+                        cap,
+                        mode,
+                        dsync,
+                    })
+                }
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    tracing::debug!(path = ?path, error = %e, "spare segment not made");
+                }
             }
         });
     }
 
-    /// The spare renamed to `path`, if one is ready and made for a segment
-    /// of `cap` bytes written as the log writes now.
-    pub(crate) fn take_spare(
-        &self,
-        path: &Path,
-        cap: u64,
-        mode: WriteMode,
-        dsync: bool,
-    ) -> Option<LogFile> {
-        let s = self.spare.ready.borrow_mut().take()?;
-        if s.cap != cap || s.mode != mode || s.dsync != dsync {
-            glommio::spawn_local(discard(s)).detach();
-            return None;
+    /// Renames the spare to `path` if one is ready and made for a segment
+    /// of `cap` bytes written as the log writes now; true if it did.
+    pub(crate) fn take_spare(&self, path: &Path, cap: u64, mode: WriteMode, dsync: bool) -> bool {
+        let Some(s) = self.spare.ready.borrow_mut().take() else {
+            return false;
+        };
+        if s.cap != cap && s.mode == mode && s.dsync == dsync {
+            // A record larger than a segment gets a segment of its own
+            // size; the spare waits for the next ordinary roll.
+            *self.spare.ready.borrow_mut() = Some(s);
+            return false;
         }
-        let mut file = s.file;
-        match std::fs::rename(file.path(), path) {
-            Ok(()) => {
-                file.set_path(path.to_path_buf());
-                Some(file)
-            }
+        if s.cap != cap || s.mode != mode || s.dsync != dsync {
+            let _ = std::fs::remove_file(&s.path);
+            return false;
+        }
+        match std::fs::rename(&s.path, path) {
+            Ok(()) => true,
             Err(e) => {
-                tracing::warn!(dir = ?self.dir, error = %e, "spare segment not renamed");
-                glommio::spawn_local(discard(Spare {
-                    file,
-                    cap,
-                    mode,
-                    dsync,
-                }))
-                .detach();
-                None
+                tracing::warn!(path = ?s.path, error = %e, "spare segment not renamed");
+                let _ = std::fs::remove_file(&s.path);
+                false
             }
         }
     }
 
     /// Removes a ready spare (at close).
-    pub(crate) async fn discard_spare(&self) {
-        let s = self.spare.ready.borrow_mut().take();
-        if let Some(s) = s {
-            discard(s).await;
+    pub(crate) fn discard_spare(&self) {
+        if let Some(s) = self.spare.ready.borrow_mut().take() {
+            let _ = std::fs::remove_file(&s.path);
         }
     }
 }
 
-async fn make(
-    dir: &Path,
-    faults: Option<FaultInjector>,
-    cap: u64,
-    mode: WriteMode,
-    dsync: bool,
-) -> Result<Spare> {
-    let path: PathBuf = dir.join(SPARE_NAME);
-    let file = match mode {
-        WriteMode::Buffered => LogFile::open_with(&path, faults, true, dsync).await?,
-        WriteMode::Direct => LogFile::open_direct(&path, faults, true, dsync, 0).await?,
+/// Creates the spare at full size, reserves its first blocks (best effort,
+/// as in `reserve.rs`) and makes that durable. Runs on a helper thread.
+fn make(path: &Path, cap: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.set_len(cap)?;
+    // SAFETY: plain syscall on a descriptor `f` owns.
+    let _ = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            FIRST_RESERVE.min(cap) as libc::off_t,
+        )
     };
-    file.set_len(cap).await?;
-    file.reserve(cap).await;
-    // Its size is durable before the roll names it a segment.
-    file.sync().await?;
-    Ok(Spare {
-        file,
-        cap,
-        mode,
-        dsync,
-    })
-}
-
-async fn discard(s: Spare) {
-    let path = s.file.path().to_path_buf();
-    let _ = s.file.close().await;
-    let _ = std::fs::remove_file(path);
+    f.sync_all()
 }

@@ -10,7 +10,16 @@ use std::time::Duration;
 use broker_edge_storage::{Durability, Log, LogConfig, WriteMode};
 use common::run;
 
-const SPARE: &str = "spare.seg.tmp";
+/// The spare segment file in `dir`, if any (`spare-<pid>-<n>.seg.tmp`).
+fn spare(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with("spare-") && n.ends_with(".seg.tmp")
+        })
+}
 
 fn cfg(durability: Durability, mode: WriteMode) -> LogConfig {
     LogConfig {
@@ -34,10 +43,10 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 /// Waits (up to 2 s) until the spare exists; its inode.
 async fn spare_inode(dir: &Path) -> u64 {
     for _ in 0..2000 {
-        if let Ok(m) = std::fs::metadata(dir.join(SPARE)) {
+        if let Some(p) = spare(dir) {
             // Made in the background: let it finish (it is synced last).
             glommio::timer::sleep(Duration::from_millis(20)).await;
-            return m.ino();
+            return std::fs::metadata(p).unwrap().ino();
         }
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
@@ -72,7 +81,7 @@ fn rolls_onto_the_spare(durability: Durability, mode: WriteMode) {
         );
         // Closing waits for the seal and removes a spare made meanwhile.
         log.close().await.unwrap();
-        assert!(!q.join(SPARE).exists(), "spare left after close");
+        assert_eq!(spare(&q), None, "spare left after close");
         let sealed = std::fs::metadata(&segs[0]).unwrap().len();
         assert!(
             sealed < 1 << 20 && sealed > 900 << 10,
@@ -123,12 +132,12 @@ fn a_leftover_spare_is_removed_quietly_at_open() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let p = dir.path().join("log");
     std::fs::create_dir_all(&p).unwrap();
-    std::fs::write(p.join(SPARE), vec![0u8; 8192]).unwrap();
+    std::fs::write(p.join("spare-1-0.seg.tmp"), vec![0u8; 8192]).unwrap();
     run(async move {
         let log = Log::open(&p, cfg(Durability::Always, WriteMode::Direct))
             .await
             .unwrap();
-        assert!(!p.join(SPARE).exists());
+        assert_eq!(spare(&p), None);
         assert!(log.recovery_report().removed_files.is_empty());
         assert_eq!(log.append("a", b"", b"x").await.unwrap().0, 1);
         log.close().await.unwrap();
