@@ -128,7 +128,10 @@ fn fill_then_recover(p: PathBuf) {
                     break;
                 }
             }
-            assert!(acked.len() - first_refusal < 200, "a full filesystem kept taking appends");
+            assert!(
+                acked.len() - first_refusal < 200,
+                "a full filesystem kept taking appends"
+            );
         }
         assert_eq!(log.state(false).msgs, acked.len() as u64);
         // Free space by purging the older half; appends work again.
