@@ -14,7 +14,8 @@
 //! disk reference at 1, 2 and 4 writes in flight, of LOGBENCH_CHUNK bytes
 //! (default 1 MiB); LOGBENCH_RECOVERY_ONLY=1 only the read and recovery
 //! section; LOGBENCH_SEGMENT_MIB the logs' segment size (64);
-//! LOGBENCH_STATS=1 prints group-commit counters per append case.
+//! LOGBENCH_STATS=1 prints group-commit counters per append case;
+//! LOGBENCH_MALLOC_DEFAULTS=1 skips `retain_large_allocations`.
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -671,6 +672,11 @@ fn print_pressure(when: &str) {
 }
 
 fn main() {
+    // As a program embedding the log should (`LOGBENCH_MALLOC_DEFAULTS=1`
+    // leaves glibc's defaults, for comparison).
+    if std::env::var_os("LOGBENCH_MALLOC_DEFAULTS").is_none() {
+        broker_edge_storage::retain_large_allocations();
+    }
     let ex = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(4 << 20)
         .make()
