@@ -15,7 +15,8 @@
 //! (default 1 MiB); LOGBENCH_RECOVERY_ONLY=1 only the read and recovery
 //! section; LOGBENCH_SEGMENT_MIB the logs' segment size (64);
 //! LOGBENCH_STATS=1 prints group-commit counters per append case;
-//! LOGBENCH_MALLOC_DEFAULTS=1 skips `retain_large_allocations`.
+//! LOGBENCH_MALLOC_DEFAULTS=1 skips `retain_large_allocations`;
+//! LOGBENCH_NO_SETTLE=1 skips the `syncfs` after each case's cleanup.
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -35,9 +36,24 @@ fn env_u64(k: &str, d: u64) -> u64 {
         .unwrap_or(d)
 }
 
+/// Lets the filesystem finish with what the last case left: on a
+/// filesystem mounted with `discard` (this VM's is), deleting a case's files
+/// sends the device discards at the next journal commit, which otherwise
+/// land inside the next case's timed span. `syncfs` commits now.
+fn settle_disk(dir: &Path) {
+    if std::env::var_os("LOGBENCH_NO_SETTLE").is_some() {
+        return;
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        // SAFETY: plain syscall on a descriptor `d` owns.
+        unsafe { libc::syncfs(d.as_raw_fd()) };
+    }
+}
+
 fn fresh(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     let _ = std::fs::remove_dir_all(&p);
+    settle_disk(dir);
     std::fs::create_dir_all(&p).expect("bench dir");
     p
 }
@@ -76,6 +92,7 @@ async fn disk_seq_write(dir: &Path, total: u64, for_time: Option<Duration>, dept
     f.fdatasync().await.expect("sync");
     let d = t.elapsed();
     let _ = std::fs::remove_file(&path);
+    settle_disk(dir);
     mbps(pos, d)
 }
 
@@ -244,6 +261,7 @@ async fn append_case(
     };
     drop(log);
     let _ = std::fs::remove_dir_all(&p);
+    settle_disk(dir);
     r
 }
 
