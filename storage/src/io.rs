@@ -325,7 +325,7 @@ impl LogFile {
         end: u64,
     ) -> Result<LogFile> {
         if let Some(dir) = path.parent() {
-            crate::poll_ring::settle(dir).await;
+            crate::poll_ring::use_interrupt_completions(dir).await;
         }
         let file = Self::options(create, dsync).dma_open(path).await?;
         let start = end - end % BLOCK;

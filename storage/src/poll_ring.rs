@@ -46,8 +46,10 @@ fn device_polls(dev: u64) -> Option<bool> {
 
 /// Makes glommio use interrupt-driven completions for O_DIRECT files in
 /// `dir` when the device cannot poll (see the module docs). Cheap after the
-/// first call per thread and device.
-pub(crate) async fn settle(dir: &Path) {
+/// first call per thread and device. The log calls it before opening a
+/// segment; benchmarks that open their own O_DIRECT files beside a log
+/// call it to get the same completion path.
+pub async fn use_interrupt_completions(dir: &Path) {
     let Ok(meta) = std::fs::metadata(dir) else {
         return;
     };
@@ -84,10 +86,4 @@ pub(crate) async fn settle(dir: &Path) {
         Err(e) => tracing::debug!(dir = ?dir, error = %e, "poll-ring probe FIFO not opened"),
     }
     let _ = std::fs::remove_file(&fifo);
-}
-
-/// Settles `dir`'s device for this thread; for benchmarks that open their
-/// own O_DIRECT files beside a log and want the same completion path.
-pub async fn use_interrupt_completions(dir: &Path) {
-    settle(dir).await
 }

@@ -116,12 +116,12 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         let ent = ent?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        // Unfinished compactions and retired segments of an earlier run.
+        // A segment made ahead of a roll and never used: not data.
         if crate::spare::is_spare(name) {
-            // A segment made ahead of a roll and never used: not data.
             let _ = fs::remove_file(ent.path());
             continue;
         }
+        // Unfinished compactions and retired segments of an earlier run.
         if name.ends_with(".tmp") || name.ends_with(".del") {
             let _ = fs::remove_file(ent.path());
             report.removed_files.push(ent.path());

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use glommio::io::DmaFile;
 
 /// Blocks are reserved this far ahead, in steps of this size.
-const STEP: u64 = 8 << 20;
+pub(crate) const STEP: u64 = 8 << 20;
 
 #[derive(Default)]
 pub(crate) struct Reservation {

@@ -38,35 +38,28 @@ impl Inner {
             )
         };
         let path = self.dir.join(segment::seg_name(base, 0));
-        let f = if self.take_spare(&path, cap, mode, dsync) {
-            // Made and synced ahead (`spare.rs`); the rename is durable
-            // with the directory. Under `Never` nothing is promised across
-            // a power loss: a lost rename leaves a `.tmp` that the next
-            // open removes, and ext4 commits renames in order.
-            if !never {
-                io::sync_dir(&self.dir).await?;
-            }
-            let faults = self.faults.clone();
-            let f = match mode {
-                WriteMode::Buffered => LogFile::open_with(&path, faults, false, dsync).await?,
-                WriteMode::Direct => LogFile::open_direct(&path, faults, false, dsync, 0).await?,
-            };
-            f.reserve(cap).await;
-            f
-        } else {
-            let faults = self.faults.clone();
-            let f = match mode {
-                WriteMode::Buffered => LogFile::open_with(&path, faults, true, dsync).await?,
-                WriteMode::Direct => LogFile::open_direct(&path, faults, true, dsync, 0).await?,
-            };
-            // Sparse preallocation: the mapping covers the whole segment and
-            // later fdatasyncs need not change the file size.
-            f.set_len(cap).await?;
-            f.reserve(cap).await;
-            f.sync().await?;
-            io::sync_dir(&self.dir).await?;
-            f
+        // A spare was made, sized and synced ahead (`spare.rs`); its rename
+        // is durable with the directory. Under `Never` nothing is promised
+        // across a power loss: a lost rename leaves a `.tmp` that the next
+        // open removes, and ext4 commits renames in order.
+        let spare = self.take_spare(&path, cap, mode, dsync);
+        let faults = self.faults.clone();
+        let f = match mode {
+            WriteMode::Buffered => LogFile::open_with(&path, faults, !spare, dsync).await?,
+            WriteMode::Direct => LogFile::open_direct(&path, faults, !spare, dsync, 0).await?,
         };
+        if !spare {
+            // Sparse preallocation: the mapping covers the whole segment
+            // and later fdatasyncs need not change the file size.
+            f.set_len(cap).await?;
+        }
+        f.reserve(cap).await;
+        if !spare {
+            f.sync().await?;
+        }
+        if !spare || !never {
+            io::sync_dir(&self.dir).await?;
+        }
         let (data, map) = segment::map_file(&path, cap)?;
         let mut seg = Segment::new(base, 0, path, data, map, cap);
         seg.file = Some(Rc::new(f));

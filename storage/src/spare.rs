@@ -23,10 +23,6 @@ use crate::config::Durability;
 use crate::io::WriteMode;
 use crate::log::Inner;
 
-/// Blocks of the spare reserved before the roll (the rest follow the
-/// writes, `reserve.rs`).
-const FIRST_RESERVE: u64 = 8 << 20;
-
 /// Whether `name` is a spare segment file.
 pub(crate) fn is_spare(name: &str) -> bool {
     name.starts_with("spare-") && name.ends_with(".seg.tmp")
@@ -154,7 +150,7 @@ fn make(path: &Path, cap: u64) -> std::io::Result<()> {
             f.as_raw_fd(),
             libc::FALLOC_FL_KEEP_SIZE,
             0,
-            FIRST_RESERVE.min(cap) as libc::off_t,
+            crate::reserve::STEP.min(cap) as libc::off_t,
         )
     };
     f.sync_all()

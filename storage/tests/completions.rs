@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 
 use broker_edge_storage::{Durability, Log, LogConfig, WriteMode};
-use common::run;
+use common::{files_with_ext, run};
 
 /// `Some(true)` when the device under `dir` reports it can poll.
 fn device_polls(dir: &std::path::Path) -> Option<bool> {
@@ -55,16 +55,6 @@ fn allocated(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
 }
 
-fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn segments_reserve_blocks_a_step_ahead_and_sealed_ones_keep_none_past_their_end() {
     const MIB: u64 = 1 << 20;
@@ -82,7 +72,7 @@ fn segments_reserve_blocks_a_step_ahead_and_sealed_ones_keep_none_past_their_end
         log.append("a.b", b"", &[7u8; 1024]).await.unwrap();
         log.flush().await.unwrap();
         // A quiet log: one step reserved, not the 32 MiB segment.
-        let seg = segments(&p).pop().unwrap();
+        let seg = files_with_ext(&p, "seg").pop().unwrap();
         let held = allocated(&seg);
         assert!(held >= 4 * MIB, "nothing reserved: {held} bytes");
         assert!(
@@ -103,7 +93,7 @@ fn segments_reserve_blocks_a_step_ahead_and_sealed_ones_keep_none_past_their_end
             h.await;
         }
         log.flush().await.unwrap();
-        let segs = segments(&p);
+        let segs = files_with_ext(&p, "seg");
         assert!(segs.len() >= 2, "no roll: {segs:?}");
         let sealed = &segs[0];
         let len = std::fs::metadata(sealed).unwrap().len();

@@ -7,16 +7,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use broker_edge_storage::{Durability, Error, FaultInjector, Filter, Log, Start, WriteMode};
-use common::{payload, run, small_cfg};
+use common::{files_with_ext, payload, run, small_cfg};
 
 fn seg_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
+    files_with_ext(dir, "seg")
 }
 
 fn cfg_in(mode: WriteMode) -> broker_edge_storage::LogConfig {

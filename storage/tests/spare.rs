@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use broker_edge_storage::{Durability, Log, LogConfig, WriteMode};
-use common::run;
+use common::{files_with_ext, run};
 
 /// The spare segment file in `dir`, if any (`spare-<pid>-<n>.seg.tmp`).
 fn spare(dir: &Path) -> Option<PathBuf> {
@@ -28,16 +28,6 @@ fn cfg(durability: Durability, mode: WriteMode) -> LogConfig {
         write_mode: mode,
         ..Default::default()
     }
-}
-
-fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Waits (up to 2 s) until the spare exists; its inode.
@@ -72,7 +62,7 @@ fn rolls_onto_the_spare(durability: Durability, mode: WriteMode) {
             log.append("s.a", b"", &rec).await.unwrap();
             n += 1;
         }
-        let segs = files(&q, "seg");
+        let segs = files_with_ext(&q, "seg");
         assert_eq!(segs.len(), 2, "{segs:?}");
         assert_eq!(
             std::fs::metadata(&segs[1]).unwrap().ino(),
@@ -88,7 +78,7 @@ fn rolls_onto_the_spare(durability: Durability, mode: WriteMode) {
             "sealed segment not cut: {sealed} bytes"
         );
         assert_eq!(
-            files(&q, "idx").len(),
+            files_with_ext(&q, "idx").len(),
             1,
             "the sealed segment has no index file"
         );

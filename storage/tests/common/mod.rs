@@ -36,3 +36,14 @@ pub fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
     assert_eq!(segs.len(), 1, "{segs:?}");
     segs.pop().unwrap()
 }
+
+/// Files in `dir` with extension `ext`, sorted (segments sort by sequence).
+pub fn files_with_ext(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}
