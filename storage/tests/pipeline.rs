@@ -165,6 +165,69 @@ fn always_gathers_every_waiting_appender_into_one_group() {
     });
 }
 
+/// A crowd of appenders whose records add up to several MiB is split into
+/// groups of about a MiB (cohorts that write and resolve on their own);
+/// under `always` the crowd stays one group per sync. Every record lands,
+/// each appender's in its order.
+#[test]
+fn crowds_split_into_bounded_groups_unless_always() {
+    const TASKS: u64 = 256;
+    const EACH: u64 = 6;
+    const FILL: usize = 16 << 10;
+    for durability in [Durability::Never, Durability::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().to_path_buf();
+        run(async move {
+            let cfg = LogConfig {
+                segment_size: 64 << 20,
+                ..direct(durability)
+            };
+            let log = Rc::new(Log::open(&p, cfg.clone()).await.unwrap());
+            let mut tasks = Vec::new();
+            for t in 0..TASKS {
+                let log = log.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    for i in 0..EACH {
+                        log.append(&format!("t.{t}"), b"", &body(i, FILL))
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+            let stats = log.commit_stats();
+            let per_group = (TASKS * EACH) as f64 / stats.groups as f64;
+            // A MiB holds 63 such records; the whole crowd is 256.
+            if durability == Durability::Always {
+                assert!(per_group > 128.0, "{per_group:.1} per group: {stats:?}");
+            } else {
+                assert!(per_group <= 64.5, "{per_group:.1} per group: {stats:?}");
+                assert!(stats.pipelined > 0, "{stats:?}");
+            }
+            let check = |log: &Log| {
+                let mut next: BTreeMap<Bytes, u64> = BTreeMap::new();
+                let mut n = 0;
+                for m in log.scan(Start::Seq(0), Filter::all()) {
+                    let m = m.unwrap();
+                    let want = next.entry(m.subject.clone()).or_insert(0);
+                    assert_eq!(expected_of(&m.payload), *want, "order on {:?}", m.subject);
+                    assert_eq!(m.payload.len(), 8 + FILL);
+                    *want += 1;
+                    n += 1;
+                }
+                assert_eq!(n, TASKS * EACH);
+            };
+            check(&log);
+            log.close().await.unwrap();
+            drop(log);
+            let log = Log::open(&p, cfg).await.unwrap();
+            check(&log);
+        });
+    }
+}
+
 #[test]
 fn subject_expectations_are_exact_under_pipelining() {
     // Only per-subject expectations: every stored record must name the
