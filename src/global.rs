@@ -27,8 +27,9 @@ pub enum Ctl {
     /// Tell clients we are going away and close them over `duration`.
     LameDuck,
     /// Options and credentials changed (`g.live()`, `g.auth()`): apply to
-    /// existing connections, closing those no longer allowed.
-    Reload,
+    /// existing connections, closing those no longer allowed. The sender
+    /// hears once every connection of the shard runs under them.
+    Reload(std::sync::mpsc::Sender<()>),
     Shutdown,
 }
 

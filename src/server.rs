@@ -331,6 +331,22 @@ fn reload(g: &Global) -> Result<(), String> {
     let ws_auth = Authenticator::new_websocket(&opts).map_err(|e| e.to_string())?;
     crate::logging::set_levels(opts.debug, opts.trace);
     g.install(opts, auth, ws_auth);
-    g.broadcast(|| Ctl::Reload);
+    // Logged as done (which tools and tests wait for) only once every open
+    // connection runs under the new options, as with the reference.
+    let (tx, rx) = std::sync::mpsc::channel();
+    g.broadcast(|| Ctl::Reload(tx.clone()));
+    drop(tx);
+    let deadline = std::time::Instant::now() + RELOAD_WAIT;
+    for _ in 0..g.shards {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if rx.recv_timeout(left).is_err() {
+            tracing::warn!("reload: not every shard has re-checked its connections yet");
+            break;
+        }
+    }
     Ok(())
 }
+
+/// Longest a reload waits for shards to re-check their connections
+/// (password hashes are checked again for each one).
+const RELOAD_WAIT: Duration = Duration::from_secs(10);

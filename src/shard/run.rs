@@ -51,7 +51,7 @@ pub async fn run(g: Arc<Global>) {
                 let _ = reply.send(crate::monitor::gather::report(&shard, &q));
             }
             Ctl::LameDuck => lame_duck(&shard),
-            Ctl::Reload => reload(&shard),
+            Ctl::Reload(done) => reload(&shard, done),
             Ctl::Shutdown => break,
         }
     }
@@ -97,12 +97,14 @@ fn lame_duck(shard: &Rc<Shard>) {
 /// Applies reloaded options to this shard's connections: new limits, and
 /// credentials checked again; a connection whose user is gone (or whose
 /// password changed) is told `Authorization Violation` and closed.
-fn reload(shard: &Rc<Shard>) {
+/// `done` hears when every connection has been checked again.
+fn reload(shard: &Rc<Shard>, done: std::sync::mpsc::Sender<()>) {
     let g = &shard.g;
     let limits = crate::client::Limits::from(&g.live());
     let required = g.auth().required();
     let ws_required = g.ws_auth().required();
     let clients: Vec<_> = shard.clients.borrow().values().cloned().collect();
+    let mut checks = Vec::new();
     for c in clients {
         c.limits.set(limits);
         if !c.connected.get() {
@@ -114,7 +116,7 @@ fn reload(shard: &Rc<Shard>) {
             continue;
         }
         let shard = shard.clone();
-        runtime::spawn_local(async move {
+        let task = runtime::spawn_local(async move {
             let connect = c.connect.borrow().clone();
             match crate::client::reauthenticate(&c, &connect).await {
                 Ok(who) => {
@@ -131,9 +133,16 @@ fn reload(shard: &Rc<Shard>) {
                     c.close(crate::client::CloseReason::AuthenticationViolation);
                 }
             }
-        })
-        .detach();
+        });
+        checks.push(task);
     }
+    runtime::spawn_local(async move {
+        for t in checks {
+            t.await;
+        }
+        let _ = done.send(());
+    })
+    .detach();
 }
 
 /// After a reload, subscriptions the user may no longer make are removed
