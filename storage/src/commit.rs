@@ -137,7 +137,7 @@ pub struct CommitStats {
 /// (O_DIRECT, not `always`): the next appends start the next batch, so a
 /// crowd of appenders becomes several groups whose writes and acks move
 /// independently instead of one group the device finishes before the crowd
-/// can frame again (256 appenders of 16 KiB: +8–14% MB/s, BENCHMARKS.md).
+/// can frame again (256 appenders of 16 KiB: +8% MB/s, BENCHMARKS.md).
 /// Under `always` one sync per group makes bigger groups cheaper, so
 /// batches stay whole.
 const COHORT_BYTES: usize = 1 << 20;
@@ -187,8 +187,8 @@ impl Inner {
         .await
     }
 
-    /// Groups of this log can be framed behind one in flight (see
-    /// `follows`).
+    /// Groups of this log can be framed behind one in flight (O_DIRECT,
+    /// not `always`; `follows` decides per group).
     fn pipelines(&self) -> bool {
         let st = self.st.borrow();
         st.cfg.durability != Durability::Always && st.cfg.write_mode == WriteMode::Direct
@@ -636,7 +636,7 @@ fn set(results: &mut [Option<Result<Outcome>>], slot: usize, r: Result<Outcome>)
 /// sequence jumps and rolls wait until everything before is published.
 fn follows(inner: &Inner, g: &Group) -> bool {
     // `always` does not pipeline (see `commit_loop`).
-    if inner.st.borrow().cfg.durability == Durability::Always {
+    if !inner.pipelines() {
         return false;
     }
     if !g.direct || g.plan.roll.is_some() || g.error.is_some() {
@@ -882,18 +882,7 @@ fn plan(
     if st.cfg.write_mode == WriteMode::Direct {
         // Room for everything staged, bounded by the segment: framing stops
         // (rolls) before a record would pass the segment's end.
-        let msgs: usize = ops[*i..]
-            .iter()
-            .map(|o| match o {
-                Op::Msg {
-                    subject,
-                    headers,
-                    payload,
-                    ..
-                } => format::record_len(subject.len(), headers.len(), payload.len()),
-                Op::Barrier => 0,
-            })
-            .sum();
+        let msgs: usize = ops[*i..].iter().map(Op::bytes).sum();
         let room = (ctl_len + msgs).min(cap.saturating_sub(start));
         p.frame = p
             .file
