@@ -30,6 +30,9 @@ pub enum Kind {
     Tombstone = 1,
     /// Every sequence below `seq` is gone (purge / limits floor).
     Floor = 2,
+    /// Filler up to a block boundary; its payload means nothing (see
+    /// `commit::pad`).
+    Pad = 3,
 }
 
 impl Kind {
@@ -38,6 +41,7 @@ impl Kind {
             0 => Some(Kind::Msg),
             1 => Some(Kind::Tombstone),
             2 => Some(Kind::Floor),
+            3 => Some(Kind::Pad),
             _ => None,
         }
     }

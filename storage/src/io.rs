@@ -141,7 +141,7 @@ pub enum WriteMode {
     Direct,
 }
 
-const BLOCK: u64 = 4096;
+pub(crate) const BLOCK: u64 = 4096;
 /// O_DIRECT groups are cut into chunks of this size, written concurrently.
 const DIRECT_CHUNK: usize = 1 << 20;
 

@@ -229,6 +229,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
                 seg.floor = seg.floor.max(h.seq.get());
                 seg.tail = (off as u64, h.crc.get());
             }
+            Some(Kind::Pad) => seg.tail = (off as u64, h.crc.get()),
             None => {}
         });
         seg.len = walked.end as u64;
