@@ -887,7 +887,12 @@ fn plan(
         // Room for everything staged, bounded by the segment: framing stops
         // (rolls) before a record would pass the segment's end.
         let msgs: usize = ops[*i..].iter().map(Op::bytes).sum();
-        let room = (ctl_len + msgs + PAD_ROOM).min(cap.saturating_sub(start));
+        let pad_room = if may_pad(st, ctl_len + msgs) {
+            PAD_ROOM
+        } else {
+            0
+        };
+        let room = (ctl_len + msgs + pad_room).min(cap.saturating_sub(start));
         p.frame = p
             .file
             .as_ref()
@@ -966,10 +971,15 @@ fn plan(
         }
         *i += 1;
     }
-    if st.cfg.durability != Durability::Always {
+    if may_pad(st, p.len()) {
         pad(&mut p, start, cap, ts0);
     }
     p
+}
+
+/// Whether a group of `len` framed bytes gets a pad record (`pad`).
+fn may_pad(st: &State, len: usize) -> bool {
+    st.cfg.durability != Durability::Always && len >= PAD_FROM
 }
 
 /// O_DIRECT block size, as `usize`.
@@ -989,7 +999,7 @@ const PAD_ROOM: usize = BLOCK + format::HEADER_LEN;
 /// few records) keep sharing blocks. Not under `always`, which never frames
 /// behind a group in flight.
 fn pad(p: &mut Plan, start: usize, cap: usize, ts: u64) {
-    if p.frame.is_none() || p.len() < PAD_FROM {
+    if p.frame.is_none() {
         return;
     }
     let end = start + p.len();
