@@ -17,6 +17,8 @@ pub use glommio::net::TcpStream;
 pub use glommio::timer::sleep;
 pub use glommio::{spawn_local, Task};
 
+mod idle_poll;
+
 /// Memory glommio registers per executor for I/O. Small, so that the
 /// default 8 MiB RLIMIT_MEMLOCK is enough for several shards.
 const IO_MEMORY: usize = 512 * 1024;
@@ -63,6 +65,11 @@ thread_local! {
 /// wake-up; the next message of a busy conversation arrives well within this.
 const DEFAULT_READ_SPIN_US: u64 = 100;
 
+/// A read at most this long is taken for one message of a conversation
+/// (request/reply), the traffic whose every hop wakes a sleeping client.
+/// Streams of messages fill the buffer and keep the cores busy anyway.
+const SMALL_READ: usize = 512;
+
 /// Runs `make()`'s future on `shards` executors, one per CPU where
 /// possible, and waits for all of them to finish.
 pub fn run_shards<G, F>(shards: usize, pin: bool, make: G) -> std::io::Result<()>
@@ -82,7 +89,10 @@ where
         // Keeps the reactor turning (without sleeping) while a socket's read
         // spin is live; an executor with no recent work still parks.
         .spin_before_park(read_spin())
-        .on_all_shards(make)
+        .on_all_shards(move || {
+            idle_poll::start_here();
+            make()
+        })
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     for r in handles.join_all() {
         r.map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -129,9 +139,12 @@ impl Socket {
         }
     }
 
-    fn got_data(&mut self) {
+    fn got_data(&mut self, n: usize) {
         if !self.spin.is_zero() {
             self.hot_until = Some(Instant::now() + self.spin);
+            if n <= SMALL_READ && idle_poll::enabled() {
+                idle_poll::conversation(self.spin);
+            }
         }
     }
 }
@@ -161,7 +174,7 @@ impl AsyncRead for Socket {
                 )
             };
             if n >= 0 {
-                this.got_data();
+                this.got_data(n as usize);
                 return Poll::Ready(Ok(n as usize));
             }
             let e = io::Error::last_os_error();
@@ -198,8 +211,8 @@ impl AsyncRead for Socket {
             this.nap = Some(glommio::timer::Timer::new(Duration::from_micros(1)));
         }
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(_)) = r {
-            this.got_data();
+        if let Poll::Ready(Ok(n)) = r {
+            this.got_data(n);
         }
         r
     }

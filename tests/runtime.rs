@@ -91,3 +91,66 @@ async fn broker_stops_spinning_after_traffic() {
     assert_quiet(s.pid(), "server after traffic stopped").await;
     task.abort();
 }
+
+/// The scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of each
+/// thread of `pid` called `name`.
+fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != name {
+            continue;
+        }
+        // Fields after the name start at field 3 (state).
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        out.push(f[41 - 3].parse().unwrap());
+    }
+    out
+}
+
+/// Each shard has an idle poller, and it runs at `SCHED_IDLE` (policy 5):
+/// it may only take CPU time nothing else wants. `BROKER_EDGE_IDLE_POLL=0`
+/// leaves them out.
+#[tokio::test]
+async fn idle_pollers_run_at_idle_priority_one_per_shard() {
+    ours_only!("the idle pollers are Broker Edge's");
+    let s = Server::start(&["--shards", "3"]);
+    let mut policies = Vec::new();
+    for _ in 0..40 {
+        policies = thread_policies(s.pid(), "idle-poll");
+        if policies.len() == 3 && policies.iter().all(|p| *p == 5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(policies, vec![5, 5, 5], "policies of the idle-poll threads");
+
+    let port = common::free_port();
+    let http = common::free_port();
+    let off = Server::launch_env(
+        tempfile::tempdir().unwrap(),
+        vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-m".into(),
+            http.to_string(),
+            "--shards".into(),
+            "3".into(),
+        ],
+        Some(port),
+        http,
+        &[("BROKER_EDGE_IDLE_POLL", "0")],
+    );
+    sync(&off.client().await).await;
+    assert!(thread_policies(off.pid(), "idle-poll").is_empty());
+}
