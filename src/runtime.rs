@@ -109,7 +109,12 @@ pub fn bind_socket(fd: OwnedFd) -> std::io::Result<(Socket, TcpStream)> {
     let r = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
     let w = unsafe { TcpStream::from_raw_fd(dup.into_raw_fd()) };
     let _ = r.set_nodelay(true);
-    Ok((Socket::new(r), w))
+    let mut socket = Socket::new(r);
+    socket.same_host = match (socket.inner.local_addr(), socket.inner.peer_addr()) {
+        (Ok(l), Ok(p)) => idle_poll::same_host(l.ip(), p.ip()),
+        _ => false,
+    };
+    Ok((socket, w))
 }
 
 /// The reading side of a client socket.
@@ -127,6 +132,9 @@ pub struct Socket {
     spin: Duration,
     hot_until: Option<Instant>,
     nap: Option<glommio::timer::Timer>,
+    /// The peer runs on this machine: its threads are what the idle
+    /// pollers help (see `runtime/idle_poll.rs`).
+    same_host: bool,
 }
 
 impl Socket {
@@ -136,13 +144,14 @@ impl Socket {
             spin: read_spin(),
             hot_until: None,
             nap: None,
+            same_host: false,
         }
     }
 
     fn got_data(&mut self, n: usize) {
         if !self.spin.is_zero() {
             self.hot_until = Some(Instant::now() + self.spin);
-            if n <= SMALL_READ && idle_poll::enabled() {
+            if n <= SMALL_READ && self.same_host && idle_poll::enabled() {
                 idle_poll::conversation(self.spin);
             }
         }

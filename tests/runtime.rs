@@ -92,46 +92,71 @@ async fn broker_stops_spinning_after_traffic() {
     task.abort();
 }
 
-/// The scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of each
+/// CPU time in ns (first field of `/proc/PID/task/TID/schedstat`) of each
 /// thread of `pid` called `name`.
-fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
+fn thread_run_ns(pid: u32, name: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
     for t in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] != name {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
             continue;
         }
-        // Fields after the name start at field 3 (state).
-        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        out.push(f[41 - 3].parse().unwrap());
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        let ns = stat.split_whitespace().next().and_then(|f| f.parse().ok());
+        out.push(ns.unwrap_or(0));
     }
     out
 }
 
-/// Each shard has an idle poller, and it runs at `SCHED_IDLE` (policy 5):
-/// it may only take CPU time nothing else wants. `BROKER_EDGE_IDLE_POLL=0`
-/// leaves them out.
+/// Each shard has an idle poller; they run while a client on this machine
+/// converses with the broker (and park afterwards: the test above).
+/// `BROKER_EDGE_IDLE_POLL=0` leaves them out.
 #[tokio::test]
-async fn idle_pollers_run_at_idle_priority_one_per_shard() {
+async fn idle_pollers_run_during_a_local_conversation() {
+    use futures::StreamExt;
     ours_only!("the idle pollers are Broker Edge's");
+    // Three shards, connections on the first (the default fill): the
+    // other two shards' pollers are the ones that spin.
     let s = Server::start(&["--shards", "3"]);
-    let mut policies = Vec::new();
+    let mut before = Vec::new();
     for _ in 0..40 {
-        policies = thread_policies(s.pid(), "idle-poll");
-        if policies.len() == 3 && policies.iter().all(|p| *p == 5) {
+        before = thread_run_ns(s.pid(), "idle-poll");
+        if before.len() == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(policies, vec![5, 5, 5], "policies of the idle-poll threads");
+    assert_eq!(before.len(), 3, "one idle-poll thread per shard");
+    // Let them finish starting and park before taking the baseline.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = thread_run_ns(s.pid(), "idle-poll");
+    let responder = s.client().await;
+    let mut sub = responder.subscribe("poll.req").await.unwrap();
+    let r = responder.clone();
+    let task = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                r.publish(reply, m.payload).await.unwrap();
+            }
+        }
+    });
+    sync(&responder).await;
+    let requester = s.client().await;
+    for i in 0..500u32 {
+        let got = requester.request("poll.req", i.to_string().into()).await;
+        assert_eq!(got.unwrap().payload, i.to_string().as_bytes());
+    }
+    let after = thread_run_ns(s.pid(), "idle-poll");
+    let spun: u64 = after.iter().sum::<u64>() - before.iter().sum::<u64>();
+    eprintln!("idle pollers ran {spun} ns during 500 requests");
+    assert!(
+        spun > 0,
+        "the idle pollers never ran: {before:?} → {after:?}"
+    );
+    task.abort();
 
     let port = common::free_port();
     let http = common::free_port();
@@ -152,5 +177,5 @@ async fn idle_pollers_run_at_idle_priority_one_per_shard() {
         &[("BROKER_EDGE_IDLE_POLL", "0")],
     );
     sync(&off.client().await).await;
-    assert!(thread_policies(off.pid(), "idle-poll").is_empty());
+    assert!(thread_run_ns(off.pid(), "idle-poll").is_empty());
 }
