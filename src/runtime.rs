@@ -150,9 +150,10 @@ impl Socket {
 
     fn got_data(&mut self, n: usize) {
         if !self.spin.is_zero() {
-            self.hot_until = Some(Instant::now() + self.spin);
+            let now = Instant::now();
+            self.hot_until = Some(now + self.spin);
             if n <= SMALL_READ && self.same_host && idle_poll::enabled() {
-                idle_poll::conversation(self.spin);
+                idle_poll::conversation(now, self.spin);
             }
         }
     }

@@ -66,10 +66,18 @@ async fn idle_broker_uses_almost_no_cpu() {
 /// read spin); once traffic stops the broker must go quiet again.
 #[tokio::test]
 async fn broker_stops_spinning_after_traffic() {
-    use futures::StreamExt;
     let s = Server::start(&[]);
+    converse(&s, 2000).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_quiet(s.pid(), "server after traffic stopped").await;
+}
+
+/// `n` request/reply round trips through `s`, one at a time, between two
+/// clients on this machine; the responder echoes.
+async fn converse(s: &Server, n: u32) {
+    use futures::StreamExt;
     let responder = s.client().await;
-    let mut sub = responder.subscribe("spin.req").await.unwrap();
+    let mut sub = responder.subscribe("echo.req").await.unwrap();
     let r = responder.clone();
     let task = tokio::spawn(async move {
         while let Some(m) = sub.next().await {
@@ -80,15 +88,10 @@ async fn broker_stops_spinning_after_traffic() {
     });
     sync(&responder).await;
     let requester = s.client().await;
-    for i in 0..2000u32 {
-        let got = requester
-            .request("spin.req", i.to_string().into())
-            .await
-            .unwrap();
-        assert_eq!(got.payload, i.to_string().as_bytes());
+    for i in 0..n {
+        let got = requester.request("echo.req", i.to_string().into()).await;
+        assert_eq!(got.unwrap().payload, i.to_string().as_bytes());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_quiet(s.pid(), "server after traffic stopped").await;
     task.abort();
 }
 
@@ -116,7 +119,6 @@ fn thread_run_ns(pid: u32, name: &str) -> Vec<u64> {
 /// `BROKER_EDGE_IDLE_POLL=0` leaves them out.
 #[tokio::test]
 async fn idle_pollers_run_during_a_local_conversation() {
-    use futures::StreamExt;
     ours_only!("the idle pollers are Broker Edge's");
     // Three shards, connections on the first (the default fill): the
     // other two shards' pollers are the ones that spin.
@@ -133,22 +135,7 @@ async fn idle_pollers_run_during_a_local_conversation() {
     // Let them finish starting and park before taking the baseline.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = thread_run_ns(s.pid(), "idle-poll");
-    let responder = s.client().await;
-    let mut sub = responder.subscribe("poll.req").await.unwrap();
-    let r = responder.clone();
-    let task = tokio::spawn(async move {
-        while let Some(m) = sub.next().await {
-            if let Some(reply) = m.reply {
-                r.publish(reply, m.payload).await.unwrap();
-            }
-        }
-    });
-    sync(&responder).await;
-    let requester = s.client().await;
-    for i in 0..500u32 {
-        let got = requester.request("poll.req", i.to_string().into()).await;
-        assert_eq!(got.unwrap().payload, i.to_string().as_bytes());
-    }
+    converse(&s, 500).await;
     let after = thread_run_ns(s.pid(), "idle-poll");
     let spun: u64 = after.iter().sum::<u64>() - before.iter().sum::<u64>();
     eprintln!("idle pollers ran {spun} ns during 500 requests");
@@ -156,26 +143,8 @@ async fn idle_pollers_run_during_a_local_conversation() {
         spun > 0,
         "the idle pollers never ran: {before:?} → {after:?}"
     );
-    task.abort();
 
-    let port = common::free_port();
-    let http = common::free_port();
-    let off = Server::launch_env(
-        tempfile::tempdir().unwrap(),
-        vec![
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-m".into(),
-            http.to_string(),
-            "--shards".into(),
-            "3".into(),
-        ],
-        Some(port),
-        http,
-        &[("BROKER_EDGE_IDLE_POLL", "0")],
-    );
+    let off = Server::start_env(&["--shards", "3"], &[("BROKER_EDGE_IDLE_POLL", "0")]);
     sync(&off.client().await).await;
     assert!(thread_run_ns(off.pid(), "idle-poll").is_empty());
 }

@@ -54,7 +54,7 @@ static POLLERS: Mutex<Vec<Arc<Poller>>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// The poller on this shard's core.
-    static MINE: std::cell::RefCell<Option<Arc<Poller>>> = const { std::cell::RefCell::new(None) };
+    static MINE: std::cell::OnceCell<Arc<Poller>> = const { std::cell::OnceCell::new() };
 }
 
 fn epoch() -> Instant {
@@ -63,7 +63,12 @@ fn epoch() -> Instant {
 }
 
 fn now_us() -> u64 {
-    epoch().elapsed().as_micros() as u64
+    micros(Instant::now())
+}
+
+/// `at` in microseconds since [`epoch`].
+fn micros(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_micros() as u64
 }
 
 /// Whether the pollers are on: `BROKER_EDGE_IDLE_POLL=0` turns them off.
@@ -93,7 +98,7 @@ pub(super) fn start_here() {
                 thread: h.thread().clone(),
                 own_until: AtomicU64::new(0),
             });
-            MINE.with(|m| *m.borrow_mut() = Some(me.clone()));
+            MINE.with(|m| m.set(me.clone()).ok());
             if let Ok(mut p) = POLLERS.lock() {
                 p.push(me.clone());
             }
@@ -103,12 +108,13 @@ pub(super) fn start_here() {
     }
 }
 
-/// A socket read a small message: keep the cores awake for `window`.
-pub(super) fn conversation(window: Duration) {
-    let now = now_us();
+/// A socket read a small message at `at`: keep the cores awake for
+/// `window`. (The caller's clock reading: this runs on every small read.)
+pub(super) fn conversation(at: Instant, window: Duration) {
+    let now = micros(at);
     let until = now + window.as_micros() as u64;
     MINE.with(|m| {
-        if let Some(me) = &*m.borrow() {
+        if let Some(me) = m.get() {
             me.own_until.store(until, Ordering::Relaxed);
         }
     });

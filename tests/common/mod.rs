@@ -731,6 +731,22 @@ impl Server {
         Self::launch_env(dir, args, Some(port), http_port, env)
     }
 
+    /// Like [`Server::start`], with extra environment variables for the
+    /// server process.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let http_port = free_port();
+        let mut args = listen_args(port, http_port);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch_env(
+            tempfile::tempdir().unwrap(),
+            args,
+            Some(port),
+            http_port,
+            env,
+        )
+    }
+
     /// [`Server::launch`] with extra environment variables for the child.
     pub fn launch_env(
         dir: tempfile::TempDir,
