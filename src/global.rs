@@ -30,6 +30,8 @@ pub enum Ctl {
     /// existing connections, closing those no longer allowed. The sender
     /// hears once every connection of the shard runs under them.
     Reload(std::sync::mpsc::Sender<()>),
+    /// A shard-bus request (`shard::bus`).
+    Run(crate::shard::bus::Job),
     Shutdown,
 }
 
@@ -93,6 +95,9 @@ pub struct Global {
     pub peer_rx: Vec<Vec<Option<async_channel::Receiver<Batch>>>>,
     next_shard: AtomicUsize,
     pub http_requests: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// JetStream's server-wide settings and what was stored, when enabled
+    /// (set once at start-up, before shards run).
+    pub jetstream: std::sync::OnceLock<Arc<crate::jetstream::Config>>,
 }
 
 impl Global {
@@ -158,6 +163,7 @@ impl Global {
             peer_rx,
             next_shard: AtomicUsize::new(0),
             http_requests: Default::default(),
+            jetstream: Default::default(),
         })
     }
 

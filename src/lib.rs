@@ -3,7 +3,8 @@
 //!
 //! The module tree follows the data path: `router` hands sockets to a
 //! `shard`; a shard runs `client` connections speaking the `protocol`,
-//! matches `subject`s in its `sublist`, and forwards to peer shards.
+//! matches `subject`s in its `sublist`, and forwards to peer shards;
+//! `jetstream` stores what streams capture in the `storage` crate's log.
 
 pub mod account;
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod global;
+pub mod jetstream;
 pub mod logging;
 pub mod monitor;
 pub mod options;

@@ -80,6 +80,9 @@ pub struct Options {
     pub jetstream_max_store: Option<i64>,
     pub jetstream_domain: Option<String>,
     pub jetstream_strict: Option<bool>,
+    /// `jetstream { sync_interval }`: when a stored message counts as
+    /// written (its PubAck waits for this). Unset: fsync before the ack.
+    pub jetstream_sync: Option<broker_edge_storage::Durability>,
     pub tls: Option<TlsConfig>,
     pub websocket: Option<WebsocketConfig>,
     pub leafnodes: Option<ListenerConfig>,
@@ -335,6 +338,7 @@ impl Default for Options {
             jetstream_max_store: None,
             jetstream_domain: None,
             jetstream_strict: None,
+            jetstream_sync: None,
             tls: None,
             websocket: None,
             leafnodes: None,

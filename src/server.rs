@@ -97,25 +97,32 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     tracing::info!("  Version:  {PRODUCT_VERSION} (NATS {NATS_VERSION})");
     tracing::info!("  Name:     {name}");
     tracing::info!("  ID:       {server_id}");
-    if opts.jetstream {
+    let js_config = if opts.jetstream {
         // nats-server's default: a "nats" folder in the temporary directory;
         // the data goes under "jetstream" inside the store directory.
         let base = opts
             .store_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("nats"));
-        let dir = base.join("jetstream");
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            StartError::Other(format!(
-                "Could not create storage directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        tracing::warn!(
-            "JetStream was requested (store directory {}) but is not available in this build yet; running core NATS only",
-            base.display()
+        let c = crate::jetstream::Config::load(&opts, &accounts, base.clone())
+            .map_err(|e| StartError::Other(format!("JetStream: {e}")))?;
+        tracing::info!("Starting JetStream");
+        tracing::info!("  Store directory: \"{}\"", base.display());
+        tracing::info!(
+            "  Durability: {}",
+            match c.durability {
+                broker_edge_storage::Durability::Always => "fsync before every PubAck".to_string(),
+                broker_edge_storage::Durability::Interval(d) => format!("fsync every {d:?}"),
+                broker_edge_storage::Durability::Never => "left to the kernel".to_string(),
+            }
         );
-    }
+        if !c.stored.is_empty() {
+            tracing::info!("  Recovering {} streams", c.stored.len());
+        }
+        Some(Arc::new(c))
+    } else {
+        None
+    };
     let shards = opts
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -145,6 +152,9 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
         http_addr,
         shards,
     );
+    if let Some(c) = js_config {
+        let _ = g.jetstream.set(c);
+    }
 
     if let Some(l) = http {
         if let Some(a) = http_addr {

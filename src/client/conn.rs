@@ -751,7 +751,7 @@ impl Conn<'_> {
         let subject = Bytes::copy_from_slice(subject);
         let key = client.g.accounts.key_bytes(client.account(), &subject);
         let sub = SubRef(Rc::new(Sub {
-            client: client.clone(),
+            sink: crate::shard::sink::Sink::Client(client.clone()),
             subject,
             key,
             queue: queue.map(Bytes::copy_from_slice),

@@ -66,7 +66,8 @@ impl CloseReason {
 }
 
 pub struct Sub {
-    pub client: Rc<Client>,
+    /// Who receives: a client connection or a server-side handler.
+    pub sink: crate::shard::sink::Sink,
     pub subject: Bytes,
     /// `subject` in the sublist's terms (with the account's token when
     /// accounts are configured).
@@ -76,6 +77,13 @@ pub struct Sub {
     /// Auto-unsubscribe after this many deliveries; 0 = never.
     pub max: Cell<u64>,
     pub delivered: Cell<u64>,
+}
+
+impl Sub {
+    /// The owning connection's id (0 for internal subscribers), for echo.
+    pub fn cid(&self) -> u64 {
+        self.sink.cid()
+    }
 }
 
 /// A subscription as the sublist stores it: compared by identity.
@@ -326,7 +334,7 @@ pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool
         tls_required: g.tls.is_some(),
         tls_verify: g.tls.as_ref().is_some_and(|t| t.verify),
         max_payload: g.opts.max_payload,
-        jetstream: false,
+        jetstream: g.jetstream.get().is_some(),
         client_id: cid,
         client_ip: addr.ip().to_string(),
         connect_urls: Vec::new(),

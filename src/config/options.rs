@@ -346,6 +346,21 @@ fn jetstream(cx: &mut Cx, e: &Entry, o: &mut Options) {
                         o.jetstream_max_store = cx.ok(storage_size(f, "max_file_store"))
                     }
                     "domain" => set_opt(cx, str_of(f), &mut o.jetstream_domain),
+                    // nats-server: a duration between fsyncs, or `always`.
+                    // Without it Broker Edge fsyncs before every PubAck.
+                    "sync_interval" | "sync" => {
+                        let always = matches!(&f.value.kind, ValueKind::String(s) if s.eq_ignore_ascii_case("always"));
+                        if always {
+                            o.jetstream_sync = Some(broker_edge_storage::Durability::Always);
+                        } else if let Some(d) = cx.ok(duration(f)) {
+                            o.jetstream_sync = Some(broker_edge_storage::Durability::Interval(d));
+                        }
+                    }
+                    "sync_always" => {
+                        if let Some(true) = cx.ok(bool_of(f)) {
+                            o.jetstream_sync = Some(broker_edge_storage::Durability::Always);
+                        }
+                    }
                     "enable" | "enabled" => set(cx, bool_of(f), &mut enable),
                     "strict" => match f.value.as_bool() {
                         Some(b) => o.jetstream_strict = Some(b),
@@ -366,8 +381,6 @@ fn jetstream(cx: &mut Cx, e: &Entry, o: &mut Options) {
                     | "max_buffered_msgs"
                     | "max_buffered_size"
                     | "request_queue_limit"
-                    | "sync_interval"
-                    | "sync_always"
                     | "max_catchup"
                     | "tpm" => {}
                     _ => cx.unknown(f),

@@ -107,6 +107,6 @@ fn detail(s: &crate::client::Sub) -> SubDetail {
         sid: String::from_utf8_lossy(&s.sid).into_owned(),
         msgs: s.delivered.get(),
         max: s.max.get(),
-        cid: s.client.cid,
+        cid: s.cid(),
     }
 }

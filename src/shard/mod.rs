@@ -2,9 +2,11 @@
 //! peers announced. Publishing matches locally, delivers locally and hands
 //! the message once to each other shard with matching interest.
 
+pub mod bus;
 pub mod interest;
 pub mod link;
 mod run;
+pub mod sink;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -35,6 +37,8 @@ pub struct Shard {
     /// Subscribers whose outbound buffer passed half of max_pending during
     /// the current delivery run; the producer waits for them (see `unstall`).
     stalled: RefCell<Vec<Rc<Client>>>,
+    /// The streams placed here (set at start when JetStream is on).
+    pub js: std::cell::OnceCell<Rc<crate::jetstream::JetStream>>,
 }
 
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
@@ -54,6 +58,9 @@ pub struct Origin<'a> {
 
 /// One message as delivery sees it: slices of wherever it lives.
 pub struct Msg<'a> {
+    /// The buffer the parts below slice (internal subscribers keep parts
+    /// of it without copying).
+    pub data: &'a Bytes,
     pub subject: &'a [u8],
     pub reply: Option<&'a [u8]>,
     pub hdr_len: Option<usize>,
@@ -106,6 +113,7 @@ impl Shard {
             links,
             last_sync: RefCell::new(None),
             stalled: RefCell::new(Vec::new()),
+            js: std::cell::OnceCell::new(),
         }
     }
 
@@ -192,6 +200,7 @@ impl Shard {
         msg: &[u8],
     ) -> bool {
         let m = Msg {
+            data,
             subject,
             reply,
             hdr_len,
@@ -263,6 +272,7 @@ impl Shard {
         let s_end = subject.len();
         let r_end = s_end + reply.map_or(0, |r| r.len());
         let copy = Msg {
+            data: &data,
             subject: &data[..s_end],
             reply: reply.map(|_| &data[s_end..r_end]),
             hdr_len: m.hdr_len,
@@ -280,7 +290,7 @@ impl Shard {
         let echo = from.echo;
         let mut any = false;
         for s in &local.psubs {
-            if !echo && s.0.client.cid == from.cid {
+            if !echo && s.0.cid() == from.cid {
                 continue;
             }
             any |= self.deliver(s, m);
@@ -296,7 +306,7 @@ impl Shard {
     }
 
     fn deliver_one_of(&self, members: &[SubRef], echo: bool, from: u64, m: &Msg) -> bool {
-        let eligible = |s: &&SubRef| echo || s.0.client.cid != from;
+        let eligible = |s: &&SubRef| echo || s.0.cid() != from;
         let n = members.iter().filter(eligible).count();
         if n == 0 {
             return false;
@@ -340,7 +350,7 @@ impl Shard {
             let rem = remote.qsubs.iter().find(|(rq, _)| rq == q).map(|(_, r)| r);
             let local_n = members
                 .iter()
-                .filter(|s| echo || s.0.client.cid != from.cid)
+                .filter(|s| echo || s.0.cid() != from.cid)
                 .count() as u64;
             let remote_w: u64 = rem.map_or(0, |r| r.iter().map(|x| x.weight as u64).sum());
             if local_n + remote_w == 0 {
@@ -497,6 +507,7 @@ impl Shard {
         buf.extend_from_slice(NO_RESPONDERS);
         let data = Bytes::from(buf);
         let m = Msg {
+            data: &data,
             subject: &data[..reply.len()],
             reply: None,
             hdr_len: Some(NO_RESPONDERS.len()),
@@ -545,6 +556,7 @@ impl Shard {
             Item::Msgs { data, msgs } => {
                 for r in &msgs {
                     let m = Msg {
+                        data: &data,
                         subject: r.subject.get(&data),
                         reply: r.reply.map(|s| s.get(&data)),
                         hdr_len: r.hdr_len.map(|h| h as usize),
@@ -585,7 +597,13 @@ impl Shard {
     /// could not take it (closed, or past its auto-unsubscribe limit).
     pub fn deliver(&self, sub: &SubRef, m: &Msg) -> bool {
         let s = &sub.0;
-        let c = &s.client;
+        let c = match &s.sink {
+            sink::Sink::Client(c) => c,
+            sink::Sink::Internal(h) => {
+                h(m);
+                return true;
+            }
+        };
         if c.is_closed() {
             return false;
         }

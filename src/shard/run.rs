@@ -41,6 +41,8 @@ pub async fn run(g: Arc<Global>) {
             }));
         }
     }
+    // Streams are recovered before the shard serves anything.
+    crate::jetstream::start(&shard).await;
     let ctl = g.ctl_rx[id].clone();
     while let Ok(msg) = ctl.recv().await {
         match msg {
@@ -52,6 +54,7 @@ pub async fn run(g: Arc<Global>) {
             }
             Ctl::LameDuck => lame_duck(&shard),
             Ctl::Reload(done) => reload(&shard, done),
+            Ctl::Run(job) => job(shard.clone()),
             Ctl::Shutdown => break,
         }
     }

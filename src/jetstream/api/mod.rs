@@ -1,0 +1,217 @@
+//! `$JS.API`: one internal subscription per JetStream account on shard 0,
+//! which answers account-wide requests itself and hands stream requests
+//! to the owning shard over the shard bus. One module per verb group.
+
+mod info;
+mod msg;
+mod stream;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::errors::ApiError;
+use super::JetStream;
+use crate::shard::sink::{Handler, Owned};
+use crate::shard::Shard;
+
+/// A request as handlers see it.
+pub struct Req {
+    pub acc: u32,
+    pub subject: String,
+    pub reply: Bytes,
+    pub body: Bytes,
+}
+
+impl Req {
+    /// The body, or `None` when empty (whitespace only counts as empty).
+    pub fn json(&self) -> Option<&[u8]> {
+        let b = self.body.trim_ascii();
+        (!b.is_empty()).then_some(b)
+    }
+
+    /// Optional request JSON: parsed only when it is an object or array,
+    /// as the reference does for info/names/list/purge.
+    pub fn optional<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        match self.json() {
+            Some(b) if b[0] == b'{' || b[0] == b'[' => {
+                serde_json::from_slice(b).map_err(ApiError::invalid_json)
+            }
+            _ => Ok(T::default()),
+        }
+    }
+}
+
+/// What a handler answers: a JSON response (with its `type`), or a raw
+/// message (direct get: headers and payload).
+pub enum Answer {
+    Json(Value),
+    Raw {
+        headers: Vec<u8>,
+        payload: Bytes,
+    },
+    /// The 503 status a request gets when nothing serves its subject.
+    NoResponders,
+    None,
+}
+
+/// `body` with the response `type` of `kind` added.
+pub fn typed(kind: &str, mut body: Value) -> Value {
+    if let Value::Object(m) = &mut body {
+        m.insert(
+            "type".into(),
+            Value::String(format!("io.nats.jetstream.api.v1.{kind}")),
+        );
+    }
+    body
+}
+
+pub fn error_json(kind: &str, e: ApiError) -> Value {
+    typed(kind, serde_json::json!({ "error": e }))
+}
+
+pub fn error(kind: &str, e: ApiError) -> Answer {
+    Answer::Json(error_json(kind, e))
+}
+
+const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
+
+/// Subscribes the API in every account with JetStream (shard 0 only).
+pub fn subscribe(shard: &Rc<Shard>, js: &Rc<JetStream>) {
+    for (acc, on) in js.cfg.enabled.iter().enumerate() {
+        if !on {
+            continue;
+        }
+        let acc = acc as u32;
+        let w = Rc::downgrade(shard);
+        let jsw = Rc::downgrade(js);
+        let h: Handler = Rc::new(move |m| {
+            let (Some(shard), Some(js)) = (w.upgrade(), jsw.upgrade()) else {
+                return;
+            };
+            let o = Owned::of(m);
+            let Some(reply) = o.reply else {
+                return;
+            };
+            let req = Req {
+                acc,
+                subject: String::from_utf8_lossy(&o.subject).into_owned(),
+                reply,
+                body: o.payload,
+            };
+            crate::runtime::spawn_local(handle(shard, js, req)).detach();
+        });
+        shard.subscribe_internal(acc, "$JS.API.>", None, h);
+    }
+}
+
+async fn handle(shard: Rc<Shard>, js: Rc<JetStream>, req: Req) {
+    let Some(meta) = js.meta.as_ref() else { return };
+    let rest = req.subject.strip_prefix("$JS.API.").unwrap_or_default();
+    let t: Vec<&str> = rest.split('.').collect();
+    let answer = match t.as_slice() {
+        ["INFO"] => info::account(&shard, &js, &req).await,
+        ["STREAM", "CREATE", name] => stream::create(&shard, &js, &req, name).await,
+        ["STREAM", "UPDATE", name] => stream::update(&shard, &js, &req, name).await,
+        ["STREAM", "DELETE", name] => stream::delete(&shard, &js, &req, name).await,
+        ["STREAM", "NAMES"] => stream::names(&js, &req),
+        ["STREAM", "LIST"] => stream::list(&shard, &js, &req).await,
+        ["STREAM", "INFO", name] => on_owner(&shard, &js, &req, name, "stream_info_response").await,
+        ["STREAM", "PURGE", name] => {
+            on_owner(&shard, &js, &req, name, "stream_purge_response").await
+        }
+        ["STREAM", "MSG", "GET", name] => {
+            on_owner(&shard, &js, &req, name, "stream_msg_get_response").await
+        }
+        ["STREAM", "MSG", "DELETE", name] => {
+            on_owner(&shard, &js, &req, name, "stream_msg_delete_response").await
+        }
+        ["DIRECT", "GET", name, ..] => {
+            // Only streams that allow it answer; others have no responder.
+            match meta.owner(req.acc, name) {
+                Some(_) => on_owner(&shard, &js, &req, name, "direct").await,
+                None => Answer::NoResponders,
+            }
+        }
+        ["CONSUMER", ..] => error(
+            "system_response",
+            ApiError::not_supported("the consumer API"),
+        ),
+        _ => {
+            // Unknown verbs: nobody serves them, as with the reference.
+            Answer::NoResponders
+        }
+    };
+    send(&shard, meta, &req, answer);
+}
+
+fn send(shard: &Shard, meta: &super::meta::Meta, req: &Req, a: Answer) {
+    match a {
+        Answer::Json(v) => {
+            let err = v.get("error").is_some();
+            // Successful message gets are not counted, as in the reference.
+            if !(req.subject.starts_with("$JS.API.STREAM.MSG.GET.") && !err) {
+                meta.count_api(req.acc, err);
+            }
+            shard.publish_internal(req.acc, &req.reply, None, None, v.to_string().as_bytes());
+        }
+        Answer::Raw { headers, payload } => {
+            shard.publish_internal(req.acc, &req.reply, None, Some(&headers), &payload);
+        }
+        Answer::NoResponders => {
+            shard.publish_internal(req.acc, &req.reply, None, Some(NO_RESPONDERS), b"");
+        }
+        Answer::None => {}
+    }
+}
+
+/// Runs a stream request on the shard that owns the stream.
+async fn on_owner(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str, kind: &str) -> Answer {
+    let Some(meta) = js.meta.as_ref() else {
+        return Answer::None;
+    };
+    let Some(owner) = meta.owner(req.acc, name) else {
+        if kind == "direct" {
+            return Answer::NoResponders;
+        }
+        return error(kind, ApiError::stream_not_found());
+    };
+    let (acc, name, subject, body) = (
+        req.acc,
+        name.to_string(),
+        req.subject.clone(),
+        req.body.clone(),
+    );
+    let kind_s = kind.to_string();
+    let r = crate::shard::bus::call(&shard.g, owner, move |s: Rc<Shard>| async move {
+        let Some(st) = s.js.get().and_then(|js| js.stream(acc, &name)) else {
+            return Err(ApiError::stream_not_found());
+        };
+        Ok(match kind_s.as_str() {
+            "stream_info_response" => Owned2::Json(stream::info(&s, &st, &body)),
+            "stream_purge_response" => Owned2::Json(stream::purge(&st, &body).await),
+            "stream_msg_get_response" => Owned2::Json(msg::get(&st, &body)),
+            "stream_msg_delete_response" => Owned2::Json(msg::delete(&st, &body).await),
+            _ => match msg::direct(&st, &subject, &body) {
+                Some((h, p)) => Owned2::Raw(h, p),
+                None => Owned2::NoResponders,
+            },
+        })
+    })
+    .await;
+    match r {
+        Some(Ok(Owned2::Json(v))) => Answer::Json(v),
+        Some(Ok(Owned2::Raw(headers, payload))) => Answer::Raw { headers, payload },
+        Some(Ok(Owned2::NoResponders)) => Answer::NoResponders,
+        None => Answer::None,
+        Some(Err(e)) => error(kind, e),
+    }
+}
+
+/// An answer as it crosses back from the owning shard.
+enum Owned2 {
+    Json(Value),
+    Raw(Vec<u8>, Bytes),
+    NoResponders,
+}

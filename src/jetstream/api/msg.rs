@@ -1,0 +1,221 @@
+//! `$JS.API.STREAM.MSG.GET|DELETE` and `$JS.API.DIRECT.GET`, on the
+//! owning shard. Direct get answers with the stored message itself (its
+//! payload `Bytes` slices the log's mapping; no copy until the reply).
+
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::typed;
+use crate::jetstream::config::go_time;
+use crate::jetstream::errors::ApiError;
+use crate::jetstream::headers;
+use crate::jetstream::stream::Stream;
+use broker_edge_storage::{Filter, StoredMsg};
+
+const GET: &str = "stream_msg_get_response";
+const DELETE: &str = "stream_msg_delete_response";
+
+#[derive(Deserialize, Default)]
+struct GetReq {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    last_by_subj: Option<String>,
+    #[serde(default)]
+    next_by_subj: Option<String>,
+    #[serde(default)]
+    start_time: Option<String>,
+    #[serde(default)]
+    batch: i64,
+    #[serde(default)]
+    max_bytes: i64,
+    #[serde(default)]
+    multi_last: Option<Vec<String>>,
+    #[serde(default)]
+    no_hdr: bool,
+}
+
+impl GetReq {
+    fn conflicting(&self) -> bool {
+        let last = self.last_by_subj.as_deref().is_some_and(|s| !s.is_empty());
+        let next = self.next_by_subj.as_deref().is_some_and(|s| !s.is_empty());
+        let time = self.start_time.is_some();
+        (self.seq > 0 && last)
+            || (self.seq > 0 && time)
+            || (time && last)
+            || (last && next)
+            || (self.seq == 0 && !last && !next && !time)
+    }
+}
+
+/// Finds the message a get request names.
+fn lookup(st: &Stream, r: &GetReq) -> Option<StoredMsg> {
+    if let Some(s) = r.last_by_subj.as_deref().filter(|s| !s.is_empty()) {
+        return st.log.last_for(&Filter::one(s)).ok().flatten();
+    }
+    let mut from = r.seq;
+    if let Some(t) = &r.start_time {
+        let ns = crate::jetstream::config::parse_time(t)?;
+        from = st.log.seq_for_time(ns)?;
+    }
+    if let Some(s) = r.next_by_subj.as_deref().filter(|s| !s.is_empty()) {
+        return st.log.next_msg(from.max(1), &Filter::one(s)).ok().flatten();
+    }
+    if r.start_time.is_some() {
+        return st.log.next_msg(from, &Filter::all()).ok().flatten();
+    }
+    st.log.get(from).ok()
+}
+
+pub fn get(st: &Stream, body: &Bytes) -> Value {
+    let fail = |e: ApiError| typed(GET, json!({ "error": e }));
+    let b = body.trim_ascii();
+    if b.is_empty() {
+        return fail(ApiError::bad_request());
+    }
+    let r: GetReq = match serde_json::from_slice(b) {
+        Ok(r) => r,
+        Err(e) => return fail(ApiError::invalid_json(e)),
+    };
+    if r.batch != 0 || r.max_bytes != 0 || r.multi_last.is_some() || r.conflicting() {
+        return fail(ApiError::bad_request());
+    }
+    let Some(m) = lookup(st, &r) else {
+        return fail(ApiError::no_message_found());
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut msg = json!({
+        "subject": String::from_utf8_lossy(&m.subject),
+        "seq": m.seq,
+        "time": go_time(m.ts),
+    });
+    if !m.headers.is_empty() {
+        msg["hdrs"] = json!(b64.encode(&m.headers));
+    }
+    if !m.payload.is_empty() {
+        msg["data"] = json!(b64.encode(&m.payload));
+    }
+    typed(GET, json!({ "message": msg }))
+}
+
+#[derive(Deserialize, Default)]
+struct DeleteReq {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    no_erase: bool,
+}
+
+pub async fn delete(st: &Stream, body: &Bytes) -> Value {
+    let fail = |e: ApiError| typed(DELETE, json!({ "error": e }));
+    let b = body.trim_ascii();
+    if b.is_empty() {
+        return fail(ApiError::bad_request());
+    }
+    let r: DeleteReq = match serde_json::from_slice(b) {
+        Ok(r) => r,
+        Err(e) => return fail(ApiError::invalid_json(e)),
+    };
+    if r.seq == 0 {
+        return fail(ApiError::bad_request());
+    }
+    let cfg = st.cfg();
+    if cfg.sealed {
+        return fail(ApiError::sealed());
+    }
+    if cfg.deny_delete {
+        return fail(ApiError::msg_delete_failed("message delete not permitted"));
+    }
+    match st.log.delete(r.seq, !r.no_erase).await {
+        Ok(true) => typed(DELETE, json!({ "success": true })),
+        Ok(false) => fail(ApiError::sequence_not_found(r.seq)),
+        Err(e) => fail(ApiError::msg_delete_failed(e)),
+    }
+}
+
+/// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the message with the
+/// stream headers, or a status. `None`: the stream does not serve direct
+/// gets (no responder, as with the reference).
+pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<(Vec<u8>, Bytes)> {
+    if !st.cfg().allow_direct {
+        return None;
+    }
+    let status = |s: &str| Some((headers::build(Some(s), &[]), Bytes::new()));
+    let prefix = format!("$JS.API.DIRECT.GET.{}", st.name);
+    let key = subject
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_prefix('.'))
+        .filter(|r| !r.is_empty());
+    let b = body.trim_ascii();
+    let mut r: GetReq = if b.is_empty() {
+        GetReq::default()
+    } else {
+        match serde_json::from_slice(b) {
+            Ok(r) => r,
+            Err(_) => return status("408 Malformed Request"),
+        }
+    };
+    match key {
+        Some(k) => {
+            if r.seq > 0
+                || r.last_by_subj.is_some()
+                || r.next_by_subj.is_some()
+                || r.batch > 0
+                || r.start_time.is_some()
+                || r.multi_last.is_some()
+            {
+                return status("408 Bad Request");
+            }
+            r.last_by_subj = Some(k.to_string());
+        }
+        None => {
+            if b.is_empty() {
+                return status("408 Empty Request");
+            }
+            if r.batch != 0 || r.multi_last.is_some() {
+                // Batches and multi-last (2.11) are not served yet.
+                return status("408 Bad Request");
+            }
+            if r.conflicting() {
+                let none = r.seq == 0
+                    && r.last_by_subj.is_none()
+                    && r.next_by_subj.is_none()
+                    && r.start_time.is_none();
+                return status(if none {
+                    "408 Empty Request"
+                } else {
+                    "408 Bad Request"
+                });
+            }
+        }
+    }
+    let Some(m) = lookup(st, &r) else {
+        return status("404 Message Not Found");
+    };
+    if r.no_hdr {
+        return Some((Vec::new(), m.payload));
+    }
+    let seq = m.seq.to_string();
+    let ts = go_time(m.ts);
+    let subj = String::from_utf8_lossy(&m.subject).into_owned();
+    let pairs = [
+        ("Nats-Stream", st.name.as_str()),
+        ("Nats-Subject", subj.as_str()),
+        ("Nats-Sequence", seq.as_str()),
+        ("Nats-Time-Stamp", ts.as_str()),
+    ];
+    let h = if m.headers.len() >= 4 && m.headers.ends_with(b"\r\n\r\n") {
+        // The stored block with ours appended before its final blank line.
+        let mut out = m.headers[..m.headers.len() - 2].to_vec();
+        for (k, v) in pairs {
+            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    } else {
+        headers::build(None, &pairs)
+    };
+    Some((h, m.payload))
+}

@@ -1,0 +1,178 @@
+//! JetStream: streams on the shard-owned log, and the `$JS.API`.
+//!
+//! Each stream lives on one shard (`placement`), which owns its log and
+//! captures its subjects with internal subscriptions, so a publish on a
+//! captured subject is forwarded there like any message. The API is
+//! served by shard 0 (`meta`): it holds the account-wide registry (names,
+//! subjects, placement) and hands stream-specific requests to the owner
+//! over the shard bus. Metadata files: `store`.
+
+pub mod api;
+pub mod config;
+pub mod dedup;
+pub mod errors;
+pub mod headers;
+pub mod meta;
+pub mod placement;
+pub mod store;
+pub mod stream;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use broker_edge_storage::Durability;
+
+use crate::shard::Shard;
+use stream::Stream;
+
+/// JetStream as the whole server sees it (immutable after start-up).
+pub struct Config {
+    /// `<store_dir>/jetstream`.
+    pub root: PathBuf,
+    /// When an append counts as done (the PubAck waits for it).
+    pub durability: Durability,
+    pub strict: bool,
+    pub domain: Option<String>,
+    pub max_memory: i64,
+    pub max_store: i64,
+    /// By account id: JetStream enabled there.
+    pub enabled: Vec<bool>,
+    /// Streams found on disk at start-up.
+    pub stored: Vec<(PathBuf, store::StreamMeta)>,
+    _lock: store::StoreLock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("account {0:?} of stream in {1} is not configured")]
+    UnknownAccount(String, PathBuf),
+}
+
+impl Config {
+    /// Locks the store directory and reads what is stored there.
+    pub fn load(
+        opts: &crate::options::Options,
+        accounts: &crate::account::Accounts,
+        base: PathBuf,
+    ) -> Result<Config, StartError> {
+        let root = base.join("jetstream");
+        let lock = store::lock(&root)?;
+        let stored = store::scan(&root)?;
+        let mut enabled = vec![false; accounts.len()];
+        let explicit: Vec<&str> = opts
+            .accounts
+            .iter()
+            .filter(|a| a.jetstream != crate::options::AccountJetStream::Disabled)
+            .map(|a| a.name.as_str())
+            .collect();
+        for (id, e) in enabled.iter_mut().enumerate() {
+            let name = accounts.name(id as u32);
+            // As the reference: with no account naming JetStream, every
+            // account but the system account has it.
+            *e = if explicit.is_empty() {
+                name != crate::account::SYSTEM
+            } else {
+                explicit.contains(&name)
+            };
+        }
+        for (dir, m) in &stored {
+            if !(0..accounts.len()).any(|i| accounts.name(i as u32) == m.account) {
+                return Err(StartError::UnknownAccount(m.account.clone(), dir.clone()));
+            }
+        }
+        Ok(Config {
+            root,
+            durability: opts.jetstream_sync.unwrap_or(Durability::Always),
+            strict: opts.jetstream_strict.unwrap_or(false),
+            domain: opts.jetstream_domain.clone(),
+            max_memory: opts.jetstream_max_memory.unwrap_or(-1),
+            max_store: opts.jetstream_max_store.unwrap_or(-1),
+            enabled,
+            stored,
+            _lock: lock,
+        })
+    }
+}
+
+/// One shard's JetStream: the streams placed here (and, on shard 0, the
+/// registry that answers the API).
+pub struct JetStream {
+    pub cfg: Arc<Config>,
+    pub streams: RefCell<BTreeMap<(u32, String), Rc<Stream>>>,
+    pub meta: Option<meta::Meta>,
+}
+
+impl JetStream {
+    pub fn stream(&self, acc: u32, name: &str) -> Option<Rc<Stream>> {
+        self.streams.borrow().get(&(acc, name.to_string())).cloned()
+    }
+}
+
+/// Brings up JetStream on this shard: opens the streams placed here and,
+/// on shard 0, starts serving the API. Runs before the shard takes
+/// connections, so nothing sees a stream half-recovered.
+pub async fn start(shard: &Rc<Shard>) {
+    let Some(cfg) = shard.g.jetstream.get().cloned() else {
+        return;
+    };
+    let n = shard.g.shards;
+    let js = Rc::new(JetStream {
+        cfg: cfg.clone(),
+        streams: RefCell::new(BTreeMap::new()),
+        meta: (shard.id == 0).then(|| meta::Meta::new(n)),
+    });
+    if let Some(m) = &js.meta {
+        m.register_stored(&cfg, &shard.g.accounts);
+    }
+    let _ = shard.js.set(js.clone());
+    let mut opened = 0usize;
+    for (dir, m) in &cfg.stored {
+        if placement::owner(m.shard, n) != shard.id {
+            continue;
+        }
+        let acc = shard.g.accounts.id(&m.account);
+        let mut m = m.clone();
+        if m.shard != shard.id {
+            // A changed shard count: record where the stream lives now.
+            m.shard = shard.id;
+            if let Err(e) = store::save_meta(dir, &m) {
+                tracing::error!(
+                    "JetStream: could not record placement of {}: {e}",
+                    dir.display()
+                );
+            }
+        }
+        if m.config.storage == config::StorageType::Memory {
+            // Memory streams do not outlive the process.
+            let _ = std::fs::remove_dir_all(store::log_dir(dir));
+        }
+        let name = m.config.name.clone();
+        match Stream::open(shard, acc, dir.clone(), m, cfg.durability).await {
+            Ok(s) => {
+                js.streams.borrow_mut().insert((acc, name), s);
+                opened += 1;
+            }
+            Err(e) => tracing::error!(
+                "JetStream: could not open stream {name} in {}: {e}",
+                dir.display()
+            ),
+        }
+    }
+    if opened > 0 {
+        tracing::info!("JetStream: shard {} recovered {opened} streams", shard.id);
+    }
+    if let Some(b) = shard.barrier() {
+        b.wait().await;
+    }
+    if shard.id == 0 {
+        api::subscribe(shard, &js);
+        if let Some(b) = shard.barrier() {
+            b.wait().await;
+        }
+    }
+}

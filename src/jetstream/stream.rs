@@ -1,0 +1,350 @@
+//! A stream on its owning shard: the log, the capture subscriptions, and
+//! the publish path (header rules, de-duplication, the PubAck once the
+//! record is as durable as the stream's policy promises).
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+
+use bytes::Bytes;
+
+use broker_edge_storage::{Durability, Error as LogError, Expect, LimitKind, Log, LogConfig};
+
+use super::config::{now_ns, StorageType, StreamConfig};
+use super::dedup::{Check, Dedup};
+use super::errors::ApiError;
+use super::headers as h;
+use super::store::{self, StreamMeta};
+use crate::client::SubRef;
+use crate::shard::sink::{Handler, Owned};
+use crate::shard::Shard;
+
+pub struct Stream {
+    pub acc: u32,
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: RefCell<StreamMeta>,
+    pub log: Log,
+    dedup: RefCell<Dedup>,
+    /// The last stored message's `Nats-Msg-Id` ("" when it had none).
+    last_msg_id: RefCell<String>,
+    capture: RefCell<Vec<SubRef>>,
+    shard: Weak<Shard>,
+    domain: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("opening the log: {0}")]
+    Log(#[from] LogError),
+}
+
+impl Stream {
+    pub fn cfg(&self) -> StreamConfig {
+        self.meta.borrow().config.clone()
+    }
+
+    /// Opens (recovering) the stream stored in `dir` and starts capturing
+    /// its subjects on `shard`.
+    pub async fn open(
+        shard: &Rc<Shard>,
+        acc: u32,
+        dir: PathBuf,
+        meta: StreamMeta,
+        durability: Durability,
+    ) -> Result<Rc<Stream>, OpenError> {
+        let cfg = &meta.config;
+        let lc = LogConfig {
+            durability: match cfg.storage {
+                // Memory streams keep the same semantics but are not
+                // made durable (and are emptied at start-up).
+                StorageType::Memory => Durability::Never,
+                StorageType::File => durability,
+            },
+            limits: cfg.log_limits(),
+            first_seq: cfg.first_seq.max(1),
+            // Small segments: an appliance runs hundreds of small streams.
+            segment_size: 4 << 20,
+            recent_bytes: 256 << 10,
+            ..LogConfig::default()
+        };
+        let log = Log::open(store::log_dir(&dir), lc).await?;
+        let s = Rc::new(Stream {
+            acc,
+            name: cfg.name.clone(),
+            dir,
+            log,
+            dedup: RefCell::new(Dedup::default()),
+            last_msg_id: RefCell::new(String::new()),
+            capture: RefCell::new(Vec::new()),
+            shard: Rc::downgrade(shard),
+            domain: shard.g.opts.jetstream_domain.clone(),
+            meta: RefCell::new(meta),
+        });
+        s.load_dedup();
+        s.subscribe(shard);
+        Ok(s)
+    }
+
+    /// Rebuilds the duplicate window and the last message id from the log.
+    fn load_dedup(&self) {
+        let window = self.meta.borrow().config.duplicate_window.max(0) as u64;
+        let st = self.log.state(false);
+        if st.msgs == 0 {
+            return;
+        }
+        if let Ok(m) = self.log.get(st.last_seq) {
+            *self.last_msg_id.borrow_mut() = h::get(&m.headers, h::MSG_ID)
+                .unwrap_or_default()
+                .to_string();
+        }
+        if window == 0 {
+            return;
+        }
+        let since = now_ns().saturating_sub(window);
+        let mut d = self.dedup.borrow_mut();
+        let scan = self.log.scan(
+            broker_edge_storage::Start::Time(since),
+            broker_edge_storage::Filter::all(),
+        );
+        for m in scan.flatten() {
+            if let Some(id) = h::get(&m.headers, h::MSG_ID) {
+                d.remember(id, m.seq, m.ts);
+            }
+        }
+    }
+
+    /// Captures the stream's subjects: peers forward matching messages here.
+    pub fn subscribe(self: &Rc<Self>, shard: &Shard) {
+        let subjects = self.meta.borrow().config.subjects.clone();
+        let mut subs = self.capture.borrow_mut();
+        for s in subjects {
+            let w = Rc::downgrade(self);
+            let handler: Handler = Rc::new(move |m| {
+                if let Some(stream) = w.upgrade() {
+                    stream.ingest(Owned::of(m));
+                }
+            });
+            subs.push(shard.subscribe_internal(self.acc, &s, None, handler));
+        }
+    }
+
+    pub fn unsubscribe(&self, shard: &Shard) {
+        for s in self.capture.borrow_mut().drain(..) {
+            shard.remove_sub(&s);
+        }
+    }
+
+    /// One captured message: checks, then append; the PubAck (or error
+    /// PubAck) goes to its reply subject when the append resolves.
+    pub fn ingest(self: &Rc<Self>, m: Owned) {
+        let reply = m.reply.clone();
+        let (name, cfg_checks) = {
+            let meta = self.meta.borrow();
+            let c = &meta.config;
+            (
+                c.name.clone(),
+                (
+                    c.sealed,
+                    c.max_msg_size,
+                    c.duplicate_window,
+                    c.allow_rollup_hdrs && !c.deny_purge,
+                    c.no_ack,
+                ),
+            )
+        };
+        let (sealed, max_size, window, rollup_ok, no_ack) = cfg_checks;
+        let reply = if no_ack { None } else { reply };
+        let fail = |e: ApiError| self.nak(reply.as_ref(), e);
+        if sealed {
+            return fail(ApiError::sealed());
+        }
+        let hdrs = &m.headers;
+        if let Some(es) = h::get(hdrs, h::EXPECTED_STREAM) {
+            if es != name {
+                return fail(ApiError::stream_not_match());
+            }
+        }
+        let mut expect = Expect::default();
+        if let Some(v) = h::get(hdrs, h::EXPECTED_LAST_SUBJ_SEQ) {
+            expect.last_subject_seq = Some(v.parse().unwrap_or(u64::MAX));
+        } else if h::get(hdrs, "Nats-Expected-Last-Subject-Sequence-Subject").is_some() {
+            return fail(ApiError::missing_last_seq_per_subject());
+        }
+        if let Some(v) = h::get(hdrs, h::EXPECTED_LAST_SEQ) {
+            expect.last_seq = Some(v.parse().unwrap_or(u64::MAX));
+        }
+        let msg_id = h::get(hdrs, h::MSG_ID).map(str::to_string);
+        if let (Some(id), true) = (&msg_id, window > 0) {
+            match self.dedup.borrow_mut().check(id, now_ns(), window as u64) {
+                Check::New => {}
+                Check::Duplicate(seq) => return self.ack(reply.as_ref(), seq, true),
+                Check::Wait(rx) => {
+                    let me = self.clone();
+                    crate::runtime::spawn_local(async move {
+                        match rx.await {
+                            Ok(Some(seq)) => me.ack(reply.as_ref(), seq, true),
+                            _ => me.nak(reply.as_ref(), ApiError::duplicate_in_process()),
+                        }
+                    })
+                    .detach();
+                    return;
+                }
+            }
+        }
+        let release = |me: &Stream| {
+            if let (Some(id), true) = (&msg_id, window > 0) {
+                me.dedup.borrow_mut().resolve(id, None);
+            }
+        };
+        if let Some(want) = h::get(hdrs, h::EXPECTED_LAST_MSG_ID) {
+            let last = self.last_msg_id.borrow().clone();
+            if want != last {
+                release(self);
+                return fail(ApiError::wrong_last_msg_id(&last));
+            }
+        }
+        let rollup = match h::get(hdrs, h::ROLLUP).map(|v| v.to_ascii_lowercase()) {
+            None => None,
+            Some(_) if !rollup_ok => {
+                release(self);
+                return fail(ApiError::rollup_failed("rollup not permitted"));
+            }
+            Some(v) if v == "sub" || v == "all" => Some(v),
+            Some(v) => {
+                release(self);
+                return fail(ApiError::rollup_failed(format!(
+                    "rollup value invalid: {v:?}"
+                )));
+            }
+        };
+        if max_size >= 0
+            && (hdrs.len() as i64 > max_size
+                || m.payload.len() as i64 > max_size - hdrs.len() as i64)
+        {
+            release(self);
+            return fail(ApiError::msg_too_large());
+        }
+        if hdrs.len() > 65535 {
+            release(self);
+            return fail(ApiError::header_too_large());
+        }
+        *self.last_msg_id.borrow_mut() = msg_id.clone().unwrap_or_default();
+        let me = self.clone();
+        let subject = m.subject.clone();
+        // Spawned in arrival order; the first poll stages the record, so
+        // records are framed in the order messages arrived.
+        crate::runtime::spawn_local(async move {
+            let r = me
+                .log
+                .append_expect(
+                    subject.clone(),
+                    m.headers.clone(),
+                    m.payload.clone(),
+                    expect,
+                )
+                .await;
+            match r {
+                Ok((seq, _ts)) => {
+                    if let (Some(id), true) = (&msg_id, window > 0) {
+                        me.dedup.borrow_mut().resolve(id, Some(seq));
+                    }
+                    if let Some(kind) = rollup {
+                        me.rollup(&kind, &subject, seq).await;
+                    }
+                    me.ack(reply.as_ref(), seq, false);
+                }
+                Err(e) => {
+                    if let (Some(id), true) = (&msg_id, window > 0) {
+                        me.dedup.borrow_mut().resolve(id, None);
+                    }
+                    if msg_id.is_some() {
+                        // The optimistic last id did not make it.
+                        let last = me.log.state(false).last_seq;
+                        let id = me
+                            .log
+                            .get(last)
+                            .ok()
+                            .and_then(|m| h::get(&m.headers, h::MSG_ID).map(str::to_string))
+                            .unwrap_or_default();
+                        *me.last_msg_id.borrow_mut() = id;
+                    }
+                    me.nak(reply.as_ref(), store_error(&e));
+                }
+            }
+        })
+        .detach();
+    }
+
+    async fn rollup(&self, kind: &str, subject: &Bytes, seq: u64) {
+        let req = broker_edge_storage::Purge {
+            subject: (kind == "sub").then(|| String::from_utf8_lossy(subject).into_owned()),
+            up_to: Some(seq),
+            keep: None,
+        };
+        if let Err(e) = self.log.purge(req).await {
+            tracing::warn!("JetStream: rollup in stream {} failed: {e}", self.name);
+        }
+    }
+
+    fn ack(&self, reply: Option<&Bytes>, seq: u64, duplicate: bool) {
+        let Some(reply) = reply else { return };
+        let name = serde_json::to_string(&self.name).unwrap_or_default();
+        let mut body = format!("{{\"stream\":{name}");
+        if let Some(d) = &self.domain {
+            body.push_str(&format!(
+                ",\"domain\":{}",
+                serde_json::to_string(d).unwrap_or_default()
+            ));
+        }
+        body.push_str(&format!(",\"seq\":{seq}"));
+        if duplicate {
+            body.push_str(",\"duplicate\": true");
+        }
+        body.push('}');
+        self.reply(reply, body.as_bytes());
+    }
+
+    fn nak(&self, reply: Option<&Bytes>, e: ApiError) {
+        let Some(reply) = reply else {
+            tracing::debug!("JetStream: stream {} refused a message: {e}", self.name);
+            return;
+        };
+        let body = serde_json::json!({"error": e, "stream": self.name, "seq": 0});
+        self.reply(reply, body.to_string().as_bytes());
+    }
+
+    fn reply(&self, to: &[u8], body: &[u8]) {
+        if let Some(shard) = self.shard.upgrade() {
+            shard.publish_internal(self.acc, to, None, None, body);
+        }
+    }
+
+    /// Writes the stream's metadata file (after a config change).
+    pub fn save(&self) -> Result<(), store::StoreError> {
+        store::save_meta(&self.dir, &self.meta.borrow())
+    }
+}
+
+/// The error PubAck for a failed append, in the reference's words.
+pub fn store_error(e: &LogError) -> ApiError {
+    match e {
+        LogError::WrongLastSequence { actual } | LogError::WrongLastSubjectSequence { actual } => {
+            ApiError::wrong_last_sequence(*actual)
+        }
+        LogError::LimitReached(LimitKind::MaxMsgs) => {
+            ApiError::store_failed("maximum messages exceeded")
+        }
+        LogError::LimitReached(LimitKind::MaxBytes) => {
+            ApiError::store_failed("maximum bytes exceeded")
+        }
+        LogError::LimitReached(LimitKind::MaxMsgsPerSubject) => {
+            ApiError::store_failed("maximum messages per subject exceeded")
+        }
+        LogError::NoSpace => ApiError::storage_exceeded(),
+        LogError::MsgTooLarge { .. } => ApiError::store_failed("message too large"),
+        other => ApiError::store_failed(other),
+    }
+}
