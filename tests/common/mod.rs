@@ -37,8 +37,12 @@ pub fn server_bin() -> PathBuf {
 
 /// True when the binary under test is the reference nats-server.
 pub fn is_reference() -> bool {
-    server_bin()
-        .file_name()
+    is_reference_bin(&server_bin())
+}
+
+/// True when `bin` is a nats-server (by its file name).
+pub fn is_reference_bin(bin: &Path) -> bool {
+    bin.file_name()
         .map(|n| n.to_string_lossy().contains("nats-server"))
         .unwrap_or(false)
 }
@@ -159,6 +163,8 @@ pub struct Server {
     /// Directory for config files etc.; lives as long as the server.
     pub dir: tempfile::TempDir,
     pub args: Vec<String>,
+    /// The binary this server runs (see [`Server::start_bin`]).
+    pub bin: PathBuf,
     readers: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -182,6 +188,10 @@ impl Server {
     }
 
     fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Self::start_in_bin(&server_bin(), dir, extra)
+    }
+
+    fn start_in_bin(bin: &Path, dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let mut dir = dir;
         let mut attempt = 0;
         loop {
@@ -189,7 +199,7 @@ impl Server {
             let http_port = free_port();
             let mut args = listen_args(port, http_port);
             args.extend(extra.iter().map(|s| s.to_string()));
-            match Self::launch_inner(dir, args, Some(port), http_port, &[]) {
+            match Self::launch_bin(bin, dir, args, Some(port), http_port, &[]) {
                 Ok(server) => return server,
                 // Another process (other test runs share this machine) took
                 // a port between our check and the server's bind: new ports.
@@ -220,6 +230,18 @@ impl Server {
     /// instead of panicking when the server does not come up.
     fn launch_inner(
         dir: tempfile::TempDir,
+        args: Vec<String>,
+        port: Option<u16>,
+        http_port: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Server, (tempfile::TempDir, String)> {
+        Self::launch_bin(&server_bin(), dir, args, port, http_port, env)
+    }
+
+    /// [`Server::launch_inner`] for a given binary.
+    fn launch_bin(
+        bin: &Path,
+        dir: tempfile::TempDir,
         mut args: Vec<String>,
         port: Option<u16>,
         http_port: u16,
@@ -228,7 +250,7 @@ impl Server {
         let has_shards = args
             .iter()
             .any(|a| a.trim_start_matches('-').starts_with("shards"));
-        if !is_reference() && !has_shards {
+        if !is_reference_bin(bin) && !has_shards {
             args.push("--shards".into());
             args.push(shards());
             // Spread clients from the first one, so that few-client tests
@@ -236,14 +258,14 @@ impl Server {
             args.push("--shard_fill".into());
             args.push("1".into());
         }
-        let mut child = Command::new(server_bin())
+        let mut child = Command::new(bin)
             .args(&args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
+            .unwrap_or_else(|e| panic!("spawn {bin:?}: {e}"));
         let stderr = Captured::default();
         let stdout = Captured::default();
         let readers = vec![
@@ -258,6 +280,7 @@ impl Server {
             stdout,
             dir,
             args,
+            bin: bin.to_path_buf(),
             readers,
         };
         if port.is_none() {
@@ -763,4 +786,181 @@ impl Server {
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("server.conf")
     }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers added for the JetStream tests (jetstream_*.rs, python_clients.rs).
+// ---------------------------------------------------------------------------
+
+/// A tool installed by `scripts/install-refs` under `target/refs/bin`.
+fn ref_tool(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/refs/bin")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/install-refs (builds the pinned nats-server 2.15.3 and nats CLI 0.5.0)",
+        p.display()
+    );
+    p
+}
+
+/// The pinned reference server, nats-server v2.15.3 (JetStream behaviour
+/// is checked against this one, not Debian's 2.9).
+pub fn ref_server_2_15() -> PathBuf {
+    ref_tool("nats-server-2.15.3")
+}
+
+/// The pinned `nats` CLI (natscli v0.5.0).
+pub fn nats_cli() -> PathBuf {
+    ref_tool("nats")
+}
+
+/// The broker-edge binary Cargo built, whatever `BROKER_EDGE_BIN` says.
+pub fn our_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_broker-edge"))
+}
+
+impl Server {
+    /// [`Server::start`] with a specific binary, regardless of
+    /// `BROKER_EDGE_BIN` (our binary still gets `--shards`).
+    pub fn start_bin(bin: &Path, extra: &[&str]) -> Server {
+        Self::start_in_bin(bin, tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// [`Server::start`] with JetStream on a fresh store directory
+    /// (`-js -sd <dir>/store`, inside the server's own temp dir).
+    pub fn start_js(extra: &[&str]) -> Server {
+        Self::start_js_bin(&server_bin(), extra)
+    }
+
+    /// [`Server::start_js`] with a specific binary.
+    pub fn start_js_bin(bin: &Path, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let store = store.to_str().unwrap().to_string();
+        let mut args = vec!["-js", "-sd", store.as_str()];
+        args.extend_from_slice(extra);
+        Self::start_in_bin(bin, dir, &args)
+    }
+
+    /// The JetStream store directory given by [`Server::start_js`].
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Stop the process with SIGTERM (bounded wait, then SIGKILL) and wait
+    /// for it to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        if let Some(st) = self.child.try_wait().unwrap() {
+            self.drain_output();
+            return st;
+        }
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.drain_output();
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "server did not exit within {STEP:?} of SIGTERM\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop (SIGTERM) and start the same binary again with the same
+    /// arguments: same ports, same config and store directory. The log
+    /// keeps the earlier run's output.
+    pub fn restart(&mut self) {
+        self.restart_edit(|_| {});
+    }
+
+    /// [`Server::restart`] with the argument list changed by `edit` first
+    /// (for example another `--shards` count).
+    pub fn restart_edit(&mut self, edit: impl FnOnce(&mut Vec<String>)) {
+        self.stop();
+        edit(&mut self.args);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let mut child = Command::new(&self.bin)
+                .args(&self.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.bin));
+            self.readers = vec![
+                self.stderr.attach(child.stderr.take().unwrap()),
+                self.stdout.attach(child.stdout.take().unwrap()),
+            ];
+            self.child = child;
+            match self.wait_accepting(self.port) {
+                Ok(()) => return,
+                // The old socket can linger briefly: try again while the
+                // new process failed to bind.
+                Err(msg) if Instant::now() < deadline && msg.to_lowercase().contains("in use") => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    self.drain_output();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(msg) => panic!("restart failed: {msg}"),
+            }
+        }
+    }
+}
+
+/// A `$JS.API` request with a JSON (or empty) body; the reply parsed as
+/// JSON. Panics on no responders, time-out or a non-JSON reply.
+pub async fn js_api(c: &async_nats::Client, subject: &str, body: &str) -> serde_json::Value {
+    let msg = within(
+        &format!("JS API request {subject}"),
+        c.request(subject.to_string(), body.to_string().into()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("JS API request {subject} {body}: {e}"));
+    serde_json::from_slice(&msg.payload).unwrap_or_else(|e| {
+        panic!(
+            "JS API reply to {subject} is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&msg.payload)
+        )
+    })
+}
+
+/// Publish with a reply subject (and optional headers) to a stream subject
+/// and return the PubAck JSON (`{"stream":..,"seq":..}` or `{"error":..}`).
+pub async fn js_publish(
+    c: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> serde_json::Value {
+    let fut = async {
+        if headers.is_empty() {
+            return c
+                .request(subject.to_string(), payload.to_string().into())
+                .await;
+        }
+        let mut h = async_nats::HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, *v);
+        }
+        c.request_with_headers(subject.to_string(), h, payload.to_string().into())
+            .await
+    };
+    let msg = within(&format!("publish to {subject}"), fut)
+        .await
+        .unwrap_or_else(|e| panic!("publish to {subject}: {e}"));
+    serde_json::from_slice(&msg.payload).unwrap_or_else(|e| {
+        panic!(
+            "PubAck for {subject} is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&msg.payload)
+        )
+    })
 }
