@@ -239,7 +239,7 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
             .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>') || c.is_control())
     {
         return Err(ApiError::invalid_config(
-            "invalid stream name - stream name is required and can not contain '.', '*', '>'",
+            "stream name is required and can not contain '.', '*', '>', '\\', '/'",
         ));
     }
     Ok(())
@@ -383,7 +383,7 @@ impl StreamConfig {
     /// not change is refused with the reference's wording.
     pub fn check_update(&self, old: &StreamConfig) -> Result<(), ApiError> {
         if self.storage != old.storage {
-            return Err(ApiError::update_failed(
+            return Err(ApiError::invalid_config(
                 "stream configuration update can not change storage type",
             ));
         }

@@ -260,7 +260,7 @@ impl Stream {
                     if let (Some(id), true) = (&msg_id, window > 0) {
                         me.dedup.borrow_mut().resolve(id, None);
                     }
-                    if msg_id.is_some() {
+                    {
                         // The optimistic last id did not make it.
                         let last = me.log.state(false).last_seq;
                         let id = me

@@ -334,7 +334,9 @@ impl Shard {
     ) -> bool {
         let remote = self.remote.borrow_mut().matches(key);
         if remote.is_empty() {
-            let mut any = false;
+            // Local plain subscribers count too (a request answered here
+            // must not also get a no-responders status).
+            let mut any = delivered;
             for (_, members) in &local.qsubs {
                 any |= self.deliver_one_of(members, from.echo, from.cid, m);
             }

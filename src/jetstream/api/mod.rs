@@ -175,7 +175,7 @@ async fn on_owner(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str, kind
         if kind == "direct" {
             return Answer::NoResponders;
         }
-        return error(kind, ApiError::stream_not_found());
+        return owner_error(kind, ApiError::stream_not_found());
     };
     let (acc, name, subject, body) = (
         req.acc,
@@ -205,8 +205,16 @@ async fn on_owner(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str, kind
         Some(Ok(Owned2::Raw(headers, payload))) => Answer::Raw { headers, payload },
         Some(Ok(Owned2::NoResponders)) => Answer::NoResponders,
         None => Answer::None,
-        Some(Err(e)) => error(kind, e),
+        Some(Err(e)) => owner_error(kind, e),
     }
+}
+
+/// An error answer; purge responses always carry `purged`.
+fn owner_error(kind: &str, e: ApiError) -> Answer {
+    if kind == "stream_purge_response" {
+        return Answer::Json(typed(kind, serde_json::json!({"error": e, "purged": 0})));
+    }
+    error(kind, e)
 }
 
 /// An answer as it crosses back from the owning shard.
