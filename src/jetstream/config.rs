@@ -77,6 +77,7 @@ fn is_false(v: &bool) -> bool {
 /// not implement yet are kept as raw JSON so they can be refused clearly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamConfig {
+    #[serde(default)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -160,7 +161,7 @@ const REQ_LEVEL: &str = "_nats.req.level";
 
 /// Fields a create/update request may carry beyond the config.
 #[derive(Debug, Deserialize)]
-pub struct Request {
+struct Request {
     #[serde(flatten)]
     pub config: StreamConfig,
     #[serde(default)]
@@ -214,16 +215,27 @@ const KNOWN: &[&str] = &[
 /// Parses a create/update body. `strict` refuses unknown fields, as
 /// `jetstream { strict: true }` does in the reference.
 pub fn parse(body: &[u8], strict: bool) -> Result<StreamConfig, ApiError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(json_error)?;
     if strict {
         if let Some(obj) = v.as_object() {
             if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-                return Err(ApiError::invalid_json(format!("unknown field \"{k}\"")));
+                return Err(ApiError::invalid_json(format!(
+                    "json: unknown field \"{k}\""
+                )));
             }
         }
     }
-    let r: Request = serde_json::from_value(v).map_err(ApiError::invalid_json)?;
+    let r: Request = serde_json::from_value(v).map_err(json_error)?;
     Ok(r.config)
+}
+
+/// A JSON error in Go's words where they are known (clients and tests
+/// match on them), else serde's.
+pub fn json_error(e: serde_json::Error) -> ApiError {
+    if e.is_eof() {
+        return ApiError::invalid_json("unexpected EOF");
+    }
+    ApiError::invalid_json(e)
 }
 
 /// A stream name as nats-server accepts it: not empty, no whitespace,
@@ -303,9 +315,24 @@ impl StreamConfig {
             if !crate::subject::is_valid_filter(s.as_bytes()) {
                 return Err(ApiError::invalid_config(format!("invalid subject: {s}")));
             }
-            if !self.no_ack && crate::subject::filters_overlap(s.as_bytes(), b"$JS.API.>") {
+            if self.no_ack {
+                continue;
+            }
+            if s == ">" {
+                return Err(ApiError::invalid_config(
+                    "capturing all subjects requires no-ack to be true",
+                ));
+            }
+            let over = |f: &[u8]| crate::subject::filters_overlap(s.as_bytes(), f);
+            let under = |f: &[u8]| crate::subject::matches(f, s.as_bytes());
+            if (over(b"$JS.>") || over(b"$JSC.>") || over(b"$NRG.>")) && !under(b"$JS.EVENT.>") {
                 return Err(ApiError::invalid_config(
                     "subjects that overlap with jetstream api require no-ack to be true",
+                ));
+            }
+            if over(b"$SYS.>") && !under(b"$SYS.ACCOUNT.>") {
+                return Err(ApiError::invalid_config(
+                    "subjects that overlap with system api require no-ack to be true",
                 ));
             }
         }

@@ -103,9 +103,6 @@ impl ApiError {
     pub fn delete_failed(err: impl std::fmt::Display) -> Self {
         Self::new(500, 10050, err.to_string())
     }
-    pub fn limits(err: impl std::fmt::Display) -> Self {
-        Self::new(400, 10053, err.to_string())
-    }
     pub fn general(err: impl std::fmt::Display) -> Self {
         Self::new(500, 10051, err.to_string())
     }

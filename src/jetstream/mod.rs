@@ -42,6 +42,9 @@ pub struct Config {
     pub enabled: Vec<bool>,
     /// Streams found on disk at start-up.
     pub stored: Vec<(PathBuf, store::StreamMeta)>,
+    /// Complete once every shard knows of the API subscription: no shard
+    /// takes clients before, so a first request never finds no responders.
+    pub api_ready: Arc<crate::shard::link::SyncPoint>,
     _lock: store::StoreLock,
 }
 
@@ -62,7 +65,21 @@ impl Config {
     ) -> Result<Config, StartError> {
         let root = base.join("jetstream");
         let lock = store::lock(&root)?;
-        let stored = store::scan(&root)?;
+        let mut stored = store::scan(&root)?;
+        // Memory streams do not outlive the process (nats-server keeps no
+        // definition of them either): what a previous run left goes.
+        stored.retain(|(dir, m)| {
+            if m.config.storage != config::StorageType::Memory {
+                return true;
+            }
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(
+                    "JetStream: could not remove memory stream {}: {e}",
+                    dir.display()
+                );
+            }
+            false
+        });
         let mut enabled = vec![false; accounts.len()];
         let explicit: Vec<&str> = opts
             .accounts
@@ -88,12 +105,14 @@ impl Config {
         Ok(Config {
             root,
             durability: opts.jetstream_sync.unwrap_or(Durability::Always),
-            strict: opts.jetstream_strict.unwrap_or(false),
+            // Strict by default, as nats-server since 2.11.
+            strict: opts.jetstream_strict.unwrap_or(true),
             domain: opts.jetstream_domain.clone(),
             max_memory: opts.jetstream_max_memory.unwrap_or(-1),
             max_store: opts.jetstream_max_store.unwrap_or(-1),
             enabled,
             stored,
+            api_ready: crate::shard::link::SyncPoint::new(1),
             _lock: lock,
         })
     }
@@ -147,10 +166,6 @@ pub async fn start(shard: &Rc<Shard>) {
                 );
             }
         }
-        if m.config.storage == config::StorageType::Memory {
-            // Memory streams do not outlive the process.
-            let _ = std::fs::remove_dir_all(store::log_dir(dir));
-        }
         let name = m.config.name.clone();
         match Stream::open(shard, acc, dir.clone(), m, cfg.durability).await {
             Ok(s) => {
@@ -174,5 +189,7 @@ pub async fn start(shard: &Rc<Shard>) {
         if let Some(b) = shard.barrier() {
             b.wait().await;
         }
+        cfg.api_ready.done();
     }
+    cfg.api_ready.wait().await;
 }

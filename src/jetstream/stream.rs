@@ -254,6 +254,12 @@ impl Stream {
                     if let Some(kind) = rollup {
                         me.rollup(&kind, &subject, seq).await;
                     }
+                    if me.cfg().retention == super::config::Retention::Interest {
+                        // No consumer has interest yet (consumers are not
+                        // built): the sequence is used, nothing is kept,
+                        // as in the reference.
+                        let _ = me.log.delete(seq, false).await;
+                    }
                     me.ack(reply.as_ref(), seq, false);
                 }
                 Err(e) => {

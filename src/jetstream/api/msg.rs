@@ -126,8 +126,7 @@ pub async fn delete(st: &Stream, body: &Bytes) -> Value {
         return fail(ApiError::sealed());
     }
     if cfg.deny_delete {
-        // The reference answers with its limits error code here.
-        return fail(ApiError::limits("message delete not permitted"));
+        return fail(ApiError::msg_delete_failed("message delete not permitted"));
     }
     if r.seq > st.log.state(false).last_seq {
         return fail(ApiError::msg_delete_failed("stream store EOF"));

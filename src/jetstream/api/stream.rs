@@ -29,13 +29,12 @@ fn parse_config(js: &JetStream, req: &Req, name: &str) -> Result<StreamConfig, A
     if name.contains('/') || name.contains('\\') {
         return Err(ApiError::name_path_separators());
     }
-    let body = req
-        .json()
-        .ok_or_else(|| ApiError::invalid_json("unexpected end of JSON input"))?;
-    let mut cfg = config::parse(body, js.cfg.strict)?;
-    if cfg.name.is_empty() {
-        cfg.name = name.to_string();
-    }
+    // An empty body is an empty config, whose (missing) name does not
+    // match the subject's, as the reference answers.
+    let cfg = match req.json() {
+        Some(body) => config::parse(body, js.cfg.strict)?,
+        None => config::parse(b"{}", false)?,
+    };
     if cfg.name != name {
         return Err(ApiError::stream_mismatch());
     }
