@@ -964,3 +964,55 @@ pub async fn js_publish(
         )
     })
 }
+
+/// True when `python3 -c 'import nats'` works (nats-py is installed).
+pub fn have_nats_py() -> bool {
+    Command::new("python3")
+        .args(["-c", "import nats"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Runs `tests/py/<script>` with `args`; panics with its output and the
+/// servers' logs unless it exits 0 within `limit`.
+pub async fn run_py_script(script: &str, args: &[String], servers: &[&Server], limit: Duration) {
+    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
+    let child = tokio::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn python3");
+    let logs = || {
+        servers
+            .iter()
+            .map(|s| s.log())
+            .collect::<Vec<_>>()
+            .join("\n--- next server ---\n")
+    };
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{script} did not finish within {limit:?}\n--- server log ---\n{}",
+                logs()
+            )
+        })
+        .expect("wait for python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
+        out.status,
+        logs()
+    );
+    eprintln!("{stdout}");
+}
