@@ -226,6 +226,9 @@ pub fn parse(body: &[u8], strict: bool) -> Result<StreamConfig, ApiError> {
         }
     }
     let r: Request = serde_json::from_value(v).map_err(json_error)?;
+    if r.pedantic {
+        return Err(ApiError::not_supported("pedantic mode"));
+    }
     Ok(r.config)
 }
 
@@ -234,6 +237,16 @@ pub fn parse(body: &[u8], strict: bool) -> Result<StreamConfig, ApiError> {
 pub fn json_error(e: serde_json::Error) -> ApiError {
     if e.is_eof() {
         return ApiError::invalid_json("unexpected EOF");
+    }
+    let text = e.to_string();
+    if let Some(rest) = text.strip_prefix("unknown variant `") {
+        if let Some((value, _)) = rest.split_once('`') {
+            let quoted = serde_json::to_string(value).unwrap_or_default();
+            return ApiError::invalid_json(format!(
+                "can not unmarshal {}",
+                serde_json::to_string(&quoted).unwrap_or_default()
+            ));
+        }
     }
     ApiError::invalid_json(e)
 }

@@ -149,7 +149,16 @@ async fn handle(shard: Rc<Shard>, js: Rc<JetStream>, req: Req) {
 fn send(shard: &Shard, meta: &super::meta::Meta, req: &Req, a: Answer) {
     match a {
         Answer::Json(v) => {
-            let err = v.get("error").is_some();
+            // Purge and message-delete failures of the operation itself
+            // count as answers, not API errors, in the reference.
+            let op = req.subject.starts_with("$JS.API.STREAM.PURGE.")
+                || req.subject.starts_with("$JS.API.STREAM.MSG.DELETE.");
+            let code = v["error"]["err_code"].as_u64();
+            let refused = v["error"]["description"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("not permitted"));
+            let err =
+                code.is_some_and(|c| !op || refused || matches!(c, 10059 | 10003 | 10025 | 10109));
             // Successful message gets are not counted, as in the reference.
             if !(req.subject.starts_with("$JS.API.STREAM.MSG.GET.") && !err) {
                 meta.count_api(req.acc, err);
@@ -211,10 +220,16 @@ async fn on_owner(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str, kind
 
 /// An error answer; purge responses always carry `purged`.
 fn owner_error(kind: &str, e: ApiError) -> Answer {
-    if kind == "stream_purge_response" {
-        return Answer::Json(typed(kind, serde_json::json!({"error": e, "purged": 0})));
+    match kind {
+        "stream_purge_response" => {
+            Answer::Json(typed(kind, serde_json::json!({"error": e, "purged": 0})))
+        }
+        "stream_info_response" => Answer::Json(typed(
+            kind,
+            serde_json::json!({"error": e, "total": 0, "offset": 0, "limit": 0}),
+        )),
+        _ => error(kind, e),
     }
-    error(kind, e)
 }
 
 /// An answer as it crosses back from the owning shard.
