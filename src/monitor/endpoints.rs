@@ -68,7 +68,7 @@ fn online_cpus() -> usize {
 }
 
 pub fn index(g: &Global) -> Value {
-    let links = ["varz", "connz", "subsz", "healthz"]
+    let links = ["varz", "connz", "subsz", "jsz", "healthz"]
         .iter()
         .map(|p| format!("<a href=\"/{p}\">{p}</a><br/>"))
         .collect::<String>();

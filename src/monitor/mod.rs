@@ -5,6 +5,7 @@
 
 mod endpoints;
 pub mod gather;
+mod jsz;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,7 +104,12 @@ async fn respond(shard: &Rc<Shard>, method: &str, target: &str) -> Vec<u8> {
     let body = match path {
         "" => Ok(endpoints::index(&shard.g)),
         "/healthz" => Ok(serde_json::json!({"status": "ok"})),
-        "/varz" => Ok(endpoints::varz(&shard.g)),
+        "/varz" => {
+            let mut v = endpoints::varz(&shard.g);
+            v["jetstream"] = jsz::varz(shard).await;
+            Ok(v)
+        }
+        "/jsz" => jsz::jsz(shard, &params).await,
         "/connz" => endpoints::connz(&shard.g, &params).await,
         "/subsz" | "/subscriptionsz" => endpoints::subsz(&shard.g, &params).await,
         _ => return http(404, "text/plain", b"404 page not found\n"),

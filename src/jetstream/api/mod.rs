@@ -4,7 +4,7 @@
 
 mod info;
 mod msg;
-mod stream;
+pub mod stream;
 
 use std::rc::Rc;
 
