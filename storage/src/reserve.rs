@@ -16,8 +16,14 @@ use std::rc::Rc;
 
 use glommio::io::DmaFile;
 
-/// Blocks are reserved this far ahead, in steps of this size.
+/// Blocks are reserved at most this far ahead, in steps up to this size.
 pub(crate) const STEP: u64 = 8 << 20;
+
+/// The first step of a segment. Steps double from here up to `STEP` as the
+/// segment fills, so a quiet log (an appliance runs hundreds: KV buckets,
+/// small streams) holds 64 KiB of reserved blocks, not 8 MiB, while a busy
+/// one reaches full steps after a few hundred KiB.
+const FIRST_STEP: u64 = 64 << 10;
 
 #[derive(Default)]
 pub(crate) struct Reservation {
@@ -27,13 +33,16 @@ pub(crate) struct Reservation {
     limit: Cell<u64>,
     /// The reservation running in the background, if any.
     pending: RefCell<Option<glommio::Task<()>>>,
+    /// The current step (0 until the first reservation).
+    step: Cell<u64>,
 }
 
 impl Reservation {
     /// Sets the limit and reserves the first step past `end`, waiting for it.
     pub async fn start(&self, file: &Rc<DmaFile>, end: u64, limit: u64) {
         self.limit.set(limit);
-        let want = (end + STEP).next_multiple_of(STEP).min(limit);
+        let step = self.next_step(end);
+        let want = (end + step).next_multiple_of(step).min(limit);
         if want > self.reserved.get() {
             self.reserved.set(want);
             reserve(file.clone(), want).await;
@@ -50,13 +59,26 @@ impl Reservation {
             }
         }
         let (reserved, limit) = (self.reserved.get(), self.limit.get());
-        if reserved >= limit || end + STEP / 2 <= reserved || self.pending.borrow().is_some() {
+        let step = self.step.get().max(FIRST_STEP);
+        if reserved >= limit || end + step / 2 <= reserved || self.pending.borrow().is_some() {
             return;
         }
-        let want = (end + STEP).next_multiple_of(STEP).min(limit);
+        let step = self.next_step(end);
+        let want = (end + step).next_multiple_of(step).min(limit);
         self.reserved.set(want);
         let f = file.clone();
         *self.pending.borrow_mut() = Some(glommio::spawn_local(reserve(f, want)));
+    }
+
+    /// The step for a reservation past `end`: doubled each time, and at
+    /// least what the data written so far suggests (a reopened full
+    /// segment starts at full steps).
+    fn next_step(&self, end: u64) -> u64 {
+        let doubled = (self.step.get() * 2).max(FIRST_STEP);
+        let by_size = end.next_power_of_two().max(FIRST_STEP);
+        let step = doubled.max(by_size).min(STEP);
+        self.step.set(step);
+        step
     }
 
     /// Waits for a background reservation: call before the file is cut, so
@@ -73,5 +95,22 @@ async fn reserve(file: Rc<DmaFile>, upto: u64) {
     // KEEP_SIZE: the segment's size is its capacity already; only blocks change.
     if let Err(e) = file.pre_allocate(upto, true).await {
         tracing::debug!(error = %e, upto, "segment block reservation skipped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_grow_from_small_to_full() {
+        let r = Reservation::default();
+        assert_eq!(r.next_step(0), FIRST_STEP);
+        assert_eq!(r.next_step(100), 2 * FIRST_STEP);
+        assert_eq!(r.next_step(3 << 20), 4 << 20);
+        for _ in 0..10 {
+            r.next_step(0);
+        }
+        assert_eq!(r.step.get(), STEP);
     }
 }
