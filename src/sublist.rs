@@ -190,6 +190,31 @@ impl<T: Clone + PartialEq> Sublist<T> {
         }
     }
 
+    /// Whether something is registered under exactly `filter` (not through
+    /// a wildcard that covers it).
+    pub fn has_exact(&self, filter: &[u8]) -> bool {
+        let mut level = &self.root;
+        let mut tokens = filter.split(|&b| b == b'.').peekable();
+        loop {
+            let tok = tokens.next().unwrap_or_default();
+            let node = match tok {
+                b"*" => level.pwc.as_deref(),
+                b">" => level.fwc.as_deref(),
+                _ => level.literal.get(tok),
+            };
+            let Some(node) = node else {
+                return false;
+            };
+            if tokens.peek().is_none() {
+                return !node.psubs.is_empty() || !node.qsubs.is_empty();
+            }
+            let Some(next) = node.next.as_deref() else {
+                return false;
+            };
+            level = next;
+        }
+    }
+
     /// Everything interested in the literal `subject`.
     pub fn matches(&mut self, subject: &[u8]) -> Rc<Matches<T>> {
         self.stats.matches += 1;
@@ -384,6 +409,19 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn exact_registration_is_not_a_covering_wildcard() {
+        let mut sl: Sublist<u32> = Sublist::new();
+        sl.insert(b"_INBOX.x.*", None, 1);
+        assert!(!sl.has_exact(b"_INBOX.x.y"));
+        assert!(sl.has_exact(b"_INBOX.x.*"));
+        sl.insert(b"_INBOX.x.y", None, 2);
+        assert!(sl.has_exact(b"_INBOX.x.y"));
+        sl.remove(b"_INBOX.x.y", None, &2);
+        assert!(!sl.has_exact(b"_INBOX.x.y"));
+        assert!(!sl.has_exact(b"other"));
     }
 
     #[test]

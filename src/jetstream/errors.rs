@@ -12,6 +12,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error not named below (rare ones, used in one place).
+    pub fn new_pub(code: u16, err_code: u16, d: impl Into<String>) -> ApiError {
+        Self::new(code, err_code, d)
+    }
+
     fn new(code: u16, err_code: u16, d: impl Into<String>) -> ApiError {
         ApiError {
             code,

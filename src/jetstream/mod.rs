@@ -14,6 +14,7 @@ pub mod errors;
 pub mod headers;
 pub mod meta;
 pub mod placement;
+pub mod snapshot;
 pub mod store;
 pub mod stream;
 
@@ -65,6 +66,8 @@ impl Config {
     ) -> Result<Config, StartError> {
         let root = base.join("jetstream");
         let lock = store::lock(&root)?;
+        // Restores that did not finish before the last stop.
+        let _ = std::fs::remove_dir_all(root.join(".restore"));
         let mut stored = store::scan(&root)?;
         // Memory streams do not outlive the process (nats-server keeps no
         // definition of them either): what a previous run left goes.

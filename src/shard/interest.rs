@@ -31,6 +31,11 @@ pub struct RemoteInterest {
 }
 
 impl RemoteInterest {
+    /// Whether a peer announced exactly `filter`.
+    pub fn has_exact(&self, filter: &[u8]) -> bool {
+        self.list.has_exact(filter)
+    }
+
     /// Applies an announcement from `shard`.
     pub fn apply(&mut self, shard: usize, subject: Bytes, queue: Option<Bytes>, count: u32) {
         let key = (shard, (subject, queue));

@@ -144,3 +144,27 @@ impl super::Shard {
         }
     }
 }
+
+impl super::Shard {
+    /// Whether anything, on any shard, subscribes to `subject` in `acc`.
+    pub fn has_interest(&self, acc: u32, subject: &[u8]) -> bool {
+        let mut buf = Vec::new();
+        let key = self.g.accounts.key(acc, subject, &mut buf);
+        !self.subs.borrow_mut().matches(key).is_empty()
+            || !self.remote.borrow_mut().matches(key).is_empty()
+    }
+
+    /// Whether some subscription, on any shard, names exactly `subject` in
+    /// `acc` (a wildcard that covers it does not count: a client's inbox
+    /// wildcard is there before its own subscription for a reply stream).
+    pub fn has_exact_interest(&self, acc: u32, subject: &[u8]) -> bool {
+        let mut buf = Vec::new();
+        let key = self.g.accounts.key(acc, subject, &mut buf);
+        self.subs.borrow().has_exact(key) || self.remote.borrow().has_exact(key)
+    }
+
+    /// Removes a subscription made with `subscribe_internal`.
+    pub fn unsubscribe_internal(&self, sub: &crate::client::SubRef) {
+        self.remove_sub(sub);
+    }
+}

@@ -4,6 +4,7 @@
 
 mod info;
 mod msg;
+mod snapshot;
 pub mod stream;
 
 use std::rc::Rc;
@@ -116,6 +117,8 @@ async fn handle(shard: Rc<Shard>, js: Rc<JetStream>, req: Req) {
         ["STREAM", "UPDATE", name] => stream::update(&shard, &js, &req, name).await,
         ["STREAM", "DELETE", name] => stream::delete(&shard, &js, &req, name).await,
         ["STREAM", "NAMES"] => stream::names(&js, &req),
+        ["STREAM", "SNAPSHOT", name] => snapshot::snapshot(&shard, &js, &req, name).await,
+        ["STREAM", "RESTORE", name] => snapshot::restore(&shard, &js, &req, name).await,
         ["STREAM", "LIST"] => stream::list(&shard, &js, &req).await,
         ["STREAM", "INFO", name] => on_owner(&shard, &js, &req, name, "stream_info_response").await,
         ["STREAM", "PURGE", name] => {
