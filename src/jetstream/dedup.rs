@@ -87,14 +87,6 @@ impl Dedup {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn clear(&mut self) {
-        self.ids.clear();
-        self.order.clear();
-    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ fn send(shard: &Shard, meta: &super::meta::Meta, req: &Req, a: Answer) {
             let err =
                 code.is_some_and(|c| !op || refused || matches!(c, 10059 | 10003 | 10025 | 10109));
             // Successful message gets are not counted, as in the reference.
-            if !(req.subject.starts_with("$JS.API.STREAM.MSG.GET.") && !err) {
+            if err || !req.subject.starts_with("$JS.API.STREAM.MSG.GET.") {
                 meta.count_api(req.acc, err);
             }
             shard.publish_internal(req.acc, &req.reply, None, None, v.to_string().as_bytes());

@@ -42,11 +42,9 @@ impl GetReq {
         let last = self.last_by_subj.as_deref().is_some_and(|s| !s.is_empty());
         let next = self.next_by_subj.as_deref().is_some_and(|s| !s.is_empty());
         let time = self.start_time.is_some();
-        (self.seq > 0 && last)
-            || (self.seq > 0 && time)
-            || (time && last)
-            || (last && next)
-            || (self.seq == 0 && !last && !next && !time)
+        let seq = self.seq > 0;
+        let options = [seq && last, seq && time, time && last, last && next];
+        options.contains(&true) || !(seq || last || next || time)
     }
 }
 
