@@ -104,7 +104,10 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
             .store_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("nats"));
-        let c = crate::jetstream::Config::load(&opts, &accounts, base.clone())
+        let shards = opts
+            .shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let c = crate::jetstream::Config::load(&opts, &accounts, base.clone(), shards)
             .map_err(|e| StartError::Other(format!("JetStream: {e}")))?;
         tracing::info!("Starting JetStream");
         tracing::info!("  Store directory: \"{}\"", base.display());

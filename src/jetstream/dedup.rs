@@ -86,7 +86,6 @@ impl Dedup {
             }
         }
     }
-
 }
 
 #[cfg(test)]

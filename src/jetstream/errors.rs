@@ -84,6 +84,15 @@ impl ApiError {
     pub fn storage_exceeded() -> Self {
         Self::new(500, 10047, "insufficient storage resources available")
     }
+    pub fn insufficient_resources() -> Self {
+        Self::new(503, 10023, "insufficient resources")
+    }
+    pub fn account_resources_exceeded() -> Self {
+        Self::new(400, 10002, "resource limits exceeded for account")
+    }
+    pub fn memory_exceeded() -> Self {
+        Self::new(500, 10028, "insufficient memory resources available")
+    }
     pub fn max_streams() -> Self {
         Self::new(400, 10027, "maximum number of streams reached")
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dedup;
 pub mod errors;
 pub mod headers;
+pub mod limits;
 pub mod meta;
 pub mod placement;
 pub mod snapshot;
@@ -43,6 +44,12 @@ pub struct Config {
     pub enabled: Vec<bool>,
     /// Streams found on disk at start-up.
     pub stored: Vec<(PathBuf, store::StreamMeta)>,
+    /// By account id: its JetStream limits.
+    pub account_limits: Vec<limits::AccountLimits>,
+    /// Bytes stored, kept up to date by each shard for its streams.
+    pub usage: limits::Usage,
+    /// Any limit is set (usage is tracked only then).
+    pub limited: bool,
     /// Complete once every shard knows of the API subscription: no shard
     /// takes clients before, so a first request never finds no responders.
     pub api_ready: Arc<crate::shard::link::SyncPoint>,
@@ -63,6 +70,7 @@ impl Config {
         opts: &crate::options::Options,
         accounts: &crate::account::Accounts,
         base: PathBuf,
+        shards: usize,
     ) -> Result<Config, StartError> {
         let root = base.join("jetstream");
         let lock = store::lock(&root)?;
@@ -84,12 +92,26 @@ impl Config {
             false
         });
         let mut enabled = vec![false; accounts.len()];
-        let explicit: Vec<&str> = opts
-            .accounts
+        // Accounts of the config file and of preloaded account JWTs.
+        let jwt_accounts = crate::auth::jwt::Trust::from_options(opts)
+            .ok()
+            .flatten()
+            .map(|t| t.account_configs())
+            .unwrap_or_default();
+        let configured: Vec<&crate::options::AccountConfig> =
+            opts.accounts.iter().chain(&jwt_accounts).collect();
+        let explicit: Vec<&str> = configured
             .iter()
             .filter(|a| a.jetstream != crate::options::AccountJetStream::Disabled)
             .map(|a| a.name.as_str())
             .collect();
+        let mut account_limits = vec![limits::AccountLimits::default(); accounts.len()];
+        for a in &configured {
+            let id = accounts.id(&a.name) as usize;
+            if let Some(l) = account_limits.get_mut(id) {
+                *l = limits::AccountLimits::from(&a.jetstream);
+            }
+        }
         for (id, e) in enabled.iter_mut().enumerate() {
             let name = accounts.name(id as u32);
             // As the reference: with no account naming JetStream, every
@@ -105,14 +127,24 @@ impl Config {
                 return Err(StartError::UnknownAccount(m.account.clone(), dir.clone()));
             }
         }
+        let max_memory = opts.jetstream_max_memory.unwrap_or(-1);
+        let max_store = opts.jetstream_max_store.unwrap_or(-1);
+        let limited = max_memory > 0
+            || max_store > 0
+            || account_limits
+                .iter()
+                .any(|l| l.max_memory.is_some() || l.max_store.is_some());
         Ok(Config {
+            account_limits,
+            usage: limits::Usage::new(shards, accounts.len()),
+            limited,
             root,
             durability: opts.jetstream_sync.unwrap_or(Durability::Always),
             // Strict by default, as nats-server since 2.11.
             strict: opts.jetstream_strict.unwrap_or(true),
             domain: opts.jetstream_domain.clone(),
-            max_memory: opts.jetstream_max_memory.unwrap_or(-1),
-            max_store: opts.jetstream_max_store.unwrap_or(-1),
+            max_memory,
+            max_store,
             enabled,
             stored,
             api_ready: crate::shard::link::SyncPoint::new(1),
@@ -132,6 +164,33 @@ pub struct JetStream {
 impl JetStream {
     pub fn stream(&self, acc: u32, name: &str) -> Option<Rc<Stream>> {
         self.streams.borrow().get(&(acc, name.to_string())).cloned()
+    }
+}
+
+/// Recomputes this shard's usage by account and storage type.
+pub fn refresh_usage(shard: &Shard) {
+    let Some(js) = shard.js.get() else { return };
+    if !js.cfg.limited {
+        return;
+    }
+    let n = shard.g.accounts.len();
+    let mut sums = vec![[0u64; 2]; n];
+    for ((acc, _), st) in js.streams.borrow().iter() {
+        let i = match st.cfg().storage {
+            config::StorageType::Memory => 0,
+            config::StorageType::File => 1,
+        };
+        if let Some(s) = sums.get_mut(*acc as usize) {
+            s[i] += st.log.state(false).bytes;
+        }
+    }
+    for (acc, s) in sums.iter().enumerate() {
+        js.cfg
+            .usage
+            .set(shard.id, acc as u32, config::StorageType::Memory, s[0]);
+        js.cfg
+            .usage
+            .set(shard.id, acc as u32, config::StorageType::File, s[1]);
     }
 }
 
@@ -183,6 +242,20 @@ pub async fn start(shard: &Rc<Shard>) {
     }
     if opened > 0 {
         tracing::info!("JetStream: shard {} recovered {opened} streams", shard.id);
+    }
+    if cfg.limited {
+        refresh_usage(shard);
+        // Age limits and purges change usage without a publish: a slow
+        // refresh keeps the figures honest (only when limits are set).
+        let w = Rc::downgrade(shard);
+        crate::runtime::spawn_local(async move {
+            loop {
+                crate::runtime::sleep(std::time::Duration::from_secs(1)).await;
+                let Some(s) = w.upgrade() else { return };
+                refresh_usage(&s);
+            }
+        })
+        .detach();
     }
     if let Some(b) = shard.barrier() {
         b.wait().await;

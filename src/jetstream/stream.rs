@@ -31,6 +31,10 @@ pub struct Stream {
     capture: RefCell<Vec<SubRef>>,
     shard: Weak<Shard>,
     domain: Option<String>,
+    /// Set when resource limits are configured: usage is tracked then.
+    limits: Option<std::sync::Arc<super::Config>>,
+    /// Bytes this stream last reported to the usage table.
+    reported: std::cell::Cell<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +85,41 @@ impl Stream {
             capture: RefCell::new(Vec::new()),
             shard: Rc::downgrade(shard),
             domain: shard.g.opts.jetstream_domain.clone(),
+            limits: shard
+                .js
+                .get()
+                .filter(|j| j.cfg.limited)
+                .map(|j| j.cfg.clone()),
+            reported: std::cell::Cell::new(0),
             meta: RefCell::new(meta),
         });
+        s.report_usage();
         s.load_dedup();
         s.subscribe(shard);
         Ok(s)
+    }
+
+    /// Brings this stream's share of the usage table up to date (only
+    /// when limits are configured).
+    pub fn report_usage(&self) {
+        let (Some(cfg), Some(shard)) = (&self.limits, self.shard.upgrade()) else {
+            return;
+        };
+        let now = self.log.state(false).bytes;
+        let before = self.reported.replace(now);
+        let t = self.meta.borrow().config.storage;
+        cfg.usage
+            .add(shard.id, self.acc, t, now as i64 - before as i64);
+    }
+
+    /// Takes this stream's usage out of the table (it is being deleted).
+    pub fn forget_usage(&self) {
+        let (Some(cfg), Some(shard)) = (&self.limits, self.shard.upgrade()) else {
+            return;
+        };
+        let before = self.reported.replace(0);
+        let t = self.meta.borrow().config.storage;
+        cfg.usage.add(shard.id, self.acc, t, -(before as i64));
     }
 
     /// Rebuilds the duplicate window and the last message id from the log.
@@ -231,6 +265,20 @@ impl Stream {
             release(self);
             return fail(ApiError::header_too_large());
         }
+        if let Some(cfg) = &self.limits {
+            let t = self.meta.borrow().config.storage;
+            match super::limits::check_publish(cfg, self.acc, t) {
+                Ok(()) => {}
+                Err(super::limits::Exceeded::Server) => {
+                    release(self);
+                    return fail(ApiError::insufficient_resources());
+                }
+                Err(super::limits::Exceeded::Account) => {
+                    release(self);
+                    return fail(ApiError::account_resources_exceeded());
+                }
+            }
+        }
         *self.last_msg_id.borrow_mut() = msg_id.clone().unwrap_or_default();
         let me = self.clone();
         let subject = m.subject.clone();
@@ -254,6 +302,7 @@ impl Stream {
                     if let Some(kind) = rollup {
                         me.rollup(&kind, &subject, seq).await;
                     }
+                    me.report_usage();
                     if me.cfg().retention == super::config::Retention::Interest {
                         // No consumer has interest yet (consumers are not
                         // built): the sequence is used, nothing is kept,

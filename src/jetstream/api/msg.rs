@@ -130,7 +130,10 @@ pub async fn delete(st: &Stream, body: &Bytes) -> Value {
         return fail(ApiError::msg_delete_failed("stream store EOF"));
     }
     match st.log.delete(r.seq, !r.no_erase).await {
-        Ok(true) => typed(DELETE, json!({ "success": true })),
+        Ok(true) => {
+            st.report_usage();
+            typed(DELETE, json!({ "success": true }))
+        }
         Ok(false) => fail(ApiError::sequence_not_found(r.seq)),
         Err(e) => fail(ApiError::msg_delete_failed(e)),
     }

@@ -254,6 +254,9 @@ pub async fn restore(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str) -
             "stream name already in use, cannot restore",
         ));
     }
+    if let Err(e) = super::stream::check_limits(js, meta, req.acc, name, &cfg) {
+        return restore_error(e);
+    }
     if meta.overlaps(req.acc, name, &cfg.subjects) {
         return restore_error(ApiError::subject_overlap());
     }

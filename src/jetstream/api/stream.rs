@@ -83,6 +83,7 @@ async fn try_create(
     if meta.creating.borrow().contains(&key) {
         return Err(ApiError::stream_name_exist());
     }
+    check_limits(js, meta, req.acc, name, &cfg)?;
     if meta.overlaps(req.acc, name, &cfg.subjects) {
         return Err(ApiError::subject_overlap());
     }
@@ -137,6 +138,52 @@ async fn try_create(
     r
 }
 
+/// The account's stream count and the reservations (`max_bytes`) of the
+/// server and the account, for a stream `name` with `cfg` (an update
+/// replaces its own old reservation).
+pub fn check_limits(
+    js: &JetStream,
+    meta: &crate::jetstream::meta::Meta,
+    acc: u32,
+    name: &str,
+    cfg: &StreamConfig,
+) -> Result<(), ApiError> {
+    let reg = meta.registry.borrow();
+    let exists = reg.contains_key(&(acc, name.to_string()));
+    if !exists {
+        let count = reg.keys().filter(|(a, _)| *a == acc).count() as u64;
+        let max = js
+            .cfg
+            .account_limits
+            .get(acc as usize)
+            .and_then(|l| l.max_streams);
+        if max.is_some_and(|m| count >= m) {
+            return Err(ApiError::max_streams());
+        }
+    }
+    let mut server = 0u64;
+    let mut account = 0u64;
+    for ((a, n), e) in reg.iter() {
+        if n == name && *a == acc {
+            continue;
+        }
+        if e.config.storage == cfg.storage && e.config.max_bytes > 0 {
+            server += e.config.max_bytes as u64;
+            if *a == acc {
+                account += e.config.max_bytes as u64;
+            }
+        }
+    }
+    let reserve = cfg.max_bytes.max(0) as u64;
+    if !crate::jetstream::limits::fits(&js.cfg, acc, cfg.storage, reserve, (server, account)) {
+        return Err(match cfg.storage {
+            crate::jetstream::config::StorageType::File => ApiError::storage_exceeded(),
+            crate::jetstream::config::StorageType::Memory => ApiError::memory_exceeded(),
+        });
+    }
+    Ok(())
+}
+
 pub async fn update(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str) -> Answer {
     match try_update(shard, js, req, name).await {
         Ok(v) => Answer::Json(v),
@@ -163,6 +210,7 @@ async fn try_update(
     };
     cfg.normalize(shard.g.opts.max_payload)?;
     cfg.check_update(&old)?;
+    check_limits(js, meta, req.acc, name, &cfg)?;
     if meta.overlaps(req.acc, name, &cfg.subjects) {
         return Err(ApiError::subject_overlap());
     }
@@ -228,6 +276,7 @@ pub async fn delete(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str) ->
             return Err(ApiError::stream_not_found());
         };
         st.unsubscribe(&s);
+        st.forget_usage();
         let _ = st.log.close().await;
         std::fs::remove_dir_all(&st.dir).map_err(ApiError::delete_failed)?;
         if let Some(parent) = st.dir.parent() {
@@ -461,7 +510,10 @@ pub async fn purge(st: &Stream, body: &bytes::Bytes) -> Value {
         keep: (r.keep > 0).then_some(r.keep),
     };
     match st.log.purge(p).await {
-        Ok(n) => typed(PURGE, json!({"success": true, "purged": n})),
+        Ok(n) => {
+            st.report_usage();
+            typed(PURGE, json!({"success": true, "purged": n}))
+        }
         Err(e) => fail(ApiError::general(e)),
     }
 }

@@ -1,0 +1,102 @@
+//! JetStream resource limits: the server's `max_file_store` and an
+//! account's `jetstream { max_streams, max_file }`, on create and on
+//! publish. Checked against nats-server 2.15.3 where the behaviour is the
+//! same (error codes); the exact point where a publish is refused differs
+//! (byte accounting and the reference's own tolerance), so the tests only
+//! rely on "eventually refused, and accepted again after a purge".
+
+mod common;
+
+use common::{js_api, js_publish, Server};
+use serde_json::{json, Value};
+
+async fn create(c: &async_nats::Client, cfg: Value) -> Value {
+    let name = cfg["name"].as_str().unwrap().to_string();
+    js_api(
+        c,
+        &format!("$JS.API.STREAM.CREATE.{name}"),
+        &cfg.to_string(),
+    )
+    .await
+}
+
+fn store_conf(dir: &std::path::Path, body: &str) -> String {
+    format!(
+        "jetstream {{ store_dir: {:?}\n {body} }}\n",
+        dir.join("store").display().to_string()
+    )
+}
+
+#[tokio::test]
+async fn server_file_store_limit_on_create_and_publish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&store_conf(tmp.path(), "max_file_store: 64KB"), &[]);
+    let c = s.client().await;
+    // A reservation larger than the server's store is refused up front.
+    let r = create(
+        &c,
+        json!({"name": "BIG", "subjects": ["big"], "max_bytes": 1_000_000}),
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10047, "{r}");
+    assert_eq!(
+        r["error"]["description"], "insufficient storage resources available",
+        "{r}"
+    );
+    let r = create(&c, json!({"name": "F", "subjects": ["f"]})).await;
+    assert!(r.get("error").is_none(), "{r}");
+    // Fill it: some publish is refused before 4x the limit was written.
+    let payload = "x".repeat(1024);
+    let mut refused = None;
+    for i in 0..256 {
+        let a = js_publish(&c, "f", &[], &payload).await;
+        if a.get("error").is_some() {
+            refused = Some((i, a));
+            break;
+        }
+    }
+    let (_, a) = refused.expect("the store limit never refused a publish");
+    assert!(
+        a["error"]["err_code"] == 10023 || a["error"]["err_code"] == 10047,
+        "{a}"
+    );
+    // Space freed: publishing works again.
+    let r = js_api(&c, "$JS.API.STREAM.PURGE.F", "").await;
+    assert_eq!(r["success"], true, "{r}");
+    let a = js_publish(&c, "f", &[], "small").await;
+    assert!(a.get("error").is_none(), "{a}");
+}
+
+#[tokio::test]
+async fn account_max_streams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = format!(
+        "{}accounts {{ A: {{ jetstream: {{ max_streams: 2 }}, users: [{{user: a, password: a}}] }} }}\n",
+        store_conf(tmp.path(), "")
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let c = s
+        .client_with(async_nats::ConnectOptions::with_user_and_password(
+            "a".into(),
+            "a".into(),
+        ))
+        .await;
+    for n in ["S1", "S2"] {
+        let r = create(&c, json!({"name": n})).await;
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    let r = create(&c, json!({"name": "S3"})).await;
+    assert_eq!(r["error"]["err_code"], 10027, "{r}");
+    assert_eq!(
+        r["error"]["description"],
+        "maximum number of streams reached"
+    );
+    // Re-creating an existing one is not a new stream.
+    let r = create(&c, json!({"name": "S1"})).await;
+    assert!(r.get("error").is_none(), "{r}");
+    // Deleting one frees a place.
+    let r = js_api(&c, "$JS.API.STREAM.DELETE.S2", "").await;
+    assert_eq!(r["success"], true, "{r}");
+    let r = create(&c, json!({"name": "S3"})).await;
+    assert!(r.get("error").is_none(), "{r}");
+}
