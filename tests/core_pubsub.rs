@@ -1582,3 +1582,81 @@ async fn unsub_max_below_delivered_count_ends_at_once() {
     flush(&p).await;
     assert_eq!(raw.next().await.as_deref(), Some("MSG late.end 2 1"));
 }
+
+/// Regression: a request from a client with headers and no_responders on
+/// (as async-nats sends them), answered by a subscription on the same
+/// connection (so on the requester's own shard) while other shards hold
+/// only unrelated subscriptions, was answered with a 503 no-responders
+/// status as well. The requester must see the request delivered, then the
+/// reply, and no 503 at all.
+#[tokio::test]
+async fn request_to_own_shard_responder_gets_no_503() {
+    /// Everything `r` receives up to the PONG for a PING sent now:
+    /// protocol lines, each followed by its payload for MSG/HMSG. (The
+    /// INFO that nats-server 2.15 sends after CONNECT, `connect_info`, is
+    /// skipped.)
+    async fn until_pong(r: &mut common::Raw) -> Vec<String> {
+        r.send("PING\r\n").await;
+        let mut got = Vec::new();
+        loop {
+            let line = r.next().await.expect("connection closed");
+            if line == "PONG" {
+                return got;
+            }
+            if line.starts_with("INFO ") {
+                continue;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if matches!(f.first(), Some(&"MSG") | Some(&"HMSG")) {
+                let size: usize = f.last().unwrap().parse().unwrap();
+                let body = r.bytes(size + 2).await;
+                got.push(line);
+                got.push(String::from_utf8_lossy(&body[..size]).into_owned());
+            } else {
+                got.push(line);
+            }
+        }
+    }
+
+    let s = Server::start(&[]);
+    let mut a = s.raw().await;
+    a.send(concat!(
+        r#"CONNECT {"verbose":false,"pedantic":false,"protocol":1,"headers":true,"no_responders":true}"#,
+        "\r\nSUB svc 1\r\nSUB inbox.> 2\r\n"
+    ))
+    .await;
+    assert_eq!(until_pong(&mut a).await, Vec::<String>::new());
+    // Unrelated subscriptions on other connections (other shards with
+    // --shard_fill 1).
+    let mut others = Vec::new();
+    for i in 0..3 {
+        let mut b = s.raw().await;
+        b.send(&format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"protocol\":1}}\r\nSUB other.{i} 1\r\n"
+        ))
+        .await;
+        assert_eq!(until_pong(&mut b).await, Vec::<String>::new());
+        others.push(b);
+    }
+
+    a.send("PUB svc inbox.1 2\r\nhi\r\n").await;
+    assert_eq!(
+        until_pong(&mut a).await,
+        ["MSG svc 1 inbox.1 2", "hi"],
+        "the request, and nothing else (no 503 on inbox.1)"
+    );
+    a.send("PUB inbox.1 5\r\nreply\r\n").await;
+    assert_eq!(
+        until_pong(&mut a).await,
+        ["MSG inbox.1 2 5", "reply"],
+        "the reply only"
+    );
+    // Nothing late either.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = until_pong(&mut a).await;
+    assert!(got.is_empty(), "late deliveries: {got:?}");
+    for (i, b) in others.iter_mut().enumerate() {
+        let got = until_pong(b).await;
+        assert!(got.is_empty(), "connection {i} got {got:?}");
+    }
+}

@@ -1016,3 +1016,23 @@ pub async fn run_py_script(script: &str, args: &[String], servers: &[&Server], l
     );
     eprintln!("{stdout}");
 }
+
+// ---------------------------------------------------------------------------
+// Helpers added for tests/jetstream_crash.rs.
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// Kill the process with SIGKILL (no shutdown of any kind) and reap it.
+    /// A following [`Server::restart`] starts it again on the same ports and
+    /// store directory without sending anything else to the dead process.
+    pub fn crash(&mut self) -> ExitStatus {
+        if let Some(st) = self.child.try_wait().unwrap() {
+            self.drain_output();
+            return st;
+        }
+        self.signal(libc::SIGKILL);
+        let st = self.child.wait().expect("wait for the killed server");
+        self.drain_output();
+        st
+    }
+}
