@@ -465,10 +465,18 @@ impl Log {
     }
 }
 
+/// The highest sequence a purge moves the log to (a floor beyond it is
+/// capped here): no sequence arithmetic can overflow below it.
+pub(crate) const MAX_SEQ: u64 = i64::MAX as u64;
+
 /// Computes and applies a purge in memory; tombstones/floor are staged.
 fn purge_locked(st: &mut State, req: &Purge) -> u64 {
     let Some(subject) = &req.subject else {
         let floor = match (req.up_to, req.keep) {
+            // A floor beyond the end is also where the log continues: that
+            // jump is capped so that sequences never overflow, and such a
+            // purge (`u64::MAX` included) always removes everything.
+            (Some(s), _) if s > st.next_seq => s.min(MAX_SEQ).max(st.next_seq),
             (Some(s), _) => s,
             (None, Some(k)) => {
                 let mut at = st.next_seq;

@@ -545,3 +545,49 @@ fn expected_last_sequence_is_atomic() {
         ));
     });
 }
+
+#[test]
+fn purge_up_to_u64_max_purges_everything() {
+    // Issue 18 item 20: the floor of `up_to = u64::MAX` overflowed the
+    // next sequence once the log continued from it.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+        for i in 1..=30u64 {
+            log.append("m", b"", &payload(i, 20)).await.unwrap();
+        }
+        let n = log
+            .purge(Purge {
+                up_to: Some(u64::MAX),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 30);
+        let st = log.state(true);
+        assert_eq!((st.msgs, st.bytes, st.num_subjects), (0, 0, 0));
+        assert!(log.get(30).is_err());
+        assert!(log.scan(Start::Seq(0), Filter::all()).next().is_none());
+        let (seq, _) = log.append("m", b"", b"after").await.unwrap();
+        assert!(seq > 30 && seq < u64::MAX, "{seq}");
+        assert_eq!(&log.get(seq).unwrap().payload[..], b"after");
+        log.close().await.unwrap();
+        drop(log);
+        let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+        let st = log.state(false);
+        assert_eq!((st.msgs, st.first_seq, st.last_seq), (1, seq, seq));
+        let (next, _) = log.append("m", b"", b"again").await.unwrap();
+        assert_eq!(next, seq + 1);
+        // A second purge of everything is as good as the first.
+        let n = log
+            .purge(Purge {
+                up_to: Some(u64::MAX),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(log.state(false).msgs, 0);
+    });
+}
