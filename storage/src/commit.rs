@@ -155,6 +155,9 @@ impl Inner {
         if self.closed.get() {
             return Err(Error::Closed);
         }
+        if let Some(e) = self.st.borrow().poison_error() {
+            return Err(e);
+        }
         let (batch, idx) = {
             let mut q = self.q.borrow_mut();
             q.staged_bytes += op.bytes();
@@ -276,7 +279,7 @@ async fn commit_loop(inner: Rc<Inner>) {
             let st = inner.st.borrow();
             if let Some(sealed) = q.sealed.pop_front() {
                 Some(sealed)
-            } else if !q.ops.is_empty() || !st.pending_tombs.is_empty() || st.pending_floor {
+            } else if !q.ops.is_empty() || st.control_pending() {
                 q.staged_bytes = 0;
                 Some((std::mem::take(&mut q.ops), std::mem::take(&mut q.batch)))
             } else if ahead.is_empty() {
@@ -321,12 +324,7 @@ async fn wait_or_staged(inner: &Rc<Inner>, g: &mut Group) -> bool {
         }
         let mut q = inner.q.borrow_mut();
         let st = inner.st.borrow();
-        if !q.ops.is_empty()
-            || !q.sealed.is_empty()
-            || !st.pending_tombs.is_empty()
-            || st.pending_floor
-            || q.hold > 0
-        {
+        if !q.ops.is_empty() || !q.sealed.is_empty() || st.control_pending() || q.hold > 0 {
             return Poll::Ready(true);
         }
         q.waiter = Some(cx.waker().clone());
@@ -669,6 +667,17 @@ async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>, batch: Rc<Batch>, ahead: &mu
     };
     let mut i = 0;
     loop {
+        if let Some(e) = inner.st.borrow().poison_error() {
+            // An fsync failed: nothing staged may be acknowledged.
+            for (j, r) in ctx.results.iter_mut().enumerate().skip(i) {
+                if matches!(ops[j], Op::Msg { .. }) && r.is_none() {
+                    *r = Some(Err(e.duplicate()));
+                }
+            }
+            drain(inner, ahead, &mut ctx).await;
+            ctx.failure.get_or_insert(e);
+            break;
+        }
         if ahead.back().is_some_and(|g| follows(inner, g)) {
             // Framing takes a while: let the reactor submit the writes in
             // flight first (glommio submits between task passes).
@@ -800,6 +809,9 @@ async fn finish(
         Err(e) => {
             for en in &g.plan.entries {
                 set(results, en.slot, Err(e.duplicate()));
+            }
+            if g.plan.file.as_ref().is_some_and(|f| f.sync_failed()) {
+                inner.st.borrow_mut().poison(&e);
             }
             {
                 let mut st = inner.st.borrow_mut();
@@ -1108,7 +1120,7 @@ async fn after_write(inner: &Rc<Inner>, file: &LogFile) -> Result<()> {
         _ => false,
     };
     if sync {
-        file.sync().await?;
+        inner.synced(file.sync().await)?;
         let mut st = inner.st.borrow_mut();
         st.last_sync = Instant::now();
         st.dirty = false;

@@ -285,6 +285,9 @@ pub(crate) struct LogFile {
     faults: Option<FaultInjector>,
     /// Writes are durable on completion (O_DIRECT opened with O_DSYNC).
     dsync: bool,
+    /// An fsync of this file (or the sync step of an O_DSYNC write that
+    /// the fault injector failed) returned an error.
+    sync_failed: std::cell::Cell<bool>,
 }
 
 impl LogFile {
@@ -313,6 +316,7 @@ impl LogFile {
             path: path.to_path_buf(),
             faults,
             dsync: false,
+            sync_failed: Default::default(),
         })
     }
 
@@ -342,6 +346,7 @@ impl LogFile {
             path: path.to_path_buf(),
             faults,
             dsync,
+            sync_failed: Default::default(),
         })
     }
 
@@ -500,6 +505,7 @@ impl LogFile {
                 if (self.dsync || via_dsync) && injected.is_none() {
                     // O_DSYNC: the write included its own sync.
                     if let Err(e) = f.synced(&self.path) {
+                        self.sync_failed.set(true);
                         return Err(Error::from_io(io::Error::from_raw_os_error(e)));
                     }
                 }
@@ -669,6 +675,14 @@ impl LogFile {
     }
 
     pub async fn sync(&self) -> Result<()> {
+        let r = self.sync_inner().await;
+        if r.is_err() {
+            self.sync_failed.set(true);
+        }
+        r
+    }
+
+    async fn sync_inner(&self) -> Result<()> {
         if let Some(f) = &self.faults {
             if let Err(e) = f.synced(&self.path) {
                 return Err(Error::from_io(io::Error::from_raw_os_error(e)));
@@ -679,6 +693,11 @@ impl LogFile {
             Backend::Direct { file, .. } => file.fdatasync().await?,
         }
         Ok(())
+    }
+
+    /// Whether an fsync of this file ever failed (see `sync_failed`).
+    pub fn sync_failed(&self) -> bool {
+        self.sync_failed.get()
     }
 
     /// Frees `[off, off+len)`; it reads back as zeros. Works on a full disk.

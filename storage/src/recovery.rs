@@ -305,6 +305,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         jump_to: 0,
         dirty: false,
         last_sync: Instant::now(),
+        poisoned: None,
         report,
         compacting: false,
         erase_after_compaction: Vec::new(),

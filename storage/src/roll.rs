@@ -15,14 +15,26 @@ use crate::segment::{self, Segment};
 
 impl Inner {
     pub(crate) async fn sync_active(&self) -> Result<()> {
+        if let Some(e) = self.st.borrow().poison_error() {
+            return Err(e);
+        }
         let file = self.st.borrow().active().file.clone();
         if let Some(f) = file {
-            f.sync().await?;
+            self.synced(f.sync().await)?;
             let mut st = self.st.borrow_mut();
             st.last_sync = Instant::now();
             st.dirty = false;
         }
         Ok(())
+    }
+
+    /// Passes on the result of an fsync of a segment (or the directory);
+    /// a failure stops the log acknowledging writes (`State::poisoned`).
+    pub(crate) fn synced(&self, r: Result<()>) -> Result<()> {
+        if let Err(e) = &r {
+            self.st.borrow_mut().poison(e);
+        }
+        r
     }
 
     /// Creates a fresh active segment at `next_seq` with room for `room`.
@@ -55,10 +67,10 @@ impl Inner {
         }
         f.reserve(cap).await;
         if !spare {
-            f.sync().await?;
+            self.synced(f.sync().await)?;
         }
         if !spare || !never {
-            io::sync_dir(&self.dir).await?;
+            self.synced(io::sync_dir(&self.dir).await)?;
         }
         let (data, map) = segment::map_file(&path, cap)?;
         let mut seg = Segment::new(base, 0, path, data, map, cap);
@@ -93,7 +105,7 @@ impl Inner {
             // writes; `Always` synced every group already, and under `Never`
             // the kernel writes it back (syncing here halved `Never`
             // throughput). Recovery checks sealed segments either way.
-            f.sync().await?;
+            self.synced(f.sync().await)?;
         }
         let (data, path, seg_path) = {
             let mut st = self.st.borrow_mut();
@@ -141,7 +153,7 @@ impl Inner {
         };
         file.set_len(cap).await?;
         file.reserve(cap).await;
-        file.sync().await?;
+        self.synced(file.sync().await)?;
         let (data, map) = segment::map_file(&path, cap)?;
         let mut st = self.st.borrow_mut();
         let a = st.active_mut();
@@ -201,7 +213,7 @@ impl Inner {
             seg.recent.invalidate(off as u64, len);
         }
         if self.st.borrow().cfg.durability != Durability::Never {
-            file.sync().await?;
+            self.synced(file.sync().await)?;
         }
         Ok(())
     }
@@ -252,7 +264,9 @@ pub(crate) fn spawn_maintenance(weak: Weak<Inner>) {
                 let Some(inner) = weak.upgrade() else { return };
                 let st = inner.st.borrow();
                 match st.cfg.durability {
-                    Durability::Interval(d) => d.min(Duration::from_secs(1)),
+                    Durability::Interval(d) => {
+                        d.clamp(Duration::from_millis(1), Duration::from_secs(1))
+                    }
                     _ => Duration::from_secs(1),
                 }
             };
@@ -263,7 +277,8 @@ pub(crate) fn spawn_maintenance(weak: Weak<Inner>) {
             }
             let (sync, expire) = {
                 let st = inner.st.borrow();
-                let sync = matches!(st.cfg.durability, Durability::Interval(d)
+                let sync = st.poisoned.is_none()
+                    && matches!(st.cfg.durability, Durability::Interval(d)
                     if st.dirty && st.last_sync.elapsed() >= d);
                 (sync, st.cfg.limits.max_age.is_some())
             };
@@ -293,7 +308,7 @@ pub(crate) fn spawn_maintenance(weak: Weak<Inner>) {
                 inner.st.borrow_mut().enforce_global();
                 let pending = {
                     let st = inner.st.borrow();
-                    st.pending_floor || !st.pending_tombs.is_empty()
+                    st.control_pending()
                 };
                 if pending {
                     inner.kick();

@@ -63,6 +63,11 @@ pub(crate) struct State {
     pub jump_to: u64,
     pub dirty: bool,
     pub last_sync: Instant,
+    /// An fsync failed: what the kernel still holds of the bytes written
+    /// since the last good sync is unknown (a later sync that succeeds
+    /// proves nothing about them), so the log acknowledges nothing more
+    /// until it is reopened and recovered from what is on disk.
+    pub poisoned: Option<(std::io::ErrorKind, String)>,
     pub report: RecoveryReport,
     pub compacting: bool,
     /// Sequences erased while a compaction copied their segment: the new
@@ -78,6 +83,36 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 impl State {
+    /// The error every write gets once an fsync failed (`poisoned`).
+    pub fn poison_error(&self) -> Option<Error> {
+        self.poisoned.as_ref().map(|(kind, msg)| {
+            Error::Io(std::io::Error::new(
+                *kind,
+                format!("an fsync failed ({msg}); the log accepts no writes until it is reopened"),
+            ))
+        })
+    }
+
+    /// Control records wait to be written (never once poisoned: they stay
+    /// in memory, nothing more is written).
+    pub fn control_pending(&self) -> bool {
+        self.poisoned.is_none() && (self.pending_floor || !self.pending_tombs.is_empty())
+    }
+
+    /// Stops the log acknowledging anything after a failed fsync.
+    pub fn poison(&mut self, e: &Error) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        tracing::error!(dir = ?self.dir, error = %e, "fsync failed: the log stops accepting writes until it is reopened");
+        let kind = match e {
+            Error::Io(io) => io.kind(),
+            Error::NoSpace => std::io::ErrorKind::StorageFull,
+            _ => std::io::ErrorKind::Other,
+        };
+        self.poisoned = Some((kind, e.to_string()));
+    }
+
     pub fn active(&self) -> &Segment {
         // A log always has an active segment (open creates one).
         &self.segs[self.segs.len() - 1]
