@@ -303,7 +303,9 @@ impl Stream {
                         me.rollup(&kind, &subject, seq).await;
                     }
                     me.report_usage();
-                    if me.cfg().retention == super::config::Retention::Interest {
+                    let interest =
+                        me.meta.borrow().config.retention == super::config::Retention::Interest;
+                    if interest {
                         // No consumer has interest yet (consumers are not
                         // built): the sequence is used, nothing is kept,
                         // as in the reference.

@@ -11,6 +11,10 @@ use crate::jetstream::api::stream::{info_value, state_value};
 use crate::jetstream::config::{go_time, now_ns, StorageType, API_LEVEL};
 use crate::shard::Shard;
 
+/// The reference's default cap on consumers per stream, which it reports
+/// under `limits` (consumers arrive with JetStream part 2).
+const DEFAULT_MAX_CONSUMERS: u32 = 1000;
+
 /// One stream as a shard reports it.
 struct Detail {
     acc: u32,
@@ -198,7 +202,7 @@ pub async fn varz(shard: &Rc<Shard>) -> Value {
     json!({
         "config": config_value(shard),
         "stats": stats(shard, &ds, &api),
-        "limits": {},
+        "limits": {"default_max_consumers": DEFAULT_MAX_CONSUMERS},
     })
 }
 
@@ -240,7 +244,7 @@ pub async fn jsz(shard: &Rc<Shard>, params: &HashMap<String, String>) -> Result<
     v["server_id"] = json!(g.server_id);
     v["now"] = json!(go_time(now_ns()));
     v["config"] = config_value(shard);
-    v["limits"] = json!({});
+    v["limits"] = json!({"default_max_consumers": DEFAULT_MAX_CONSUMERS});
     v["streams"] = json!(ds.len());
     v["consumers"] = json!(0);
     v["messages"] = json!(ds.iter().map(|d| d.msgs).sum::<u64>());

@@ -143,7 +143,7 @@ pub async fn delete(st: &Stream, body: &Bytes) -> Value {
 /// stream headers, or a status. `None`: the stream does not serve direct
 /// gets (no responder, as with the reference).
 pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<(Vec<u8>, Bytes)> {
-    if !st.cfg().allow_direct {
+    if !st.meta.borrow().config.allow_direct {
         return None;
     }
     let status = |s: &str| Some((headers::build(Some(s), &[]), Bytes::new()));
