@@ -6,6 +6,7 @@
 
 use std::rc::Rc;
 
+use crate::commit::Op;
 use crate::error::Result;
 use crate::format::{self, Kind};
 use crate::index;
@@ -53,7 +54,23 @@ struct Snapshot {
 
 impl Inner {
     async fn compact_one(self: &Rc<Self>, base: u64) -> Result<bool> {
-        let Some(snap) = self.snapshot(base)? else {
+        // A tombstone may be left out of the new generation only when the
+        // record it deletes cannot come back without it: it lies below a
+        // floor, or in a segment that was dropped. Both must be durable
+        // before the rewrite without the tombstone is: the floor record is
+        // written and synced, the renames of dropped segments are synced
+        // with the directory. Only then is the snapshot taken.
+        let (floor, first_base) = {
+            let st = self.st.borrow();
+            if st.compacting {
+                return Ok(false);
+            }
+            (st.floor, st.segs.first().map_or(0, |s| s.base))
+        };
+        self.submit(Op::Barrier).await?;
+        self.sync_active().await?;
+        self.synced(io::sync_dir(&self.dir).await)?;
+        let Some(snap) = self.snapshot(base, floor.max(first_base))? else {
             return Ok(false);
         };
         let res = self.write_generation(&snap).await;
@@ -119,8 +136,9 @@ impl Inner {
         Ok(Some((gen, erase)))
     }
 
-    /// Copies the live content of segment `base` into a buffer.
-    fn snapshot(&self, base: u64) -> Result<Option<Snapshot>> {
+    /// Copies the live content of segment `base` into a buffer, with the
+    /// tombstones at or above `gone` (below it they are durably redundant).
+    fn snapshot(&self, base: u64, gone: u64) -> Result<Option<Snapshot>> {
         let mut st = self.st.borrow_mut();
         if st.compacting {
             return Ok(None);
@@ -129,7 +147,6 @@ impl Inner {
         let Some(si) = st.segs[..n - 1].iter().position(|s| s.base == base) else {
             return Ok(None);
         };
-        let first_needed = st.first_seq;
         let seg = &st.segs[si];
         let mut buf = Vec::with_capacity(seg.live_bytes as usize + 4096);
         let gen = seg.gen + 1;
@@ -158,7 +175,7 @@ impl Inner {
             .tombstones
             .iter()
             .copied()
-            .filter(|t| *t >= first_needed && *t < base)
+            .filter(|t| *t >= gone && *t < base)
             .collect();
         for chunk in keep.chunks(65536) {
             let payload: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
