@@ -234,7 +234,7 @@ impl Log {
             }
             match st.read(seq, si, off) {
                 Ok(m) => return Ok(Some(m)),
-                Err(Error::Corrupt { .. }) => continue,
+                Err(Error::Corrupt { .. } | Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             }
         }

@@ -213,6 +213,11 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
                     return;
                 }
                 prev = seq;
+                seg.tail = (off as u64, h.crc.get());
+                if h.flags.get() & format::FLAG_ERASED != 0 {
+                    // Erased: deleted, whether or not its tombstone survived.
+                    return;
+                }
                 seg.index_msg(seq, off, h.ts.get(), rec.len());
                 let (a, b, _) = segment::body(rec, h);
                 let e = summ.entry(rec[a..b].to_vec()).or_insert((seq, seq, 0));

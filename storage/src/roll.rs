@@ -190,6 +190,12 @@ impl Inner {
             (rec, seg.file.clone(), seg.path.clone())
         };
         let Some(rec) = rec else { return Ok(()) };
+        if file.is_none() {
+            // A sealed segment's index file lists the record as live; with
+            // it gone, the next open walks the segment and sees the erased
+            // flag even if the tombstone is lost.
+            let _ = std::fs::remove_file(self.dir.join(segment::idx_name(base, gen)));
+        }
         let file = match file {
             Some(f) => f,
             None => match LogFile::open(&path, self.faults.clone()).await {

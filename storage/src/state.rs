@@ -177,6 +177,15 @@ impl State {
     /// out of the index (never served) and reported.
     pub fn read(&mut self, seq: u64, si: usize, off: usize) -> Result<StoredMsg> {
         let s = &mut self.segs[si];
+        if s.header_at(off)
+            .is_some_and(|h| h.flags.get() & format::FLAG_ERASED != 0)
+        {
+            // Erased, so deleted: its tombstone was lost. Delete it again.
+            tracing::warn!(seq, path = ?s.path, off, "erased record was indexed as live; deleted");
+            self.remove(seq);
+            self.pending_tombs.push(seq);
+            return Err(Error::NotFound(seq));
+        }
         let checked = s.header_at(off).and_then(|h| {
             let len = h.record_len();
             let rec = s.bytes(off, len)?;

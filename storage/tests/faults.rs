@@ -431,3 +431,66 @@ fn compaction_floor_case(mode: WriteMode) {
         assert_eq!(&log.get(seq).unwrap().payload[..], &payload(seq, 100)[..]);
     });
 }
+
+/// Offsets of the records of `kind` in a segment file (layout in
+/// `storage/FORMAT.md`), walking from offset 0 to the first zero header.
+fn records_of_kind(seg: &[u8], kind: u8) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 40 <= seg.len() && seg[off..off + 4] == *b"BELR" {
+        let h = &seg[off..off + 40];
+        let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]) as usize;
+        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap()) as usize;
+        let len = 40 + u16_at(12) + u32_at(16) + u32_at(20);
+        if h[9] == kind {
+            out.push((off, len));
+        }
+        off += len;
+    }
+    out
+}
+
+#[test]
+fn erased_records_stay_deleted_when_their_tombstones_are_lost() {
+    // Issue 18 item 17: an erased message whose tombstone was destroyed
+    // came back as a live message with an all-zero payload.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+        for i in 1..=30u64 {
+            log.append("e", b"hdr", &payload(i, 40)).await.unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+        // One in a sealed segment (listed live by its index file), one in
+        // the active segment.
+        assert!(log.delete(3, true).await.unwrap());
+        assert!(log.delete(29, true).await.unwrap());
+        log.close().await.unwrap();
+        drop(log);
+        // Destroy every tombstone (they are all in the active segment).
+        let active = seg_files(&p).pop().unwrap();
+        let mut bytes = std::fs::read(&active).unwrap();
+        let tombs = records_of_kind(&bytes, 1);
+        assert!(!tombs.is_empty());
+        for (off, len) in tombs {
+            bytes[off + len - 1] ^= 0xff;
+        }
+        std::fs::write(&active, &bytes).unwrap();
+
+        for round in 0..2 {
+            let log = Log::open(&p, small_cfg(1024)).await.unwrap();
+            for s in [3, 29] {
+                assert!(log.get(s).is_err(), "round {round}: erased {s} served");
+            }
+            let seqs: Vec<u64> = log
+                .scan(Start::Seq(1), Filter::all())
+                .map(|m| m.unwrap().seq)
+                .collect();
+            assert!(!seqs.contains(&3) && !seqs.contains(&29), "{seqs:?}");
+            assert_eq!(seqs.len(), 28);
+            assert_eq!(log.state(false).msgs, 28);
+            log.close().await.unwrap();
+        }
+    });
+}
