@@ -362,6 +362,10 @@ struct Plan {
     entries: Vec<Entry>,
     tombs: Vec<u64>,
     floor: bool,
+    /// The floor a floor record in this group carries.
+    floor_seq: u64,
+    /// The key of the segment the group is written to.
+    key: format::Key,
     last_off: usize,
     /// Roll (or grow) the active segment before the next message; the
     /// value is the room the next record needs.
@@ -667,7 +671,8 @@ async fn run_batch(inner: &Rc<Inner>, ops: Vec<Op>, batch: Rc<Batch>, ahead: &mu
     };
     let mut i = 0;
     loop {
-        if let Some(e) = inner.st.borrow().poison_error() {
+        let poisoned = inner.st.borrow().poison_error();
+        if let Some(e) = poisoned {
             // An fsync failed: nothing staged may be acknowledged.
             for (j, r) in ctx.results.iter_mut().enumerate().skip(i) {
                 if matches!(ops[j], Op::Msg { .. }) && r.is_none() {
@@ -804,7 +809,19 @@ async fn finish(
     let out = match res {
         Ok(w) => {
             apply(inner, g.len, &g.plan, w, results);
-            Ok(())
+            let want = {
+                let mut st = inner.st.borrow_mut();
+                if st.cfg.durability == Durability::Always {
+                    st.hwm_want.take()
+                } else {
+                    None
+                }
+            };
+            // Under `always` the group is durable now: so are its deletes.
+            match want {
+                Some(h) => inner.write_hwm(h).await,
+                None => Ok(()),
+            }
         }
         Err(e) => {
             for en in &g.plan.entries {
@@ -865,6 +882,8 @@ fn plan(
         entries: Vec::new(),
         tombs: Vec::new(),
         floor: false,
+        floor_seq: 0,
+        key: active.key,
         last_off: 0,
         roll: None,
         bufs: Vec::new(),
@@ -914,14 +933,17 @@ fn plan(
         st.pending_floor = false;
         p.floor = true;
         let floor = st.floor;
-        p.push(|b| format::encode(b, Kind::Floor, 0, floor, ts0, b"", b"", b""));
+        p.floor_seq = floor;
+        let key = p.key;
+        p.push(|b| format::encode(b, &key, Kind::Floor, 0, floor, ts0, b"", b"", b""));
     }
     if !st.pending_tombs.is_empty() {
         p.tombs = std::mem::take(&mut st.pending_tombs);
         let tombs = std::mem::take(&mut p.tombs);
         for chunk in tombs.chunks(TOMBS_PER_RECORD) {
             let payload: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
-            p.push(|b| format::encode(b, Kind::Tombstone, 0, 0, ts0, b"", b"", &payload));
+            let key = p.key;
+            p.push(|b| format::encode(b, &key, Kind::Tombstone, 0, 0, ts0, b"", b"", &payload));
         }
         p.tombs = tombs;
     }
@@ -976,7 +998,10 @@ fn plan(
                     len,
                     subject: subject.clone(),
                 });
-                p.push(|b| format::encode(b, Kind::Msg, 0, seq, ts0, subject, headers, payload));
+                let key = p.key;
+                p.push(|b| {
+                    format::encode(b, &key, Kind::Msg, 0, seq, ts0, subject, headers, payload)
+                });
                 acc_msgs += 1;
                 acc_bytes += len as u64;
             }
@@ -1029,7 +1054,8 @@ fn pad(p: &mut Plan, start: usize, cap: usize, ts: u64) {
     }
     static ZEROS: [u8; BLOCK] = [0; BLOCK];
     let body = &ZEROS[..n - format::HEADER_LEN];
-    p.push(|b| format::encode(b, Kind::Pad, 0, 0, ts, b"", b"", body));
+    let key = p.key;
+    p.push(|b| format::encode(b, &key, Kind::Pad, 0, 0, ts, b"", b"", body));
 }
 
 /// Evaluates `expect` against the state plus the records framed before
@@ -1120,10 +1146,16 @@ async fn after_write(inner: &Rc<Inner>, file: &LogFile) -> Result<()> {
         _ => false,
     };
     if sync {
+        let want = inner.st.borrow_mut().hwm_want.take();
         inner.synced(file.sync().await)?;
-        let mut st = inner.st.borrow_mut();
-        st.last_sync = Instant::now();
-        st.dirty = false;
+        {
+            let mut st = inner.st.borrow_mut();
+            st.last_sync = Instant::now();
+            st.dirty = false;
+        }
+        if let Some(h) = want {
+            inner.write_hwm(h).await?;
+        }
     } else {
         inner.st.borrow_mut().dirty = true;
     }
@@ -1171,7 +1203,6 @@ fn apply(
         };
         set(results, e.slot, Ok(out));
     }
-    let floor = st.floor;
     let budget = st.cfg.recent_bytes;
     let a = st.active_mut();
     a.tail = (p.pos + p.last_off as u64, p.tail_crc);
@@ -1200,7 +1231,17 @@ fn apply(
     }
     a.tombstones.extend_from_slice(&p.tombs);
     if p.floor {
-        a.floor = a.floor.max(floor);
+        a.floor = a.floor.max(p.floor_seq);
+    }
+    if p.floor || !p.tombs.is_empty() {
+        // Deletes were written: once durable, the high-water mark moves
+        // to here (`meta.rs`).
+        let h = crate::meta::Hwm {
+            base: a.base,
+            len: a.len,
+            floor: p.floor_seq,
+        };
+        st.hwm_want = Some(st.hwm_want.map_or(h, |w| w.max(h)));
     }
     // A purge that ran while this group was in flight covers it too.
     if st.floor > st.first_seq {

@@ -152,7 +152,7 @@ impl Inner {
         let gen = seg.gen + 1;
         let path = st.dir.join(segment::seg_name(base, gen));
         let (data, map) = segment::map_file(&path, 0)?;
-        let mut out = Segment::new(base, gen, path.clone(), data, map, 0);
+        let mut out = Segment::new(base, gen, path.clone(), data, map, 0, st.salt);
         for (i, &o) in seg.offsets.iter().enumerate() {
             if o == ABSENT {
                 continue;
@@ -182,6 +182,7 @@ impl Inner {
             out.tail = (buf.len() as u64, 0);
             format::encode(
                 &mut buf,
+                &seg.key,
                 Kind::Tombstone,
                 0,
                 0,
@@ -197,6 +198,7 @@ impl Inner {
             out.tail = (buf.len() as u64, 0);
             format::encode(
                 &mut buf,
+                &seg.key,
                 Kind::Floor,
                 0,
                 seg.floor,
@@ -228,6 +230,7 @@ impl Inner {
         std::fs::rename(&snap.tmp, &snap.seg.path)?;
         // The index is built against the bytes we just wrote.
         let (data, map) = segment::map_file(&snap.seg.path, snap.seg.len)?;
+        let salt = self.st.borrow().salt;
         let mut probe = Segment::new(
             snap.seg.base,
             snap.seg.gen,
@@ -235,6 +238,7 @@ impl Inner {
             data,
             map,
             snap.seg.len,
+            salt,
         );
         probe.len = snap.seg.len;
         probe.offsets = snap.seg.offsets.clone();

@@ -2,16 +2,21 @@
 //!
 //! A record is a fixed 40-byte little-endian header followed by the subject,
 //! the headers block and the payload. The CRC-32 (IEEE, crc32fast) covers
-//! every byte of the record from offset 8 to its end, so a torn or flipped
-//! byte anywhere except the magic is caught; the magic itself is compared.
+//! the record's [`Key`] (the log's salt and the segment's base) and every
+//! byte of the record from offset 8 to its end, so a torn or flipped byte
+//! anywhere except the magic is caught, and a record copied from another
+//! log or segment (or framed inside a payload by someone who does not know
+//! the salt) does not validate; the magic itself is compared. A 16-bit
+//! header check, keyed the same way, says whether the header alone (and so
+//! the record's length) can be trusted when the record's CRC fails.
 
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// "BELR" (Broker Edge Log Record) read as a little-endian u32.
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"BELR");
-/// Record format version written by this release.
-pub const FORMAT_VERSION: u8 = 1;
+/// Record format version written (and the only one read) by this release.
+pub const FORMAT_VERSION: u8 = 2;
 /// Size of [`RecordHeader`] in bytes.
 pub const HEADER_LEN: usize = 40;
 /// Byte offset at which the CRC coverage starts.
@@ -50,6 +55,41 @@ impl Kind {
 /// Flag bit: the headers and payload were overwritten with zeros (erase).
 pub const FLAG_ERASED: u16 = 1;
 
+/// What binds a record to its place: the log's random salt and the base of
+/// the segment holding it. Both seed every record and header checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Key([u8; 16]);
+
+impl Key {
+    #[cfg(test)]
+    pub const ZERO: Key = Key([0; 16]);
+
+    pub fn new(salt: u64, base: u64) -> Key {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&salt.to_le_bytes());
+        k[8..].copy_from_slice(&base.to_le_bytes());
+        Key(k)
+    }
+
+    fn hasher(&self) -> crc32fast::Hasher {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.0);
+        h
+    }
+
+    /// The header check of a header whose `hcheck` field is zero.
+    fn header_check(&self, hdr: &[u8]) -> u16 {
+        let mut h = self.hasher();
+        h.update(&hdr[CRC_START..HCHECK]);
+        h.update(&[0, 0]);
+        h.update(&hdr[HCHECK + 2..HEADER_LEN]);
+        h.finalize() as u16
+    }
+}
+
+/// Byte offset of the header check (the field version 1 had reserved).
+const HCHECK: usize = 14;
+
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct RecordHeader {
@@ -59,7 +99,9 @@ pub struct RecordHeader {
     pub kind: u8,
     pub flags: U16,
     pub subject_len: U16,
-    pub reserved: U16,
+    /// Header check: low 16 bits of the keyed CRC-32 of bytes 8..40 with
+    /// this field zero.
+    pub hcheck: U16,
     pub headers_len: U32,
     pub payload_len: U32,
     pub seq: U64,
@@ -104,6 +146,7 @@ impl Sink for Vec<u8> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn encode<S: Sink + ?Sized>(
     out: &mut S,
+    key: &Key,
     kind: Kind,
     flags: u16,
     seq: u64,
@@ -119,15 +162,16 @@ pub(crate) fn encode<S: Sink + ?Sized>(
         kind: kind as u8,
         flags: U16::new(flags),
         subject_len: U16::new(subject.len() as u16),
-        reserved: U16::new(0),
+        hcheck: U16::new(0),
         headers_len: U32::new(headers.len() as u32),
         payload_len: U32::new(payload.len() as u32),
         seq: U64::new(seq),
         ts: U64::new(ts),
     };
+    hdr.hcheck = U16::new(key.header_check(hdr.as_bytes()));
     // The CRC covers everything after its own field, so it is computed
     // from the parts before anything is written.
-    let mut h = crc32fast::Hasher::new();
+    let mut h = key.hasher();
     h.update(&hdr.as_bytes()[CRC_START..]);
     h.update(subject);
     h.update(headers);
@@ -148,10 +192,11 @@ pub enum Probe {
     Valid { len: usize },
     /// All-zero header: the clean end of the written part of a segment.
     End,
-    /// The header is plausible (magic, version, kind, length fits) but the
-    /// CRC does not match: a torn write or a flipped bit.
+    /// The header is sound (magic, version, kind, header check) but the
+    /// record's CRC does not match, or the record runs past `avail`: a torn
+    /// write or a flipped bit in its body. Its length can be trusted.
     BadCrc { len: usize },
-    /// Not a record header at all (or a length that runs past `avail`).
+    /// Not a sound record header: nothing it says can be trusted.
     Garbage,
 }
 
@@ -162,8 +207,8 @@ pub fn header(buf: &[u8]) -> Option<&RecordHeader> {
 }
 
 /// Checks the record at the front of `buf` (which holds everything up to the
-/// end of the written region).
-pub fn probe(buf: &[u8]) -> Probe {
+/// end of the written region) against `key`.
+pub fn probe(buf: &[u8], key: &Key) -> Probe {
     let Some(h) = header(buf) else {
         return if buf.iter().all(|b| *b == 0) {
             Probe::End
@@ -178,32 +223,35 @@ pub fn probe(buf: &[u8]) -> Probe {
             Probe::Garbage
         };
     }
-    if h.version != FORMAT_VERSION || h.kind().is_none() {
+    if h.version != FORMAT_VERSION
+        || h.kind().is_none()
+        || h.hcheck.get() != key.header_check(&buf[..HEADER_LEN])
+    {
         return Probe::Garbage;
     }
     let len = h.record_len();
-    if len > buf.len() {
-        return Probe::Garbage;
-    }
-    if crc_ok(&buf[..len]) {
+    if len <= buf.len() && crc_ok(&buf[..len], key) {
         Probe::Valid { len }
     } else {
         Probe::BadCrc { len }
     }
 }
 
-/// True when the stored CRC of the complete record `rec` matches its bytes.
-pub fn crc_ok(rec: &[u8]) -> bool {
+/// True when the stored CRC of the complete record `rec` matches its bytes
+/// under `key`.
+pub fn crc_ok(rec: &[u8], key: &Key) -> bool {
     if rec.len() < HEADER_LEN {
         return false;
     }
     let stored = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-    crc32fast::hash(&rec[CRC_START..]) == stored
+    let mut h = key.hasher();
+    h.update(&rec[CRC_START..]);
+    h.finalize() == stored
 }
 
 /// Builds the erased form of a record: same header (with `FLAG_ERASED`),
-/// same subject, headers and payload bytes replaced by zeros, new CRC.
-pub fn erased_copy(rec: &[u8]) -> Option<Vec<u8>> {
+/// same subject, headers and payload bytes replaced by zeros, new checks.
+pub fn erased_copy(rec: &[u8], key: &Key) -> Option<Vec<u8>> {
     let h = header(rec)?;
     let subj_end = HEADER_LEN + h.subject_len.get() as usize;
     let len = h.record_len();
@@ -214,7 +262,11 @@ pub fn erased_copy(rec: &[u8]) -> Option<Vec<u8>> {
     out[subj_end..].fill(0);
     let flags = h.flags.get() | FLAG_ERASED;
     out[10..12].copy_from_slice(&flags.to_le_bytes());
-    let crc = crc32fast::hash(&out[CRC_START..]);
+    let hc = key.header_check(&out[..HEADER_LEN]);
+    out[HCHECK..HCHECK + 2].copy_from_slice(&hc.to_le_bytes());
+    let mut hs = key.hasher();
+    hs.update(&out[CRC_START..]);
+    let crc = hs.finalize();
     out[4..8].copy_from_slice(&crc.to_le_bytes());
     Some(out)
 }
@@ -232,34 +284,53 @@ pub fn tombstone_seqs(payload: &[u8]) -> impl Iterator<Item = u64> + '_ {
 mod tests {
     use super::*;
 
+    const K: Key = Key([7; 16]);
+
     #[test]
     fn roundtrip_and_crc() {
         let mut buf = Vec::new();
-        encode(&mut buf, Kind::Msg, 0, 7, 99, b"a.b", b"H", b"payload");
+        encode(&mut buf, &K, Kind::Msg, 0, 7, 99, b"a.b", b"H", b"payload");
         assert_eq!(buf.len(), record_len(3, 1, 7));
-        assert_eq!(probe(&buf), Probe::Valid { len: buf.len() });
+        assert_eq!(probe(&buf, &K), Probe::Valid { len: buf.len() });
         let h = header(&buf).unwrap();
         assert_eq!(h.seq.get(), 7);
         assert_eq!(h.ts.get(), 99);
         assert_eq!(h.kind(), Some(Kind::Msg));
-        // Flip a payload byte: CRC must catch it.
+        // Flip a payload byte: CRC must catch it, the header stays sound.
         let mut bad = buf.clone();
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert_eq!(probe(&bad), Probe::BadCrc { len: n });
-        // Truncated record: length runs past what we have.
-        assert_eq!(probe(&buf[..n - 1]), Probe::Garbage);
+        assert_eq!(probe(&bad, &K), Probe::BadCrc { len: n });
+        // Truncated record: the header is sound, the body runs past the end.
+        assert_eq!(probe(&buf[..n - 1], &K), Probe::BadCrc { len: n });
+        // A flipped header byte makes the header untrustworthy.
+        for i in 8..HEADER_LEN {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x20;
+            assert_eq!(probe(&bad, &K), Probe::Garbage, "flip at {i}");
+        }
         // Zeros mean the clean end.
-        assert_eq!(probe(&[0u8; 64]), Probe::End);
-        assert_eq!(probe(&[0u8; 3]), Probe::End);
+        assert_eq!(probe(&[0u8; 64], &K), Probe::End);
+        assert_eq!(probe(&[0u8; 3], &K), Probe::End);
+    }
+
+    #[test]
+    fn records_are_bound_to_their_key() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &K, Kind::Msg, 0, 7, 99, b"a.b", b"H", b"payload");
+        // Another log (salt) or another segment (base): not a record.
+        for other in [Key::new(1, 7), Key::new(u64::from_le_bytes([7; 8]), 8)] {
+            assert_eq!(probe(&buf, &other), Probe::Garbage);
+            assert!(!crc_ok(&buf, &other));
+        }
     }
 
     #[test]
     fn erase_keeps_frame_valid() {
         let mut buf = Vec::new();
-        encode(&mut buf, Kind::Msg, 0, 1, 2, b"s", b"hh", b"secret");
-        let e = erased_copy(&buf).unwrap();
-        assert_eq!(probe(&e), Probe::Valid { len: e.len() });
+        encode(&mut buf, &K, Kind::Msg, 0, 1, 2, b"s", b"hh", b"secret");
+        let e = erased_copy(&buf, &K).unwrap();
+        assert_eq!(probe(&e, &K), Probe::Valid { len: e.len() });
         assert!(!e.windows(6).any(|w| w == b"secret"));
         assert_eq!(header(&e).unwrap().flags.get() & FLAG_ERASED, FLAG_ERASED);
     }

@@ -34,6 +34,7 @@ mod index;
 mod io;
 mod log;
 mod memory;
+mod meta;
 mod poll_ring;
 mod recent;
 mod recovery;

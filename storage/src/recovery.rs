@@ -112,10 +112,12 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
     // base -> (gen, has index)
     let mut found: BTreeMap<u64, (u32, bool)> = BTreeMap::new();
     let mut idx_gens: Vec<(u64, u32)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for ent in fs::read_dir(dir)? {
         let ent = ent?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
+        names.push(name.to_string());
         // A segment made ahead of a roll and never used: not data.
         if crate::spare::is_spare(name) {
             let _ = fs::remove_file(ent.path());
@@ -153,6 +155,14 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         }
     }
 
+    let meta = crate::meta::open(dir, &names, found.is_empty())?;
+    for at in &meta.damaged {
+        tracing::warn!(path = ?meta.path, at, "damaged high-water mark slot");
+        report.corrupt.push((meta.path.clone(), *at));
+    }
+    let hwm = meta.newest.map(|(_, h)| h).unwrap_or_default();
+    let bases: Vec<u64> = found.keys().copied().collect();
+
     let mut segs: Vec<Segment> = Vec::with_capacity(found.len());
     let mut subjects: SubjectMap = SubjectMap::default();
     let mut max_seq = 0u64;
@@ -167,7 +177,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
             if let Some(d) = index::load(&idx_path) {
                 let (data, map) = segment::map_file(&path, file_len)?;
                 if index_matches(&d, base, gen, &data) {
-                    let mut seg = Segment::new(base, gen, path, data, map, file_len);
+                    let mut seg = Segment::new(base, gen, path, data, map, file_len, meta.salt);
                     seg.len = file_len;
                     seg.offsets = d.offsets;
                     seg.first_ts = d.first_ts;
@@ -201,41 +211,69 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
                 .set_len(capacity)?;
         }
         let (data, map) = segment::map_file(&path, capacity)?;
-        let mut seg = Segment::new(base, gen, path.clone(), data.clone(), map, capacity);
+        let mut seg = Segment::new(
+            base,
+            gen,
+            path.clone(),
+            data.clone(),
+            map,
+            capacity,
+            meta.salt,
+        );
+        let key = seg.key;
         let mut summ: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
-        let mut prev = base.wrapping_sub(1);
+        // Sequences a message here may have: from the base, below the next
+        // segment's base, increasing. In a segment as written (generation
+        // 0) they are consecutive, so a message may skip only as many
+        // sequences as records fit in the damaged bytes before it (each at
+        // least a header); compaction leaves gaps of any size.
+        let next_base = bases.get(k + 1).copied().unwrap_or(u64::MAX);
+        let mut prev: Option<u64> = None;
+        let mut prev_end = 0usize;
         let mut bad_order = Vec::new();
-        let walked = segment::walk(&data, last, |off, h, rec| match segment::kind_of(h) {
-            Some(Kind::Msg) => {
-                let seq = h.seq.get();
-                if seq < base || (seq <= prev && prev != base.wrapping_sub(1)) {
-                    bad_order.push(off);
-                    return;
+        let walked = segment::walk(&data, last, &key, |off, h, rec| {
+            let gap = off.saturating_sub(prev_end);
+            prev_end = off + rec.len();
+            match segment::kind_of(h) {
+                Some(Kind::Msg) => {
+                    let seq = h.seq.get();
+                    let lowest = prev.map_or(base, |p| p.saturating_add(1));
+                    let highest = if gen == 0 {
+                        lowest.saturating_add((gap / format::HEADER_LEN) as u64)
+                    } else {
+                        u64::MAX
+                    };
+                    if seq < lowest || seq > highest || seq >= next_base {
+                        bad_order.push(off);
+                        return;
+                    }
+                    prev = Some(seq);
+                    seg.tail = (off as u64, h.crc.get());
+                    if h.flags.get() & format::FLAG_ERASED != 0 {
+                        // Erased: deleted, whether or not its tombstone
+                        // survived. Its sequence was used all the same.
+                        seg.note_slot(seq);
+                        return;
+                    }
+                    seg.index_msg(seq, off, h.ts.get(), rec.len());
+                    let (a, b, _) = segment::body(rec, h);
+                    let e = summ.entry(rec[a..b].to_vec()).or_insert((seq, seq, 0));
+                    e.1 = seq;
+                    e.2 += 1;
+                    seg.tail = (off as u64, h.crc.get());
                 }
-                prev = seq;
-                seg.tail = (off as u64, h.crc.get());
-                if h.flags.get() & format::FLAG_ERASED != 0 {
-                    // Erased: deleted, whether or not its tombstone survived.
-                    return;
+                Some(Kind::Tombstone) => {
+                    let (_, _, p) = segment::body(rec, h);
+                    seg.tombstones.extend(format::tombstone_seqs(&rec[p..]));
+                    seg.tail = (off as u64, h.crc.get());
                 }
-                seg.index_msg(seq, off, h.ts.get(), rec.len());
-                let (a, b, _) = segment::body(rec, h);
-                let e = summ.entry(rec[a..b].to_vec()).or_insert((seq, seq, 0));
-                e.1 = seq;
-                e.2 += 1;
-                seg.tail = (off as u64, h.crc.get());
+                Some(Kind::Floor) => {
+                    seg.floor = seg.floor.max(h.seq.get());
+                    seg.tail = (off as u64, h.crc.get());
+                }
+                Some(Kind::Pad) => seg.tail = (off as u64, h.crc.get()),
+                None => {}
             }
-            Some(Kind::Tombstone) => {
-                let (_, _, p) = segment::body(rec, h);
-                seg.tombstones.extend(format::tombstone_seqs(&rec[p..]));
-                seg.tail = (off as u64, h.crc.get());
-            }
-            Some(Kind::Floor) => {
-                seg.floor = seg.floor.max(h.seq.get());
-                seg.tail = (off as u64, h.crc.get());
-            }
-            Some(Kind::Pad) => seg.tail = (off as u64, h.crc.get()),
-            None => {}
         });
         seg.len = walked.end as u64;
         for (off, _) in &walked.corrupt {
@@ -288,7 +326,33 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
     }
     report.segments = segs.len();
 
-    let floor = segs.iter().map(|s| s.floor).max().unwrap_or(0);
+    // The high-water mark: the log ended at least there when its last
+    // delete or purge was durable. A shorter log lost records that a clean
+    // end cannot explain (a cut at a record boundary).
+    if hwm.len > 0 {
+        let short = match segs.last() {
+            None => true,
+            Some(s) => s.base < hwm.base || (s.base == hwm.base && s.len < hwm.len),
+        };
+        if short {
+            let (path, at) = segs
+                .last()
+                .map_or((meta.path.clone(), 0), |s| (s.path.clone(), s.len));
+            tracing::error!(path = ?path, at, hwm = ?hwm, "log ends before its durable high-water mark");
+            if report.torn_tail.is_none() {
+                report.torn_tail = Some((path, at));
+            } else {
+                report.corrupt.push((path, at));
+            }
+        }
+    }
+
+    let floor = segs
+        .iter()
+        .map(|s| s.floor)
+        .max()
+        .unwrap_or(0)
+        .max(hwm.floor);
     let last_base = segs.last().map_or(cfg.first_seq, |s| s.base);
     let next_seq = last_base.max(max_seq + 1).max(floor).max(1);
     let msgs = segs.iter().map(|s| s.live).sum();
@@ -311,6 +375,11 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         dirty: false,
         last_sync: Instant::now(),
         poisoned: None,
+        salt: meta.salt,
+        meta_path: meta.path.clone(),
+        hwm,
+        hwm_counter: meta.newest.map_or(0, |(c, _)| c),
+        hwm_want: None,
         report,
         compacting: false,
         erase_after_compaction: Vec::new(),
@@ -373,4 +442,109 @@ pub(crate) fn check_dir(dir: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::format::{self, Key, Kind};
+    use crate::{Filter, Log, LogConfig, Start};
+
+    fn run<T: 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .expect("executor")
+            .run(f)
+    }
+
+    const EVIL: u64 = 1_000_000;
+
+    /// Issue 18 item 16: a message whose payload frames valid records (here
+    /// framed with the log's own salt, as only someone who read the meta
+    /// file's name could) and then one damaged byte. Recovery must not take
+    /// anything inside the damaged record for a record.
+    /// `header`: the damage hits the record's header, so its length cannot
+    /// be trusted and the walk searches on from the next byte; then the
+    /// sequence bound must reject the message found in the payload (a
+    /// forged floor would need the salt, see `foreign_salt`).
+    /// `foreign_salt`: the embedded records were framed for another log.
+    fn hidden_records_case(header: bool, foreign_salt: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().to_path_buf();
+        run(async move {
+            let cfg = LogConfig {
+                segment_size: 1 << 20,
+                ..Default::default()
+            };
+            let log = Log::open(&p, cfg.clone()).await.unwrap();
+            for _ in 1..=3 {
+                log.append("a", b"", b"before").await.unwrap();
+            }
+            let (key, salt) = {
+                let st = log.inner.st.borrow();
+                (st.active().key, st.salt)
+            };
+            let key = if foreign_salt {
+                Key::new(salt ^ 1, 1)
+            } else {
+                key
+            };
+            let mut evil = Vec::new();
+            evil.extend_from_slice(&[b'x'; 64]);
+            format::encode(&mut evil, &key, Kind::Msg, 0, EVIL, 1, b"a", b"", b"evil");
+            if !header || foreign_salt {
+                format::encode(&mut evil, &key, Kind::Floor, 0, EVIL, 1, b"", b"", b"");
+            }
+            evil.extend_from_slice(&[b'y'; 64]);
+            let (s, _) = log.append("a", b"", &evil).await.unwrap();
+            assert_eq!(s, 4);
+            log.append("a", b"", b"after").await.unwrap();
+            log.append("a", b"", b"after").await.unwrap();
+            let seg = log.inner.st.borrow().active().path.clone();
+            let real = log.inner.st.borrow().active().key;
+            log.close().await.unwrap();
+            drop(log);
+
+            let mut bytes = std::fs::read(&seg).unwrap();
+            let mut at = None;
+            crate::segment::walk(&bytes, true, &real, |off, h, rec| {
+                if h.seq.get() == 4 && h.kind() == Some(Kind::Msg) {
+                    at = Some((off, rec.len()));
+                }
+            });
+            let (off, len) = at.unwrap();
+            if header {
+                bytes[off + 20] ^= 0x01; // payload_len
+            } else {
+                bytes[off + len - 1] ^= 0x01; // the last 'y'
+            }
+            std::fs::write(&seg, &bytes).unwrap();
+
+            let log = Log::open(&p, cfg).await.unwrap();
+            let st = log.state(false);
+            assert_eq!(
+                (st.msgs, st.first_seq, st.last_seq),
+                (5, 1, 6),
+                "header {header} foreign {foreign_salt}: {:?}",
+                log.recovery_report()
+            );
+            assert!(log.get(EVIL).is_err());
+            let seqs: Vec<u64> = log
+                .scan(Start::Seq(0), Filter::all())
+                .map(|m| m.unwrap().seq)
+                .collect();
+            assert_eq!(seqs, vec![1, 2, 3, 5, 6]);
+            assert!(!log.recovery_report().corrupt.is_empty());
+            let (s, _) = log.append("a", b"", b"next").await.unwrap();
+            assert_eq!(s, 7);
+        });
+    }
+
+    #[test]
+    fn records_hidden_in_a_damaged_payload_are_never_recovered() {
+        hidden_records_case(false, false);
+        hidden_records_case(true, false);
+        hidden_records_case(false, true);
+        hidden_records_case(true, true);
+    }
 }

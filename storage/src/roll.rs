@@ -10,6 +10,7 @@ use crate::format;
 use crate::index;
 use crate::io::{self, LogFile, WriteMode};
 use crate::log::{Inner, Log};
+use crate::meta::{self, Hwm};
 use crate::recovery::build_index;
 use crate::segment::{self, Segment};
 
@@ -20,12 +21,44 @@ impl Inner {
         }
         let file = self.st.borrow().active().file.clone();
         if let Some(f) = file {
+            let want = self.st.borrow_mut().hwm_want.take();
             self.synced(f.sync().await)?;
-            let mut st = self.st.borrow_mut();
-            st.last_sync = Instant::now();
-            st.dirty = false;
+            {
+                let mut st = self.st.borrow_mut();
+                st.last_sync = Instant::now();
+                st.dirty = false;
+            }
+            if let Some(h) = want {
+                self.write_hwm(h).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Moves the durable high-water mark forward to `h` (which must cover
+    /// only bytes already durable): the older of the two slots of the meta
+    /// file is overwritten and synced.
+    pub(crate) async fn write_hwm(&self, h: Hwm) -> Result<()> {
+        let (slot, at, path) = {
+            let mut st = self.st.borrow_mut();
+            let next = st.hwm.max(h);
+            if next == st.hwm {
+                return Ok(());
+            }
+            st.hwm = next;
+            st.hwm_counter += 1;
+            let c = st.hwm_counter;
+            let at = (c % 2) * meta::SLOT as u64;
+            (meta::encode_slot(c, next), at, st.meta_path.clone())
+        };
+        let f = LogFile::open(&path, self.faults.clone()).await?;
+        let r = async {
+            f.write_all_at(slot.to_vec(), at).await?;
+            f.sync().await
+        }
+        .await;
+        let _ = f.close().await;
+        self.synced(r)
     }
 
     /// Passes on the result of an fsync of a segment (or the directory);
@@ -39,7 +72,7 @@ impl Inner {
 
     /// Creates a fresh active segment at `next_seq` with room for `room`.
     pub(crate) async fn new_active(&self, room: usize) -> Result<()> {
-        let (base, cap, dsync, mode, never) = {
+        let (base, cap, dsync, mode, never, salt) = {
             let st = self.st.borrow();
             (
                 st.next_seq,
@@ -47,6 +80,7 @@ impl Inner {
                 st.cfg.durability == Durability::Always,
                 st.cfg.write_mode,
                 st.cfg.durability == Durability::Never,
+                st.salt,
             )
         };
         let path = self.dir.join(segment::seg_name(base, 0));
@@ -73,7 +107,7 @@ impl Inner {
             self.synced(io::sync_dir(&self.dir).await)?;
         }
         let (data, map) = segment::map_file(&path, cap)?;
-        let mut seg = Segment::new(base, 0, path, data, map, cap);
+        let mut seg = Segment::new(base, 0, path, data, map, cap, salt);
         seg.file = Some(Rc::new(f));
         self.st.borrow_mut().segs.push(seg);
         Ok(())
@@ -105,7 +139,11 @@ impl Inner {
             // writes; `Always` synced every group already, and under `Never`
             // the kernel writes it back (syncing here halved `Never`
             // throughput). Recovery checks sealed segments either way.
+            let want = self.st.borrow_mut().hwm_want.take();
             self.synced(f.sync().await)?;
+            if let Some(h) = want {
+                self.write_hwm(h).await?;
+            }
         }
         let (data, path, seg_path) = {
             let mut st = self.st.borrow_mut();
@@ -186,7 +224,9 @@ impl Inner {
                 return Ok(());
             }
             let len = h.record_len();
-            let rec = seg.bytes(off, len).and_then(format::erased_copy);
+            let rec = seg
+                .bytes(off, len)
+                .and_then(|r| format::erased_copy(r, &seg.key));
             (rec, seg.file.clone(), seg.path.clone())
         };
         let Some(rec) = rec else { return Ok(()) };

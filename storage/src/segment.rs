@@ -11,7 +11,7 @@ use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Error, Result};
-use crate::format::{self, Kind, Probe, RecordHeader, HEADER_LEN};
+use crate::format::{self, Key, Kind, Probe, RecordHeader, HEADER_LEN};
 use crate::io::LogFile;
 
 /// Marks a sequence that the segment does not (or no longer) hold.
@@ -90,6 +90,8 @@ pub(crate) fn map_file(path: &Path, len: u64) -> Result<(Bytes, Arc<MapInner>)> 
 pub(crate) struct Segment {
     pub base: u64,
     pub gen: u32,
+    /// Binds the segment's records to it (the log's salt and `base`).
+    pub key: Key,
     pub path: PathBuf,
     /// The whole mapping; reads slice it.
     pub data: Bytes,
@@ -164,10 +166,12 @@ impl Segment {
         data: Bytes,
         map: Arc<MapInner>,
         capacity: u64,
+        salt: u64,
     ) -> Segment {
         Segment {
             base,
             gen,
+            key: Key::new(salt, base),
             path,
             data,
             map,
@@ -229,6 +233,15 @@ impl Segment {
         self.names.note((seq - self.base) as usize, subject);
     }
 
+    /// Makes `seq` part of the segment's range without a record (an
+    /// erased message: its sequence was used).
+    pub fn note_slot(&mut self, seq: u64) {
+        let i = (seq - self.base) as usize;
+        if self.offsets.len() <= i {
+            self.offsets.resize(i + 1, ABSENT);
+        }
+    }
+
     pub fn index_msg(&mut self, seq: u64, off: usize, ts: u64, len: usize) {
         let i = (seq - self.base) as usize;
         if self.offsets.len() <= i {
@@ -286,38 +299,49 @@ pub(crate) struct WalkEnd {
     pub corrupt: Vec<(usize, usize)>,
 }
 
-/// Walks every valid record in `buf` from offset 0, calling `f(offset,
-/// header, record bytes)`. Stops at the clean end (zeros) or at a torn tail;
-/// skips a corrupt record when a valid one follows it.
+/// Walks every valid record (under `key`) in `buf` from offset 0, calling
+/// `f(offset, header, record bytes)`. Stops at the clean end (zeros) or at a
+/// torn tail; skips a corrupt record when a valid one follows it. A damaged
+/// record whose header is sound is skipped by its declared length: nothing
+/// inside it (its payload may hold anything) is ever taken for a record.
 /// `active`: the log's last segment, whose end may hold writes that did not
 /// complete (see `unwritten_block`).
 pub(crate) fn walk(
     buf: &[u8],
     active: bool,
+    key: &Key,
     mut f: impl FnMut(usize, &RecordHeader, &[u8]),
 ) -> WalkEnd {
     let mut off = 0usize;
     let mut out = WalkEnd::default();
     while off < buf.len() {
-        match format::probe(&buf[off..]) {
+        let from = match format::probe(&buf[off..], key) {
             Probe::Valid { len } => {
                 if let Some(h) = format::header(&buf[off..]) {
                     f(off, h, &buf[off..off + len]);
                 }
                 off += len;
                 out.end = off;
+                continue;
             }
             Probe::End => return out,
-            Probe::BadCrc { .. } | Probe::Garbage => match resync(buf, off + 1) {
-                Some(next) if !(active && unwritten_block(buf, off, next)) => {
-                    out.corrupt.push((off, next - off));
-                    off = next;
-                }
-                _ => {
-                    out.torn = true;
-                    return out;
-                }
-            },
+            // The record ends past the data: nothing can follow it.
+            Probe::BadCrc { len } if off + len >= buf.len() => {
+                out.torn = true;
+                return out;
+            }
+            Probe::BadCrc { len } => off + len,
+            Probe::Garbage => off + 1,
+        };
+        match resync(buf, from, key) {
+            Some(next) if !(active && unwritten_block(buf, off, next)) => {
+                out.corrupt.push((off, next - off));
+                off = next;
+            }
+            _ => {
+                out.torn = true;
+                return out;
+            }
         }
     }
     out
@@ -342,13 +366,13 @@ fn unwritten_block(buf: &[u8], from: usize, to: usize) -> bool {
     false
 }
 
-/// Finds the next offset >= `from` holding a record with a valid CRC.
-fn resync(buf: &[u8], from: usize) -> Option<usize> {
+/// Finds the next offset >= `from` holding a valid record under `key`.
+fn resync(buf: &[u8], from: usize, key: &Key) -> Option<usize> {
     let magic = format::RECORD_MAGIC.to_le_bytes();
     let hay = buf.get(from..)?;
     memchr::memmem::find_iter(hay, &magic)
         .map(|i| from + i)
-        .find(|&at| matches!(format::probe(&buf[at..]), Probe::Valid { .. }))
+        .find(|&at| matches!(format::probe(&buf[at..], key), Probe::Valid { .. }))
 }
 
 /// The kind of a record header (msg/tombstone/floor), tolerant of unknowns.
@@ -368,7 +392,22 @@ pub(crate) fn body(rec: &[u8], h: &RecordHeader) -> (usize, usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::encode;
+
+    const K: Key = Key::ZERO;
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode(
+        buf: &mut Vec<u8>,
+        kind: Kind,
+        flags: u16,
+        seq: u64,
+        ts: u64,
+        s: &[u8],
+        h: &[u8],
+        p: &[u8],
+    ) -> u32 {
+        crate::format::encode(buf, &K, kind, flags, seq, ts, s, h, p)
+    }
 
     #[test]
     fn names() {
@@ -384,7 +423,7 @@ mod tests {
         }
         let rec = buf.len() / 3;
         let mut seen = Vec::new();
-        let end = walk(&buf, false, |o, h, _| seen.push((o, h.seq.get())));
+        let end = walk(&buf, false, &K, |o, h, _| seen.push((o, h.seq.get())));
         assert_eq!(seen.len(), 3);
         assert_eq!(end.end, buf.len());
         assert!(!end.torn);
@@ -393,14 +432,14 @@ mod tests {
         let mut mid = buf.clone();
         mid[rec + HEADER_LEN + 2] ^= 0xff;
         let mut seqs = Vec::new();
-        let e = walk(&mid, true, |_, h, _| seqs.push(h.seq.get()));
+        let e = walk(&mid, true, &K, |_, h, _| seqs.push(h.seq.get()));
         assert_eq!(seqs, vec![1, 3]);
         assert_eq!(e.corrupt, vec![(rec, rec)]);
 
         // Torn tail: half of the last record, then zeros.
         let mut torn = buf[..rec * 2 + rec / 2].to_vec();
         torn.extend_from_slice(&[0u8; 100]);
-        let e = walk(&torn, false, |_, _, _| {});
+        let e = walk(&torn, false, &K, |_, _, _| {});
         assert!(e.torn);
         assert_eq!(e.end, rec * 2);
     }
@@ -417,13 +456,13 @@ mod tests {
         buf.resize(3 * 4096, 0);
         encode(&mut buf, Kind::Msg, 0, 3, 3, b"s", b"", &[7u8; 100]);
         let mut seqs = Vec::new();
-        let e = walk(&buf, true, |_, h, _| seqs.push(h.seq.get()));
+        let e = walk(&buf, true, &K, |_, h, _| seqs.push(h.seq.get()));
         assert_eq!(seqs, vec![1]);
         assert!(e.torn);
         assert_eq!(e.end, torn_at);
         // The same bytes in a sealed segment: a corrupt record, skipped.
         let mut seqs = Vec::new();
-        let e = walk(&buf, false, |_, h, _| seqs.push(h.seq.get()));
+        let e = walk(&buf, false, &K, |_, h, _| seqs.push(h.seq.get()));
         assert_eq!(seqs, vec![1, 3]);
         assert_eq!(e.corrupt.len(), 1);
     }

@@ -68,6 +68,16 @@ pub(crate) struct State {
     /// proves nothing about them), so the log acknowledges nothing more
     /// until it is reopened and recovered from what is on disk.
     pub poisoned: Option<(std::io::ErrorKind, String)>,
+    /// The log's salt (part of every record's key, `format::Key`).
+    pub salt: u64,
+    /// `log-<salt>.meta`: the durable high-water mark (`meta.rs`).
+    pub meta_path: PathBuf,
+    /// The mark last written (or found at open) and its slot counter.
+    pub hwm: crate::meta::Hwm,
+    pub hwm_counter: u64,
+    /// A mark to write once the bytes it covers are durable: set when a
+    /// group carrying tombstones or a floor is written.
+    pub hwm_want: Option<crate::meta::Hwm>,
     pub report: RecoveryReport,
     pub compacting: bool,
     /// Sequences erased while a compaction copied their segment: the new
@@ -177,9 +187,13 @@ impl State {
     /// out of the index (never served) and reported.
     pub fn read(&mut self, seq: u64, si: usize, off: usize) -> Result<StoredMsg> {
         let s = &mut self.segs[si];
-        if s.header_at(off)
-            .is_some_and(|h| h.flags.get() & format::FLAG_ERASED != 0)
-        {
+        // Erased and still whole (a flipped flag bit is damage, below).
+        let erased = s.header_at(off).is_some_and(|h| {
+            h.flags.get() & format::FLAG_ERASED != 0
+                && s.bytes(off, h.record_len())
+                    .is_some_and(|rec| format::crc_ok(rec, &s.key))
+        });
+        if erased {
             // Erased, so deleted: its tombstone was lost. Delete it again.
             tracing::warn!(seq, path = ?s.path, off, "erased record was indexed as live; deleted");
             self.remove(seq);
@@ -189,7 +203,7 @@ impl State {
         let checked = s.header_at(off).and_then(|h| {
             let len = h.record_len();
             let rec = s.bytes(off, len)?;
-            (h.seq.get() == seq && format::crc_ok(rec))
+            (h.seq.get() == seq && format::crc_ok(rec, &s.key))
                 .then(|| (len, h.ts.get(), segment::body(rec, h)))
         });
         let ok = checked.and_then(|(len, ts, (a, b, c))| {

@@ -63,19 +63,17 @@ fn case(flips: Vec<(usize, usize, u8)>, truncate: Option<(usize, usize)>) {
                 .set_len((keep % (len + 1)) as u64)
                 .unwrap();
         }
-        let truncated = truncate.is_some();
         let log = Log::open(&p, cfg()).await.unwrap();
         let mut served = 0;
         for m in log.scan(Start::Seq(1), Filter::all()).flatten() {
             if m.seq == 7 {
                 // Only possible when the tombstone itself was destroyed, and
-                // that must have been reported, unless a truncation cut the
-                // file exactly at a record boundary: that looks the same as
-                // a tail that never reached the disk, and recovery cannot
-                // tell the two apart (known limitation, see docs/storage.md).
+                // that must have been reported, even when a truncation cut
+                // the file exactly at a record boundary (the durable
+                // high-water mark tells that from a clean end).
                 let r = log.recovery_report();
                 assert!(
-                    !r.corrupt.is_empty() || r.torn_tail.is_some() || truncated,
+                    !r.corrupt.is_empty() || r.torn_tail.is_some(),
                     "deleted record served without a reported loss: {r:?}"
                 );
             }

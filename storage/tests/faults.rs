@@ -494,3 +494,43 @@ fn erased_records_stay_deleted_when_their_tombstones_are_lost() {
         }
     });
 }
+
+#[test]
+fn a_clean_cut_that_removes_a_delete_is_reported() {
+    // Issue 18 item 17: a segment cut exactly at a record boundary looked
+    // like a clean end, and the deletes it removed were undone silently.
+    for durability in [
+        Durability::Always,
+        Durability::Interval(std::time::Duration::from_secs(3600)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().to_path_buf();
+        run(async move {
+            let mut cfg = small_cfg(1 << 20);
+            cfg.durability = durability;
+            let log = Log::open(&p, cfg.clone()).await.unwrap();
+            for i in 1..=20u64 {
+                log.append("c", b"", &payload(i, 60)).await.unwrap();
+            }
+            assert!(log.delete(7, false).await.unwrap());
+            log.flush().await.unwrap();
+            drop(log);
+            // Cut the segment right before the tombstone.
+            let seg = seg_files(&p).pop().unwrap();
+            let bytes = std::fs::read(&seg).unwrap();
+            let (off, _) = records_of_kind(&bytes, 1)[0];
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&seg)
+                .unwrap()
+                .set_len(off as u64)
+                .unwrap();
+            let log = Log::open(&p, cfg).await.unwrap();
+            let r = log.recovery_report();
+            assert!(
+                r.torn_tail.is_some() || !r.corrupt.is_empty(),
+                "{durability:?}: a lost delete went unreported: {r:?}"
+            );
+        });
+    }
+}
