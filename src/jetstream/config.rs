@@ -359,12 +359,27 @@ impl StreamConfig {
                 )));
             }
         }
+        if let Some(t) = &self.subject_transform {
+            super::transform::from_config(t, "subject transform")?;
+        }
+        if let Some(r) = &self.republish {
+            let t = super::transform::from_config(r, "republish")?;
+            let _ = t;
+            let dest = r.get("dest").and_then(|d| d.as_str()).unwrap_or("");
+            if self
+                .subjects
+                .iter()
+                .any(|s| crate::subject::filters_overlap(s.as_bytes(), dest.as_bytes()))
+            {
+                return Err(ApiError::invalid_config(
+                    "stream configuration for republish destination forms a cycle",
+                ));
+            }
+        }
         // Honour or refuse: what is not built yet is named, not ignored.
         let unsupported = [
             ("mirror", self.mirror.is_some()),
             ("sources", self.sources.is_some()),
-            ("subject_transform", self.subject_transform.is_some()),
-            ("republish", self.republish.is_some()),
             ("compression s2", self.compression == Compression::S2),
             ("allow_msg_ttl", self.allow_msg_ttl),
             (

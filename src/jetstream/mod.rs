@@ -18,6 +18,7 @@ pub mod placement;
 pub mod snapshot;
 pub mod store;
 pub mod stream;
+pub mod transform;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -15,6 +15,7 @@ use super::dedup::{Check, Dedup};
 use super::errors::ApiError;
 use super::headers as h;
 use super::store::{self, StreamMeta};
+use super::transform::Transform;
 use crate::client::SubRef;
 use crate::shard::sink::{Handler, Owned};
 use crate::shard::Shard;
@@ -35,6 +36,40 @@ pub struct Stream {
     limits: Option<std::sync::Arc<super::Config>>,
     /// Bytes this stream last reported to the usage table.
     reported: std::cell::Cell<u64>,
+    /// From the config: how captured subjects are stored, and where
+    /// stored messages are republished (with headers only?).
+    derived: RefCell<Derived>,
+}
+
+#[derive(Default)]
+struct Derived {
+    transform: Option<Transform>,
+    republish: Option<(Transform, bool)>,
+    /// With republish: each subject's last sequence, for the
+    /// `Nats-Last-Sequence` header (appends complete in order).
+    last_by_subject: std::collections::HashMap<Bytes, u64>,
+}
+
+impl Derived {
+    fn of(c: &StreamConfig) -> Derived {
+        let t = |v: &Option<serde_json::Value>, what| {
+            v.as_ref()
+                .and_then(|v| super::transform::from_config(v, what).ok())
+        };
+        Derived {
+            transform: t(&c.subject_transform, "subject transform"),
+            republish: t(&c.republish, "republish").map(|tr| {
+                let headers_only = c
+                    .republish
+                    .as_ref()
+                    .and_then(|r| r.get("headers_only"))
+                    .and_then(|h| h.as_bool())
+                    .unwrap_or(false);
+                (tr, headers_only)
+            }),
+            last_by_subject: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +83,12 @@ pub enum OpenError {
 impl Stream {
     pub fn cfg(&self) -> StreamConfig {
         self.meta.borrow().config.clone()
+    }
+
+    /// Replaces the config (an update): derived settings follow.
+    pub fn set_config(&self, c: StreamConfig) {
+        *self.derived.borrow_mut() = Derived::of(&c);
+        self.meta.borrow_mut().config = c;
     }
 
     /// Opens (recovering) the stream stored in `dir` and starts capturing
@@ -91,6 +132,7 @@ impl Stream {
                 .filter(|j| j.cfg.limited)
                 .map(|j| j.cfg.clone()),
             reported: std::cell::Cell::new(0),
+            derived: RefCell::new(Derived::of(&meta.config)),
             meta: RefCell::new(meta),
         });
         s.report_usage();
@@ -281,7 +323,26 @@ impl Stream {
         }
         *self.last_msg_id.borrow_mut() = msg_id.clone().unwrap_or_default();
         let me = self.clone();
-        let subject = m.subject.clone();
+        let subject = match &self.derived.borrow().transform {
+            Some(t) => match t.apply(&String::from_utf8_lossy(&m.subject)) {
+                Some(s) => Bytes::from(s),
+                None => m.subject.clone(),
+            },
+            None => m.subject.clone(),
+        };
+        // The subject's last sequence among stored messages, for a
+        // republish when no append on it completed since the start.
+        let prev_stored = if self.derived.borrow().republish.is_some() {
+            self.log
+                .last_for(&broker_edge_storage::Filter::one(&String::from_utf8_lossy(
+                    &subject,
+                )))
+                .ok()
+                .flatten()
+                .map_or(0, |m| m.seq)
+        } else {
+            0
+        };
         // Spawned in arrival order; the first poll stages the record, so
         // records are framed in the order messages arrived.
         crate::runtime::spawn_local(async move {
@@ -295,7 +356,8 @@ impl Stream {
                 )
                 .await;
             match r {
-                Ok((seq, _ts)) => {
+                Ok((seq, ts)) => {
+                    me.republish(&subject, &m.headers, &m.payload, (seq, ts), prev_stored);
                     if let (Some(id), true) = (&msg_id, window > 0) {
                         me.dedup.borrow_mut().resolve(id, Some(seq));
                     }
@@ -333,6 +395,66 @@ impl Stream {
             }
         })
         .detach();
+    }
+
+    /// Publishes a stored message to the republish destination with the
+    /// stream's headers (only those, and the size, when headers_only).
+    fn republish(
+        &self,
+        subject: &Bytes,
+        headers: &Bytes,
+        payload: &Bytes,
+        (seq, ts): (u64, u64),
+        prev_stored: u64,
+    ) {
+        let mut d = self.derived.borrow_mut();
+        if d.republish.is_none() {
+            return;
+        }
+        let prev = d
+            .last_by_subject
+            .insert(subject.clone(), seq)
+            .unwrap_or(prev_stored);
+        let Some((t, headers_only)) = &d.republish else {
+            return;
+        };
+        let subj = String::from_utf8_lossy(subject).into_owned();
+        let Some(dest) = t.apply(&subj) else {
+            return;
+        };
+        let headers_only = *headers_only;
+        // Delivery may reach other streams' handlers: no borrow held.
+        drop(d);
+        let (seq_s, last_s, ts_s, size_s) = (
+            seq.to_string(),
+            prev.to_string(),
+            super::config::go_time(ts),
+            payload.len().to_string(),
+        );
+        let mut pairs = vec![
+            ("Nats-Stream", self.name.as_str()),
+            ("Nats-Subject", subj.as_str()),
+            ("Nats-Sequence", seq_s.as_str()),
+            ("Nats-Time-Stamp", ts_s.as_str()),
+            ("Nats-Last-Sequence", last_s.as_str()),
+        ];
+        if headers_only {
+            pairs.push(("Nats-Msg-Size", size_s.as_str()));
+        }
+        let block = if headers.len() >= 4 && headers.ends_with(b"\r\n\r\n") {
+            let mut out = headers[..headers.len() - 2].to_vec();
+            for (k, v) in &pairs {
+                out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            out
+        } else {
+            h::build(None, &pairs)
+        };
+        let body: &[u8] = if headers_only { b"" } else { payload };
+        if let Some(shard) = self.shard.upgrade() {
+            shard.publish_internal(self.acc, dest.as_bytes(), None, Some(&block), body);
+        }
     }
 
     async fn rollup(&self, kind: &str, subject: &Bytes, seq: u64) {

@@ -222,9 +222,9 @@ async fn try_update(
                 .ok_or_else(ApiError::stream_not_found)?;
         let resubscribe = st.cfg().subjects != cfg2.subjects;
         let previous = st.cfg();
-        st.meta.borrow_mut().config = cfg2.clone();
+        st.set_config(cfg2.clone());
         if let Err(e) = st.save() {
-            st.meta.borrow_mut().config = previous;
+            st.set_config(previous);
             return Err(ApiError::update_failed(e));
         }
         st.log
