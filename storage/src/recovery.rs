@@ -541,6 +541,37 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_directory_is_refused_clearly() {
+        // Segments but no `log-<salt>.meta`: written by format version 1.
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path().join(crate::segment::seg_name(1, 0));
+        let mut v1 = Vec::new();
+        format::encode(
+            &mut v1,
+            &Key::default(),
+            Kind::Msg,
+            0,
+            1,
+            1,
+            b"a",
+            b"",
+            b"x",
+        );
+        v1[8] = 1;
+        std::fs::write(&seg, &v1).unwrap();
+        match super::recover(dir.path(), &LogConfig::default()) {
+            Err(crate::Error::Layout(msg)) => assert!(msg.contains("version 1"), "{msg}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a version-1 log was opened"),
+        }
+        assert_eq!(
+            std::fs::read(&seg).unwrap(),
+            v1,
+            "refusing must not touch it"
+        );
+    }
+
+    #[test]
     fn records_hidden_in_a_damaged_payload_are_never_recovered() {
         hidden_records_case(false, false);
         hidden_records_case(true, false);
