@@ -3,6 +3,8 @@
 //! performance claim can be a side-by-side ratio from one run.
 
 mod compare;
+mod diskprobe;
+mod js;
 mod procstat;
 mod proto;
 mod reqrep;
@@ -23,12 +25,15 @@ use std::time::Duration;
 #[command(
     name = "broker-edge-bench",
     version,
-    about = "NATS load generator: pub, sub, pubsub, fanout, queue, reqrep",
+    about = "NATS load generator: pub, sub, pubsub, fanout, queue, reqrep, js-pub-async, js-pub-sync; disk-probe",
     after_help = "Examples:\n  \
     broker-edge-bench pubsub --size 16 --msgs 2000000\n  \
     broker-edge-bench fanout --subs 4 --duration 5s --json\n  \
     broker-edge-bench queue --url nats://127.0.0.1:4222 --compare nats://127.0.0.1:4223 --rounds 5\n  \
-    broker-edge-bench reqrep --size 128 --msgs 20000\n\n\
+    broker-edge-bench reqrep --size 128 --msgs 20000\n  \
+    broker-edge-bench js-pub-async --size 1KiB --msgs 100000 --window 256\n  \
+    broker-edge-bench js-pub-sync --size 128 --msgs 5000\n  \
+    broker-edge-bench disk-probe --dir /tmp/store\n\n\
     Server CPU per message is read from /proc for a local server (the process\n\
     listening on the URL's port, or --pid-a/--pid-b). Ratios are always B/A."
 )]
@@ -75,6 +80,24 @@ struct Cli {
     /// wake-ups drop out of the measured latency and the servers' remain.
     #[arg(long)]
     spin: bool,
+    /// js-*: the file stream created before and deleted after the run.
+    #[arg(long, default_value = "BENCH")]
+    stream: String,
+    /// js-pub-async: PubAcks outstanding per publisher (js-pub-sync: 1).
+    #[arg(long)]
+    window: Option<usize>,
+    /// disk-probe: directory to probe (put it on the stores' filesystem).
+    #[arg(long, default_value = ".")]
+    dir: std::path::PathBuf,
+    /// disk-probe: pwrite(4 KiB) + fdatasync iterations.
+    #[arg(long, default_value_t = 500)]
+    iters: usize,
+    /// disk-probe: bytes for the sequential-write measurement.
+    #[arg(long, default_value = "256MiB", value_parser = units::parse_size)]
+    seq_size: usize,
+    /// disk-probe: bytes per sequential write.
+    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+    seq_block: usize,
     /// Server B: run A and B in turn and print B/A ratios.
     #[arg(long, value_name = "URL2")]
     compare: Option<String>,
@@ -115,6 +138,8 @@ struct Cli {
 pub fn run_once(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     match cfg.scenario {
         Scenario::Reqrep => reqrep::run(cfg, t),
+        Scenario::JsPubAsync | Scenario::JsPubSync => js::run(cfg, t),
+        Scenario::DiskProbe => bail!("disk-probe talks to no server"),
         _ => scenarios::run(cfg, t),
     }
 }
@@ -123,15 +148,25 @@ fn config(cli: &Cli) -> Result<RunConfig> {
     let s = cli.scenario;
     let (dp, ds) = s.default_clients();
     let (mut pubs, mut subs) = (cli.pubs.unwrap_or(dp), cli.subs.unwrap_or(ds));
+    let js = matches!(s, Scenario::JsPubAsync | Scenario::JsPubSync);
     match s {
         Scenario::Pub => subs = 0,
         Scenario::Sub => pubs = 0,
+        _ if js => subs = 0,
         _ => {}
     }
+    let window = match (s, cli.window) {
+        (Scenario::JsPubSync, Some(w)) if w != 1 => {
+            bail!("js-pub-sync waits for every ack (window 1); use js-pub-async --window {w}")
+        }
+        (Scenario::JsPubSync, _) => 1,
+        (_, Some(0)) => bail!("--window must be at least 1"),
+        (_, w) => w.unwrap_or(256),
+    };
     if s != Scenario::Sub && pubs == 0 {
         bail!("{} needs at least one publisher", s.name());
     }
-    if s != Scenario::Pub && subs == 0 {
+    if s != Scenario::Pub && !js && subs == 0 {
         bail!("{} needs at least one subscriber", s.name());
     }
     if pubs > 10_000 || subs > 10_000 {
@@ -155,6 +190,8 @@ fn config(cli: &Cli) -> Result<RunConfig> {
         idle_timeout: cli.idle_timeout,
         settle: cli.settle,
         spin: cli.spin,
+        stream: cli.stream.clone(),
+        window,
         connect_timeout: Duration::from_secs(5),
         progress: !cli.quiet,
     })
@@ -202,6 +239,15 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    if cli.scenario == Scenario::DiskProbe {
+        let p = diskprobe::run(&cli.dir, cli.iters, cli.seq_size as u64, cli.seq_block)?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        } else {
+            diskprobe::print(&p);
+        }
+        return Ok(());
+    }
     let cfg = config(&cli)?;
     let url_a = ServerUrl::parse(&cli.url)?;
     let url_b = cli.compare.as_deref().map(ServerUrl::parse).transpose()?;

@@ -1,7 +1,9 @@
 //! The client side of the NATS wire protocol, just as much as load
 //! generation needs: URL parsing, the INFO/CONNECT/PING handshake, and an
 //! incremental parser for what servers send (MSG, HMSG, PING, PONG, +OK,
-//! -ERR, INFO). Payloads are skipped, never copied: the bench only counts.
+//! -ERR, INFO). Payloads are skipped, never copied: the bench only counts —
+//! except on a connection that asked for them ([`Conn::set_capture`]), which
+//! JetStream publishers use to read their PubAcks.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt;
@@ -99,11 +101,15 @@ impl fmt::Display for ServerUrl {
 /// One thing the server said. Borrowed slices are valid only in the callback.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A MSG or HMSG whose payload has fully arrived.
+    /// A MSG or HMSG whose payload has fully arrived. `subject` and
+    /// `payload` (headers included, for HMSG) are empty unless the parser
+    /// captures ([`Parser::capture`]).
     Msg {
         sid: u64,
         reply: Option<&'a [u8]>,
         len: usize,
+        subject: &'a [u8],
+        payload: &'a [u8],
     },
     Ping,
     Pong,
@@ -122,6 +128,10 @@ pub struct Parser {
     /// The MSG whose payload is being skipped: (sid, has reply, len).
     pending: Option<(u64, bool, usize)>,
     reply: Vec<u8>,
+    /// Keep each message's subject and payload for the event.
+    pub capture: bool,
+    subject: Vec<u8>,
+    payload: Vec<u8>,
 }
 
 impl Parser {
@@ -130,6 +140,9 @@ impl Parser {
         while i < data.len() {
             if self.skip > 0 {
                 let n = self.skip.min(data.len() - i);
+                if self.capture {
+                    self.payload.extend_from_slice(&data[i..i + n]);
+                }
                 self.skip -= n;
                 i += n;
                 if self.skip == 0 {
@@ -172,7 +185,15 @@ impl Parser {
             } else {
                 None
             };
-            f(Event::Msg { sid, reply, len });
+            // The captured bytes end with the payload's CRLF.
+            let payload = &self.payload[..len.min(self.payload.len())];
+            f(Event::Msg {
+                sid,
+                reply,
+                len,
+                subject: &self.subject,
+                payload,
+            });
         }
     }
 
@@ -192,7 +213,7 @@ impl Parser {
                 4 => (t[1], Some(t[2]), t[3]),
                 _ => bail!("malformed MSG line: {}", lossy(line)),
             };
-            self.start_msg(sid, reply, len)
+            self.start_msg(t[0], sid, reply, len)
         } else if op.eq_ignore_ascii_case(b"HMSG") {
             let (t, n) = tokens(args)?;
             // The total length covers headers and payload alike.
@@ -201,7 +222,7 @@ impl Parser {
                 5 => (t[1], Some(t[2]), t[4]),
                 _ => bail!("malformed HMSG line: {}", lossy(line)),
             };
-            self.start_msg(sid, reply, len)
+            self.start_msg(t[0], sid, reply, len)
         } else if op.eq_ignore_ascii_case(b"PING") {
             f(Event::Ping);
             Ok(())
@@ -222,12 +243,23 @@ impl Parser {
         }
     }
 
-    fn start_msg(&mut self, sid: &[u8], reply: Option<&[u8]>, len: &[u8]) -> Result<()> {
+    fn start_msg(
+        &mut self,
+        subject: &[u8],
+        sid: &[u8],
+        reply: Option<&[u8]>,
+        len: &[u8],
+    ) -> Result<()> {
         let sid = parse_u64(sid)?;
         let len = usize::try_from(parse_u64(len)?).map_err(|_| anyhow!("MSG size overflows"))?;
         self.reply.clear();
         if let Some(r) = reply {
             self.reply.extend_from_slice(r);
+        }
+        if self.capture {
+            self.subject.clear();
+            self.subject.extend_from_slice(subject);
+            self.payload.clear();
         }
         self.pending = Some((sid, reply.is_some(), len));
         self.skip = len + 2;
@@ -390,6 +422,11 @@ impl Conn {
         Ok(())
     }
 
+    /// Hand each message's subject and payload to the reader (see [`Event::Msg`]).
+    pub fn set_capture(&mut self, on: bool) {
+        self.parser.capture = on;
+    }
+
     /// Non-blocking reads: [`Conn::read_some`] returns `Timeout` at once
     /// when nothing is there, for callers that busy-poll.
     pub fn set_spin(&mut self) -> Result<()> {
@@ -488,7 +525,9 @@ mod tests {
         for c in chunks {
             p.feed(c, &mut |ev| {
                 out.push(match ev {
-                    Event::Msg { sid, reply, len } => Own::Msg(sid, reply.map(|r| r.to_vec()), len),
+                    Event::Msg {
+                        sid, reply, len, ..
+                    } => Own::Msg(sid, reply.map(|r| r.to_vec()), len),
                     Event::Ping => Own::Ping,
                     Event::Pong => Own::Pong,
                     Event::Ok => Own::Ok,
@@ -559,6 +598,54 @@ PONG\r\n-ERR 'Slow Consumer'\r\n";
         assert_eq!(n, 0);
         p.feed(b"\n", &mut |_| n += 1).unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn capture_gives_subject_and_payload_in_any_chunking() {
+        let data: &[u8] = b"MSG _INBOX.t.7 1 23\r\n{\"stream\":\"S\",\"seq\":12}\r\n\
+PING\r\nMSG _INBOX.t.8 1 0\r\n\r\nHMSG h.x 2 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
+        let want: Vec<(u64, Vec<u8>, Vec<u8>)> = vec![
+            (
+                1,
+                b"_INBOX.t.7".to_vec(),
+                br#"{"stream":"S","seq":12}"#.to_vec(),
+            ),
+            (1, b"_INBOX.t.8".to_vec(), b"".to_vec()),
+            (2, b"h.x".to_vec(), b"NATS/1.0\r\n\r\nhi".to_vec()),
+        ];
+        for i in 0..=data.len() {
+            let mut p = Parser {
+                capture: true,
+                ..Parser::default()
+            };
+            let mut got = Vec::new();
+            for part in [&data[..i], &data[i..]] {
+                p.feed(part, &mut |ev| {
+                    if let Event::Msg {
+                        sid,
+                        subject,
+                        payload,
+                        ..
+                    } = ev
+                    {
+                        got.push((sid, subject.to_vec(), payload.to_vec()));
+                    }
+                })
+                .unwrap();
+            }
+            assert_eq!(got, want, "split at {i}");
+        }
+        // Without capture the parser hands out no bytes.
+        let mut p = Parser::default();
+        p.feed(data, &mut |ev| {
+            if let Event::Msg {
+                subject, payload, ..
+            } = ev
+            {
+                assert!(subject.is_empty() && payload.is_empty());
+            }
+        })
+        .unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ struct ReqStats {
     end: Option<Instant>,
 }
 
-fn new_hist() -> Histogram<u64> {
+pub fn new_hist() -> Histogram<u64> {
     // 1 ns .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static histogram bounds")
 }

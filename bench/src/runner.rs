@@ -15,7 +15,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// Publishers only.
     Pub,
@@ -29,6 +29,12 @@ pub enum Scenario {
     Queue,
     /// Request/reply latency; the responders are part of the bench.
     Reqrep,
+    /// JetStream publishes to a fresh file stream, `--window` acks outstanding.
+    JsPubAsync,
+    /// JetStream publishes, each waiting for its PubAck; latency percentiles.
+    JsPubSync,
+    /// No server: fdatasync latency and sequential write bandwidth of `--dir`.
+    DiskProbe,
 }
 
 impl Scenario {
@@ -40,6 +46,9 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Queue => "queue",
             Scenario::Reqrep => "reqrep",
+            Scenario::JsPubAsync => "js-pub-async",
+            Scenario::JsPubSync => "js-pub-sync",
+            Scenario::DiskProbe => "disk-probe",
         }
     }
 
@@ -50,6 +59,8 @@ impl Scenario {
             Scenario::Sub => (0, 1),
             Scenario::Pubsub | Scenario::Reqrep => (1, 1),
             Scenario::Fanout | Scenario::Queue => (1, 4),
+            Scenario::JsPubAsync | Scenario::JsPubSync => (1, 0),
+            Scenario::DiskProbe => (0, 0),
         }
     }
 
@@ -61,6 +72,9 @@ impl Scenario {
             Scenario::Sub | Scenario::Fanout | Scenario::Queue => 1_000_000,
             Scenario::Pubsub => 2_000_000,
             Scenario::Reqrep => 20_000,
+            Scenario::JsPubAsync => 200_000,
+            Scenario::JsPubSync => 10_000,
+            Scenario::DiskProbe => 0,
         }
     }
 }
@@ -88,6 +102,10 @@ pub struct RunConfig {
     pub settle: Duration,
     /// Busy-poll instead of blocking reads (reqrep).
     pub spin: bool,
+    /// JetStream stream the js-* scenarios create and delete.
+    pub stream: String,
+    /// JetStream PubAcks outstanding per publisher (1 for js-pub-sync).
+    pub window: usize,
     pub connect_timeout: Duration,
     pub progress: bool,
 }

@@ -136,6 +136,24 @@ impl RunResult {
     }
 }
 
+impl RunResult {
+    /// Rates over the messages received rather than sent: for JetStream
+    /// publishes, "received" counts the messages the server acked as stored.
+    pub fn rate_on_received(&mut self) {
+        let el = if self.elapsed_s > 0.0 {
+            self.elapsed_s
+        } else {
+            f64::NAN
+        };
+        let n = self.received;
+        let per = |cpu: f64| (n > 0).then(|| cpu * 1e6 / n as f64);
+        self.msgs_per_s = n as f64 / el;
+        self.mb_per_s = n as f64 * self.size as f64 / el / 1e6;
+        self.server_us_per_msg = self.server_cpu_s.and_then(per);
+        self.gen_us_per_msg = per(self.gen_cpu_s).unwrap_or(0.0);
+    }
+}
+
 fn opt(v: Option<f64>) -> String {
     match v {
         Some(v) => format!("{v:.3}"),
@@ -307,6 +325,24 @@ mod tests {
         let r = RunResult::from_raw(x);
         assert_eq!(r.msgs_per_s, 1_999_500.0);
         assert_eq!(r.server_us_per_msg, None);
+    }
+
+    #[test]
+    fn rated_on_received() {
+        let mut x = raw();
+        x.sent = 1000;
+        x.received = 500;
+        x.expected = 1000;
+        x.elapsed_s = 0.5;
+        x.server_cpu_s = Some(0.001);
+        x.gen_cpu_s = 0.0005;
+        let mut r = RunResult::from_raw(x);
+        r.rate_on_received();
+        assert_eq!(r.msgs_per_s, 1000.0);
+        assert_eq!(r.mb_per_s, 0.016);
+        assert_eq!(r.server_us_per_msg, Some(2.0));
+        assert_eq!(r.gen_us_per_msg, 1.0);
+        assert_eq!(r.lost, 500);
     }
 
     #[test]

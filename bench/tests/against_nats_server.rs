@@ -33,6 +33,10 @@ fn free_port() -> u16 {
 }
 
 fn start_nats_server() -> Option<Server> {
+    start_nats_server_with(&[])
+}
+
+fn start_nats_server_with(extra: &[&str]) -> Option<Server> {
     if !Path::new(NATS_SERVER).exists() {
         eprintln!("skipping: {NATS_SERVER} is not installed");
         return None;
@@ -40,6 +44,7 @@ fn start_nats_server() -> Option<Server> {
     let port = free_port();
     let child = Command::new(NATS_SERVER)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -227,4 +232,120 @@ fn spawned_server_is_measured_and_stopped() {
     assert!(v["server_peak_rss_mib"].as_f64().unwrap() > 0.0, "{v}");
     // The bench stops what it started.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn jetstream_publishes_against_nats_server() {
+    let dir = std::env::temp_dir().join(format!("bench-js-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(s) = start_nats_server_with(&["-js", "-sd", dir.to_str().unwrap()]) else {
+        return;
+    };
+    let u = url(s.port);
+    for (args, n) in [
+        (
+            &["js-pub-async", "--msgs", "3000", "--size", "1k"][..],
+            3000,
+        ),
+        (
+            &[
+                "js-pub-async",
+                "--msgs",
+                "2000",
+                "--pubs",
+                "2",
+                "--window",
+                "7",
+            ],
+            2000,
+        ),
+        (&["js-pub-sync", "--msgs", "200", "--stream", "OTHER"], 200),
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--url", &u]);
+        let (ok, v) = bench(&a);
+        assert!(ok, "{a:?}: {v}");
+        assert_eq!(v["sent"], n, "{v}");
+        assert_eq!(v["received"], n, "{v}");
+        assert_eq!(v["lost"], 0, "{v}");
+        assert_eq!(v["latency"]["count"], n, "{v}");
+        assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(v["server_pid"], s.child.id(), "{v}");
+    }
+    // Every stream was deleted after its run.
+    let streams = dir.join("jetstream/$G/streams");
+    let left: Vec<_> = std::fs::read_dir(&streams)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "streams left behind: {left:?}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fake JetStream server: API requests succeed, and every fifth publish
+/// gets a PubAck carrying an error.
+fn fake_jetstream() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            thread::spawn(move || {
+                let _ = serve_fake_jetstream(c);
+            });
+        }
+    });
+    port
+}
+
+fn serve_fake_jetstream(c: TcpStream) -> std::io::Result<()> {
+    use std::io::BufRead;
+    let mut w = c.try_clone()?;
+    let mut r = std::io::BufReader::new(c);
+    w.write_all(b"INFO {\"max_payload\":1048576,\"jetstream\":true}\r\n")?;
+    let (mut line, mut n) = (String::new(), 0u64);
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let t: Vec<&str> = line.split_whitespace().collect();
+        match t.first().copied() {
+            Some("PING") => w.write_all(b"PONG\r\n")?,
+            Some("PUB") if t.len() == 4 => {
+                let mut body = vec![0u8; t[3].parse::<usize>().unwrap() + 2];
+                r.read_exact(&mut body)?;
+                let reply: &[u8] = if t[1].starts_with("$JS.API.") {
+                    br#"{"type":"io.nats.jetstream.api.v1.ok","success":true}"#
+                } else {
+                    n += 1;
+                    if n % 5 == 0 {
+                        br#"{"error":{"code":503,"err_code":10077,"description":"fake failure"}}"#
+                    } else {
+                        br#"{"stream":"BENCH","seq":1}"#
+                    }
+                };
+                let mut m = format!("MSG {} 1 {}\r\n", t[2], reply.len()).into_bytes();
+                m.extend_from_slice(reply);
+                m.extend_from_slice(b"\r\n");
+                w.write_all(&m)?;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn pubacks_with_errors_are_counted_and_fail_the_run() {
+    let port = fake_jetstream();
+    let (ok, v) = bench(&["js-pub-async", "--msgs", "1000", "--url", &url(port)]);
+    assert!(!ok, "error acks must fail the run: {v}");
+    assert_eq!(v["sent"], 1000, "{v}");
+    assert_eq!(v["received"], 800, "{v}");
+    assert_eq!(v["lost"], 200, "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("200 PubAcks carried an error") && errors.contains("fake failure"),
+        "{v}"
+    );
 }
