@@ -76,10 +76,7 @@ fn segments_reserve_blocks_a_step_ahead_and_sealed_ones_keep_none_past_their_end
         let seg = files_with_ext(&p, "seg").pop().unwrap();
         let held = allocated(&seg);
         assert!(held >= 64 * 1024, "nothing reserved: {held} bytes");
-        assert!(
-            held <= 256 * 1024,
-            "quiet segment holds {held} bytes"
-        );
+        assert!(held <= 256 * 1024, "quiet segment holds {held} bytes");
         // 40 MiB from 16 appenders: the first segment fills and seals.
         let mut hs = Vec::new();
         for _ in 0..16 {
