@@ -162,11 +162,17 @@ fn send(shard: &Shard, meta: &super::meta::Meta, req: &Req, a: Answer) {
                 .is_some_and(|d| d.ends_with("not permitted"));
             let err =
                 code.is_some_and(|c| !op || refused || matches!(c, 10059 | 10003 | 10025 | 10109));
-            // Successful message gets are not counted, as in the reference.
-            if err || !req.subject.starts_with("$JS.API.STREAM.MSG.GET.") {
+            // Successful message gets are not counted (nor audited), as
+            // in the reference.
+            let counted = err || !req.subject.starts_with("$JS.API.STREAM.MSG.GET.");
+            if counted {
                 meta.count_api(req.acc, err);
             }
-            shard.publish_internal(req.acc, &req.reply, None, None, v.to_string().as_bytes());
+            let body = v.to_string();
+            shard.publish_internal(req.acc, &req.reply, None, None, body.as_bytes());
+            if counted {
+                audit(shard, req, &body);
+            }
         }
         Answer::Raw { headers, payload } => {
             shard.publish_internal(req.acc, &req.reply, None, Some(&headers), &payload);
@@ -176,6 +182,37 @@ fn send(shard: &Shard, meta: &super::meta::Meta, req: &Req, a: Answer) {
         }
         Answer::None => {}
     }
+}
+
+const AUDIT_SUBJECT: &str = "$JS.EVENT.ADVISORY.API";
+
+/// The API audit advisory, made only when someone listens for it.
+fn audit(shard: &Shard, req: &Req, response: &str) {
+    if !shard.has_interest(req.acc, AUDIT_SUBJECT.as_bytes()) {
+        return;
+    }
+    let mut v = serde_json::json!({
+        "type": "io.nats.jetstream.advisory.v1.api_audit",
+        "id": crate::auth::new_nonce(),
+        "timestamp": super::config::go_time(super::config::now_ns()),
+        "server": shard.g.server_name,
+        "client": {"acc": shard.g.accounts.name(req.acc)},
+        "subject": req.subject,
+        "response": response,
+    });
+    if !req.body.is_empty() {
+        v["request"] = serde_json::json!(String::from_utf8_lossy(&req.body));
+    }
+    if let Some(d) = &shard.g.opts.jetstream_domain {
+        v["domain"] = serde_json::json!(d);
+    }
+    shard.publish_internal(
+        req.acc,
+        AUDIT_SUBJECT.as_bytes(),
+        None,
+        None,
+        v.to_string().as_bytes(),
+    );
 }
 
 /// Runs a stream request on the shard that owns the stream.
