@@ -48,10 +48,8 @@ impl Req {
 /// message (direct get: headers and payload).
 pub enum Answer {
     Json(Value),
-    Raw {
-        headers: Vec<u8>,
-        payload: Bytes,
-    },
+    /// Messages in order: (header block, payload).
+    Raw(msg::Replies),
     /// The 503 status a request gets when nothing serves its subject.
     NoResponders,
     None,
@@ -174,8 +172,11 @@ fn send(shard: &Shard, meta: &super::meta::Meta, req: &Req, a: Answer) {
                 audit(shard, req, &body);
             }
         }
-        Answer::Raw { headers, payload } => {
-            shard.publish_internal(req.acc, &req.reply, None, Some(&headers), &payload);
+        Answer::Raw(msgs) => {
+            for (headers, payload) in msgs {
+                let h = (!headers.is_empty()).then_some(&headers[..]);
+                shard.publish_internal(req.acc, &req.reply, None, h, &payload);
+            }
         }
         Answer::NoResponders => {
             shard.publish_internal(req.acc, &req.reply, None, Some(NO_RESPONDERS), b"");
@@ -243,7 +244,7 @@ async fn on_owner(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str, kind
             "stream_msg_get_response" => Owned2::Json(msg::get(&st, &body)),
             "stream_msg_delete_response" => Owned2::Json(msg::delete(&st, &body).await),
             _ => match msg::direct(&st, &subject, &body) {
-                Some((h, p)) => Owned2::Raw(h, p),
+                Some(msgs) => Owned2::Raw(msgs),
                 None => Owned2::NoResponders,
             },
         })
@@ -251,7 +252,7 @@ async fn on_owner(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str, kind
     .await;
     match r {
         Some(Ok(Owned2::Json(v))) => Answer::Json(v),
-        Some(Ok(Owned2::Raw(headers, payload))) => Answer::Raw { headers, payload },
+        Some(Ok(Owned2::Raw(msgs))) => Answer::Raw(msgs),
         Some(Ok(Owned2::NoResponders)) => Answer::NoResponders,
         None => Answer::None,
         Some(Err(e)) => owner_error(kind, e),
@@ -275,6 +276,6 @@ fn owner_error(kind: &str, e: ApiError) -> Answer {
 /// An answer as it crosses back from the owning shard.
 enum Owned2 {
     Json(Value),
-    Raw(Vec<u8>, Bytes),
+    Raw(msg::Replies),
     NoResponders,
 }

@@ -139,14 +139,21 @@ pub async fn delete(st: &Stream, body: &Bytes) -> Value {
     }
 }
 
-/// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the message with the
+/// Messages of a direct-get answer, in order: (header block, payload).
+pub type Replies = Vec<(Vec<u8>, Bytes)>;
+
+/// Most messages a multi-last request may answer with.
+const MULTI_LAST_MAX: usize = 1024;
+
+/// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the message(s) with the
 /// stream headers, or a status. `None`: the stream does not serve direct
-/// gets (no responder, as with the reference).
-pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<(Vec<u8>, Bytes)> {
+/// gets (no responder, as with the reference). Batches (`batch`) and
+/// `multi_last` end with a `204 EOB` status.
+pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<Replies> {
     if !st.meta.borrow().config.allow_direct {
         return None;
     }
-    let status = |s: &str| Some((headers::build(Some(s), &[]), Bytes::new()));
+    let status = |s: &str| Some(vec![(headers::build(Some(s), &[]), Bytes::new())]);
     let prefix = format!("$JS.API.DIRECT.GET.{}", st.name);
     let key = subject
         .strip_prefix(&prefix)
@@ -178,9 +185,12 @@ pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<(Vec<u8>, Byte
             if b.is_empty() {
                 return status("408 Empty Request");
             }
-            if r.batch != 0 || r.multi_last.is_some() {
-                // Batches and multi-last (2.11) are not served yet.
-                return status("408 Bad Request");
+            if let Some(filters) = r.multi_last.take() {
+                let last = r.last_by_subj.as_deref().is_some_and(|s| !s.is_empty());
+                if last || r.next_by_subj.is_some() {
+                    return status("408 Bad Request");
+                }
+                return Some(multi_last(st, &filters, r.no_hdr));
             }
             if r.conflicting() {
                 let none = r.seq == 0
@@ -193,23 +203,35 @@ pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<(Vec<u8>, Byte
                     "408 Bad Request"
                 });
             }
+            if r.batch > 0 {
+                if r.last_by_subj.is_some() {
+                    return status("408 Bad Request");
+                }
+                return Some(batch(st, &r));
+            }
         }
     }
     let Some(m) = lookup(st, &r) else {
         return status("404 Message Not Found");
     };
-    if r.no_hdr {
-        return Some((Vec::new(), m.payload));
+    Some(vec![reply_for(st, &m, r.no_hdr, &[])])
+}
+
+/// One stored message as a direct-get reply, with extra headers.
+fn reply_for(st: &Stream, m: &StoredMsg, no_hdr: bool, extra: &[(&str, &str)]) -> (Vec<u8>, Bytes) {
+    if no_hdr {
+        return (Vec::new(), m.payload.clone());
     }
     let seq = m.seq.to_string();
     let ts = go_time(m.ts);
     let subj = String::from_utf8_lossy(&m.subject).into_owned();
-    let pairs = [
+    let mut pairs = vec![
         ("Nats-Stream", st.name.as_str()),
         ("Nats-Subject", subj.as_str()),
         ("Nats-Sequence", seq.as_str()),
         ("Nats-Time-Stamp", ts.as_str()),
     ];
+    pairs.extend_from_slice(extra);
     let h = if m.headers.len() >= 4 && m.headers.ends_with(b"\r\n\r\n") {
         // The stored block with ours appended before its final blank line.
         let mut out = m.headers[..m.headers.len() - 2].to_vec();
@@ -221,5 +243,127 @@ pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<(Vec<u8>, Byte
     } else {
         headers::build(None, &pairs)
     };
-    Some((h, m.payload))
+    (h, m.payload.clone())
+}
+
+fn eob(pending: u64, last: u64, upto: Option<u64>) -> (Vec<u8>, Bytes) {
+    let (p, l) = (pending.to_string(), last.to_string());
+    let mut pairs = vec![
+        ("Nats-Num-Pending", p.as_str()),
+        ("Nats-Last-Sequence", l.as_str()),
+    ];
+    let u = upto.map(|u| u.to_string());
+    if let Some(u) = &u {
+        pairs.push(("Nats-UpTo-Sequence", u.as_str()));
+    }
+    (headers::build(Some("204 EOB"), &pairs), Bytes::new())
+}
+
+/// Up to `batch` messages from `seq` (optionally matching `next_by_subj`),
+/// each telling how many more match and which sequence came before it.
+fn batch(st: &Stream, r: &GetReq) -> Replies {
+    let filter = match r.next_by_subj.as_deref().filter(|s| !s.is_empty()) {
+        Some(f) => Filter::one(f),
+        None => Filter::all(),
+    };
+    let mut from = r.seq.max(1);
+    if let Some(ns) = r
+        .start_time
+        .as_deref()
+        .and_then(crate::jetstream::config::parse_time)
+    {
+        match st.log.seq_for_time(ns) {
+            Some(s) => from = s,
+            None => {
+                return vec![(
+                    headers::build(Some("404 Message Not Found"), &[]),
+                    Bytes::new(),
+                )]
+            }
+        }
+    }
+    let max_bytes = if r.max_bytes > 0 {
+        r.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let mut out = Vec::new();
+    let (mut last, mut bytes) = (0u64, 0usize);
+    while out.len() < r.batch as usize {
+        let Ok(Some(m)) = st.log.next_msg(from, &filter) else {
+            break;
+        };
+        bytes += m.payload.len() + m.headers.len();
+        if bytes > max_bytes && !out.is_empty() {
+            break;
+        }
+        let pending = st.log.count_from(m.seq + 1, &filter);
+        let (p, l) = (pending.to_string(), last.to_string());
+        out.push(reply_for(
+            st,
+            &m,
+            r.no_hdr,
+            &[
+                ("Nats-Num-Pending", p.as_str()),
+                ("Nats-Last-Sequence", l.as_str()),
+            ],
+        ));
+        last = m.seq;
+        from = m.seq + 1;
+    }
+    if out.is_empty() {
+        return vec![(
+            headers::build(Some("404 Message Not Found"), &[]),
+            Bytes::new(),
+        )];
+    }
+    let pending = st.log.count_from(from, &filter);
+    out.push(eob(pending, last, None));
+    out
+}
+
+/// The last message of every subject matching one of `filters`, by
+/// sequence.
+fn multi_last(st: &Stream, filters: &[String], no_hdr: bool) -> Replies {
+    let f = Filter::new(filters);
+    let mut subjects = st.log.subjects(&f);
+    if subjects.len() > MULTI_LAST_MAX {
+        return vec![(
+            headers::build(Some("413 Too Many Results"), &[]),
+            Bytes::new(),
+        )];
+    }
+    subjects.sort();
+    let mut msgs: Vec<StoredMsg> = subjects
+        .iter()
+        .filter_map(|(s, _)| {
+            st.log
+                .last_for(&Filter::one(&String::from_utf8_lossy(s)))
+                .ok()
+                .flatten()
+        })
+        .collect();
+    if msgs.is_empty() {
+        return vec![(headers::build(Some("404 No Results"), &[]), Bytes::new())];
+    }
+    msgs.sort_by_key(|m| m.seq);
+    let upto = st.log.state(false).last_seq;
+    let mut out = Vec::new();
+    let mut last = 0;
+    let n = msgs.len();
+    for (i, m) in msgs.iter().enumerate() {
+        let (p, l) = ((n - i - 1).to_string(), last.to_string());
+        out.push(reply_for(
+            st,
+            m,
+            no_hdr,
+            &[
+                ("Nats-Num-Pending", p.as_str()),
+                ("Nats-Last-Sequence", l.as_str()),
+            ],
+        ));
+        last = m.seq;
+    }
+    out.push(eob(0, last, Some(upto)));
+    out
 }
