@@ -15,6 +15,9 @@ pub enum SignalError {
     Ambiguous(String),
     #[error("failed to signal pid {pid}: {why}")]
     Kill { pid: i32, why: String },
+    /// 0 and negative pids mean process groups or every process to kill(2).
+    #[error("invalid pid {0}: a process id is a positive number")]
+    BadPid(i32),
 }
 
 fn signal_for(cmd: &str) -> Option<i32> {
@@ -79,7 +82,11 @@ pub fn send(command: &str, target: Option<&str>) -> Result<(), SignalError> {
             }
         }
     };
-    // SAFETY: plain kill(2) with a validated signal number.
+    if pid <= 0 {
+        return Err(SignalError::BadPid(pid));
+    }
+    // SAFETY: plain kill(2) of one process (pid > 0) with a validated
+    // signal number.
     if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(SignalError::Kill {
             pid,
@@ -87,4 +94,26 @@ pub fn send(command: &str, target: Option<&str>) -> Result<(), SignalError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_pids_that_name_groups_or_everyone() {
+        for bad in ["0", "-1", "-42"] {
+            assert!(
+                matches!(send("stop", Some(bad)), Err(SignalError::BadPid(_))),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pid");
+        std::fs::write(&f, "-1\n").unwrap();
+        assert!(matches!(
+            send("term", Some(f.to_str().unwrap())),
+            Err(SignalError::BadPid(-1))
+        ));
+    }
 }
