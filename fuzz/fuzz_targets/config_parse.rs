@@ -6,14 +6,10 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 
-// The config module is self-contained (it depends only on thiserror), so
-// it is compiled here straight from the server's source tree: the fuzz
-// build stays seconds long under sanitizers and does not depend on the
-// rest of the server compiling.
-#[path = "../../src/config/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod config;
-
+// The config module used to be compiled here straight from src/config,
+// but it now reaches into the rest of the server (options, auth, storage),
+// so the target links the server library like the js_* targets.
+use broker_edge::config;
 use config::{Value, ValueKind};
 
 fn walk(v: &Value) {
