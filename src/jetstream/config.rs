@@ -507,8 +507,13 @@ pub fn go_time(ns: u64) -> String {
 /// Parses a time in the format above (and RFC3339 generally) into ns.
 pub fn parse_time(s: &str) -> Option<u64> {
     let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    // Before the epoch (Go's zero time included, which `go_time(0)`
+    // prints) is the epoch: the log has nothing older.
+    if t.timestamp() < 0 {
+        return Some(0);
+    }
     let ns = t.timestamp_nanos_opt()?;
-    Some(ns.max(0) as u64)
+    Some(ns as u64)
 }
 
 pub fn now_ns() -> u64 {
@@ -559,6 +564,8 @@ mod tests {
     fn go_times() {
         assert_eq!(go_time(0), "0001-01-01T00:00:00Z");
         assert_eq!(go_time(1_500_000_000), "1970-01-01T00:00:01.5Z");
+        assert_eq!(parse_time(&go_time(0)), Some(0));
+        assert_eq!(parse_time("1969-12-31T23:59:59Z"), Some(0));
         assert_eq!(
             parse_time(&go_time(1_700_000_000_123_000_000)),
             Some(1_700_000_000_123_000_000)

@@ -20,6 +20,8 @@ pub enum SnapshotError {
     Entry(String),
     #[error("the snapshot was abandoned")]
     Abandoned,
+    #[error("the archive unpacks to more than the {0} bytes of storage available")]
+    TooLarge(u64),
 }
 
 /// Splits what is written into chunks of `size` bytes sent on `tx` (the
@@ -132,11 +134,14 @@ impl Read for Dechunker {
 }
 
 /// Unpacks an archive arriving as chunks on `rx` into `dir` (which gets
-/// `msgs/`). Only plain files directly under `msgs/` are accepted: the
-/// bytes come from a client. Blocking: run it on a helper thread.
+/// `msgs/`), writing at most `max_bytes`. Only plain files directly under
+/// `msgs/` are accepted: the bytes come from a client (and a few hundred
+/// of them could otherwise describe a file of any size). Blocking: run it
+/// on a helper thread.
 pub fn read_archive(
     dir: &Path,
     rx: async_channel::Receiver<Vec<u8>>,
+    max_bytes: u64,
 ) -> Result<u64, SnapshotError> {
     let dec = snap::read::FrameDecoder::new(Dechunker {
         rx,
@@ -156,10 +161,8 @@ pub fn read_archive(
             .next()
             .and_then(|c| c.as_os_str().to_str())
             .map(str::to_string);
-        let kind_ok = matches!(
-            e.header().entry_type(),
-            tar::EntryType::Regular | tar::EntryType::GNUSparse
-        );
+        // Our archives hold plain entries only (`sparse(false)`).
+        let kind_ok = e.header().entry_type() == tar::EntryType::Regular;
         let Some(name) =
             name.filter(|n| ok_dir && kind_ok && parts.next().is_none() && !n.starts_with('.'))
         else {
@@ -169,9 +172,14 @@ pub fn read_archive(
                 e.header().entry_type()
             )));
         };
+        let size = e.header().size()?;
+        if total.saturating_add(size) > max_bytes {
+            return Err(SnapshotError::TooLarge(max_bytes));
+        }
         let target = out.join(&name);
         let mut f = std::fs::File::create(&target)?;
-        total += std::io::copy(&mut e, &mut f)?;
+        let mut limited = (&mut e).take(max_bytes - total);
+        total += std::io::copy(&mut limited, &mut f)?;
         f.sync_all()?;
     }
     super::store::sync_dir(&out).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -204,7 +212,7 @@ mod tests {
             tx.send_blocking(c).unwrap();
         }
         drop(tx);
-        read_archive(dst.path(), rx).unwrap();
+        read_archive(dst.path(), rx, u64::MAX).unwrap();
         assert_eq!(
             std::fs::read(dst.path().join("msgs/a.seg")).unwrap(),
             vec![7u8; 300_000]
@@ -213,6 +221,46 @@ mod tests {
             std::fs::read(dst.path().join("msgs/b.idx")).unwrap(),
             b"index"
         );
+    }
+
+    #[test]
+    fn refuses_sparse_entries() {
+        // A few hundred bytes of sparse map could describe a file of any
+        // size (found by the js_snapshot_archive fuzz target).
+        let src = tempfile::tempdir().unwrap();
+        let p = src.path().join("holes.seg");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(8 << 20).unwrap();
+        drop(f);
+        let mut raw = Vec::new();
+        {
+            let mut enc = snap::write::FrameEncoder::new(&mut raw);
+            let mut b = tar::Builder::new(&mut enc);
+            b.sparse(true);
+            b.append_path_with_name(&p, "msgs/holes.seg").unwrap();
+            b.finish().unwrap();
+        }
+        let (tx, rx) = async_channel::unbounded();
+        tx.send_blocking(raw).unwrap();
+        drop(tx);
+        let dst = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read_archive(dst.path(), rx, u64::MAX),
+            Err(SnapshotError::Entry(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_more_than_the_space_given() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.seg"), vec![0u8; 100_000]).unwrap();
+        let (tx, rx) = async_channel::unbounded();
+        write_archive(src.path(), 4096, tx).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read_archive(dst.path(), rx, 50_000),
+            Err(SnapshotError::TooLarge(50_000))
+        ));
     }
 
     #[test]
@@ -233,7 +281,7 @@ mod tests {
         drop(tx);
         let dst = tempfile::tempdir().unwrap();
         assert!(matches!(
-            read_archive(dst.path(), rx),
+            read_archive(dst.path(), rx, u64::MAX),
             Err(SnapshotError::Entry(_))
         ));
     }

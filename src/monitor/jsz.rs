@@ -134,7 +134,7 @@ fn total_memory() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn free_disk(dir: &std::path::Path) -> u64 {
+pub fn free_disk(dir: &std::path::Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return 0;

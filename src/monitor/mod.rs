@@ -6,6 +6,7 @@
 mod endpoints;
 pub mod gather;
 mod jsz;
+pub use jsz::free_disk;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -310,10 +310,11 @@ fn start_restore(
     let (tx, rx) = async_channel::unbounded::<Vec<u8>>();
     let (done_tx, done_rx) = futures_channel::oneshot::channel();
     let t = tmp.clone();
+    let max_bytes = restore_room(&js.cfg);
     std::thread::Builder::new()
         .name("restore".into())
         .spawn(move || {
-            let _ = done_tx.send(snapshot::read_archive(&t, rx));
+            let _ = done_tx.send(snapshot::read_archive(&t, rx, max_bytes));
         })
         .map_err(restore_failed)?;
     let state = Rc::new(RefCell::new(Restoring {
@@ -400,6 +401,20 @@ fn start_restore(
     })
     .detach();
     Ok(deliver)
+}
+
+/// How many bytes a restore may unpack: what the server's file store
+/// limit leaves, or 90% of the store volume's free space.
+fn restore_room(cfg: &crate::jetstream::Config) -> u64 {
+    let free = crate::monitor::free_disk(&cfg.root) / 10 * 9;
+    if cfg.max_store > 0 {
+        let used = cfg
+            .usage
+            .total(None, crate::jetstream::config::StorageType::File);
+        (cfg.max_store as u64).saturating_sub(used).min(free)
+    } else {
+        free
+    }
 }
 
 fn restore_failed(e: impl std::fmt::Display) -> ApiError {
