@@ -16,7 +16,11 @@
 //! section; LOGBENCH_SEGMENT_MIB the logs' segment size (64);
 //! LOGBENCH_STATS=1 prints group-commit counters per append case;
 //! LOGBENCH_MALLOC_DEFAULTS=1 skips `retain_large_allocations`;
-//! LOGBENCH_NO_SETTLE=1 skips the `syncfs` after each case's cleanup.
+//! LOGBENCH_NO_SETTLE=1 skips the `syncfs` after each case's cleanup;
+//! LOGBENCH_KV=1 runs only the KV-shaped case (puts to one of N subjects
+//! with `max_msgs_per_subject` 1 and 5, last-by-subject reads, a wildcard
+//! pending count and `state(true)`) for N in LOGBENCH_KV_SUBJECTS (default
+//! 1000,100000,1000000).
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -24,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use broker_edge_storage::{Durability, Filter, Log, LogConfig, Start, WriteMode};
+use broker_edge_storage::{Durability, Filter, Limits, Log, LogConfig, Start, WriteMode};
 use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaFile};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -342,6 +346,9 @@ async fn bench() {
     broker_edge_storage::use_interrupt_completions(&dir).await;
 
     print_pressure("start");
+    if std::env::var("LOGBENCH_KV").is_ok() {
+        return kv(&dir, secs).await;
+    }
     println!("## machine");
     if skip_machine {
         return append_only(&dir, secs, &task_counts, &sizes).await;
@@ -679,6 +686,217 @@ async fn read_and_recovery(dir: &Path, rec_n: u64) {
     );
     drop(log);
     let _ = std::fs::remove_dir_all(&p);
+}
+
+/// Resident set size of this process in MiB (`VmRSS`), 0 if unreadable.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// splitmix64: uniform keys without a `rand` dependency.
+fn next_rand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn kv_subject(i: u64) -> String {
+    format!("$KV.b.key{i}")
+}
+
+struct KvResult {
+    preload_secs: f64,
+    rss_mib: f64,
+    puts: u64,
+    put_secs: f64,
+    reads: u64,
+    read_secs: f64,
+    /// The wildcard count, first call and an immediate repeat (ms).
+    count_ms: (f64, f64),
+    state_ms: f64,
+    msgs: u64,
+    deleted: usize,
+}
+
+/// One KV-shaped case: N subjects, at most `k` messages each, 64-byte
+/// values. Preload one put per subject (untimed), then `secs` of puts from
+/// 64 appenders to uniformly random keys (each evicts that key's oldest
+/// beyond `k`), then `secs` of `last_for` on random keys from one task, then
+/// one wildcard `count_from` (twice) and one `state(true)`.
+async fn kv_case(dir: &Path, n: u64, k: u64, durability: Durability, secs: u64) -> KvResult {
+    let p = fresh(dir, "kv");
+    let cfg = LogConfig {
+        durability,
+        segment_size: env_u64("LOGBENCH_SEGMENT_MIB", 64) << 20,
+        limits: Limits {
+            max_msgs_per_subject: Some(k),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let log = Log::open(&p, cfg).await.expect("open");
+    let value = Bytes::from(vec![0x6bu8; 64]);
+
+    // Preload: key i gets one put, keys handed out in order to 64 tasks.
+    let t = Instant::now();
+    let next = Rc::new(Cell::new(0u64));
+    let mut hs = Vec::new();
+    for _ in 0..64 {
+        let (log, value, next) = (log.clone(), value.clone(), next.clone());
+        hs.push(glommio::spawn_local(async move {
+            loop {
+                let i = next.get();
+                if i >= n {
+                    break;
+                }
+                next.set(i + 1);
+                log.append_bytes(Bytes::from(kv_subject(i)), Bytes::new(), value.clone())
+                    .await
+                    .expect("preload put");
+            }
+        }));
+    }
+    for h in hs {
+        h.await;
+    }
+    let preload_secs = t.elapsed().as_secs_f64();
+    let rss = rss_mib();
+
+    // Timed puts to random keys.
+    let stop = Rc::new(Cell::new(false));
+    let count = Rc::new(Cell::new(0u64));
+    let t = Instant::now();
+    let mut hs = Vec::new();
+    for task in 0..64u64 {
+        let (log, value, stop, count) = (log.clone(), value.clone(), stop.clone(), count.clone());
+        hs.push(glommio::spawn_local(async move {
+            let mut rng = 0x5eed_0000 + task;
+            while !stop.get() {
+                let key = next_rand(&mut rng) % n;
+                log.append_bytes(Bytes::from(kv_subject(key)), Bytes::new(), value.clone())
+                    .await
+                    .expect("put");
+                count.set(count.get() + 1);
+            }
+        }));
+    }
+    glommio::timer::sleep(Duration::from_secs(secs)).await;
+    stop.set(true);
+    for h in hs {
+        h.await;
+    }
+    let put_secs = t.elapsed().as_secs_f64();
+    let puts = count.get();
+
+    // Timed last-by-subject reads from one task.
+    let mut rng = 0x0bad_cafe_u64;
+    let (mut reads, mut sink) = (0u64, 0u64);
+    let limit = Duration::from_secs(secs);
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        for _ in 0..256 {
+            let key = next_rand(&mut rng) % n;
+            let m = log
+                .last_for(&Filter::one(&kv_subject(key)))
+                .expect("last_for")
+                .expect("every key has a value");
+            sink = sink.wrapping_add(m.seq);
+        }
+        reads += 256;
+    }
+    let read_secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+
+    // One wildcard pending count (and a repeat), one state with deletes.
+    let wild = Filter::one("$KV.b.>");
+    let t = Instant::now();
+    let c1 = log.count_from(1, &wild);
+    let first = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let c2 = log.count_from(1, &wild);
+    let again = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(c1, c2);
+    let t = Instant::now();
+    let st = log.state(true);
+    let state_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(st.msgs, c1, "the wildcard matches every message");
+    let deleted = st.deleted.as_ref().map_or(0, Vec::len);
+
+    log.close().await.expect("close");
+    drop(log);
+    let _ = std::fs::remove_dir_all(&p);
+    settle_disk(dir);
+    KvResult {
+        preload_secs,
+        rss_mib: rss,
+        puts,
+        put_secs,
+        reads,
+        read_secs,
+        count_ms: (first, again),
+        state_ms,
+        msgs: st.msgs,
+        deleted,
+    }
+}
+
+/// The JetStream issue's KV case: do put and last-by-subject cost stay
+/// flat from 1k to 1M subjects, and which whole-stream queries grow?
+async fn kv(dir: &Path, secs: u64) {
+    let subjects: Vec<u64> = std::env::var("LOGBENCH_KV_SUBJECTS")
+        .unwrap_or_else(|_| "1000,100000,1000000".into())
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    println!("\n## KV-shaped (64-byte values, 64 put tasks, 1 read task, {secs}s per phase)");
+    println!("| N | K | preload s | RSS MiB | puts/s | µs/put | reads/s | µs/read | wildcard count ms (first / again) | state(deleted) ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut notes = Vec::new();
+    for &n in &subjects {
+        let mut cases = vec![("never", Durability::Never)];
+        if n == 1000 {
+            cases.push(("always", Durability::Always));
+        }
+        for (pname, pol) in cases {
+            for k in [1u64, 5] {
+                let r = kv_case(dir, n, k, pol, secs).await;
+                let label = if pname == "never" {
+                    format!("{n}")
+                } else {
+                    format!("{n} (always)")
+                };
+                let put_rate = r.puts as f64 / r.put_secs;
+                let read_rate = r.reads as f64 / r.read_secs;
+                println!(
+                    "| {label} | {k} | {:.2} | {:.0} | {put_rate:.0} | {:.2} | {read_rate:.0} | {:.2} | {:.1} / {:.1} | {:.1} |",
+                    r.preload_secs,
+                    r.rss_mib,
+                    1e6 / put_rate,
+                    1e6 / read_rate,
+                    r.count_ms.0,
+                    r.count_ms.1,
+                    r.state_ms,
+                );
+                notes.push(format!(
+                    "{label} K={k}: {} puts, {} msgs stored after, {} interior deletes listed",
+                    r.puts, r.msgs, r.deleted
+                ));
+            }
+        }
+    }
+    for n in notes {
+        println!("{n}");
+    }
 }
 
 /// Other work on the box skews every figure: print what it was doing.
