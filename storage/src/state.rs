@@ -254,6 +254,19 @@ impl State {
                 } else {
                     info.first_stale |= info.first == seq;
                     info.last_stale |= info.last == seq;
+                    // One message left: the end still known names it, so
+                    // no walk is needed later. This is every put to a KV
+                    // key of history 1 (its old value goes), which would
+                    // otherwise walk from the old value to the new one.
+                    if info.count == 1 {
+                        if info.first_stale && !info.last_stale {
+                            info.first = info.last;
+                            info.first_stale = false;
+                        } else if info.last_stale && !info.first_stale {
+                            info.last = info.first;
+                            info.last_stale = false;
+                        }
+                    }
                 }
             }
         }

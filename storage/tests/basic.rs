@@ -591,3 +591,37 @@ fn purge_up_to_u64_max_purges_everything() {
         assert_eq!(log.state(false).msgs, 0);
     });
 }
+
+#[test]
+fn kv_history_one_keeps_each_subject_exact() {
+    // A KV bucket of history 1: every put evicts the key's previous value.
+    // The subject's first/last must stay exact (no stale end to walk to).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let mut cfg = small_cfg(1 << 20);
+        cfg.limits.max_msgs_per_subject = Some(1);
+        let log = Log::open(&p, cfg).await.unwrap();
+        let mut last = std::collections::HashMap::new();
+        for i in 0..2000u64 {
+            let key = format!("$KV.b.k{}", (i * 7919) % 50);
+            let (seq, _) = log.append(&key, b"", &payload(i, 16)).await.unwrap();
+            last.insert(key, (seq, i));
+        }
+        let st = log.state(false);
+        assert_eq!(st.msgs, 50);
+        assert_eq!(st.num_subjects, 50);
+        for (key, (seq, i)) in &last {
+            let f = Filter::one(key);
+            let l = log.last_for(&f).unwrap().expect("key has its value");
+            let first = log.first_for(&f).unwrap().expect("key has its value");
+            assert_eq!((l.seq, first.seq), (*seq, *seq), "{key}");
+            assert_eq!(&l.payload[..], &payload(*i, 16)[..]);
+            assert_eq!(log.count_from(1, &f), 1, "{key}");
+        }
+        // Deleting the only value of a key leaves nothing for it.
+        let (key, (seq, _)) = last.iter().next().unwrap();
+        assert!(log.delete(*seq, false).await.unwrap());
+        assert!(log.last_for(&Filter::one(key)).unwrap().is_none());
+    });
+}
