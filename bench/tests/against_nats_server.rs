@@ -24,12 +24,21 @@ impl Drop for Server {
     }
 }
 
+/// A free port below the kernel's ephemeral range (32768+), so no client
+/// socket's local port can take it before the server binds it (and a
+/// readiness probe cannot connect to itself there, which an ephemeral
+/// port allows on loopback). Each candidate is checked by binding it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 6000) as u16;
+    for _ in 0..2000 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 6000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found");
 }
 
 fn start_nats_server() -> Option<Server> {
@@ -49,10 +58,14 @@ fn start_nats_server_with(extra: &[&str]) -> Option<Server> {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting nats-server");
-    let s = Server { child, port };
+    let mut s = Server { child, port };
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nats-server did not start");
+        assert!(
+            s.child.try_wait().ok().flatten().is_none(),
+            "nats-server exited at start (port {port} taken?)"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     Some(s)
