@@ -142,6 +142,9 @@ pub async fn delete(st: &Stream, body: &Bytes) -> Value {
 /// Messages of a direct-get answer, in order: (header block, payload).
 pub type Replies = Vec<(Vec<u8>, Bytes)>;
 
+/// Bytes a direct-get batch may carry (nats-server's default max_pending).
+const BATCH_MAX_BYTES: usize = 64 << 20;
+
 /// Most messages a multi-last request may answer with.
 const MULTI_LAST_MAX: usize = 1024;
 
@@ -282,22 +285,27 @@ fn batch(st: &Stream, r: &GetReq) -> Replies {
             }
         }
     }
+    // The reference bounds a batch by the server's max_pending (64 MiB by
+    // default) unless the request asks for less.
     let max_bytes = if r.max_bytes > 0 {
-        r.max_bytes as usize
+        (r.max_bytes as usize).min(BATCH_MAX_BYTES)
     } else {
-        usize::MAX
+        BATCH_MAX_BYTES
     };
     let mut out = Vec::new();
     let (mut last, mut bytes) = (0u64, 0usize);
+    // Counted once: each message sent leaves one fewer pending.
+    let mut pending = st.log.count_from(from, &filter);
     while out.len() < r.batch as usize {
         let Ok(Some(m)) = st.log.next_msg(from, &filter) else {
             break;
         };
-        bytes += m.payload.len() + m.headers.len();
+        // Our headers count too: a batch of empty messages stays bounded.
+        bytes += m.payload.len() + m.headers.len() + 128;
         if bytes > max_bytes && !out.is_empty() {
             break;
         }
-        let pending = st.log.count_from(m.seq + 1, &filter);
+        pending = pending.saturating_sub(1);
         let (p, l) = (pending.to_string(), last.to_string());
         out.push(reply_for(
             st,
