@@ -34,44 +34,10 @@ macro_rules! need_nats_py {
     };
 }
 
-/// Runs `tests/py/<script>` with `args`; panics with its output and the
-/// servers' logs unless it exits 0 within [`SCRIPT_TIMEOUT`].
+/// Runs `tests/py/<script>` with `args` within [`SCRIPT_TIMEOUT`] (see
+/// `common::run_py_script`).
 async fn run_script(script: &str, args: &[String], servers: &[&Server]) {
-    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
-    let child = tokio::process::Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn python3");
-    let logs = || {
-        servers
-            .iter()
-            .map(|s| s.log())
-            .collect::<Vec<_>>()
-            .join("\n--- next server ---\n")
-    };
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{script} did not finish within {SCRIPT_TIMEOUT:?}\n--- server log ---\n{}",
-                logs()
-            )
-        })
-        .expect("wait for python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
-        out.status,
-        logs()
-    );
-    eprintln!("{stdout}");
+    common::run_py_script(script, args, servers, SCRIPT_TIMEOUT).await
 }
 
 #[tokio::test]

@@ -42,9 +42,14 @@ fn parse_config(js: &JetStream, req: &Req, name: &str) -> Result<StreamConfig, A
 }
 
 pub async fn create(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str) -> Answer {
-    match try_create(shard, js, req, name).await {
+    answer(CREATE, try_create(shard, js, req, name).await)
+}
+
+/// The response, or the error in a response of `kind`.
+fn answer(kind: &str, r: Result<Value, ApiError>) -> Answer {
+    match r {
         Ok(v) => Answer::Json(v),
-        Err(e) => error(CREATE, e),
+        Err(e) => error(kind, e),
     }
 }
 
@@ -185,10 +190,7 @@ pub fn check_limits(
 }
 
 pub async fn update(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str) -> Answer {
-    match try_update(shard, js, req, name).await {
-        Ok(v) => Answer::Json(v),
-        Err(e) => error(UPDATE, e),
-    }
+    answer(UPDATE, try_update(shard, js, req, name).await)
 }
 
 async fn try_update(
