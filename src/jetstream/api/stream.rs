@@ -311,16 +311,27 @@ fn page<T: Clone>(all: &[T], offset: i64, limit: usize) -> (usize, Vec<T>) {
     (off, all[off..(off + limit).min(all.len())].to_vec())
 }
 
+/// The account's stream names matching the request's subject filter:
+/// (total, offset, this page).
+fn listed(
+    meta: &crate::jetstream::meta::Meta,
+    req: &Req,
+    limit: usize,
+) -> Result<(usize, usize, Vec<String>), ApiError> {
+    let r: ListReq = req.optional()?;
+    let all = meta.names(req.acc, r.subject.as_deref().filter(|s| !s.is_empty()));
+    let (off, names) = page(&all, r.offset, limit);
+    Ok((all.len(), off, names))
+}
+
 pub fn names(js: &JetStream, req: &Req) -> Answer {
     let Some(meta) = js.meta.as_ref() else {
         return Answer::None;
     };
-    let r: ListReq = match req.optional() {
-        Ok(r) => r,
+    let (total, off, names) = match listed(meta, req, NAMES_LIMIT) {
+        Ok(x) => x,
         Err(e) => return error(NAMES, e),
     };
-    let all = meta.names(req.acc, r.subject.as_deref().filter(|s| !s.is_empty()));
-    let (off, names) = page(&all, r.offset, NAMES_LIMIT);
     let streams = if names.is_empty() {
         Value::Null
     } else {
@@ -328,7 +339,7 @@ pub fn names(js: &JetStream, req: &Req) -> Answer {
     };
     Answer::Json(typed(
         NAMES,
-        json!({"total": all.len(), "offset": off, "limit": NAMES_LIMIT, "streams": streams}),
+        json!({"total": total, "offset": off, "limit": NAMES_LIMIT, "streams": streams}),
     ))
 }
 
@@ -336,12 +347,10 @@ pub async fn list(shard: &Rc<Shard>, js: &JetStream, req: &Req) -> Answer {
     let Some(meta) = js.meta.as_ref() else {
         return Answer::None;
     };
-    let r: ListReq = match req.optional() {
-        Ok(r) => r,
+    let (total, off, names) = match listed(meta, req, LIST_LIMIT) {
+        Ok(x) => x,
         Err(e) => return error(LIST, e),
     };
-    let all = meta.names(req.acc, r.subject.as_deref().filter(|s| !s.is_empty()));
-    let (off, names) = page(&all, r.offset, LIST_LIMIT);
     // Ask every owner at once, then collect in name order.
     let calls: Vec<_> = names
         .iter()
@@ -363,7 +372,7 @@ pub async fn list(shard: &Rc<Shard>, js: &JetStream, req: &Req) -> Answer {
     }
     Answer::Json(typed(
         LIST,
-        json!({"total": all.len(), "offset": off, "limit": LIST_LIMIT, "streams": infos}),
+        json!({"total": total, "offset": off, "limit": LIST_LIMIT, "streams": infos}),
     ))
 }
 
