@@ -151,4 +151,159 @@ impl ApiError {
             format!("{what} is not supported by this server yet"),
         )
     }
+
+    // Consumers.
+    pub fn consumer_not_found() -> Self {
+        Self::new(404, 10014, "consumer not found")
+    }
+    pub fn consumer_exists() -> Self {
+        Self::new(400, 10148, "consumer already exists")
+    }
+    pub fn consumer_does_not_exist() -> Self {
+        Self::new(400, 10149, "consumer does not exist")
+    }
+    pub fn consumer_name_exist() -> Self {
+        Self::new(400, 10013, "consumer name already in use")
+    }
+    pub fn consumer_create(err: impl std::fmt::Display) -> Self {
+        Self::new(500, 10012, err.to_string())
+    }
+    pub fn consumer_config_required() -> Self {
+        Self::new(400, 10078, "consumer config required")
+    }
+    pub fn consumer_name_too_long(max: usize) -> Self {
+        Self::new(
+            400,
+            10102,
+            format!("consumer name is too long, maximum allowed is {max}"),
+        )
+    }
+    pub fn durable_name_bad() -> Self {
+        Self::new(400, 10103, "durable name can not contain '.', '*', '>'")
+    }
+    pub fn consumer_name_bad() -> Self {
+        Self::new(400, 10147, "consumer name can not contain '.', '*', '>'")
+    }
+    pub fn consumer_name_path() -> Self {
+        Self::new(400, 10127, "Consumer name can not contain path separators")
+    }
+    pub fn durable_subject_mismatch() -> Self {
+        Self::new(
+            400,
+            10017,
+            "consumer name in subject does not match durable name in request",
+        )
+    }
+    pub fn durable_and_name_mismatch() -> Self {
+        Self::new(
+            400,
+            10132,
+            "Consumer Durable and Name have to be equal if both are provided",
+        )
+    }
+    pub fn create_filter_mismatch() -> Self {
+        Self::new(
+            400,
+            10131,
+            "Consumer create request did not match filtered subject from create subject",
+        )
+    }
+    pub fn durable_not_in_subject() -> Self {
+        Self::new(
+            400,
+            10016,
+            "consumer expected to be durable but no durable name set in subject",
+        )
+    }
+    pub fn durable_not_set() -> Self {
+        Self::new(
+            400,
+            10018,
+            "consumer expected to be durable but a durable name was not set",
+        )
+    }
+    pub fn invalid_consumer_policy(err: impl std::fmt::Display) -> Self {
+        Self::new(400, 10094, err.to_string())
+    }
+    pub fn max_deliver_backoff() -> Self {
+        Self::new(
+            400,
+            10116,
+            "max deliver is required to be > length of backoff values",
+        )
+    }
+    pub fn wq_requires_explicit_ack() -> Self {
+        Self::new(400, 10098, "workqueue stream requires explicit ack")
+    }
+    pub fn wq_multiple_unfiltered() -> Self {
+        Self::new(
+            400,
+            10099,
+            "multiple non-filtered consumers not allowed on workqueue stream",
+        )
+    }
+    pub fn wq_not_unique() -> Self {
+        Self::new(400, 10100, "filtered consumer not unique on workqueue stream")
+    }
+    pub fn push_max_waiting() -> Self {
+        Self::new(400, 10080, "consumer in push mode can not set max waiting")
+    }
+    pub fn push_request_batch() -> Self {
+        Self::new(400, 10113, "consumer in push mode can not set max request batch")
+    }
+    pub fn push_request_expires() -> Self {
+        Self::new(400, 10112, "consumer in push mode can not set max request expires")
+    }
+    pub fn push_request_max_bytes() -> Self {
+        Self::new(400, 10135, "consumer in push mode can not set max bytes")
+    }
+    pub fn max_request_batch_negative() -> Self {
+        Self::new(400, 10114, "consumer max request batch needs to be > 0")
+    }
+    pub fn max_request_expires_small() -> Self {
+        Self::new(400, 10115, "consumer max request expires needs to be >= 1ms")
+    }
+    pub fn max_waiting_negative() -> Self {
+        Self::new(400, 10087, "consumer max waiting needs to be positive")
+    }
+    pub fn pull_flow_control() -> Self {
+        Self::new(400, 10089, "consumer flow control requires a push based consumer")
+    }
+    pub fn pull_heartbeat() -> Self {
+        Self::new(400, 10088, "consumer idle heartbeat requires a push based consumer")
+    }
+    pub fn pull_deliver_group() -> Self {
+        Self::new(400, 10090, "consumer in pull mode can not have a deliver group")
+    }
+    pub fn flow_control_heartbeat() -> Self {
+        Self::new(400, 10089, "consumer with flow control also needs heartbeats")
+    }
+    pub fn deliver_wildcard() -> Self {
+        Self::new(400, 10079, "consumer deliver subject has wildcards")
+    }
+    pub fn deliver_cycle() -> Self {
+        Self::new(400, 10081, "consumer deliver subject forms a cycle")
+    }
+    pub fn description_too_long() -> Self {
+        Self::new(400, 10107, "consumer description is too long, maximum allowed is 4096")
+    }
+    pub fn empty_filter() -> Self {
+        Self::new(400, 10139, "consumer filter in FilterSubjects cannot be empty")
+    }
+    pub fn invalid_filter() -> Self {
+        Self::new(400, 10093, "consumer filter subject is not a valid subset of the interest subjects")
+    }
+    pub fn filter_overlap() -> Self {
+        Self::new(400, 10138, "consumer subject filters cannot overlap")
+    }
+    pub fn duplicate_filter_subjects_conflict() -> Self {
+        Self::new(
+            400,
+            10136,
+            "consumer cannot have both FilterSubject and FilterSubjects specified",
+        )
+    }
+    pub fn max_consumers() -> Self {
+        Self::new(400, 10026, "maximum consumers limit reached")
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod config;
+pub mod consumer;
 pub mod dedup;
 pub mod errors;
 pub mod headers;

@@ -16,6 +16,7 @@ use super::errors::ApiError;
 use super::headers as h;
 use super::store::{self, StreamMeta};
 use super::transform::Transform;
+use super::consumer::{self, Consumer};
 use crate::client::SubRef;
 use crate::shard::sink::{Handler, Owned};
 use crate::shard::Shard;
@@ -39,6 +40,10 @@ pub struct Stream {
     /// From the config: how captured subjects are stored, and where
     /// stored messages are republished (with headers only?).
     derived: RefCell<Derived>,
+    /// The consumers of this stream, by name (they live here too).
+    pub consumers: RefCell<std::collections::BTreeMap<String, Rc<Consumer>>>,
+    /// The server's durability policy (consumer journals follow it).
+    pub durability: Durability,
 }
 
 #[derive(Default)]
@@ -115,6 +120,7 @@ impl Stream {
             recent_bytes: 256 << 10,
             ..LogConfig::default()
         };
+        let lc_durability = lc.durability;
         let log = Log::open(store::log_dir(&dir), lc).await?;
         let s = Rc::new(Stream {
             acc,
@@ -134,10 +140,24 @@ impl Stream {
             reported: std::cell::Cell::new(0),
             derived: RefCell::new(Derived::of(&meta.config)),
             meta: RefCell::new(meta),
+            consumers: RefCell::new(Default::default()),
+            durability: lc_durability,
         });
         s.report_usage();
         s.load_dedup();
         s.subscribe(shard);
+        for m in consumer::scan(&s.dir) {
+            let name = m.config.name.clone();
+            match Consumer::open(&s, shard, m.config, m.created, lc_durability, false).await {
+                Ok(c) => {
+                    s.consumers.borrow_mut().insert(name, c);
+                }
+                Err(e) => tracing::error!(
+                    "JetStream: could not open consumer {name} of stream {}: {e}",
+                    s.name
+                ),
+            }
+        }
         Ok(s)
     }
 
@@ -367,13 +387,13 @@ impl Stream {
                     me.report_usage();
                     let interest =
                         me.meta.borrow().config.retention == super::config::Retention::Interest;
-                    if interest {
-                        // No consumer has interest yet (consumers are not
-                        // built): the sequence is used, nothing is kept,
-                        // as in the reference.
+                    if interest && !me.consumers.borrow().values().any(|c| c.wants(&subject)) {
+                        // No consumer has interest: the sequence is used,
+                        // nothing is kept, as in the reference.
                         let _ = me.log.delete(seq, false).await;
                     }
                     me.ack(reply.as_ref(), seq, false);
+                    me.notify_consumers();
                 }
                 Err(e) => {
                     if let (Some(id), true) = (&msg_id, window > 0) {
@@ -465,6 +485,116 @@ impl Stream {
         };
         if let Err(e) = self.log.purge(req).await {
             tracing::warn!("JetStream: rollup in stream {} failed: {e}", self.name);
+        }
+    }
+
+    pub fn consumer(&self, name: &str) -> Option<Rc<Consumer>> {
+        self.consumers.borrow().get(name).cloned()
+    }
+
+    /// Every consumer may have something new to send.
+    pub fn notify_consumers(&self) {
+        let cs: Vec<Rc<Consumer>> = self.consumers.borrow().values().cloned().collect();
+        consumer::deliver::notify(&cs);
+    }
+
+    /// Stops and forgets a consumer (its files too when `remove`); the
+    /// deletion advisory goes out. False when there was none.
+    pub async fn remove_consumer(&self, name: &str, remove: bool) -> bool {
+        let Some(c) = self.consumers.borrow_mut().remove(name) else {
+            return false;
+        };
+        c.stop(remove).await;
+        if let Some(shard) = self.shard.upgrade() {
+            consumer::advisory::action(&shard, self.acc, &self.name, name, "delete");
+        }
+        if self.meta.borrow().config.retention == super::config::Retention::Interest {
+            self.drop_uninterested().await;
+        }
+        true
+    }
+
+    /// Stops every consumer (the stream is going away or closing).
+    pub async fn stop_consumers(&self, remove: bool) {
+        let cs: Vec<Rc<Consumer>> = std::mem::take(&mut *self.consumers.borrow_mut())
+            .into_values()
+            .collect();
+        for c in cs {
+            c.stop(remove).await;
+        }
+    }
+
+    /// A consumer acked these sequences: under work-queue retention they
+    /// go; under interest retention once every interested consumer acked.
+    pub fn acked(&self, seqs: &[u64]) {
+        let retention = self.meta.borrow().config.retention;
+        let gone: Vec<u64> = match retention {
+            super::config::Retention::Limits => return,
+            super::config::Retention::WorkQueue => seqs.to_vec(),
+            super::config::Retention::Interest => seqs
+                .iter()
+                .copied()
+                .filter(|q| self.all_acked(*q))
+                .collect(),
+        };
+        if gone.is_empty() {
+            return;
+        }
+        let Some(me) = self.this() else { return };
+        crate::runtime::spawn_local(async move {
+            for q in gone {
+                let _ = me.log.delete(q, false).await;
+            }
+            me.report_usage();
+        })
+        .detach();
+    }
+
+    fn this(&self) -> Option<Rc<Stream>> {
+        let shard = self.shard.upgrade()?;
+        shard.js.get()?.stream(self.acc, &self.name)
+    }
+
+    /// Every consumer interested in message `seq` has acked it.
+    fn all_acked(&self, seq: u64) -> bool {
+        let Ok(m) = self.log.get(seq) else {
+            return false;
+        };
+        self.consumers
+            .borrow()
+            .values()
+            .filter(|c| c.wants(&m.subject))
+            .all(|c| c.state.borrow().acked(seq))
+    }
+
+    /// Interest retention after a consumer left: messages no remaining
+    /// consumer still needs go.
+    async fn drop_uninterested(&self) {
+        let first = self.log.state(false).first_seq;
+        let mut seq = first;
+        let mut gone = Vec::new();
+        while let Ok(Some(m)) = self.log.next_msg(seq, &broker_edge_storage::Filter::all()) {
+            seq = m.seq + 1;
+            let keep = self
+                .consumers
+                .borrow()
+                .values()
+                .any(|c| c.wants(&m.subject) && !c.state.borrow().acked(m.seq));
+            if !keep {
+                gone.push(m.seq);
+            }
+        }
+        for q in gone {
+            let _ = self.log.delete(q, false).await;
+        }
+        self.report_usage();
+    }
+
+    /// After a purge: consumers let go of what is no longer there.
+    pub fn after_purge(&self) {
+        let first = self.log.state(false).first_seq;
+        for c in self.consumers.borrow().values() {
+            c.forget_below(first);
         }
     }
 

@@ -116,6 +116,7 @@ impl Span {
 /// subscribers; `queues`: pick one local member of each named group.
 pub struct MsgRef {
     pub subject: Span,
+    pub shown: Option<Span>,
     pub reply: Option<Span>,
     pub hdr_len: Option<u32>,
     pub msg: Span,

@@ -62,6 +62,10 @@ pub struct Msg<'a> {
     /// of it without copying).
     pub data: &'a Bytes,
     pub subject: &'a [u8],
+    /// The subject subscribers see when it differs from the one it is
+    /// routed by (a consumer delivers a stream message to an inbox under
+    /// the message's own subject).
+    pub shown: Option<&'a [u8]>,
     pub reply: Option<&'a [u8]>,
     pub hdr_len: Option<usize>,
     pub msg: &'a [u8],
@@ -202,6 +206,7 @@ impl Shard {
         let m = Msg {
             data,
             subject,
+            shown: None,
             reply,
             hdr_len,
             msg,
@@ -274,6 +279,7 @@ impl Shard {
         let copy = Msg {
             data: &data,
             subject: &data[..s_end],
+            shown: None,
             reply: reply.map(|_| &data[s_end..r_end]),
             hdr_len: m.hdr_len,
             msg: &data[r_end..],
@@ -402,6 +408,7 @@ impl Shard {
                 peer,
                 MsgRef {
                     subject: Span::of(data, m.subject),
+                    shown: m.shown.map(|s| Span::of(data, s)),
                     reply: m.reply.map(|r| Span::of(data, r)),
                     hdr_len: m.hdr_len.map(|h| h as u32),
                     msg: Span::of(data, m.msg),
@@ -487,6 +494,7 @@ impl Shard {
                 data,
                 MsgRef {
                     subject: r.subject,
+                    shown: r.shown,
                     reply: r.reply,
                     hdr_len: r.hdr_len,
                     msg: r.msg,
@@ -511,6 +519,7 @@ impl Shard {
         let m = Msg {
             data: &data,
             subject: &data[..reply.len()],
+            shown: None,
             reply: None,
             hdr_len: Some(NO_RESPONDERS.len()),
             msg: &data[reply.len()..],
@@ -560,6 +569,7 @@ impl Shard {
                     let m = Msg {
                         data: &data,
                         subject: r.subject.get(&data),
+                        shown: r.shown.map(|s| s.get(&data)),
                         reply: r.reply.map(|s| s.get(&data)),
                         hdr_len: r.hdr_len.map(|h| h as usize),
                         msg: r.msg.get(&data),

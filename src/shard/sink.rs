@@ -110,10 +110,29 @@ impl super::Shard {
         headers: Option<&[u8]>,
         payload: &[u8],
     ) -> bool {
+        self.publish_internal_as(acc, subject, None, reply, headers, payload)
+    }
+
+    /// [`Self::publish_internal`] routed by `subject` but shown to
+    /// subscribers under `shown` (consumer deliveries: the inbox routes,
+    /// the stream message's subject is what the client reads).
+    pub fn publish_internal_as(
+        &self,
+        acc: u32,
+        subject: &[u8],
+        shown: Option<&[u8]>,
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> bool {
+        let slen = shown.map_or(0, |s| s.len());
         let rlen = reply.map_or(0, |r| r.len());
         let hlen = headers.map_or(0, |h| h.len());
-        let mut buf = Vec::with_capacity(subject.len() + rlen + hlen + payload.len());
+        let mut buf = Vec::with_capacity(subject.len() + slen + rlen + hlen + payload.len());
         buf.extend_from_slice(subject);
+        if let Some(s) = shown {
+            buf.extend_from_slice(s);
+        }
         if let Some(r) = reply {
             buf.extend_from_slice(r);
         }
@@ -123,11 +142,13 @@ impl super::Shard {
         buf.extend_from_slice(payload);
         let data = Bytes::from(buf);
         let s_end = subject.len();
-        let r_end = s_end + rlen;
+        let sh_end = s_end + slen;
+        let r_end = sh_end + rlen;
         let m = Msg {
             data: &data,
             subject: &data[..s_end],
-            reply: reply.map(|_| &data[s_end..r_end]),
+            shown: shown.map(|_| &data[s_end..sh_end]),
+            reply: reply.map(|_| &data[sh_end..r_end]),
             hdr_len: headers.map(|_| hlen),
             msg: &data[r_end..],
         };

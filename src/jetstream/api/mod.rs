@@ -2,6 +2,7 @@
 //! which answers account-wide requests itself and hands stream requests
 //! to the owning shard over the shard bus. One module per verb group.
 
+mod consumer;
 mod info;
 mod msg;
 mod snapshot;
@@ -135,10 +136,7 @@ async fn handle(shard: Rc<Shard>, js: Rc<JetStream>, req: Req) {
                 None => Answer::NoResponders,
             }
         }
-        ["CONSUMER", ..] => error(
-            "system_response",
-            ApiError::not_supported("the consumer API"),
-        ),
+        ["CONSUMER", rest @ ..] => consumer::handle(&shard, &js, &req, rest).await,
         _ => {
             // Unknown verbs: nobody serves them, as with the reference.
             Answer::NoResponders

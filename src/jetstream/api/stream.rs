@@ -278,6 +278,7 @@ pub async fn delete(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str) ->
             return Err(ApiError::stream_not_found());
         };
         st.unsubscribe(&s);
+        st.stop_consumers(true).await;
         st.forget_usage();
         let _ = st.log.close().await;
         std::fs::remove_dir_all(&st.dir).map_err(ApiError::delete_failed)?;
@@ -458,7 +459,7 @@ pub fn state_value(st: &Stream, subjects_filter: Option<&str>, deleted: bool) ->
         "first_ts": go_time(if empty { 0 } else { s.first_ts }),
         "last_seq": s.last_seq,
         "last_ts": go_time(s.last_ts),
-        "consumer_count": 0,
+        "consumer_count": st.consumers.borrow().len(),
     });
     if s.num_subjects > 0 {
         v["num_subjects"] = json!(s.num_subjects);
@@ -523,6 +524,7 @@ pub async fn purge(st: &Stream, body: &bytes::Bytes) -> Value {
     match st.log.purge(p).await {
         Ok(n) => {
             st.report_usage();
+            st.after_purge();
             typed(PURGE, json!({"success": true, "purged": n}))
         }
         Err(e) => fail(ApiError::general(e)),
