@@ -276,7 +276,7 @@ impl ApiError {
         Self::new(400, 10090, "consumer in pull mode can not have a deliver group")
     }
     pub fn flow_control_heartbeat() -> Self {
-        Self::new(400, 10089, "consumer with flow control also needs heartbeats")
+        Self::new(400, 10108, "consumer with flow control also needs heartbeats")
     }
     pub fn deliver_wildcard() -> Self {
         Self::new(400, 10079, "consumer deliver subject has wildcards")

@@ -68,9 +68,9 @@ pub async fn handle(shard: &Rc<Shard>, js: &JetStream, req: &Req, t: &[&str]) ->
         ["DURABLE", "CREATE", ..] => error(CREATE, ApiError::durable_not_in_subject()),
         ["INFO", stream, name] => {
             let name = name.to_string();
-            on_stream(shard, js, req, stream, INFO, move |s, st| {
+            on_stream(shard, js, req, stream, INFO, move |_s, st| {
                 let c = st.consumer(&name).ok_or_else(ApiError::consumer_not_found)?;
-                Ok(c.info(&st, &s.g.server_name))
+                Ok(c.info(&st, true))
             })
             .await
         }
@@ -90,7 +90,13 @@ pub async fn handle(shard: &Rc<Shard>, js: &JetStream, req: &Req, t: &[&str]) ->
         ["LIST", stream] => names_or_list(shard, js, req, stream, true).await,
         // Pull requests go to the consumer's own subscription; with no
         // such consumer nobody answers (as with the reference).
-        ["MSG", "NEXT", ..] => Answer::None,
+        ["MSG", "NEXT", ..] => {
+            if shard.has_exact_interest(req.acc, req.subject.as_bytes()) {
+                Answer::None
+            } else {
+                Answer::NoResponders
+            }
+        }
         _ => error(
             "system_response",
             ApiError::not_supported(&format!("CONSUMER.{}", t.join("."))),
@@ -135,14 +141,19 @@ async fn try_create(
     strict: bool,
 ) -> Result<Value, ApiError> {
     let body = body.trim_ascii();
-    if body.is_empty() {
-        return Err(ApiError::bad_request());
-    }
+    // An empty body names no stream: the mismatch error, as the reference.
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
     let r = ccfg::parse_request(body, strict)?;
     if r.stream_name != stream_name {
         return Err(ApiError::stream_mismatch());
     }
-    let mut cfg = r.config.ok_or_else(ApiError::consumer_config_required)?;
+    if !matches!(r.action.as_str(), "" | "create" | "update") {
+        return Err(ApiError::invalid_json(format!(
+            "unknown consumer action: {:?}",
+            r.action
+        )));
+    }
+    let mut cfg = r.config.unwrap_or_default();
     if let Some(n) = &a.name {
         if n.contains('/') || n.contains('\\') {
             return Err(ApiError::consumer_name_path());
@@ -172,38 +183,27 @@ async fn try_create(
         ));
     }
     if let Some(f) = &a.filter {
+        if !cfg.filter_subjects.is_empty() {
+            return Err(ApiError::new_pub(
+                400,
+                10137,
+                "consumer with multiple subject filters cannot use subject based API",
+            ));
+        }
         if &cfg.filter_subject != f {
             return Err(ApiError::create_filter_mismatch());
         }
     }
     let scfg = st.cfg();
     cfg.normalize(&scfg)?;
-    if !cfg.sample_freq.is_empty()
-        && consumer::advisory::sample_fraction(&cfg.sample_freq).is_none()
-    {
-        return Err(ApiError::consumer_create(format!(
-            "failed to parse consumer sampling configuration: {:?}",
-            cfg.sample_freq
-        )));
-    }
-    for f in cfg.filters() {
-        let inside = scfg.subjects.is_empty()
-            || scfg
-                .subjects
-                .iter()
-                .any(|s| crate::subject::filters_overlap(s.as_bytes(), f.as_bytes()));
-        if !inside {
-            return Err(ApiError::invalid_filter());
-        }
-    }
     if cfg.name.is_empty() {
         cfg.name = consumer::new_name();
     }
     let action = r.action.as_str();
     if let Some(existing) = st.consumer(&cfg.name) {
         let old = existing.cfg();
-        if same(&old, &cfg) {
-            return Ok(existing.info(st, &shard.g.server_name));
+        if old.same_as(&cfg) {
+            return Ok(existing.info(st, true));
         }
         if action == "create" {
             return Err(ApiError::consumer_exists());
@@ -211,8 +211,11 @@ async fn try_create(
         if let Some(e) = cfg.update_error(&old) {
             return Err(e);
         }
+        if scfg.retention == Retention::WorkQueue {
+            check_work_queue(st, &cfg, Some(&cfg.name))?;
+        }
         existing.update(cfg)?;
-        return Ok(existing.info(st, &shard.g.server_name));
+        return Ok(existing.info(st, true));
     }
     if action == "update" {
         return Err(ApiError::consumer_does_not_exist());
@@ -221,12 +224,7 @@ async fn try_create(
     let c = Consumer::open(st, shard, cfg.clone(), now_ns(), st.durability, true).await?;
     st.consumers.borrow_mut().insert(cfg.name.clone(), c.clone());
     consumer::advisory::action(shard, st.acc, &st.name, &cfg.name, "create");
-    Ok(c.info(st, &shard.g.server_name))
-}
-
-/// Equal configs (what a repeated create compares).
-fn same(a: &ConsumerConfig, b: &ConsumerConfig) -> bool {
-    a == b
+    Ok(c.info(st, true))
 }
 
 /// Limits and retention rules a new consumer must meet.
@@ -247,20 +245,33 @@ fn check_stream_rules(
                 "consumer must be deliver all on workqueue stream",
             ));
         }
-        let mine = cfg.filters();
-        for other in st.consumers.borrow().values() {
-            let theirs = other.cfg().filters();
-            if mine.is_empty() || theirs.is_empty() {
-                return Err(ApiError::wq_multiple_unfiltered());
-            }
-            let overlap = mine.iter().any(|a| {
-                theirs
-                    .iter()
-                    .any(|b| crate::subject::filters_overlap(a.as_bytes(), b.as_bytes()))
-            });
-            if overlap {
-                return Err(ApiError::wq_not_unique());
-            }
+        check_work_queue(st, cfg, None)?;
+    }
+    Ok(())
+}
+
+/// A work queue's consumers must not share subjects: one unfiltered
+/// consumer at most, filters disjoint (`except`: the one being updated).
+fn check_work_queue(st: &Stream, cfg: &ConsumerConfig, except: Option<&str>) -> Result<(), ApiError> {
+    let mine = cfg.filters();
+    for other in st.consumers.borrow().values() {
+        if Some(other.name.as_str()) == except {
+            continue;
+        }
+        let theirs = other.cfg().filters();
+        if mine.is_empty() {
+            return Err(ApiError::wq_multiple_unfiltered());
+        }
+        if theirs.is_empty() {
+            return Err(ApiError::wq_not_unique());
+        }
+        let overlap = mine.iter().any(|a| {
+            theirs
+                .iter()
+                .any(|b| crate::subject::filters_overlap(a.as_bytes(), b.as_bytes()))
+        });
+        if overlap {
+            return Err(ApiError::wq_not_unique());
         }
     }
     Ok(())
@@ -284,7 +295,7 @@ async fn names_or_list(
         Ok(r) => r,
         Err(e) => return error(kind, e),
     };
-    let r = on_stream(shard, js, req, stream, kind, move |s, st| {
+    let r = on_stream(shard, js, req, stream, kind, move |_s, st| {
         let all: Vec<Rc<Consumer>> = st.consumers.borrow().values().cloned().collect();
         let limit = if list { LIST_LIMIT } else { NAMES_LIMIT };
         let off = (r.offset.max(0) as usize).min(all.len());
@@ -293,7 +304,7 @@ async fn names_or_list(
         if list {
             v["consumers"] = json!(page
                 .iter()
-                .map(|c| c.info(&st, &s.g.server_name))
+                .map(|c| c.info(&st, true))
                 .collect::<Vec<_>>());
         } else {
             v["consumers"] = json!(page.iter().map(|c| c.name.clone()).collect::<Vec<_>>());

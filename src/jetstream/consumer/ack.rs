@@ -42,14 +42,38 @@ pub fn parse(body: &[u8]) -> Option<Kind<'_>> {
                 #[serde(default)]
                 delay: i64,
             }
-            let d = serde_json::from_slice::<Delay>(rest).ok()?;
-            Some(Kind::Nak((d.delay > 0).then_some(d.delay as u64)))
+            if rest.starts_with(b"{") {
+                let d = serde_json::from_slice::<Delay>(rest).ok();
+                let d = d.map_or(0, |d| d.delay);
+                return Some(Kind::Nak((d > 0).then_some(d as u64)));
+            }
+            // A Go duration ("1s", "500ms"); anything else is a plain nak.
+            Some(Kind::Nak(go_duration_ns(rest)))
         }
         b"+WPI" => Some(Kind::Progress),
         b"+NXT" => Some(Kind::Next(rest)),
         b"+TERM" => Some(Kind::Term(std::str::from_utf8(rest).unwrap_or(""))),
         _ => None,
     }
+}
+
+/// Parses a Go duration of one unit ("1s", "1.5s", "250ms", "2m").
+pub fn go_duration_ns(b: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(b).ok()?;
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let mult = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    let ns = v * mult;
+    (ns > 0.0).then_some(ns as u64)
 }
 
 /// (deliveries, stream seq, consumer seq) from an ack subject, in either
@@ -81,13 +105,15 @@ impl Consumer {
             return;
         };
         let reply = o.reply.clone();
-        let mut confirm = reply.clone();
+        // Acks of what was never delivered get no confirmation.
+        let delivered = sseq <= self.state.borrow().delivered.stream;
+        let mut confirm = reply.clone().filter(|_| delivered);
         match kind {
             Kind::Ack => {
-                self.ack(sseq, cseq, dc);
+                self.ack(sseq, cseq, dc, true);
             }
             Kind::Term(reason) => {
-                if self.ack(sseq, cseq, dc) {
+                if self.ack(sseq, cseq, dc, false) {
                     if let Some(shard) = self.shard.upgrade() {
                         advisory::terminated(
                             &shard,
@@ -104,6 +130,9 @@ impl Consumer {
             }
             Kind::Nak(delay) => {
                 if self.state.borrow().pending.contains_key(&sseq) {
+                    if let Some(shard) = self.shard.upgrade() {
+                        advisory::naked(&shard, self.acc, &self.stream_name, &self.name, cseq, sseq, dc);
+                    }
                     match delay {
                         Some(d) => {
                             self.nak_until.borrow_mut().insert(sseq, now_ns() + d);
@@ -122,7 +151,7 @@ impl Consumer {
                 }
             }
             Kind::Next(body) => {
-                let _ = self.ack(sseq, cseq, dc);
+                let _ = self.ack(sseq, cseq, dc, true);
                 if let Some(r) = &reply {
                     let body = if body.is_empty() { b"1" as &[u8] } else { body };
                     self.pull_request(r.clone(), body);
@@ -137,7 +166,7 @@ impl Consumer {
 
     /// Acks `sseq` (all up to it under `ack_policy: all`); true when
     /// something was pending.
-    fn ack(&self, sseq: u64, cseq: u64, dc: u64) -> bool {
+    fn ack(&self, sseq: u64, cseq: u64, dc: u64, metric: bool) -> bool {
         let policy = self.with_cfg(|c| c.ack_policy);
         let acked: Vec<u64> = match policy {
             AckPolicy::None => return false,
@@ -161,7 +190,7 @@ impl Consumer {
         self.last_ack.set(ts);
         self.redeliver.borrow_mut().retain(|q| !acked.contains(q));
         let freq = self.with_cfg(|c| advisory::sample_fraction(&c.sample_freq));
-        if let (Some(f), Some(shard)) = (freq, self.shard.upgrade()) {
+        if let (Some(f), Some(shard), true) = (freq, self.shard.upgrade(), metric) {
             if fastrand::f64() < f {
                 let sent = self
                     .state
@@ -224,6 +253,9 @@ mod tests {
         assert_eq!(parse(b"+WPI"), Some(Kind::Progress));
         assert_eq!(parse(b"+NXT {\"batch\":2}"), Some(Kind::Next(b"{\"batch\":2}")));
         assert_eq!(parse(b"+TERM bad input"), Some(Kind::Term("bad input")));
+        assert_eq!(parse(b"-NAK 1s"), Some(Kind::Nak(Some(1_000_000_000))));
+        assert_eq!(parse(b"-NAK 250ms"), Some(Kind::Nak(Some(250_000_000))));
+        assert_eq!(parse(b"-NAK soon"), Some(Kind::Nak(None)));
         assert_eq!(parse(b"?"), None);
     }
 

@@ -36,6 +36,16 @@ pub fn max_deliveries(shard: &Shard, acc: u32, stream: &str, consumer: &str, sse
     publish(shard, acc, &subject, v);
 }
 
+/// `$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.<stream>.<consumer>`.
+pub fn naked(shard: &Shard, acc: u32, stream: &str, consumer: &str, cseq: u64, sseq: u64, n: u64) {
+    let mut v = base("io.nats.jetstream.advisory.v1.nak", stream, consumer);
+    v["consumer_seq"] = json!(cseq);
+    v["stream_seq"] = json!(sseq);
+    v["deliveries"] = json!(n);
+    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.{stream}.{consumer}");
+    publish(shard, acc, &subject, v);
+}
+
 /// `$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.<stream>.<consumer>`.
 #[allow(clippy::too_many_arguments)]
 pub fn terminated(
@@ -52,7 +62,9 @@ pub fn terminated(
     v["consumer_seq"] = json!(cseq);
     v["stream_seq"] = json!(sseq);
     v["deliveries"] = json!(n);
-    v["reason"] = json!(reason);
+    if !reason.is_empty() {
+        v["reason"] = json!(reason);
+    }
     let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{consumer}");
     publish(shard, acc, &subject, v);
 }

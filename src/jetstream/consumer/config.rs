@@ -215,25 +215,34 @@ pub fn parse_request(body: &[u8], strict: bool) -> Result<CreateRequest, ApiErro
     Ok(r)
 }
 
-/// A consumer name as the reference accepts it.
+/// A consumer name as the reference accepts it (`what`: "name" or
+/// "durable name").
 pub fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
-    if name.contains('/') || name.contains('\\') {
-        return Err(ApiError::consumer_name_path());
-    }
     if name
         .chars()
-        .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>') || c.is_control())
+        .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_control())
     {
-        return Err(match what {
-            "durable" => ApiError::durable_name_bad(),
-            _ => ApiError::consumer_name_bad(),
-        });
-    }
-    if name.len() > 255 {
-        return Err(ApiError::consumer_name_too_long(255));
+        return Err(ApiError::invalid_config(format!(
+            "consumer {what} can not contain '.', '*', '>', '\\', '/'"
+        )));
     }
     Ok(())
 }
+
+/// The policy as the reference's messages name it.
+fn policy_words(p: DeliverPolicy) -> &'static str {
+    match p {
+        DeliverPolicy::All => "all",
+        DeliverPolicy::Last => "last",
+        DeliverPolicy::New => "new",
+        DeliverPolicy::ByStartSequence => "by start sequence",
+        DeliverPolicy::ByStartTime => "by start time",
+        DeliverPolicy::LastPerSubject => "last per subject",
+    }
+}
+
+const DYNAMIC_KEYS: [&str; 2] = ["_nats.ver", "_nats.level"];
+const REQ_LEVEL: &str = "_nats.req.level";
 
 impl ConsumerConfig {
     pub fn is_pull(&self) -> bool {
@@ -260,172 +269,194 @@ impl ConsumerConfig {
     }
 
     /// Fills nats-server's defaults and checks the config against the
-    /// stream (`setConsumerConfigDefaults` and `checkConsumerCfg`).
+    /// stream (`setConsumerConfigDefaults` and `checkConsumerCfg`, in
+    /// their order, with their wording).
     pub fn normalize(&mut self, stream: &StreamConfig) -> Result<(), ApiError> {
-        if !self.durable.is_empty() {
-            check_name(&self.durable, "durable")?;
-        }
-        if !self.name.is_empty() {
-            check_name(&self.name, "name")?;
-        }
-        if !self.durable.is_empty() && !self.name.is_empty() && self.durable != self.name {
-            return Err(ApiError::consumer_create(
-                "consumer name in subject does not match durable name in request",
-            ));
-        }
         if self.name.is_empty() && !self.durable.is_empty() {
             self.name = self.durable.clone();
         }
-        if self.filter_subjects.len() == 1 && self.filter_subject.is_empty() {
-            self.filter_subject = self.filter_subjects.remove(0);
-        }
-        if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
-            return Err(ApiError::duplicate_filter_subjects_conflict());
-        }
         // Defaults.
+        let limits = &stream.consumer_limits;
         if self.max_deliver == 0 || self.max_deliver < -1 {
             self.max_deliver = -1;
         }
         if self.ack_policy != AckPolicy::None && self.ack_wait == 0 {
             self.ack_wait = DEFAULT_ACK_WAIT;
         }
-        if self.is_pull() && self.max_waiting == 0 {
+        if let Some(b) = self.backoff.first() {
+            self.ack_wait = *b;
+        }
+        if self.is_pull() && self.max_waiting <= 0 {
             self.max_waiting = DEFAULT_MAX_WAITING;
         }
-        if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
-            let limit = stream.consumer_limits.max_ack_pending;
-            self.max_ack_pending = if limit > 0 {
-                limit
-            } else {
-                DEFAULT_MAX_ACK_PENDING
-            };
+        if self.max_ack_pending < -1 {
+            self.max_ack_pending = -1;
+        }
+        if self.max_ack_pending == 0 {
+            self.max_ack_pending = limits.max_ack_pending.max(0);
+            if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
+                self.max_ack_pending = DEFAULT_MAX_ACK_PENDING;
+            }
+        }
+        if self.inactive_threshold < 0 {
+            self.inactive_threshold = 0;
+        }
+        if self.inactive_threshold == 0 && limits.inactive_threshold > 0 {
+            self.inactive_threshold = limits.inactive_threshold;
         }
         if self.durable.is_empty() && self.inactive_threshold == 0 {
-            let limit = stream.consumer_limits.inactive_threshold;
-            self.inactive_threshold = if limit > 0 { limit } else { DEFAULT_INACTIVE };
+            self.inactive_threshold = DEFAULT_INACTIVE;
         }
-        if self.backoff.len() > 0 && self.ack_wait == DEFAULT_ACK_WAIT {
-            // The first backoff is the ack wait, as the reference sets it.
-            self.ack_wait = self.backoff[0];
+        for v in [&mut self.max_batch, &mut self.max_expires, &mut self.max_bytes] {
+            if *v < 0 {
+                *v = 0;
+            }
         }
+        let md = self.metadata.get_or_insert_with(BTreeMap::new);
+        for k in DYNAMIC_KEYS {
+            md.remove(k);
+        }
+        md.insert(
+            REQ_LEVEL.into(),
+            crate::jetstream::config::API_LEVEL.to_string(),
+        );
         self.check(stream)
     }
 
+    /// The config as responses show it: with the server's version and API
+    /// level in `metadata`.
+    pub fn with_dynamic_metadata(&self) -> ConsumerConfig {
+        let mut c = self.clone();
+        let md = c.metadata.get_or_insert_with(BTreeMap::new);
+        md.insert(
+            "_nats.ver".into(),
+            crate::protocol::info::NATS_VERSION.to_string(),
+        );
+        md.insert(
+            "_nats.level".into(),
+            crate::jetstream::config::API_LEVEL.to_string(),
+        );
+        c
+    }
+
     fn check(&self, stream: &StreamConfig) -> Result<(), ApiError> {
+        if !self.durable.is_empty() {
+            check_name(&self.durable, "durable name")?;
+        }
+        if !self.name.is_empty() {
+            check_name(&self.name, "name")?;
+        }
         if self.num_replicas > 1 {
             return Err(ApiError::replicas_not_supported());
         }
         if self.num_replicas < 0 {
             return Err(ApiError::replicas_negative());
         }
-        if self.ack_policy == AckPolicy::None
-            && self.max_ack_pending > 0
-            && self.is_pull()
+        if self.backoff.iter().any(|b| *b < 0) {
+            return Err(ApiError::consumer_create("backoff values can not be negative"));
+        }
+        if self.ack_wait < 0 {
+            return Err(ApiError::new_pub(400, 10183, "consumer ack wait needs to be positive"));
+        }
+        if !self.backoff.is_empty()
+            && self.max_deliver != -1
+            && self.max_deliver <= self.backoff.len() as i64
         {
-            // Allowed: ignored by the server.
+            return Err(ApiError::max_deliver_backoff());
         }
-        if !self.backoff.is_empty() {
-            if self.max_deliver != -1 && self.max_deliver <= self.backoff.len() as i64 {
-                return Err(ApiError::max_deliver_backoff());
-            }
-            if self.backoff.iter().any(|b| *b <= 0) {
-                return Err(ApiError::consumer_create("backoff values must be positive"));
+        if let Some(d) = &self.description {
+            if d.len() > 4096 {
+                return Err(ApiError::description_too_long());
             }
         }
-        if self.max_deliver == 0 {
-            return Err(ApiError::consumer_create("max_deliver can not be zero"));
-        }
-        match self.deliver_policy {
-            DeliverPolicy::ByStartSequence => {
-                if self.opt_start_seq == 0 {
-                    return Err(ApiError::invalid_consumer_policy(
-                        "consumer delivery policy is deliver by start sequence, but optional start sequence is not set",
-                    ));
-                }
-                if self.opt_start_time.is_some() {
-                    return Err(ApiError::invalid_consumer_policy(
-                        "consumer delivery policy is deliver by start sequence, but optional start time is also set",
-                    ));
-                }
+        if !self.is_pull() {
+            if crate::subject::has_wildcard(self.deliver_subject.as_bytes()) {
+                return Err(ApiError::deliver_wildcard());
             }
-            DeliverPolicy::ByStartTime => {
-                if self.opt_start_time.is_none() {
-                    return Err(ApiError::invalid_consumer_policy(
-                        "consumer delivery policy is deliver by start time, but optional start time is not set",
-                    ));
-                }
-                if self.opt_start_seq != 0 {
-                    return Err(ApiError::invalid_consumer_policy(
-                        "consumer delivery policy is deliver by start time, but optional start sequence is also set",
-                    ));
-                }
+            if !crate::subject::is_valid_literal(self.deliver_subject.as_bytes())
+                || self.deliver_subject.starts_with("$JS.API.")
+            {
+                return Err(ApiError::new_pub(400, 10112, "invalid push consumer deliver subject"));
             }
-            _ => {
-                if self.opt_start_seq != 0 {
-                    return Err(ApiError::invalid_consumer_policy(
-                        "consumer delivery policy is deliver all, but optional start sequence is also set",
-                    ));
-                }
-                if self.opt_start_time.is_some() {
-                    return Err(ApiError::invalid_consumer_policy(
-                        "consumer delivery policy is deliver all, but optional start time is also set",
-                    ));
-                }
+            if stream
+                .subjects
+                .iter()
+                .any(|s| crate::subject::matches(s.as_bytes(), self.deliver_subject.as_bytes()))
+            {
+                return Err(ApiError::deliver_cycle());
             }
-        }
-        if let Some(t) = &self.opt_start_time {
-            if crate::jetstream::config::parse_time(t).is_none() {
-                return Err(ApiError::invalid_json(format!(
-                    "parsing time {t:?}: cannot parse"
-                )));
+            if self.max_waiting != 0 {
+                return Err(ApiError::push_max_waiting());
             }
-        }
-        if self.is_pull() {
-            if self.flow_control {
-                return Err(ApiError::pull_flow_control());
+            if self.ack_policy == AckPolicy::None && self.max_ack_pending > 0 {
+                return Err(ApiError::new_pub(
+                    400,
+                    10082,
+                    "consumer requires ack policy for max ack pending",
+                ));
+            }
+            if self.idle_heartbeat > 0 && self.idle_heartbeat < 100_000_000 {
+                return Err(ApiError::new_pub(
+                    400,
+                    10083,
+                    "consumer idle heartbeat needs to be >= 100ms",
+                ));
+            }
+        } else {
+            if stream.retention == Retention::WorkQueue && self.ack_policy == AckPolicy::None {
+                return Err(ApiError::new_pub(
+                    400,
+                    10084,
+                    "consumer in pull mode requires explicit ack policy on workqueue stream",
+                ));
+            }
+            if self.rate_limit > 0 {
+                return Err(ApiError::new_pub(
+                    400,
+                    10086,
+                    "consumer in pull mode can not have rate limit set",
+                ));
             }
             if self.idle_heartbeat > 0 {
                 return Err(ApiError::pull_heartbeat());
             }
-            if !self.deliver_group.is_empty() {
-                return Err(ApiError::pull_deliver_group());
+            if self.flow_control {
+                return Err(ApiError::pull_flow_control());
             }
-            if self.max_waiting < 0 {
-                return Err(ApiError::max_waiting_negative());
-            }
-        } else {
-            if self.max_waiting != 0 {
-                return Err(ApiError::push_max_waiting());
-            }
-            if self.max_batch != 0 {
-                return Err(ApiError::push_request_batch());
-            }
-            if self.max_expires != 0 {
-                return Err(ApiError::push_request_expires());
-            }
-            if self.max_bytes != 0 {
-                return Err(ApiError::push_request_max_bytes());
-            }
-            if self.flow_control && self.idle_heartbeat <= 0 {
-                return Err(ApiError::flow_control_heartbeat());
-            }
-            if !crate::subject::is_valid_literal(self.deliver_subject.as_bytes()) {
-                return Err(ApiError::deliver_wildcard());
-            }
-            if self.deliver_subject.starts_with("$JS.")
-                || self.deliver_subject == "$JS"
-            {
-                return Err(ApiError::deliver_cycle());
+            if self.max_expires != 0 && self.max_expires < 1_000_000 {
+                return Err(ApiError::max_request_expires_small());
             }
         }
-        if self.max_batch < 0 {
-            return Err(ApiError::max_request_batch_negative());
+        let limits = &stream.consumer_limits;
+        if limits.max_ack_pending > 0 && self.max_ack_pending > limits.max_ack_pending {
+            return Err(ApiError::new_pub(
+                400,
+                10121,
+                format!(
+                    "consumer max ack pending exceeds system limit of {}",
+                    limits.max_ack_pending
+                ),
+            ));
         }
-        if self.max_expires != 0 && self.max_expires < 1_000_000 {
-            return Err(ApiError::max_request_expires_small());
+        if limits.inactive_threshold > 0 && self.inactive_threshold > limits.inactive_threshold {
+            return Err(ApiError::new_pub(
+                400,
+                10153,
+                format!(
+                    "consumer inactive threshold exceeds system limit of {}",
+                    super::pull::go_duration(limits.inactive_threshold)
+                ),
+            ));
         }
-        if self.max_ack_pending < -1 {
-            return Err(ApiError::consumer_create("max ack pending must be >= -1"));
+        if self.direct && self.is_pull() {
+            return Err(ApiError::new_pub(
+                400,
+                10090,
+                "consumer direct requires a push based consumer",
+            ));
+        }
+        if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
+            return Err(ApiError::duplicate_filter_subjects_conflict());
         }
         let filters = self.filters();
         let mut seen: Vec<&str> = Vec::new();
@@ -434,7 +465,7 @@ impl ConsumerConfig {
                 return Err(ApiError::empty_filter());
             }
             if !crate::subject::is_valid_filter(f.as_bytes()) {
-                return Err(ApiError::invalid_filter());
+                return Err(ApiError::invalid_config("invalid subject"));
             }
             if seen
                 .iter()
@@ -444,13 +475,66 @@ impl ConsumerConfig {
             }
             seen.push(f);
         }
-        if stream.retention == Retention::WorkQueue && self.ack_policy != AckPolicy::Explicit {
-            return Err(ApiError::wq_requires_explicit_ack());
-        }
-        if let Some(d) = &self.description {
-            if d.len() > 4096 {
-                return Err(ApiError::description_too_long());
+        let policy = policy_words(self.deliver_policy);
+        let bad = |what: &str| {
+            Err(ApiError::invalid_consumer_policy(format!(
+                "consumer delivery policy is deliver {policy}, but optional {what}"
+            )))
+        };
+        match self.deliver_policy {
+            DeliverPolicy::ByStartSequence => {
+                if self.opt_start_seq == 0 {
+                    return bad("start sequence is not set");
+                }
+                if self.opt_start_time.is_some() {
+                    return bad("start time is also set");
+                }
             }
+            DeliverPolicy::ByStartTime => {
+                if self.opt_start_time.is_none() {
+                    return bad("start time is not set");
+                }
+                if self.opt_start_seq != 0 {
+                    return bad("start start sequence is also set");
+                }
+            }
+            other => {
+                if self.opt_start_seq != 0 {
+                    return bad("start sequence is also set");
+                }
+                if self.opt_start_time.is_some() {
+                    return bad("start time is also set");
+                }
+                if other == DeliverPolicy::LastPerSubject && filters.is_empty() {
+                    return bad("filter subject is not set");
+                }
+            }
+        }
+        for t in [&self.opt_start_time, &self.pause_until].into_iter().flatten() {
+            if crate::jetstream::config::parse_time(t).is_none() {
+                return Err(ApiError::invalid_json(format!(
+                    "parsing time {t:?}: cannot parse"
+                )));
+            }
+        }
+        if !self.sample_freq.is_empty() {
+            let digits = self.sample_freq.trim_end_matches('%');
+            if digits.parse::<u32>().is_err() {
+                return Err(ApiError::new_pub(
+                    400,
+                    10095,
+                    format!(
+                        "failed to parse consumer sampling configuration: strconv.Atoi: parsing {:?}: invalid syntax",
+                        digits
+                    ),
+                ));
+            }
+        }
+        if self.flow_control && self.idle_heartbeat <= 0 {
+            return Err(ApiError::flow_control_heartbeat());
+        }
+        if !self.durable.is_empty() && !self.name.is_empty() && self.durable != self.name {
+            return Err(ApiError::durable_and_name_mismatch());
         }
         let groups = self
             .priority_groups
@@ -463,48 +547,68 @@ impl ConsumerConfig {
         if groups || policy {
             return Err(ApiError::not_supported("consumer priority groups"));
         }
-        if let Some(t) = &self.pause_until {
-            if crate::jetstream::config::parse_time(t).is_none() {
-                return Err(ApiError::invalid_json(format!(
-                    "parsing time {t:?}: cannot parse"
-                )));
-            }
-        }
-        if self.replay_policy == ReplayPolicy::Original && self.rate_limit > 0 {
-            // Allowed by the reference too; both apply.
+        if stream.retention == Retention::WorkQueue && self.ack_policy != AckPolicy::Explicit {
+            return Err(ApiError::wq_requires_explicit_ack());
         }
         Ok(())
     }
 
-    /// The fields an update may change (the reference's
-    /// `checkNewConsumerConfig`); `None` when the change is allowed.
+    /// Equal for an idempotent create (server-owned metadata aside).
+    pub fn same_as(&self, other: &ConsumerConfig) -> bool {
+        let strip = |c: &ConsumerConfig| {
+            let mut c = c.clone();
+            if let Some(md) = c.metadata.as_mut() {
+                for k in DYNAMIC_KEYS.iter().chain([&REQ_LEVEL]) {
+                    md.remove(*k);
+                }
+                if md.is_empty() {
+                    c.metadata = None;
+                }
+            }
+            c
+        };
+        strip(self) == strip(other)
+    }
+
+    /// The fields an update may not change (the reference's
+    /// `updateConfig`), in its words; `None` when the change is allowed.
     pub fn update_error(&self, old: &ConsumerConfig) -> Option<ApiError> {
-        let bad = |what: &str| Some(ApiError::consumer_create(format!("{what} can not be updated")));
+        let bad = |what: &str| Some(ApiError::consumer_create(what.to_string()));
         if self.deliver_policy != old.deliver_policy {
-            return bad("deliver policy");
-        }
-        if self.opt_start_seq != old.opt_start_seq {
-            return bad("start sequence");
-        }
-        if self.opt_start_time != old.opt_start_time {
-            return bad("start time");
-        }
-        if self.ack_policy != old.ack_policy {
-            return bad("ack policy");
-        }
-        if self.replay_policy != old.replay_policy {
-            return bad("replay policy");
-        }
-        if self.is_pull() != old.is_pull() {
-            return Some(ApiError::consumer_create(
-                "can not update push consumer to pull based",
-            ));
+            return bad("deliver policy can not be updated");
         }
         if self.mem_storage != old.mem_storage {
-            return bad("mem_storage");
+            return bad("storage type can not be updated");
         }
-        if self.durable != old.durable {
-            return bad("durable name");
+        if self.direct != old.direct {
+            return bad("direct can not be updated");
+        }
+        if self.opt_start_seq != old.opt_start_seq {
+            return bad("start sequence can not be updated");
+        }
+        if self.opt_start_time != old.opt_start_time {
+            return bad("start time can not be updated");
+        }
+        if self.ack_policy != old.ack_policy {
+            return bad("ack policy can not be updated");
+        }
+        if self.replay_policy != old.replay_policy {
+            return bad("replay policy can not be updated");
+        }
+        if self.idle_heartbeat != old.idle_heartbeat {
+            return bad("heart beats can not be updated");
+        }
+        if self.flow_control != old.flow_control {
+            return bad("flow control can not be updated");
+        }
+        if self.is_pull() && !old.is_pull() {
+            return bad("can not update push consumer to pull based");
+        }
+        if !self.is_pull() && old.is_pull() {
+            return bad("can not update pull consumer to push based");
+        }
+        if self.max_waiting != old.max_waiting {
+            return bad("max waiting can not be updated");
         }
         None
     }

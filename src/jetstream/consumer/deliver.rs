@@ -21,17 +21,19 @@ use crate::jetstream::config::now_ns;
 use crate::jetstream::stream::Stream;
 use crate::shard::Shard;
 
-/// Flow control asks for a response after this much delivered data.
-const FC_BYTES: u64 = 1 << 20;
-const FC_MSGS: u64 = 4096;
+/// The first flow-control window (it doubles up to 16 times this).
+const FC_WINDOW: u64 = 2 << 20;
 /// How often an unbound push consumer with work looks for a subscriber.
 const UNBOUND_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Default)]
 pub struct PushState {
-    /// Delivered since the last flow-control request.
+    /// Delivered and not yet covered by an answered flow-control request.
     fc_bytes: u64,
-    fc_msgs: u64,
+    /// `fc_bytes` when the outstanding request went out.
+    fc_at_request: u64,
+    /// The window is `FC_WINDOW << fc_window_shift`.
+    fc_window_shift: u32,
     /// The reply subject of the flow-control request not yet answered.
     fc_pending: Option<String>,
     /// Last message or heartbeat sent (idle heartbeats count from it).
@@ -42,6 +44,12 @@ pub struct PushState {
     replay: Option<(u64, Instant)>,
     /// When the push subject was last seen bound.
     bound_at: Option<Instant>,
+}
+
+impl PushState {
+    fn fc_window(&self) -> u64 {
+        FC_WINDOW << self.fc_window_shift
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,9 +118,26 @@ impl Consumer {
                 break;
             }
             let target: Bytes = if cfg.is_pull() {
-                match self.waiting.borrow().q.front() {
-                    Some(w) => w.reply.clone(),
+                let front = self
+                    .waiting
+                    .borrow()
+                    .q
+                    .front()
+                    .map(|w| (w.reply.clone(), w.checked));
+                match front {
                     None => break,
+                    Some((reply, true)) => reply,
+                    Some((reply, false)) => {
+                        // A requester that went away takes nothing.
+                        if !shard.has_interest(self.acc, &reply) {
+                            self.waiting.borrow_mut().q.pop_front();
+                            continue;
+                        }
+                        if let Some(w) = self.waiting.borrow_mut().q.front_mut() {
+                            w.checked = true;
+                        }
+                        reply
+                    }
                 }
             } else {
                 if self.push_stalled(&cfg, now) {
@@ -145,7 +170,11 @@ impl Consumer {
                 if w.max_bytes && size > w.bytes_left {
                     let w = q.q.pop_front().expect("front exists");
                     drop(q);
-                    let st = pull::status(409, "Message Size Exceeds MaxBytes", None);
+                    let st = pull::status(
+                        409,
+                        "Message Size Exceeds MaxBytes",
+                        Some((w.left, w.bytes_left)),
+                    );
                     shard.publish_internal(self.acc, &w.reply, None, Some(&st), b"");
                     continue;
                 }
@@ -293,6 +322,7 @@ impl Consumer {
                 &m.payload[..],
             )
         };
+        let mut completed = None;
         if cfg.is_pull() {
             let mut q = self.waiting.borrow_mut();
             if let Some(w) = q.q.front_mut() {
@@ -300,7 +330,13 @@ impl Consumer {
                 w.delivered += 1;
                 w.bytes_left = w.bytes_left.saturating_sub(size);
                 if w.left == 0 || (w.max_bytes && w.bytes_left == 0) {
-                    q.q.pop_front();
+                    if let Some(w) = q.q.pop_front() {
+                        // A byte-limited batch that ended on its count
+                        // says so, with the bytes it had left.
+                        if w.max_bytes && w.bytes_left > 0 {
+                            completed = Some((w.reply, w.bytes_left));
+                        }
+                    }
                 }
             }
         }
@@ -319,8 +355,18 @@ impl Consumer {
             headers,
             payload,
         );
+        if let Some((to, bytes)) = completed {
+            let st = pull::status(409, "Batch Completed", Some((0, bytes)));
+            shard.publish_internal(self.acc, &to, None, Some(&st), b"");
+        }
         if !cfg.is_pull() && cfg.flow_control {
             self.count_for_flow_control(shard, cfg, size);
+        }
+        if cfg.ack_policy == AckPolicy::None {
+            // Delivered is acked: interest retention may let it go.
+            if let Some(stream) = self.stream.upgrade() {
+                stream.acked(&[m.seq]);
+            }
         }
     }
 
@@ -329,25 +375,25 @@ impl Consumer {
             return false;
         }
         let p = self.push.borrow();
-        p.fc_pending.is_some() && (p.fc_bytes >= FC_BYTES || p.fc_msgs >= FC_MSGS)
+        p.fc_bytes > p.fc_window()
     }
 
+    /// Flow control as the reference does it: a window that starts at
+    /// 2 MiB and doubles with each answer (up to 32 MiB); a request goes
+    /// out past half the window, delivery stops past all of it.
     fn count_for_flow_control(&self, shard: &Shard, cfg: &ConsumerConfig, size: u64) {
         let request = {
             let mut p = self.push.borrow_mut();
             p.fc_bytes += size;
-            p.fc_msgs += 1;
-            if p.fc_pending.is_none() && (p.fc_bytes >= FC_BYTES / 2 || p.fc_msgs >= FC_MSGS / 2)
-            {
+            if p.fc_pending.is_none() && p.fc_bytes > p.fc_window() / 2 {
                 let reply = format!(
                     "$JS.FC.{}.{}.{}",
                     self.stream_name,
                     self.name,
-                    super::new_name()
+                    &super::new_name()[..4]
                 );
                 p.fc_pending = Some(reply.clone());
-                p.fc_bytes = 0;
-                p.fc_msgs = 0;
+                p.fc_at_request = p.fc_bytes;
                 Some(reply)
             } else {
                 None
@@ -369,6 +415,8 @@ impl Consumer {
         let mut p = self.push.borrow_mut();
         if p.fc_pending.as_deref().map(str::as_bytes) == Some(subject) {
             p.fc_pending = None;
+            p.fc_bytes = p.fc_bytes.saturating_sub(p.fc_at_request);
+            p.fc_window_shift = (p.fc_window_shift + 1).min(4);
             drop(p);
             self.kick();
         }
@@ -420,23 +468,21 @@ impl Consumer {
         }
     }
 
-    /// No message for the request at the front: no_wait requests end
-    /// (404 when they got nothing, 408 when they got some).
+    /// No message for the request at the front: a no_wait request ends
+    /// with 404 (one with an expiry that got nothing waits for it).
     fn end_no_wait(&self, shard: &Shard, _stream: &Stream) {
         loop {
             let w = {
                 let mut q = self.waiting.borrow_mut();
                 match q.q.front() {
-                    Some(w) if w.no_wait => q.q.pop_front(),
+                    Some(w) if w.no_wait && (w.delivered > 0 || w.expires.is_none()) => {
+                        q.q.pop_front()
+                    }
                     _ => None,
                 }
             };
             let Some(w) = w else { break };
-            let st = if w.delivered == 0 {
-                pull::status(404, "No Messages", None)
-            } else {
-                pull::status(408, "Request Timeout", Some((w.left, 0)))
-            };
+            let st = pull::status(404, "No Messages", None);
             shard.publish_internal(self.acc, &w.reply, None, Some(&st), b"");
         }
     }

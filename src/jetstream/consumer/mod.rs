@@ -380,7 +380,7 @@ impl Consumer {
     }
 
     /// `ConsumerInfo` as the API answers it.
-    pub fn info(&self, stream: &Stream, server: &str) -> Value {
+    pub fn info(&self, stream: &Stream, full: bool) -> Value {
         let cfg = self.cfg();
         let s = self.state.borrow();
         let seqs = |q: state::Seqs, last: u64| {
@@ -395,14 +395,13 @@ impl Consumer {
             "stream_name": self.stream_name,
             "name": self.name,
             "created": go_time(self.created),
-            "config": cfg,
+            "config": if full { cfg.with_dynamic_metadata() } else { cfg.clone() },
             "delivered": seqs(s.delivered, self.last_delivery.get()),
             "ack_floor": seqs(s.ack_floor, self.last_ack.get()),
             "num_ack_pending": s.pending.len(),
             "num_redelivered": s.num_redelivered(),
             "num_waiting": self.waiting.borrow().len(),
             "num_pending": num_pending,
-            "cluster": {"leader": server},
         });
         if !cfg.is_pull() && self.push_bound() {
             v["push_bound"] = json!(true);

@@ -63,6 +63,8 @@ pub struct Waiting {
     pub delivered: u64,
     pub expires: Option<Instant>,
     pub no_wait: bool,
+    /// The requester's interest was seen in this delivery pass.
+    pub checked: bool,
     pub heartbeat: Option<Duration>,
     pub next_heartbeat: Option<Instant>,
 }
@@ -84,13 +86,11 @@ pub fn refuse(cfg: &ConsumerConfig, r: &NextRequest, waiting: usize) -> Option<S
     if cfg.max_batch > 0 && r.batch > cfg.max_batch {
         return Some(format!("Exceeded MaxRequestBatch of {}", cfg.max_batch));
     }
-    if cfg.max_expires > 0 && (r.expires > cfg.max_expires || r.expires == 0) && !r.no_wait {
-        if r.expires > cfg.max_expires {
-            return Some(format!(
-                "Exceeded MaxRequestExpires of {}",
-                go_duration(cfg.max_expires)
-            ));
-        }
+    if cfg.max_expires > 0 && r.expires > cfg.max_expires {
+        return Some(format!(
+            "Exceeded MaxRequestExpires of {}",
+            go_duration(cfg.max_expires)
+        ));
     }
     if cfg.max_bytes > 0 && r.max_bytes > cfg.max_bytes {
         return Some(format!("Exceeded MaxRequestMaxBytes of {}", cfg.max_bytes));
@@ -98,7 +98,7 @@ pub fn refuse(cfg: &ConsumerConfig, r: &NextRequest, waiting: usize) -> Option<S
     if cfg.max_waiting > 0 && waiting as i64 >= cfg.max_waiting {
         return Some("Exceeded MaxWaiting".into());
     }
-    if r.idle_heartbeat > 0 && r.expires > 0 && r.idle_heartbeat * 2 > r.expires {
+    if r.idle_heartbeat > 0 && (r.expires <= 0 || r.idle_heartbeat.saturating_mul(2) > r.expires) {
         return Some("Bad Request - heartbeat value too large".into());
     }
     None
@@ -145,6 +145,7 @@ impl Queue {
             delivered: 0,
             expires: (r.expires > 0).then(|| now + Duration::from_nanos(r.expires as u64)),
             no_wait: r.no_wait,
+            checked: false,
             heartbeat: hb,
             next_heartbeat: hb.map(|d| now + d),
         });
@@ -207,7 +208,11 @@ impl super::Consumer {
         };
         let refusal = self.with_cfg(|c| refuse(c, &r, self.waiting.borrow().len()));
         if let Some(text) = refusal {
-            let st = status(409, &text, None);
+            let st = if text.starts_with("Bad Request") {
+                status(400, &text, None)
+            } else {
+                status(409, &text, None)
+            };
             shard.publish_internal(self.acc, &reply, None, Some(&st), b"");
             return;
         }

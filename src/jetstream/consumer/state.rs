@@ -365,7 +365,13 @@ mod tests {
             let mut journal = Vec::new();
             for (i, o) in ops.iter().enumerate() {
                 let e = match *o {
-                    Op::Deliver(q) => { model.insert(q); Event::Deliver { sseq: q, ts: i as u64 } }
+                    // Deliveries are new (past the delivered position, with
+                    // gaps as filters make) or redeliveries of pending ones.
+                    Op::Deliver(q) => {
+                        let q = if model.contains(&q) { q } else { s.delivered.stream + 1 + q % 3 };
+                        model.insert(q);
+                        Event::Deliver { sseq: q, ts: i as u64 }
+                    }
                     Op::Ack(q) => { model.remove(&q); Event::Ack { sseq: q } }
                     Op::AckAll(q) => { model.retain(|x| *x > q); Event::AckAll { sseq: q } }
                 };
