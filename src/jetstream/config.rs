@@ -57,6 +57,15 @@ pub struct ConsumerLimits {
     pub max_ack_pending: i64,
 }
 
+/// A field some clients send as `null` (async-nats): the default then.
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 fn neg1() -> i64 {
     -1
 }
@@ -135,7 +144,7 @@ pub struct StreamConfig {
     pub deny_purge: bool,
     #[serde(default)]
     pub allow_rollup_hdrs: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub consumer_limits: ConsumerLimits,
     #[serde(default)]
     pub allow_msg_ttl: bool,
