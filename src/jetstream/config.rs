@@ -390,7 +390,6 @@ impl StreamConfig {
             ("mirror", self.mirror.is_some()),
             ("sources", self.sources.is_some()),
             ("compression s2", self.compression == Compression::S2),
-            ("allow_msg_ttl", self.allow_msg_ttl),
             (
                 "subject_delete_marker_ttl",
                 self.subject_delete_marker_ttl != 0,

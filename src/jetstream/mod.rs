@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod store;
 pub mod stream;
 pub mod transform;
+pub mod ttl;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

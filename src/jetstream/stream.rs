@@ -44,6 +44,8 @@ pub struct Stream {
     pub consumers: RefCell<std::collections::BTreeMap<String, Rc<Consumer>>>,
     /// The server's durability policy (consumer journals follow it).
     pub durability: Durability,
+    /// Messages with a `Nats-TTL`, by due time.
+    ttl: RefCell<super::ttl::Due>,
 }
 
 #[derive(Default)]
@@ -142,9 +144,11 @@ impl Stream {
             meta: RefCell::new(meta),
             consumers: RefCell::new(Default::default()),
             durability: lc_durability,
+            ttl: RefCell::new(Default::default()),
         });
         s.report_usage();
         s.load_dedup();
+        s.load_ttls();
         s.subscribe(shard);
         for m in consumer::scan(&s.dir) {
             let name = m.config.name.clone();
@@ -316,6 +320,20 @@ impl Stream {
                 )));
             }
         };
+        let ttl = match h::get(hdrs, super::ttl::HEADER) {
+            None => None,
+            Some(_) if !self.meta.borrow().config.allow_msg_ttl => {
+                release(self);
+                return fail(ApiError::new_pub(400, 10166, "per-message TTL is disabled"));
+            }
+            Some(v) => match super::ttl::parse(v) {
+                Ok(ns) => Some(ns),
+                Err(e) => {
+                    release(self);
+                    return fail(e);
+                }
+            },
+        };
         if max_size >= 0
             && (hdrs.len() as i64 > max_size
                 || m.payload.len() as i64 > max_size - hdrs.len() as i64)
@@ -377,6 +395,9 @@ impl Stream {
                 .await;
             match r {
                 Ok((seq, ts)) => {
+                    if let Some(ns) = ttl {
+                        me.expire_at(ts + ns, seq);
+                    }
                     me.republish(&subject, &m.headers, &m.payload, (seq, ts), prev_stored);
                     if let (Some(id), true) = (&msg_id, window > 0) {
                         me.dedup.borrow_mut().resolve(id, Some(seq));
@@ -486,6 +507,59 @@ impl Stream {
         if let Err(e) = self.log.purge(req).await {
             tracing::warn!("JetStream: rollup in stream {} failed: {e}", self.name);
         }
+    }
+
+    /// Rebuilds the TTL due times from the stored headers.
+    fn load_ttls(self: &Rc<Self>) {
+        if !self.meta.borrow().config.allow_msg_ttl {
+            return;
+        }
+        let scan = self.log.scan(
+            broker_edge_storage::Start::Seq(1),
+            broker_edge_storage::Filter::all(),
+        );
+        for m in scan.flatten() {
+            if let Some(ns) = h::get(&m.headers, super::ttl::HEADER)
+                .and_then(|v| super::ttl::parse(v).ok())
+            {
+                self.expire_at(m.ts + ns, m.seq);
+            }
+        }
+    }
+
+    /// Deletes `seq` at `at` (ns, wall clock).
+    fn expire_at(self: &Rc<Self>, at: u64, seq: u64) {
+        let mut d = self.ttl.borrow_mut();
+        d.add(at, seq);
+        let earliest = d.earliest().unwrap_or(at);
+        if d.armed.is_some_and(|(t, _)| t <= earliest) {
+            return;
+        }
+        let gen = fastrand::u64(..);
+        d.armed = Some((earliest, gen));
+        drop(d);
+        let w = Rc::downgrade(self);
+        crate::runtime::spawn_local(async move {
+            let wait = earliest.saturating_sub(super::config::now_ns());
+            crate::runtime::sleep(std::time::Duration::from_nanos(wait)).await;
+            let Some(me) = w.upgrade() else { return };
+            if me.ttl.borrow().armed.map(|(_, g)| g) != Some(gen) {
+                return;
+            }
+            me.ttl.borrow_mut().armed = None;
+            let due = me.ttl.borrow_mut().take_due(super::config::now_ns());
+            for seq in due {
+                let _ = me.log.delete(seq, false).await;
+            }
+            me.report_usage();
+            // Re-arms for what is left (adding an entry that is already
+            // there changes nothing).
+            let next = me.ttl.borrow().set_first().copied();
+            if let Some((at, seq)) = next {
+                me.expire_at(at, seq);
+            }
+        })
+        .detach();
     }
 
     pub fn consumer(&self, name: &str) -> Option<Rc<Consumer>> {
