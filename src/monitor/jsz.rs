@@ -12,7 +12,7 @@ use crate::jetstream::config::{go_time, now_ns, StorageType, API_LEVEL};
 use crate::shard::Shard;
 
 /// The reference's default cap on consumers per stream, which it reports
-/// under `limits` (consumers arrive with JetStream part 2).
+/// under `limits`.
 const DEFAULT_MAX_CONSUMERS: u32 = 1000;
 
 /// One stream as a shard reports it.
@@ -26,6 +26,8 @@ struct Detail {
     bytes: u64,
     msgs: u64,
     reserved: u64,
+    /// ConsumerInfo of each consumer.
+    consumers: Vec<Value>,
 }
 
 async fn details(shard: &Rc<Shard>) -> Vec<Detail> {
@@ -48,6 +50,11 @@ async fn details(shard: &Rc<Shard>) -> Vec<Detail> {
                 ls.bytes,
                 ls.msgs,
                 cfg.max_bytes.max(0) as u64,
+                st.consumers
+                    .borrow()
+                    .values()
+                    .map(|c| c.info(st, false))
+                    .collect::<Vec<_>>(),
             ));
         }
         out
@@ -70,6 +77,7 @@ async fn details(shard: &Rc<Shard>) -> Vec<Detail> {
             bytes: p.6,
             msgs: p.7,
             reserved: p.8,
+            consumers: p.9,
         })
         .collect()
 }
@@ -246,7 +254,7 @@ pub async fn jsz(shard: &Rc<Shard>, params: &HashMap<String, String>) -> Result<
     v["config"] = config_value(shard);
     v["limits"] = json!({"default_max_consumers": DEFAULT_MAX_CONSUMERS});
     v["streams"] = json!(ds.len());
-    v["consumers"] = json!(0);
+    v["consumers"] = json!(ds.iter().map(|d| d.consumers.len()).sum::<usize>());
     v["messages"] = json!(ds.iter().map(|d| d.msgs).sum::<u64>());
     v["bytes"] = json!(ds.iter().map(|d| d.bytes).sum::<u64>());
     let enabled = enabled_accounts(shard);
@@ -285,6 +293,22 @@ pub async fn jsz(shard: &Rc<Shard>, params: &HashMap<String, String>) -> Result<
                         });
                         if with_config {
                             s["config"] = d.config.clone();
+                        }
+                        if consumers && !d.consumers.is_empty() {
+                            let cd: Vec<Value> = d
+                                .consumers
+                                .iter()
+                                .map(|c| {
+                                    let mut c = c.clone();
+                                    if !with_config {
+                                        if let Some(o) = c.as_object_mut() {
+                                            o.remove("config");
+                                        }
+                                    }
+                                    c
+                                })
+                                .collect();
+                            s["consumer_detail"] = json!(cd);
                         }
                         s
                     })

@@ -10,7 +10,8 @@ use crate::jetstream::config::{StorageType, API_LEVEL};
 use crate::jetstream::JetStream;
 use crate::shard::Shard;
 
-/// (memory bytes, file bytes, reserved memory, reserved file, streams)
+/// (memory bytes, file bytes, reserved memory, reserved file, streams,
+/// consumers)
 /// of one account on one shard.
 #[derive(Default, Clone, Copy)]
 pub struct Usage {
@@ -19,6 +20,7 @@ pub struct Usage {
     pub reserved_memory: u64,
     pub reserved_storage: u64,
     pub streams: u64,
+    pub consumers: u64,
 }
 
 /// This shard's usage by account `acc` (`None`: every account).
@@ -43,6 +45,7 @@ pub fn usage_here(shard: &Shard, acc: Option<u32>) -> Usage {
             }
         }
         u.streams += 1;
+        u.consumers += st.consumers.borrow().len() as u64;
     }
     u
 }
@@ -57,6 +60,7 @@ pub async fn usage(shard: &Rc<Shard>, acc: Option<u32>) -> Usage {
             u.reserved_memory,
             u.reserved_storage,
             u.streams,
+            u.consumers,
         )
     })
     .await;
@@ -67,6 +71,7 @@ pub async fn usage(shard: &Rc<Shard>, acc: Option<u32>) -> Usage {
         u.reserved_memory += p.2;
         u.reserved_storage += p.3;
         u.streams += p.4;
+        u.consumers += p.5;
     }
     u
 }
@@ -84,7 +89,7 @@ pub async fn account(shard: &Rc<Shard>, js: &JetStream, req: &Req) -> Answer {
         "reserved_memory": u.reserved_memory,
         "reserved_storage": u.reserved_storage,
         "streams": u.streams,
-        "consumers": 0,
+        "consumers": u.consumers,
         "limits": {
             "max_memory": js.cfg.max_memory,
             "max_storage": js.cfg.max_store,
