@@ -63,7 +63,12 @@ async fn messages_with_a_ttl_go_and_survive_restarts_until_due() {
 async fn ttl_headers_refused_when_disabled_or_invalid() {
     let s = Server::start_js(&[]);
     let c = s.client().await;
-    js_api(&c, "$JS.API.STREAM.CREATE.N", r#"{"name":"N","subjects":["n.>"]}"#).await;
+    js_api(
+        &c,
+        "$JS.API.STREAM.CREATE.N",
+        r#"{"name":"N","subjects":["n.>"]}"#,
+    )
+    .await;
     let a = js_publish(&c, "n.a", &[("Nats-TTL", "1s")], "x").await;
     assert_eq!(a["error"]["err_code"], 10166, "{a}");
     assert_eq!(a["error"]["description"], "per-message TTL is disabled");

@@ -233,7 +233,8 @@ impl Client {
             Some(h) if !self.headers.get() => (None, &m.msg[h.min(m.msg.len())..]),
             h => (h, m.msg),
         };
-        self.out.push_msg(m.shown.unwrap_or(m.subject), sid, m.reply, hdr_len, body);
+        self.out
+            .push_msg(m.shown.unwrap_or(m.subject), sid, m.reply, hdr_len, body);
         let c = &self.counters;
         c.out_msgs.set(c.out_msgs.get() + 1);
         c.out_bytes.set(c.out_bytes.get() + body.len() as u64);

@@ -243,16 +243,28 @@ impl ApiError {
         )
     }
     pub fn wq_not_unique() -> Self {
-        Self::new(400, 10100, "filtered consumer not unique on workqueue stream")
+        Self::new(
+            400,
+            10100,
+            "filtered consumer not unique on workqueue stream",
+        )
     }
     pub fn push_max_waiting() -> Self {
         Self::new(400, 10080, "consumer in push mode can not set max waiting")
     }
     pub fn push_request_batch() -> Self {
-        Self::new(400, 10113, "consumer in push mode can not set max request batch")
+        Self::new(
+            400,
+            10113,
+            "consumer in push mode can not set max request batch",
+        )
     }
     pub fn push_request_expires() -> Self {
-        Self::new(400, 10112, "consumer in push mode can not set max request expires")
+        Self::new(
+            400,
+            10112,
+            "consumer in push mode can not set max request expires",
+        )
     }
     pub fn push_request_max_bytes() -> Self {
         Self::new(400, 10135, "consumer in push mode can not set max bytes")
@@ -261,22 +273,42 @@ impl ApiError {
         Self::new(400, 10114, "consumer max request batch needs to be > 0")
     }
     pub fn max_request_expires_small() -> Self {
-        Self::new(400, 10115, "consumer max request expires needs to be >= 1ms")
+        Self::new(
+            400,
+            10115,
+            "consumer max request expires needs to be >= 1ms",
+        )
     }
     pub fn max_waiting_negative() -> Self {
         Self::new(400, 10087, "consumer max waiting needs to be positive")
     }
     pub fn pull_flow_control() -> Self {
-        Self::new(400, 10089, "consumer flow control requires a push based consumer")
+        Self::new(
+            400,
+            10089,
+            "consumer flow control requires a push based consumer",
+        )
     }
     pub fn pull_heartbeat() -> Self {
-        Self::new(400, 10088, "consumer idle heartbeat requires a push based consumer")
+        Self::new(
+            400,
+            10088,
+            "consumer idle heartbeat requires a push based consumer",
+        )
     }
     pub fn pull_deliver_group() -> Self {
-        Self::new(400, 10090, "consumer in pull mode can not have a deliver group")
+        Self::new(
+            400,
+            10090,
+            "consumer in pull mode can not have a deliver group",
+        )
     }
     pub fn flow_control_heartbeat() -> Self {
-        Self::new(400, 10108, "consumer with flow control also needs heartbeats")
+        Self::new(
+            400,
+            10108,
+            "consumer with flow control also needs heartbeats",
+        )
     }
     pub fn deliver_wildcard() -> Self {
         Self::new(400, 10079, "consumer deliver subject has wildcards")
@@ -285,13 +317,25 @@ impl ApiError {
         Self::new(400, 10081, "consumer deliver subject forms a cycle")
     }
     pub fn description_too_long() -> Self {
-        Self::new(400, 10107, "consumer description is too long, maximum allowed is 4096")
+        Self::new(
+            400,
+            10107,
+            "consumer description is too long, maximum allowed is 4096",
+        )
     }
     pub fn empty_filter() -> Self {
-        Self::new(400, 10139, "consumer filter in FilterSubjects cannot be empty")
+        Self::new(
+            400,
+            10139,
+            "consumer filter in FilterSubjects cannot be empty",
+        )
     }
     pub fn invalid_filter() -> Self {
-        Self::new(400, 10093, "consumer filter subject is not a valid subset of the interest subjects")
+        Self::new(
+            400,
+            10093,
+            "consumer filter subject is not a valid subset of the interest subjects",
+        )
     }
     pub fn filter_overlap() -> Self {
         Self::new(400, 10138, "consumer subject filters cannot overlap")

@@ -11,12 +11,12 @@ use bytes::Bytes;
 use broker_edge_storage::{Durability, Error as LogError, Expect, LimitKind, Log, LogConfig};
 
 use super::config::{now_ns, StorageType, StreamConfig};
+use super::consumer::{self, Consumer};
 use super::dedup::{Check, Dedup};
 use super::errors::ApiError;
 use super::headers as h;
 use super::store::{self, StreamMeta};
 use super::transform::Transform;
-use super::consumer::{self, Consumer};
 use crate::client::SubRef;
 use crate::shard::sink::{Handler, Owned};
 use crate::shard::Shard;
@@ -519,8 +519,8 @@ impl Stream {
             broker_edge_storage::Filter::all(),
         );
         for m in scan.flatten() {
-            if let Some(ns) = h::get(&m.headers, super::ttl::HEADER)
-                .and_then(|v| super::ttl::parse(v).ok())
+            if let Some(ns) =
+                h::get(&m.headers, super::ttl::HEADER).and_then(|v| super::ttl::parse(v).ok())
             {
                 self.expire_at(m.ts + ns, m.seq);
             }

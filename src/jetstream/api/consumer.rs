@@ -69,7 +69,9 @@ pub async fn handle(shard: &Rc<Shard>, js: &JetStream, req: &Req, t: &[&str]) ->
         ["INFO", stream, name] => {
             let name = name.to_string();
             on_stream(shard, js, req, stream, INFO, move |_s, st| {
-                let c = st.consumer(&name).ok_or_else(ApiError::consumer_not_found)?;
+                let c = st
+                    .consumer(&name)
+                    .ok_or_else(ApiError::consumer_not_found)?;
                 Ok(c.info(&st, true))
             })
             .await
@@ -222,7 +224,9 @@ async fn try_create(
     }
     check_stream_rules(st, &scfg, &cfg)?;
     let c = Consumer::open(st, shard, cfg.clone(), now_ns(), st.durability, true).await?;
-    st.consumers.borrow_mut().insert(cfg.name.clone(), c.clone());
+    st.consumers
+        .borrow_mut()
+        .insert(cfg.name.clone(), c.clone());
     consumer::advisory::action(shard, st.acc, &st.name, &cfg.name, "create");
     Ok(c.info(st, true))
 }
@@ -252,7 +256,11 @@ fn check_stream_rules(
 
 /// A work queue's consumers must not share subjects: one unfiltered
 /// consumer at most, filters disjoint (`except`: the one being updated).
-fn check_work_queue(st: &Stream, cfg: &ConsumerConfig, except: Option<&str>) -> Result<(), ApiError> {
+fn check_work_queue(
+    st: &Stream,
+    cfg: &ConsumerConfig,
+    except: Option<&str>,
+) -> Result<(), ApiError> {
     let mine = cfg.filters();
     for other in st.consumers.borrow().values() {
         if Some(other.name.as_str()) == except {
@@ -302,10 +310,7 @@ async fn names_or_list(
         let page = &all[off..(off + limit).min(all.len())];
         let mut v = json!({"total": all.len(), "offset": off, "limit": limit});
         if list {
-            v["consumers"] = json!(page
-                .iter()
-                .map(|c| c.info(&st, true))
-                .collect::<Vec<_>>());
+            v["consumers"] = json!(page.iter().map(|c| c.info(&st, true)).collect::<Vec<_>>());
         } else {
             v["consumers"] = json!(page.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
         }
@@ -347,11 +352,10 @@ where
         .ok_or_else(ApiError::stream_not_found)?;
     let (acc, name) = (req.acc, stream.to_string());
     crate::shard::bus::call(&shard.g, owner, move |s: Rc<Shard>| async move {
-        let st = s
-            .js
-            .get()
-            .and_then(|js| js.stream(acc, &name))
-            .ok_or_else(ApiError::stream_not_found)?;
+        let st =
+            s.js.get()
+                .and_then(|js| js.stream(acc, &name))
+                .ok_or_else(ApiError::stream_not_found)?;
         f(s, st).await
     })
     .await

@@ -131,7 +131,15 @@ impl Consumer {
             Kind::Nak(delay) => {
                 if self.state.borrow().pending.contains_key(&sseq) {
                     if let Some(shard) = self.shard.upgrade() {
-                        advisory::naked(&shard, self.acc, &self.stream_name, &self.name, cseq, sseq, dc);
+                        advisory::naked(
+                            &shard,
+                            self.acc,
+                            &self.stream_name,
+                            &self.name,
+                            cseq,
+                            sseq,
+                            dc,
+                        );
                     }
                     match delay {
                         Some(d) => {
@@ -192,12 +200,7 @@ impl Consumer {
         let freq = self.with_cfg(|c| advisory::sample_fraction(&c.sample_freq));
         if let (Some(f), Some(shard), true) = (freq, self.shard.upgrade(), metric) {
             if fastrand::f64() < f {
-                let sent = self
-                    .state
-                    .borrow()
-                    .pending
-                    .get(&sseq)
-                    .map_or(ts, |p| p.ts);
+                let sent = self.state.borrow().pending.get(&sseq).map_or(ts, |p| p.ts);
                 advisory::ack_metric(
                     &shard,
                     self.acc,
@@ -219,7 +222,9 @@ impl Consumer {
 
     /// Answers a double ack once what it changed is durable.
     fn confirm(&self, reply: Bytes) {
-        let Some(shard) = self.shard.upgrade() else { return };
+        let Some(shard) = self.shard.upgrade() else {
+            return;
+        };
         let acc = self.acc;
         match self.durable() {
             None => {
@@ -251,7 +256,10 @@ mod tests {
             Some(Kind::Nak(Some(2_000_000_000)))
         );
         assert_eq!(parse(b"+WPI"), Some(Kind::Progress));
-        assert_eq!(parse(b"+NXT {\"batch\":2}"), Some(Kind::Next(b"{\"batch\":2}")));
+        assert_eq!(
+            parse(b"+NXT {\"batch\":2}"),
+            Some(Kind::Next(b"{\"batch\":2}"))
+        );
         assert_eq!(parse(b"+TERM bad input"), Some(Kind::Term("bad input")));
         assert_eq!(parse(b"-NAK 1s"), Some(Kind::Nak(Some(1_000_000_000))));
         assert_eq!(parse(b"-NAK 250ms"), Some(Kind::Nak(Some(250_000_000))));

@@ -14,7 +14,13 @@ fn publish(shard: &Shard, acc: u32, subject: &str, mut v: Value) {
     if let Some(d) = &shard.g.opts.jetstream_domain {
         v["domain"] = json!(d);
     }
-    shard.publish_internal(acc, subject.as_bytes(), None, None, v.to_string().as_bytes());
+    shard.publish_internal(
+        acc,
+        subject.as_bytes(),
+        None,
+        None,
+        v.to_string().as_bytes(),
+    );
 }
 
 fn base(kind: &str, stream: &str, consumer: &str) -> Value {
@@ -29,7 +35,11 @@ fn base(kind: &str, stream: &str, consumer: &str) -> Value {
 
 /// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`.
 pub fn max_deliveries(shard: &Shard, acc: u32, stream: &str, consumer: &str, sseq: u64, n: u64) {
-    let mut v = base("io.nats.jetstream.advisory.v1.max_deliver", stream, consumer);
+    let mut v = base(
+        "io.nats.jetstream.advisory.v1.max_deliver",
+        stream,
+        consumer,
+    );
     v["stream_seq"] = json!(sseq);
     v["deliveries"] = json!(n);
     let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}");
@@ -77,7 +87,11 @@ pub fn action(shard: &Shard, acc: u32, stream: &str, consumer: &str, action: &st
         consumer,
     );
     v["action"] = json!(action);
-    let what = if action == "delete" { "DELETED" } else { "CREATED" };
+    let what = if action == "delete" {
+        "DELETED"
+    } else {
+        "CREATED"
+    };
     let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.{what}.{stream}.{consumer}");
     publish(shard, acc, &subject, v);
 }

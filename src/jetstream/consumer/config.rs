@@ -92,7 +92,11 @@ pub struct ConsumerConfig {
     pub filter_subjects: Vec<String>,
     #[serde(default)]
     pub replay_policy: ReplayPolicy,
-    #[serde(default, rename = "rate_limit_bps", skip_serializing_if = "is_zero_u64")]
+    #[serde(
+        default,
+        rename = "rate_limit_bps",
+        skip_serializing_if = "is_zero_u64"
+    )]
     pub rate_limit: u64,
     #[serde(default, skip_serializing_if = "is_empty")]
     pub sample_freq: String,
@@ -307,7 +311,11 @@ impl ConsumerConfig {
         if self.durable.is_empty() && self.inactive_threshold == 0 {
             self.inactive_threshold = DEFAULT_INACTIVE;
         }
-        for v in [&mut self.max_batch, &mut self.max_expires, &mut self.max_bytes] {
+        for v in [
+            &mut self.max_batch,
+            &mut self.max_expires,
+            &mut self.max_bytes,
+        ] {
             if *v < 0 {
                 *v = 0;
             }
@@ -353,10 +361,16 @@ impl ConsumerConfig {
             return Err(ApiError::replicas_negative());
         }
         if self.backoff.iter().any(|b| *b < 0) {
-            return Err(ApiError::consumer_create("backoff values can not be negative"));
+            return Err(ApiError::consumer_create(
+                "backoff values can not be negative",
+            ));
         }
         if self.ack_wait < 0 {
-            return Err(ApiError::new_pub(400, 10183, "consumer ack wait needs to be positive"));
+            return Err(ApiError::new_pub(
+                400,
+                10183,
+                "consumer ack wait needs to be positive",
+            ));
         }
         if !self.backoff.is_empty()
             && self.max_deliver != -1
@@ -376,7 +390,11 @@ impl ConsumerConfig {
             if !crate::subject::is_valid_literal(self.deliver_subject.as_bytes())
                 || self.deliver_subject.starts_with("$JS.API.")
             {
-                return Err(ApiError::new_pub(400, 10112, "invalid push consumer deliver subject"));
+                return Err(ApiError::new_pub(
+                    400,
+                    10112,
+                    "invalid push consumer deliver subject",
+                ));
             }
             if stream
                 .subjects
@@ -510,7 +528,10 @@ impl ConsumerConfig {
                 }
             }
         }
-        for t in [&self.opt_start_time, &self.pause_until].into_iter().flatten() {
+        for t in [&self.opt_start_time, &self.pause_until]
+            .into_iter()
+            .flatten()
+        {
             if crate::jetstream::config::parse_time(t).is_none() {
                 return Err(ApiError::invalid_json(format!(
                     "parsing time {t:?}: cannot parse"

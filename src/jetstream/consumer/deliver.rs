@@ -65,7 +65,9 @@ impl Consumer {
         if self.deleted.get() || self.kicked.replace(true) {
             return;
         }
-        let Some(me) = self.this.upgrade() else { return };
+        let Some(me) = self.this.upgrade() else {
+            return;
+        };
         crate::runtime::spawn_local(async move {
             me.kicked.set(false);
             me.pump();
@@ -111,6 +113,7 @@ impl Consumer {
             return;
         }
         let tracks = cfg.ack_policy != AckPolicy::None;
+        let filter = self.filter();
         // The pending count in ack subjects: counted once, then kept.
         let mut pending: Option<u64> = None;
         loop {
@@ -148,7 +151,7 @@ impl Consumer {
             let room = !tracks
                 || cfg.max_ack_pending <= 0
                 || (self.state.borrow().pending.len() as i64) < cfg.max_ack_pending;
-            let Some((m, kind)) = self.next_message(&stream, &shard, &cfg, room) else {
+            let Some((m, kind)) = self.next_message(&stream, &shard, &cfg, &filter, room) else {
                 if cfg.is_pull() {
                     self.end_no_wait(&shard, &stream);
                 }
@@ -217,6 +220,7 @@ impl Consumer {
         stream: &Stream,
         shard: &Shard,
         cfg: &ConsumerConfig,
+        filter: &broker_edge_storage::Filter,
         room: bool,
     ) -> Option<(StoredMsg, Kind)> {
         loop {
@@ -259,7 +263,6 @@ impl Consumer {
         if !room {
             return None;
         }
-        let filter = self.filter();
         loop {
             let Some(sseq) = self.lps.borrow().front().copied() else {
                 break;
@@ -272,7 +275,7 @@ impl Consumer {
             self.lps.borrow_mut().pop_front();
         }
         let from = self.state.borrow().delivered.stream + 1;
-        match stream.log.next_msg(from, &filter) {
+        match stream.log.next_msg(from, filter) {
             Ok(Some(m)) => Some((m, Kind::New)),
             _ => None,
         }
@@ -314,7 +317,9 @@ impl Consumer {
             } else {
                 b"NATS/1.0\r\n".to_vec()
             };
-            hdr_buf.extend_from_slice(format!("Nats-Msg-Size: {}\r\n\r\n", m.payload.len()).as_bytes());
+            hdr_buf.extend_from_slice(
+                format!("Nats-Msg-Size: {}\r\n\r\n", m.payload.len()).as_bytes(),
+            );
             (Some(&hdr_buf), b"")
         } else {
             (
@@ -426,10 +431,9 @@ impl Consumer {
     fn expire_requests(&self, shard: &Shard, stream: &Stream, now: Instant) {
         let expired: Vec<pull::Waiting> = {
             let mut q = self.waiting.borrow_mut();
-            let (gone, keep): (Vec<_>, Vec<_>) = q
-                .q
-                .drain(..)
-                .partition(|w| w.expires.is_some_and(|e| e <= now));
+            let (gone, keep): (Vec<_>, Vec<_>) =
+                q.q.drain(..)
+                    .partition(|w| w.expires.is_some_and(|e| e <= now));
             q.q = keep.into();
             gone
         };
@@ -499,7 +503,9 @@ impl Consumer {
 
     /// Everything time-driven, then a delivery pass.
     fn on_timer(&self) {
-        let Some(shard) = self.shard.upgrade() else { return };
+        let Some(shard) = self.shard.upgrade() else {
+            return;
+        };
         if self.deleted.get() {
             return;
         }
@@ -579,7 +585,7 @@ impl Consumer {
         }
         let limit = Duration::from_nanos(cfg.inactive_threshold as u64);
         if cfg.is_pull() {
-            if self.waiting.borrow().len() > 0 {
+            if !self.waiting.borrow().is_empty() {
                 self.last_active.set(now);
                 return false;
             }
@@ -588,7 +594,11 @@ impl Consumer {
             if self.push_bound() {
                 return false;
             }
-            let since = self.push.borrow().bound_at.unwrap_or(self.last_active.get());
+            let since = self
+                .push
+                .borrow()
+                .bound_at
+                .unwrap_or(self.last_active.get());
             now.duration_since(since) >= limit
         }
     }
@@ -643,9 +653,10 @@ impl Consumer {
             let bound = self.push_bound();
             if !bound {
                 let work = !self.redeliver.borrow().is_empty()
-                    || self.stream.upgrade().is_some_and(|st| {
-                        self.num_pending(&st, &self.state.borrow()) > 0
-                    });
+                    || self
+                        .stream
+                        .upgrade()
+                        .is_some_and(|st| self.num_pending(&st, &self.state.borrow()) > 0);
                 if work {
                     consider(now + UNBOUND_POLL);
                 }
@@ -656,7 +667,10 @@ impl Consumer {
             let since = if cfg.is_pull() {
                 self.last_active.get()
             } else {
-                self.push.borrow().bound_at.unwrap_or(self.last_active.get())
+                self.push
+                    .borrow()
+                    .bound_at
+                    .unwrap_or(self.last_active.get())
             };
             // Checked again (not assumed) when it fires.
             consider((since + limit).max(now + Duration::from_millis(50)));

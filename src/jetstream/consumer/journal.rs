@@ -86,7 +86,11 @@ impl Journal {
         if n < SNAPSHOT_EVERY {
             self.since_snapshot.set(n);
             self.log
-                .append_bytes(Bytes::from_static(EVENTS.as_bytes()), Bytes::new(), batch.into())
+                .append_bytes(
+                    Bytes::from_static(EVENTS.as_bytes()),
+                    Bytes::new(),
+                    batch.into(),
+                )
                 .await?;
             return Ok(());
         }

@@ -419,7 +419,9 @@ impl Consumer {
                     .log
                     .count_from(lps.back().copied().unwrap_or(0) + 1, &self.filter());
         }
-        stream.log.count_from(s.delivered.stream + 1, &self.filter())
+        stream
+            .log
+            .count_from(s.delivered.stream + 1, &self.filter())
     }
 }
 

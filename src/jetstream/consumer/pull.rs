@@ -135,6 +135,10 @@ impl Queue {
         self.q.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
     pub fn push(&mut self, r: &NextRequest, reply: Bytes, now: Instant) -> &Waiting {
         let hb = (r.idle_heartbeat > 0).then(|| Duration::from_nanos(r.idle_heartbeat as u64));
         self.q.push_back(Waiting {
@@ -162,28 +166,6 @@ impl Queue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_forms() {
-        assert_eq!(NextRequest::parse(b"").unwrap().batch, 1);
-        assert_eq!(NextRequest::parse(b" 5 ").unwrap().batch, 5);
-        let r = NextRequest::parse(br#"{"batch":3,"expires":1000000000,"no_wait":true}"#).unwrap();
-        assert_eq!((r.batch, r.expires, r.no_wait), (3, 1_000_000_000, true));
-        assert!(NextRequest::parse(b"x").is_err());
-        assert!(NextRequest::parse(b"{").is_err());
-    }
-
-    #[test]
-    fn durations_as_go_prints_them() {
-        assert_eq!(go_duration(30_000_000_000), "30s");
-        assert_eq!(go_duration(90_000_000_000), "1m30s");
-        assert_eq!(go_duration(500_000_000), "500ms");
-    }
-}
-
 impl super::Consumer {
     /// `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`: queue the request
     /// (or refuse it with a 4xx status) and try to fill it.
@@ -195,7 +177,9 @@ impl super::Consumer {
     }
 
     pub(crate) fn pull_request(&self, reply: Bytes, body: &[u8]) {
-        let Some(shard) = self.shard.upgrade() else { return };
+        let Some(shard) = self.shard.upgrade() else {
+            return;
+        };
         let now = Instant::now();
         self.last_active.set(now);
         let r = match NextRequest::parse(body) {
@@ -219,5 +203,27 @@ impl super::Consumer {
         self.waiting.borrow_mut().push(&r, reply, now);
         self.kick();
         self.arm_soon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_forms() {
+        assert_eq!(NextRequest::parse(b"").unwrap().batch, 1);
+        assert_eq!(NextRequest::parse(b" 5 ").unwrap().batch, 5);
+        let r = NextRequest::parse(br#"{"batch":3,"expires":1000000000,"no_wait":true}"#).unwrap();
+        assert_eq!((r.batch, r.expires, r.no_wait), (3, 1_000_000_000, true));
+        assert!(NextRequest::parse(b"x").is_err());
+        assert!(NextRequest::parse(b"{").is_err());
+    }
+
+    #[test]
+    fn durations_as_go_prints_them() {
+        assert_eq!(go_duration(30_000_000_000), "30s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(500_000_000), "500ms");
     }
 }

@@ -222,7 +222,7 @@ impl State {
             a.copy_from_slice(c);
             u64::from_le_bytes(a)
         });
-        if b.len() % 8 != 0 {
+        if !b.len().is_multiple_of(8) {
             return None;
         }
         let mut s = State::new(tracks_acks);
@@ -314,9 +314,21 @@ mod tests {
         s.ack(2);
         assert_eq!(s.ack_floor, Seqs::default());
         s.ack(1);
-        assert_eq!(s.ack_floor, Seqs { consumer: 2, stream: 2 });
+        assert_eq!(
+            s.ack_floor,
+            Seqs {
+                consumer: 2,
+                stream: 2
+            }
+        );
         s.ack(3);
-        assert_eq!(s.ack_floor, Seqs { consumer: 3, stream: 3 });
+        assert_eq!(
+            s.ack_floor,
+            Seqs {
+                consumer: 3,
+                stream: 3
+            }
+        );
         assert!(s.acked(2) && !s.acked(4));
     }
 
@@ -328,14 +340,26 @@ mod tests {
         assert_eq!(s.num_redelivered(), 1);
         s.ack(5);
         assert_eq!(s.num_redelivered(), 0);
-        assert_eq!(s.ack_floor, Seqs { consumer: 2, stream: 5 });
+        assert_eq!(
+            s.ack_floor,
+            Seqs {
+                consumer: 2,
+                stream: 5
+            }
+        );
     }
 
     #[test]
     fn ack_none_moves_the_floor() {
         let mut s = State::new(false);
         s.deliver(3, 0);
-        assert_eq!(s.ack_floor, Seqs { consumer: 1, stream: 3 });
+        assert_eq!(
+            s.ack_floor,
+            Seqs {
+                consumer: 1,
+                stream: 3
+            }
+        );
         assert!(s.pending.is_empty());
     }
 
