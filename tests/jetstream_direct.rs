@@ -130,3 +130,33 @@ async fn direct_get_multi_last() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].0.as_deref(), Some("404"), "{r:?}");
 }
+
+/// Direct gets follow `allow_direct` through updates: nobody answers
+/// while it is off (503 no responders), the stream does once it is on.
+#[tokio::test]
+async fn direct_get_follows_allow_direct_updates() {
+    let s = Server::start_js(&[]);
+    let c = s.client().await;
+    let cfg =
+        |on: bool| json!({"name": "DG", "subjects": ["dg.>"], "allow_direct": on}).to_string();
+    let r = js_api(&c, "$JS.API.STREAM.CREATE.DG", &cfg(false)).await;
+    assert!(r.get("error").is_none(), "{r}");
+    js_publish(&c, "dg.a", &[], "one").await;
+    let get = || c.request("$JS.API.DIRECT.GET.DG.dg.a".to_string(), "".into());
+    let e = common::within("direct get while off", get()).await;
+    assert!(
+        matches!(&e, Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders),
+        "expected no responders, got {e:?}"
+    );
+    let r = js_api(&c, "$JS.API.STREAM.UPDATE.DG", &cfg(true)).await;
+    assert!(r.get("error").is_none(), "{r}");
+    let m = common::within("direct get while on", get()).await.unwrap();
+    assert_eq!(&m.payload[..], b"one");
+    let r = js_api(&c, "$JS.API.STREAM.UPDATE.DG", &cfg(false)).await;
+    assert!(r.get("error").is_none(), "{r}");
+    let e = common::within("direct get off again", get()).await;
+    assert!(
+        matches!(&e, Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders),
+        "expected no responders, got {e:?}"
+    );
+}

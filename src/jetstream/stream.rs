@@ -31,6 +31,8 @@ pub struct Stream {
     /// The last stored message's `Nats-Msg-Id` ("" when it had none).
     last_msg_id: RefCell<String>,
     capture: RefCell<Vec<SubRef>>,
+    /// `$JS.API.DIRECT.GET.<stream>[.>]`, while `allow_direct` is on.
+    direct: RefCell<Vec<SubRef>>,
     shard: Weak<Shard>,
     domain: Option<String>,
     /// Set when resource limits are configured: usage is tracked then.
@@ -95,7 +97,49 @@ impl Stream {
     /// Replaces the config (an update): derived settings follow.
     pub fn set_config(&self, c: StreamConfig) {
         *self.derived.borrow_mut() = Derived::of(&c);
+        let direct = c.allow_direct;
         self.meta.borrow_mut().config = c;
+        if let (Some(shard), Some(me)) = (self.shard.upgrade(), self.this()) {
+            me.subscribe_direct(&shard, direct);
+        }
+    }
+
+    /// Direct gets are answered here, on the owner, straight from the
+    /// log (no hop through shard 0), as the reference's stream answers
+    /// them itself.
+    fn subscribe_direct(self: &Rc<Self>, shard: &Shard, on: bool) {
+        let mut subs = self.direct.borrow_mut();
+        if !on {
+            for s in subs.drain(..) {
+                shard.remove_sub(&s);
+            }
+            return;
+        }
+        if !subs.is_empty() {
+            return;
+        }
+        for subject in [
+            format!("$JS.API.DIRECT.GET.{}", self.name),
+            format!("$JS.API.DIRECT.GET.{}.>", self.name),
+        ] {
+            let w = Rc::downgrade(self);
+            let handler: Handler = Rc::new(move |m| {
+                let Some(st) = w.upgrade() else { return };
+                let Some(reply) = m.reply else { return };
+                let o = Owned::of(m);
+                let subject = String::from_utf8_lossy(&o.subject);
+                let Some(msgs) = super::api::direct_replies(&st, &subject, &o.payload) else {
+                    return;
+                };
+                if let Some(shard) = st.shard.upgrade() {
+                    for (headers, payload) in msgs {
+                        let h = (!headers.is_empty()).then_some(&headers[..]);
+                        shard.publish_internal(st.acc, reply, None, h, &payload);
+                    }
+                }
+            });
+            subs.push(shard.subscribe_internal(self.acc, &subject, None, handler));
+        }
     }
 
     /// Opens (recovering) the stream stored in `dir` and starts capturing
@@ -132,6 +176,7 @@ impl Stream {
             dedup: RefCell::new(Dedup::default()),
             last_msg_id: RefCell::new(String::new()),
             capture: RefCell::new(Vec::new()),
+            direct: RefCell::new(Vec::new()),
             shard: Rc::downgrade(shard),
             domain: shard.g.opts.jetstream_domain.clone(),
             limits: shard
@@ -150,6 +195,8 @@ impl Stream {
         s.load_dedup();
         s.load_ttls();
         s.subscribe(shard);
+        let direct = s.meta.borrow().config.allow_direct;
+        s.subscribe_direct(shard, direct);
         for m in consumer::scan(&s.dir) {
             let name = m.config.name.clone();
             match Consumer::open(&s, shard, m.config, m.created, lc_durability, false).await {
@@ -233,6 +280,9 @@ impl Stream {
 
     pub fn unsubscribe(&self, shard: &Shard) {
         for s in self.capture.borrow_mut().drain(..) {
+            shard.remove_sub(&s);
+        }
+        for s in self.direct.borrow_mut().drain(..) {
             shard.remove_sub(&s);
         }
     }

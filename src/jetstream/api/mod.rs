@@ -18,6 +18,15 @@ use super::JetStream;
 use crate::shard::sink::{Handler, Owned};
 use crate::shard::Shard;
 
+/// A direct get's replies (`None`: the stream does not serve them).
+pub fn direct_replies(
+    st: &super::stream::Stream,
+    subject: &str,
+    body: &Bytes,
+) -> Option<msg::Replies> {
+    msg::direct(st, subject, body)
+}
+
 /// A request as handlers see it.
 pub struct Req {
     pub acc: u32,
@@ -130,10 +139,17 @@ async fn handle(shard: Rc<Shard>, js: Rc<JetStream>, req: Req) {
             on_owner(&shard, &js, &req, name, "stream_msg_delete_response").await
         }
         ["DIRECT", "GET", name, ..] => {
-            // Only streams that allow it answer; others have no responder.
-            match meta.owner(req.acc, name) {
-                Some(_) => on_owner(&shard, &js, &req, name, "direct").await,
-                None => Answer::NoResponders,
+            // The stream answers on its own subscription when it allows
+            // direct gets; otherwise nobody does.
+            let direct = meta
+                .registry
+                .borrow()
+                .get(&(req.acc, name.to_string()))
+                .is_some_and(|e| e.config.allow_direct);
+            if direct {
+                Answer::None
+            } else {
+                Answer::NoResponders
             }
         }
         ["CONSUMER", rest @ ..] => consumer::handle(&shard, &js, &req, rest).await,

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Consumers and KV side by side in one command: starts
+#   A = Broker Edge            target/release/broker-edge -js -sd <tmp>/a
+#   B = nats-server 2.15.3     target/refs/bin/nats-server-2.15.3 -js -sd <tmp>/b
+#   C = nats-server 2.9.10     /usr/sbin/nats-server -js -sd <tmp>/c  (skipped if absent)
+# and runs ROUNDS interleaved rounds (A B C A B C …) of the Go-client
+# generator gobench: js-consume (durable pull, Fetch(100), Ack per msg),
+# kv-put and kv-get (sync, 1000 keys, history 1, direct get). broker-edge-bench
+# has no consumer scenario yet, so these rows have one generator only.
+# The table goes to $OUT/results.md. Run from the repository root:
+#   bash bench/scripts/consumer-matrix.sh
+#   CONSUME_MSGS=20000 KV_OPS=2000 ROUNDS=1 bash bench/scripts/consumer-matrix.sh   # quick pass
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+CONSUME_MSGS=${CONSUME_MSGS:-200000}
+KV_OPS=${KV_OPS:-20000}
+SIZE=${SIZE:-128}
+RUN_TIMEOUT=${RUN_TIMEOUT:-180}
+OUT=${OUT:-target/bench-consumers}
+STORE_BASE=${STORE_BASE:-${TMPDIR:-/tmp}}
+A_PORT=${A_PORT:-14481}
+B_PORT=${B_PORT:-14482}
+C_PORT=${C_PORT:-14483}
+A_BIN=${A_BIN:-target/release/broker-edge}
+B_BIN=${B_BIN:-target/refs/bin/nats-server-2.15.3}
+C_BIN=${C_BIN:-/usr/sbin/nats-server}
+GOBENCH=${GOBENCH:-target/tools/gobench}
+GOBENCH_SRC=${GOBENCH_SRC:-../shared/tools/gobench}
+NO_BUILD=${NO_BUILD:-0}
+
+if [[ "$NO_BUILD" != 1 ]]; then
+  cargo build --release -p broker-edge
+  [[ -x "$GOBENCH" ]] || OUT="$PWD/$GOBENCH" bash "$GOBENCH_SRC/build.sh"
+fi
+for b in "$A_BIN" "$B_BIN" "$GOBENCH"; do
+  [[ -x "$b" ]] || { echo "missing $b (scripts/install-refs, $GOBENCH_SRC/build.sh)" >&2; exit 1; }
+done
+
+rm -rf "$OUT/runs"
+mkdir -p "$OUT/runs"
+BASE=$(mktemp -d "$STORE_BASE/consumer-matrix.XXXXXX")
+declare -A PID PORT NAME
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$BASE"
+}
+trap cleanup EXIT
+
+start() { # label name port binary
+  local s=$1 name=$2 port=$3 bin=$4
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is already in use: pick another with ${s}_PORT=…" >&2
+    exit 1
+  fi
+  mkdir -p "$BASE/$s"
+  "$bin" -a 127.0.0.1 -p "$port" -js -sd "$BASE/$s" >"$OUT/server-$s.log" 2>&1 &
+  PID[$s]=$!
+  PIDS+=("$!")
+  PORT[$s]=$port
+  NAME[$s]=$name
+  for _ in $(seq 100); do
+    if kill -0 "${PID[$s]}" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      printf '%s\t%s\n' "$s" "$name" >>"$OUT/runs/servers.tsv"
+      return 0
+    fi
+    kill -0 "${PID[$s]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$name did not start on port $port (see $OUT/server-$s.log)" >&2
+  exit 1
+}
+
+SERVERS=(A B)
+start A "Broker Edge" "$A_PORT" "$A_BIN"
+start B "nats-server 2.15.3" "$B_PORT" "$B_BIN"
+if [[ -x "$C_BIN" ]]; then
+  start C "nats-server 2.9.10" "$C_PORT" "$C_BIN"
+  SERVERS+=(C)
+fi
+
+run() { # file, command…
+  local f=$1
+  shift
+  echo "$*" >>"$OUT/runs/commands.txt"
+  timeout "$RUN_TIMEOUT" "$@" >"$f.json" 2>"$f.err" || echo "!!! failed: $* (see $f.err)" >&2
+}
+
+cases=(
+  "js-consume $CONSUME_MSGS"
+  "kv-put $KV_OPS"
+  "kv-get $KV_OPS"
+)
+for round in $(seq "$ROUNDS"); do
+  echo ">>> round $round/$ROUNDS" >&2
+  for c in "${cases[@]}"; do
+    read -r scen n <<<"$c"
+    for s in "${SERVERS[@]}"; do
+      echo "    $scen $s" >&2
+      run "$OUT/runs/r${round}_${scen}_$s" "$GOBENCH" --url "nats://127.0.0.1:${PORT[$s]}" \
+        --scenario "$scen" --size "$SIZE" --msgs "$n" --server-pid "${PID[$s]}" --label "$s"
+      "$GOBENCH" --url "nats://127.0.0.1:${PORT[$s]}" --scenario cleanup >/dev/null 2>&1 || true
+      sleep 0.3
+    done
+  done
+done
+
+python3 - "$OUT/runs" <<'PY' | tee "$OUT/results.md"
+import json, sys, glob, os, statistics
+runs = sys.argv[1]
+names = dict(l.rstrip("\n").split("\t") for l in open(os.path.join(runs, "servers.tsv")))
+rows = {}
+for f in sorted(glob.glob(os.path.join(runs, "r*_*.json"))):
+    base = os.path.basename(f)[:-5]
+    _, rest = base.split("_", 1)
+    scen, s = rest.rsplit("_", 1)
+    try:
+        j = json.loads(open(f).read().strip().splitlines()[-1])
+    except Exception:
+        continue
+    rows.setdefault((scen, s), []).append(j)
+def med(v):
+    v = [x for x in v if x is not None]
+    return statistics.median(v) if v else float("nan")
+print("| scenario | server | msgs/s (median) | p50 µs | p99 µs | server CPU µs/op | other CPU % |")
+print("|---|---|---|---|---|---|---|")
+for (scen, s) in sorted(rows, key=lambda k: (k[0], k[1])):
+    js = rows[(scen, s)]
+    print(f"| {scen} | {names.get(s, s)} | {med([j.get('msgs_per_sec') for j in js]):,.0f} "
+          f"| {med([j.get('p50_us') for j in js]):.0f} | {med([j.get('p99_us') for j in js]):.0f} "
+          f"| {med([j.get('server_cpu_us_per_msg') for j in js]):.1f} "
+          f"| {max(j.get('other_cpu_pct') or 0 for j in js):.0f} |")
+PY
