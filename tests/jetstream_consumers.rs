@@ -1544,3 +1544,93 @@ async fn storm_of_consumers() {
         }
     }
 }
+
+/// `num_pending` (info and the ack subject's last token) stays exact while
+/// messages arrive, are delivered, are replaced (history 1, as a KV bucket)
+/// and are deleted underneath the consumer: it always equals the number
+/// of stored messages past the delivered position that match the filter.
+#[tokio::test]
+async fn num_pending_exact_through_appends_replacements_and_deletes() {
+    let s = Server::start_js(&[]);
+    let (c, js) = connect(&s).await;
+    let st = mk_stream_cfg(
+        &js,
+        stream::Config {
+            name: "NP".into(),
+            subjects: vec!["np.>".into()],
+            max_messages_per_subject: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let cons = mk_pull(
+        &st,
+        pull::Config {
+            durable_name: Some("F".into()),
+            filter_subject: "np.a.*".into(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        },
+    )
+    .await;
+    // The model: subject -> its one stored sequence.
+    let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+    let mut delivered_to = 0u64;
+    let expect = |stored: &BTreeMap<String, u64>, after: u64| {
+        stored
+            .iter()
+            .filter(|(k, q)| k.starts_with("np.a.") && **q > after)
+            .count() as u64
+    };
+    for round in 0..6u64 {
+        for i in 0..10u64 {
+            let subj = if i % 3 == 0 {
+                format!("np.b.{}", (round + i) % 4)
+            } else {
+                format!("np.a.{}", (round * 7 + i) % 5)
+            };
+            let q = publish(&js, &subj, "v").await;
+            stored.insert(subj, q);
+        }
+        if round % 2 == 1 {
+            // Delete one undelivered matching message, if any.
+            if let Some((k, q)) = stored
+                .iter()
+                .find(|(k, q)| k.starts_with("np.a.") && **q > delivered_to)
+                .map(|(k, q)| (k.clone(), *q))
+            {
+                let r = js_api(
+                    &c,
+                    "$JS.API.STREAM.MSG.DELETE.NP",
+                    &json!({"seq": q}).to_string(),
+                )
+                .await;
+                assert_eq!(r["success"], true, "{r}");
+                stored.remove(&k);
+            }
+        }
+        let info = cinfo(&c, "NP", "F").await;
+        assert_eq!(
+            info["num_pending"].as_u64().unwrap(),
+            expect(&stored, delivered_to),
+            "round {round} before fetch: {info}"
+        );
+        let got = fetch_now(&cons, 2).await;
+        for m in &got {
+            delivered_to = seq(m);
+            let pending = m.info().unwrap().pending;
+            assert_eq!(
+                pending,
+                expect(&stored, delivered_to),
+                "ack subject pending at {delivered_to}"
+            );
+            ack(m).await;
+        }
+        let info = cinfo(&c, "NP", "F").await;
+        assert_eq!(
+            info["num_pending"].as_u64().unwrap(),
+            expect(&stored, delivered_to),
+            "round {round} after fetch: {info}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 #   A = Broker Edge            target/release/broker-edge -js -sd <tmp>/a
 #   B = nats-server 2.15.3     target/refs/bin/nats-server-2.15.3 -js -sd <tmp>/b
 #   C = nats-server 2.9.10     /usr/sbin/nats-server -js -sd <tmp>/c  (skipped if absent)
+#   D = Broker Edge with jetstream { sync_interval: 2m } (the reference's promise)
 # and runs ROUNDS interleaved rounds (A B C A B C …) of the Go-client
 # generator gobench: js-consume (durable pull, Fetch(100), Ack per msg),
 # kv-put and kv-get (sync, 1000 keys, history 1, direct get). broker-edge-bench
@@ -22,6 +23,7 @@ STORE_BASE=${STORE_BASE:-${TMPDIR:-/tmp}}
 A_PORT=${A_PORT:-14481}
 B_PORT=${B_PORT:-14482}
 C_PORT=${C_PORT:-14483}
+D_PORT=${D_PORT:-14484}
 A_BIN=${A_BIN:-target/release/broker-edge}
 B_BIN=${B_BIN:-target/refs/bin/nats-server-2.15.3}
 C_BIN=${C_BIN:-/usr/sbin/nats-server}
@@ -49,14 +51,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # label name port binary
-  local s=$1 name=$2 port=$3 bin=$4
+start() { # label name port binary [config file]
+  local s=$1 name=$2 port=$3 bin=$4 conf=${5:-}
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is already in use: pick another with ${s}_PORT=…" >&2
     exit 1
   fi
   mkdir -p "$BASE/$s"
-  "$bin" -a 127.0.0.1 -p "$port" -js -sd "$BASE/$s" >"$OUT/server-$s.log" 2>&1 &
+  if [[ -n $conf ]]; then
+    "$bin" -c "$conf" >"$OUT/server-$s.log" 2>&1 &
+  else
+    "$bin" -a 127.0.0.1 -p "$port" -js -sd "$BASE/$s" >"$OUT/server-$s.log" 2>&1 &
+  fi
   PID[$s]=$!
   PIDS+=("$!")
   PORT[$s]=$port
@@ -73,8 +79,13 @@ start() { # label name port binary
   exit 1
 }
 
-SERVERS=(A B)
+SERVERS=(A D B)
 start A "Broker Edge" "$A_PORT" "$A_BIN"
+cat >"$BASE/d.conf" <<CONF
+listen: 127.0.0.1:$D_PORT
+jetstream { store_dir: "$BASE/D", sync_interval: 2m }
+CONF
+start D "Broker Edge, sync_interval 2m" "$D_PORT" "$A_BIN" "$BASE/d.conf"
 start B "nats-server 2.15.3" "$B_PORT" "$B_BIN"
 if [[ -x "$C_BIN" ]]; then
   start C "nats-server 2.9.10" "$C_PORT" "$C_BIN"

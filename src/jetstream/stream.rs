@@ -464,7 +464,7 @@ impl Stream {
                         let _ = me.log.delete(seq, false).await;
                     }
                     me.ack(reply.as_ref(), seq, false);
-                    me.notify_consumers();
+                    me.appended(seq, &subject);
                 }
                 Err(e) => {
                     if let (Some(id), true) = (&msg_id, window > 0) {
@@ -616,10 +616,12 @@ impl Stream {
         self.consumers.borrow().get(name).cloned()
     }
 
-    /// Every consumer may have something new to send.
-    pub fn notify_consumers(&self) {
+    /// A message was stored: every consumer may have something to send.
+    pub fn appended(&self, seq: u64, subject: &[u8]) {
         let cs: Vec<Rc<Consumer>> = self.consumers.borrow().values().cloned().collect();
-        consumer::deliver::notify(&cs);
+        for c in cs {
+            c.on_append(seq, subject);
+        }
     }
 
     /// Stops and forgets a consumer (its files too when `remove`); the

@@ -371,6 +371,14 @@ impl Log {
         }
     }
 
+    /// (last sequence, stored messages), cheaply: `last - msgs` grows by
+    /// one with every message removed (by any means) and only then, so a
+    /// reader can tell whether anything left since it last looked.
+    pub fn last_and_count(&self) -> (u64, u64) {
+        let st = self.inner.st.borrow();
+        (st.next_seq - 1, st.msgs)
+    }
+
     /// Deletes one message. With `erase`, its headers and payload are also
     /// overwritten with zeros on disk once the tombstone is durable.
     /// Returns false when the sequence was not stored.

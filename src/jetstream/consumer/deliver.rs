@@ -6,7 +6,6 @@
 //! heartbeats and inactivity; it sleeps until the earliest of them and
 //! not at all when nothing is due (idle means idle).
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -114,8 +113,6 @@ impl Consumer {
         }
         let tracks = cfg.ack_policy != AckPolicy::None;
         let filter = self.filter();
-        // The pending count in ack subjects: counted once, then kept.
-        let mut pending: Option<u64> = None;
         loop {
             if self.deleted.get() {
                 break;
@@ -197,17 +194,7 @@ impl Consumer {
                 }
                 *used += size;
             }
-            let left = match pending {
-                Some(p) => p,
-                None => self.num_pending(&stream, &self.state.borrow()),
-            };
-            let left = if kind == Kind::Redelivery {
-                left
-            } else {
-                left.saturating_sub(1)
-            };
-            pending = Some(left);
-            self.send(&shard, &cfg, &target, &m, kind, left, size);
+            self.send(&shard, &stream, &cfg, &target, &m, kind, size);
         }
         self.arm_soon();
     }
@@ -285,11 +272,11 @@ impl Consumer {
     fn send(
         &self,
         shard: &Shard,
+        stream: &Stream,
         cfg: &ConsumerConfig,
         target: &[u8],
         m: &StoredMsg,
         kind: Kind,
-        pending: u64,
         size: u64,
     ) {
         let ts = now_ns();
@@ -303,7 +290,14 @@ impl Consumer {
             Kind::New => {}
         }
         self.nak_until.borrow_mut().remove(&m.seq);
+        let before = self.state.borrow().delivered.stream;
         let (cseq, dc) = self.state.borrow_mut().deliver(m.seq, ts);
+        match kind {
+            Kind::New => self.pending_delivered(before, m.seq),
+            Kind::LastPerSubject => self.pending.set(None),
+            Kind::Redelivery => {}
+        }
+        let pending = self.num_pending(stream, &self.state.borrow());
         self.record(Event::Deliver { sseq: m.seq, ts });
         self.last_delivery.set(ts);
         let reply = format!(
@@ -704,12 +698,5 @@ impl Consumer {
             c.on_timer();
         })
         .detach();
-    }
-}
-
-/// A stream's consumers after an append: each may have something to send.
-pub fn notify(consumers: &[Rc<Consumer>]) {
-    for c in consumers {
-        c.kick();
     }
 }

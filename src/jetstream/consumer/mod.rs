@@ -80,6 +80,20 @@ pub struct Consumer {
     pub(crate) last_delivery: Cell<u64>,
     pub(crate) last_ack: Cell<u64>,
     pub(crate) push: RefCell<deliver::PushState>,
+    /// `num_pending` kept up to date between recounts.
+    pub(crate) pending: Cell<Option<PendingCount>>,
+}
+
+/// Matching messages in (`at`, `seen`], valid while the delivered position
+/// is `at` and nothing was removed from the stream (`gone`, see
+/// `Log::last_and_count`). Appends add to it, deliveries take from it; a
+/// removal anywhere makes the next read count again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingCount {
+    pub at: u64,
+    pub seen: u64,
+    pub count: u64,
+    pub gone: u64,
 }
 
 /// Random 8-character names for ephemerals, as the reference makes.
@@ -177,6 +191,7 @@ impl Consumer {
             last_delivery: Cell::new(0),
             last_ack: Cell::new(0),
             push: RefCell::new(deliver::PushState::default()),
+            pending: Cell::new(None),
             cfg: RefCell::new(cfg),
         });
         match restored {
@@ -419,9 +434,57 @@ impl Consumer {
                     .log
                     .count_from(lps.back().copied().unwrap_or(0) + 1, &self.filter());
         }
-        stream
+        let (last, msgs) = stream.log.last_and_count();
+        let gone = last.saturating_sub(msgs);
+        if let Some(c) = self.pending.get() {
+            if c.at == s.delivered.stream && c.gone == gone {
+                return c.count;
+            }
+        }
+        let count = stream
             .log
-            .count_from(s.delivered.stream + 1, &self.filter())
+            .count_from(s.delivered.stream + 1, &self.filter());
+        self.pending.set(Some(PendingCount {
+            at: s.delivered.stream,
+            seen: last,
+            count,
+            gone,
+        }));
+        count
+    }
+
+    /// A message was appended to the stream.
+    pub fn on_append(&self, seq: u64, subject: &[u8]) {
+        if let Some(mut c) = self.pending.get() {
+            if seq > c.seen {
+                c.seen = seq;
+                if self.wants(subject) {
+                    c.count += 1;
+                }
+                self.pending.set(Some(c));
+            }
+        }
+        self.kick();
+    }
+
+    /// A new message (`seq`, past the delivered position `before`) was
+    /// delivered.
+    pub(crate) fn pending_delivered(&self, before: u64, seq: u64) {
+        if let Some(mut c) = self.pending.get() {
+            if c.at != before {
+                self.pending.set(None);
+                return;
+            }
+            if seq <= c.seen {
+                c.count = c.count.saturating_sub(1);
+            } else {
+                // Nothing matched between: next_msg found this one first.
+                c.count = 0;
+                c.seen = seq;
+            }
+            c.at = seq;
+            self.pending.set(Some(c));
+        }
     }
 }
 
