@@ -1634,3 +1634,58 @@ async fn num_pending_exact_through_appends_replacements_and_deletes() {
         );
     }
 }
+
+/// A push consumer with a deliver group binds only to members of that
+/// group (a plain subscriber on its subject gets nothing), and a pull
+/// request to a push consumer is refused with 409.
+#[tokio::test]
+async fn deliver_group_binds_only_its_group_and_push_refuses_pulls() {
+    let s = Server::start_js(&[]);
+    let (c, js) = connect(&s).await;
+    mk_stream(&js, "DGQ", &["dgq.>"]).await;
+    for i in 0..3 {
+        publish(&js, &format!("dgq.{i}"), "m").await;
+    }
+    let mut plain = c.subscribe("dq.deliver").await.unwrap();
+    common::sync(&c).await;
+    let r = js_api(
+        &c,
+        "$JS.API.CONSUMER.CREATE.DGQ.G",
+        &json!({"stream_name": "DGQ", "config": {"durable_name": "G", "deliver_subject": "dq.deliver",
+            "deliver_group": "grp", "ack_policy": "explicit"}})
+        .to_string(),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        common::queued(&mut plain).is_none(),
+        "a plain subscriber must not bind a grouped push consumer"
+    );
+    let info = cinfo(&c, "DGQ", "G").await;
+    assert!(info.get("push_bound").is_none(), "{info}");
+    let mut member = c
+        .queue_subscribe("dq.deliver", "grp".to_string())
+        .await
+        .unwrap();
+    for want in 1..=3u64 {
+        let m = within("grouped push delivery", member.next())
+            .await
+            .unwrap();
+        let reply = m.reply.clone().unwrap();
+        let tokens: Vec<&str> = reply.split('.').collect();
+        assert_eq!(tokens[5], want.to_string(), "stream seq in {reply}");
+    }
+    let info = cinfo(&c, "DGQ", "G").await;
+    assert_eq!(info["push_bound"], true, "{info}");
+    // A pull request to a push consumer.
+    let inbox = c.new_inbox();
+    let mut sub = c.subscribe(inbox.clone()).await.unwrap();
+    c.publish_with_reply("$JS.API.CONSUMER.MSG.NEXT.DGQ.G", inbox, "1".into())
+        .await
+        .unwrap();
+    let m = within("409 for a pull on push", sub.next()).await.unwrap();
+    let status = m.status.map(|s| s.as_u16());
+    assert_eq!(status, Some(409), "{m:?}");
+    assert_eq!(m.description.as_deref(), Some("Consumer is push based"));
+}

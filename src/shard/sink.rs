@@ -175,6 +175,23 @@ impl super::Shard {
             || !self.remote.borrow_mut().matches(key).is_empty()
     }
 
+    /// Whether a member of queue group `group`, on any shard, subscribes to
+    /// `subject` in `acc` (a push consumer with a deliver group is bound
+    /// only then).
+    pub fn has_queue_interest(&self, acc: u32, subject: &[u8], group: &[u8]) -> bool {
+        let mut buf = Vec::new();
+        let key = self.g.accounts.key(acc, subject, &mut buf);
+        let local = self.subs.borrow_mut().matches(key);
+        if local.qsubs.iter().any(|(q, m)| q == group && !m.is_empty()) {
+            return true;
+        }
+        let remote = self.remote.borrow_mut().matches(key);
+        remote
+            .qsubs
+            .iter()
+            .any(|(q, r)| q == group && !r.is_empty())
+    }
+
     /// Whether some subscription, on any shard, names exactly `subject` in
     /// `acc` (a wildcard that covers it does not count: a client's inbox
     /// wildcard is there before its own subscription for a reply stream).

@@ -79,8 +79,15 @@ impl Consumer {
             return false;
         };
         let bound = self.with_cfg(|c| {
-            !c.deliver_subject.is_empty()
-                && shard.has_interest(self.acc, c.deliver_subject.as_bytes())
+            let subject = c.deliver_subject.as_bytes();
+            if subject.is_empty() {
+                false
+            } else if c.deliver_group.is_empty() {
+                shard.has_interest(self.acc, subject)
+            } else {
+                // Only members of its group bind a grouped push consumer.
+                shard.has_queue_interest(self.acc, subject, c.deliver_group.as_bytes())
+            }
         });
         if bound {
             self.push.borrow_mut().bound_at = Some(Instant::now());

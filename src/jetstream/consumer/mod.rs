@@ -263,23 +263,23 @@ impl Consumer {
                 }
             }),
         ));
-        if self.with_cfg(|c| c.is_pull()) {
-            let w = Rc::downgrade(self);
-            let next = format!(
-                "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
-                self.stream_name, self.name
-            );
-            subs.push(shard.subscribe_internal(
-                self.acc,
-                &next,
-                None,
-                Rc::new(move |m| {
-                    if let Some(c) = w.upgrade() {
-                        c.on_next(m);
-                    }
-                }),
-            ));
-        } else if self.with_cfg(|c| c.flow_control) {
+        // Pull requests (a push consumer answers them with 409).
+        let w = Rc::downgrade(self);
+        let next = format!(
+            "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+            self.stream_name, self.name
+        );
+        subs.push(shard.subscribe_internal(
+            self.acc,
+            &next,
+            None,
+            Rc::new(move |m| {
+                if let Some(c) = w.upgrade() {
+                    c.on_next(m);
+                }
+            }),
+        ));
+        if self.with_cfg(|c| !c.is_pull() && c.flow_control) {
             let w = Rc::downgrade(self);
             let fc = format!("$JS.FC.{}.{}.>", self.stream_name, self.name);
             subs.push(shard.subscribe_internal(
@@ -309,6 +309,7 @@ impl Consumer {
         }
         *self.filter.borrow_mut() = Filter::new(&cfg.filters());
         *self.cfg.borrow_mut() = cfg;
+        self.pending.set(None);
         self.kick();
         Ok(())
     }

@@ -180,6 +180,11 @@ impl super::Consumer {
         let Some(shard) = self.shard.upgrade() else {
             return;
         };
+        if !self.with_cfg(|c| c.is_pull()) {
+            let st = status(409, "Consumer is push based", None);
+            shard.publish_internal(self.acc, &reply, None, Some(&st), b"");
+            return;
+        }
         let now = Instant::now();
         self.last_active.set(now);
         let r = match NextRequest::parse(body) {
