@@ -1689,3 +1689,131 @@ async fn deliver_group_binds_only_its_group_and_push_refuses_pulls() {
     assert_eq!(status, Some(409), "{m:?}");
     assert_eq!(m.description.as_deref(), Some("Consumer is push based"));
 }
+
+/// A storm with server kills: 4 streams × 3 pull consumers double-ack or
+/// nak at random while the server is SIGKILLed and restarted twice. A
+/// message whose double ack was confirmed is never delivered again, and
+/// every message is delivered until it is acked. (broker-edge only: the
+/// reference confirms double acks before its consumer state is on disk,
+/// so after a SIGKILL it delivers confirmed messages again.)
+#[tokio::test]
+async fn storm_with_server_kills() {
+    use rand::Rng;
+    ours_only!("nats-server can lose confirmed acks on SIGKILL");
+    const STREAMS: usize = 4;
+    const PER_STREAM: usize = 3;
+    const MSGS: u64 = 150;
+    let mut s = Server::start_js(&[]);
+    let url = s.url();
+    let (_c, js) = connect(&s).await;
+    for si in 0..STREAMS {
+        let st = mk_stream(&js, &format!("KS{si}"), &[&format!("ks.{si}")]).await;
+        for ci in 0..PER_STREAM {
+            mk_pull(&st, pull_cfg(&format!("C{ci}"), Duration::from_secs(2))).await;
+        }
+        for i in 0..MSGS {
+            publish(&js, &format!("ks.{si}"), &format!("{si}/{i}")).await;
+        }
+    }
+    let violations: Arc<Mutex<Vec<String>>> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut tasks = Vec::new();
+    for si in 0..STREAMS {
+        for ci in 0..PER_STREAM {
+            let violations = violations.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = async_nats::ConnectOptions::new()
+                    .retry_on_initial_connect()
+                    .connect(url)
+                    .await
+                    .unwrap();
+                let js = jetstream::new(c);
+                let mut confirmed: HashSet<u64> = HashSet::new();
+                // Done when the server has everything acked: an ack whose
+                // confirmation was lost in a kill may still have been made
+                // durable, and then it is (rightly) not delivered again.
+                let done = |js: jetstream::Context| async move {
+                    let Ok(mut cons) = js
+                        .get_consumer_from_stream::<pull::Config, _, _>(
+                            format!("C{ci}"),
+                            format!("KS{si}"),
+                        )
+                        .await
+                    else {
+                        return false;
+                    };
+                    cons.info().await.is_ok_and(|i| {
+                        i.num_ack_pending == 0
+                            && i.num_pending == 0
+                            && i.ack_floor.stream_sequence == MSGS
+                    })
+                };
+                while Instant::now() < deadline {
+                    if (confirmed.len() as u64) >= MSGS || done(js.clone()).await {
+                        break;
+                    }
+                    let cons: PullConsumer = match js
+                        .get_consumer_from_stream(format!("C{ci}"), format!("KS{si}"))
+                        .await
+                    {
+                        Ok(c) => c,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(mut batch) = cons
+                        .batch()
+                        .max_messages(20)
+                        .expires(Duration::from_millis(500))
+                        .messages()
+                        .await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    while let Ok(Some(Ok(m))) =
+                        tokio::time::timeout(Duration::from_secs(3), batch.next()).await
+                    {
+                        let Ok(info) = m.info() else { continue };
+                        let sq = info.stream_sequence;
+                        if confirmed.contains(&sq) {
+                            violations.lock().unwrap().push(format!(
+                                "KS{si}.C{ci}: seq {sq} delivered after its confirmed ack"
+                            ));
+                            continue;
+                        }
+                        if rand::thread_rng().gen_range(0..10) < 3 {
+                            let _ = m.ack_with(AckKind::Nak(None)).await;
+                        } else if m.double_ack().await.is_ok() {
+                            confirmed.insert(sq);
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        s.crash();
+        s.restart();
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let violations = violations.lock().unwrap().clone();
+    assert!(violations.is_empty(), "{violations:#?}");
+    let c = s.client().await;
+    for si in 0..STREAMS {
+        for ci in 0..PER_STREAM {
+            let i = cinfo(&c, &format!("KS{si}"), &format!("C{ci}")).await;
+            assert!(
+                i["num_ack_pending"] == 0
+                    && i["num_pending"] == 0
+                    && i["ack_floor"]["stream_seq"] == MSGS,
+                "KS{si}.C{ci} not fully acked: {i}"
+            );
+        }
+    }
+}
