@@ -29,7 +29,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Stream create and delete can wait on the disk (delete removes every block).
-const API_TIMEOUT: Duration = Duration::from_secs(30);
+pub const API_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What one PubAck said.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,21 +87,21 @@ pub fn check_api_reply(payload: &[u8]) -> Result<serde_json::Value> {
 }
 
 /// A random token for inbox subjects, so two benches never share one.
-fn inbox_token() -> String {
+pub fn inbox_token() -> String {
     let mut h = RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
 
 /// A connection for JetStream API requests, answered on its own inbox.
-struct Api {
+pub struct Api {
     conn: Conn,
     prefix: String,
     next: u64,
 }
 
 impl Api {
-    fn connect(cfg: &RunConfig, t: &Target) -> Result<Api> {
+    pub fn connect(cfg: &RunConfig, t: &Target) -> Result<Api> {
         let mut conn = Conn::connect(&t.url, "bench-js-api", 64 * 1024, cfg.connect_timeout)?;
         conn.set_capture(true);
         let prefix = format!("_INBOX.{}.", inbox_token());
@@ -120,7 +120,7 @@ impl Api {
     }
 
     /// Publishes `body` to `subject` and returns the reply's payload.
-    fn request(&mut self, subject: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    pub fn request(&mut self, subject: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         self.next += 1;
         let reply = format!("{}{}", self.prefix, self.next);
         let mut frame = format!("PUB {subject} {reply} {}\r\n", body.len()).into_bytes();
@@ -160,41 +160,49 @@ impl Api {
     }
 }
 
-fn create_stream(cfg: &RunConfig, t: &Target) -> Result<()> {
-    let mut api = Api::connect(cfg, t)?;
-    // Fails fast, and says why, where JetStream is off.
-    let info = api.request("$JS.API.INFO", b"", cfg.connect_timeout)?;
-    check_api_reply(&info).context("JetStream account info")?;
-    // A stream left over from an interrupted run; "not found" is fine.
-    let _ = api.request(
-        &format!("$JS.API.STREAM.DELETE.{}", cfg.stream),
-        b"",
-        API_TIMEOUT,
-    );
+pub fn create_stream(cfg: &RunConfig, t: &Target) -> Result<()> {
     let body = serde_json::json!({
         "name": cfg.stream,
         "subjects": [cfg.subject],
         "storage": "file",
     });
+    recreate_stream(cfg, t, &cfg.stream, &body)
+        .with_context(|| format!("creating stream {} on {}", cfg.stream, cfg.subject))
+}
+
+/// Checks that JetStream answers, deletes stream `name` if an interrupted
+/// run left it behind, and creates it with the configuration `body`.
+pub fn recreate_stream(
+    cfg: &RunConfig,
+    t: &Target,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let mut api = Api::connect(cfg, t)?;
+    // Fails fast, and says why, where JetStream is off.
+    let info = api.request("$JS.API.INFO", b"", cfg.connect_timeout)?;
+    check_api_reply(&info).context("JetStream account info")?;
+    // "Not found" is fine.
+    let _ = api.request(&format!("$JS.API.STREAM.DELETE.{name}"), b"", API_TIMEOUT);
     let reply = api.request(
-        &format!("$JS.API.STREAM.CREATE.{}", cfg.stream),
+        &format!("$JS.API.STREAM.CREATE.{name}"),
         body.to_string().as_bytes(),
         API_TIMEOUT,
     )?;
-    check_api_reply(&reply)
-        .with_context(|| format!("creating stream {} on {}", cfg.stream, cfg.subject))?;
+    check_api_reply(&reply)?;
     Ok(())
 }
 
 fn delete_stream(cfg: &RunConfig, t: &Target) -> Result<()> {
-    // A fresh connection: the setup one sat unread through the run.
+    delete_stream_named(cfg, t, &cfg.stream)
+}
+
+/// Deletes stream `name`, on a fresh connection (a setup one would have
+/// sat unread through the run).
+pub fn delete_stream_named(cfg: &RunConfig, t: &Target, name: &str) -> Result<()> {
     let mut api = Api::connect(cfg, t)?;
-    let reply = api.request(
-        &format!("$JS.API.STREAM.DELETE.{}", cfg.stream),
-        b"",
-        API_TIMEOUT,
-    )?;
-    check_api_reply(&reply).with_context(|| format!("deleting stream {}", cfg.stream))?;
+    let reply = api.request(&format!("$JS.API.STREAM.DELETE.{name}"), b"", API_TIMEOUT)?;
+    check_api_reply(&reply).with_context(|| format!("deleting stream {name}"))?;
     Ok(())
 }
 
@@ -223,6 +231,31 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         );
     }
     r
+}
+
+/// Fills the (existing) stream with `cfg.msgs` messages of `cfg.size`
+/// bytes, `cfg.window` PubAcks outstanding, one publisher, no progress
+/// line: the untimed set-up of the consume scenarios. Returns the seconds
+/// it took.
+pub fn fill(cfg: &RunConfig, t: &Target) -> Result<f64> {
+    let mut c = cfg.clone();
+    c.pubs = 1;
+    c.duration = None;
+    c.progress = false;
+    c.settle = Duration::ZERO;
+    let want = c.msgs.unwrap_or(0);
+    let r = measure(&c, t)?;
+    if let Some(e) = r.errors.first() {
+        bail!("filling stream {}: {e}", cfg.stream);
+    }
+    if r.received != want {
+        bail!(
+            "filling stream {}: {} of {want} messages stored",
+            cfg.stream,
+            r.received
+        );
+    }
+    Ok(r.elapsed_s)
 }
 
 fn measure(cfg: &RunConfig, t: &Target) -> Result<RunResult> {

@@ -3,8 +3,10 @@
 //! performance claim can be a side-by-side ratio from one run.
 
 mod compare;
+mod consume;
 mod diskprobe;
 mod js;
+mod kv;
 mod procstat;
 mod proto;
 mod reqrep;
@@ -25,7 +27,7 @@ use std::time::Duration;
 #[command(
     name = "broker-edge-bench",
     version,
-    about = "NATS load generator: pub, sub, pubsub, fanout, queue, reqrep, js-pub-async, js-pub-sync; disk-probe",
+    about = "NATS load generator: pub, sub, pubsub, fanout, queue, reqrep, js-pub-async, js-pub-sync, js-consume, kv-put, kv-get; disk-probe",
     after_help = "Examples:\n  \
     broker-edge-bench pubsub --size 16 --msgs 2000000\n  \
     broker-edge-bench fanout --subs 4 --duration 5s --json\n  \
@@ -33,6 +35,9 @@ use std::time::Duration;
     broker-edge-bench reqrep --size 128 --msgs 20000\n  \
     broker-edge-bench js-pub-async --size 1KiB --msgs 100000 --window 256\n  \
     broker-edge-bench js-pub-sync --size 128 --msgs 5000\n  \
+    broker-edge-bench js-consume --size 128 --msgs 200000 --fetch 100\n  \
+    broker-edge-bench kv-put --size 128 --msgs 20000 --keys 1000\n  \
+    broker-edge-bench kv-get --size 128 --msgs 20000 --keys 1000\n  \
     broker-edge-bench disk-probe --dir /tmp/store\n\n\
     Server CPU per message is read from /proc for a local server (the process\n\
     listening on the URL's port, or --pid-a/--pid-b). Ratios are always B/A."
@@ -46,16 +51,17 @@ struct Cli {
     /// Payload size: 16, 128, 1KiB, 1k, …
     #[arg(long, default_value = "128", value_parser = units::parse_size)]
     size: usize,
-    /// Total messages (requests for reqrep), split across publishers.
+    /// Total messages (requests for reqrep, operations for kv-*), split
+    /// across publishers; js-consume: messages filled in and consumed.
     #[arg(long, short = 'n')]
     msgs: Option<u64>,
     /// Run for this long (10s, 500ms, 1m); with --msgs, whichever ends first.
     #[arg(long, value_parser = units::parse_duration)]
     duration: Option<Duration>,
-    /// Publishers (requesters for reqrep).
+    /// Publishers (requesters for reqrep, clients for kv-*).
     #[arg(long)]
     pubs: Option<usize>,
-    /// Subscribers (responders for reqrep).
+    /// Subscribers (responders for reqrep, fetchers for js-consume).
     #[arg(long)]
     subs: Option<usize>,
     #[arg(long, default_value = "bench.subject")]
@@ -83,9 +89,19 @@ struct Cli {
     /// js-*: the file stream created before and deleted after the run.
     #[arg(long, default_value = "BENCH")]
     stream: String,
-    /// js-pub-async: PubAcks outstanding per publisher (js-pub-sync: 1).
+    /// js-pub-async: PubAcks outstanding per publisher (js-pub-sync: 1;
+    /// js-consume: while filling the stream).
     #[arg(long)]
     window: Option<usize>,
+    /// js-consume: messages asked for per pull request (gobench's Fetch(100)).
+    #[arg(long, default_value_t = 100)]
+    fetch: usize,
+    /// kv-*: distinct keys, used in turn (kv-get puts one value per key first).
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// kv-*: the bucket (stream KV_<bucket>) created before and deleted after the run.
+    #[arg(long, default_value = "BENCH")]
+    bucket: String,
     /// disk-probe: directory to probe (put it on the stores' filesystem).
     #[arg(long, default_value = ".")]
     dir: std::path::PathBuf,
@@ -139,6 +155,8 @@ pub fn run_once(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     match cfg.scenario {
         Scenario::Reqrep => reqrep::run(cfg, t),
         Scenario::JsPubAsync | Scenario::JsPubSync => js::run(cfg, t),
+        Scenario::JsConsume => consume::run(cfg, t),
+        Scenario::KvPut | Scenario::KvGet => kv::run(cfg, t),
         Scenario::DiskProbe => bail!("disk-probe talks to no server"),
         _ => scenarios::run(cfg, t),
     }
@@ -149,11 +167,24 @@ fn config(cli: &Cli) -> Result<RunConfig> {
     let (dp, ds) = s.default_clients();
     let (mut pubs, mut subs) = (cli.pubs.unwrap_or(dp), cli.subs.unwrap_or(ds));
     let js = matches!(s, Scenario::JsPubAsync | Scenario::JsPubSync);
+    let kv = matches!(s, Scenario::KvPut | Scenario::KvGet);
     match s {
         Scenario::Pub => subs = 0,
-        Scenario::Sub => pubs = 0,
-        _ if js => subs = 0,
+        Scenario::Sub | Scenario::JsConsume => pubs = 0,
+        _ if js || kv => subs = 0,
         _ => {}
+    }
+    if cli.fetch == 0 {
+        bail!("--fetch must be at least 1");
+    }
+    if cli.keys == 0 {
+        bail!("--keys must be at least 1");
+    }
+    if kv && !kv::valid_bucket(&cli.bucket) {
+        bail!(
+            "--bucket {:?}: letters, digits, '_' and '-' only",
+            cli.bucket
+        );
     }
     let window = match (s, cli.window) {
         (Scenario::JsPubSync, Some(w)) if w != 1 => {
@@ -163,10 +194,10 @@ fn config(cli: &Cli) -> Result<RunConfig> {
         (_, Some(0)) => bail!("--window must be at least 1"),
         (_, w) => w.unwrap_or(256),
     };
-    if s != Scenario::Sub && pubs == 0 {
+    if !matches!(s, Scenario::Sub | Scenario::JsConsume) && pubs == 0 {
         bail!("{} needs at least one publisher", s.name());
     }
-    if s != Scenario::Pub && !js && subs == 0 {
+    if s != Scenario::Pub && !js && !kv && subs == 0 {
         bail!("{} needs at least one subscriber", s.name());
     }
     if pubs > 10_000 || subs > 10_000 {
@@ -174,6 +205,8 @@ fn config(cli: &Cli) -> Result<RunConfig> {
     }
     let msgs = match (cli.msgs, cli.duration) {
         (None, None) => Some(s.default_msgs()),
+        // The stream has to be filled with some number of messages.
+        (None, Some(_)) if s == Scenario::JsConsume => Some(s.default_msgs()),
         (m, _) => m,
     };
     Ok(RunConfig {
@@ -192,6 +225,9 @@ fn config(cli: &Cli) -> Result<RunConfig> {
         spin: cli.spin,
         stream: cli.stream.clone(),
         window,
+        fetch: cli.fetch,
+        keys: cli.keys,
+        bucket: cli.bucket.clone(),
         connect_timeout: Duration::from_secs(5),
         progress: !cli.quiet,
     })

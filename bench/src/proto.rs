@@ -108,6 +108,8 @@ pub enum Event<'a> {
         sid: u64,
         reply: Option<&'a [u8]>,
         len: usize,
+        /// Header bytes at the start of `payload` (0 for MSG).
+        hdr: usize,
         subject: &'a [u8],
         payload: &'a [u8],
     },
@@ -125,8 +127,8 @@ pub struct Parser {
     line: Vec<u8>,
     /// Payload bytes plus CRLF still to pass over.
     skip: usize,
-    /// The MSG whose payload is being skipped: (sid, has reply, len).
-    pending: Option<(u64, bool, usize)>,
+    /// The MSG whose payload is being skipped: (sid, has reply, len, hdr).
+    pending: Option<(u64, bool, usize, usize)>,
     reply: Vec<u8>,
     /// Keep each message's subject and payload for the event.
     pub capture: bool,
@@ -179,7 +181,7 @@ impl Parser {
     }
 
     fn emit_pending<F: FnMut(Event<'_>)>(&mut self, f: &mut F) {
-        if let Some((sid, has_reply, len)) = self.pending.take() {
+        if let Some((sid, has_reply, len, hdr)) = self.pending.take() {
             let reply = if has_reply {
                 Some(&self.reply[..])
             } else {
@@ -191,6 +193,7 @@ impl Parser {
                 sid,
                 reply,
                 len,
+                hdr,
                 subject: &self.subject,
                 payload,
             });
@@ -213,16 +216,16 @@ impl Parser {
                 4 => (t[1], Some(t[2]), t[3]),
                 _ => bail!("malformed MSG line: {}", lossy(line)),
             };
-            self.start_msg(t[0], sid, reply, len)
+            self.start_msg(t[0], sid, reply, None, len)
         } else if op.eq_ignore_ascii_case(b"HMSG") {
             let (t, n) = tokens(args)?;
             // The total length covers headers and payload alike.
-            let (sid, reply, len) = match n {
-                4 => (t[1], None, t[3]),
-                5 => (t[1], Some(t[2]), t[4]),
+            let (sid, reply, hdr, len) = match n {
+                4 => (t[1], None, t[2], t[3]),
+                5 => (t[1], Some(t[2]), t[3], t[4]),
                 _ => bail!("malformed HMSG line: {}", lossy(line)),
             };
-            self.start_msg(t[0], sid, reply, len)
+            self.start_msg(t[0], sid, reply, Some(hdr), len)
         } else if op.eq_ignore_ascii_case(b"PING") {
             f(Event::Ping);
             Ok(())
@@ -248,10 +251,20 @@ impl Parser {
         subject: &[u8],
         sid: &[u8],
         reply: Option<&[u8]>,
+        hdr: Option<&[u8]>,
         len: &[u8],
     ) -> Result<()> {
         let sid = parse_u64(sid)?;
         let len = usize::try_from(parse_u64(len)?).map_err(|_| anyhow!("MSG size overflows"))?;
+        let hdr = match hdr {
+            Some(h) => {
+                usize::try_from(parse_u64(h)?).map_err(|_| anyhow!("HMSG size overflows"))?
+            }
+            None => 0,
+        };
+        if hdr > len {
+            bail!("HMSG header size {hdr} exceeds its total size {len}");
+        }
         self.reply.clear();
         if let Some(r) = reply {
             self.reply.extend_from_slice(r);
@@ -261,7 +274,7 @@ impl Parser {
             self.subject.extend_from_slice(subject);
             self.payload.clear();
         }
-        self.pending = Some((sid, reply.is_some(), len));
+        self.pending = Some((sid, reply.is_some(), len, hdr));
         self.skip = len + 2;
         Ok(())
     }
@@ -332,6 +345,19 @@ impl Conn {
         read_buf: usize,
         timeout: Duration,
     ) -> Result<Conn> {
+        Conn::connect_opts(url, name, read_buf, timeout, false)
+    }
+
+    /// [`Conn::connect`], announcing header support when `headers` is set:
+    /// the server then delivers HMSG (JetStream status messages and direct
+    /// gets need it) instead of stripping headers.
+    pub fn connect_opts(
+        url: &ServerUrl,
+        name: &str,
+        read_buf: usize,
+        timeout: Duration,
+        headers: bool,
+    ) -> Result<Conn> {
         let addrs: Vec<_> = url
             .addr()
             .to_socket_addrs()
@@ -388,7 +414,7 @@ impl Conn {
         let mut connect = serde_json::json!({
             "verbose": false, "pedantic": false, "tls_required": false,
             "name": name, "lang": "rust-bench", "version": env!("CARGO_PKG_VERSION"),
-            "protocol": 1, "echo": true, "headers": false, "no_responders": false,
+            "protocol": 1, "echo": true, "headers": headers, "no_responders": false,
         });
         match (&url.user, &url.pass) {
             (Some(u), Some(p)) => {
@@ -625,9 +651,11 @@ PING\r\nMSG _INBOX.t.8 1 0\r\n\r\nHMSG h.x 2 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
                         sid,
                         subject,
                         payload,
+                        hdr,
                         ..
                     } = ev
                     {
+                        assert_eq!(hdr, if sid == 2 { 12 } else { 0 });
                         got.push((sid, subject.to_vec(), payload.to_vec()));
                     }
                 })
@@ -658,6 +686,7 @@ PING\r\nMSG _INBOX.t.8 1 0\r\n\r\nHMSG h.x 2 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
             b"MSG foo 1 99999999999999999999999\r\n",
             b"MSG a b c d e f g\r\n",
             b"HMSG a 1 2\r\n",
+            b"HMSG a 1 5 4\r\n",
         ] {
             assert!(
                 collect(&[bad]).is_err(),

@@ -33,6 +33,12 @@ pub enum Scenario {
     JsPubAsync,
     /// JetStream publishes, each waiting for its PubAck; latency percentiles.
     JsPubSync,
+    /// Pull-consume a pre-filled stream, `--fetch` per request, ack each.
+    JsConsume,
+    /// KV puts, each waiting for its PubAck; latency percentiles.
+    KvPut,
+    /// KV direct gets of `--keys` pre-filled keys; latency percentiles.
+    KvGet,
     /// No server: fdatasync latency and sequential write bandwidth of `--dir`.
     DiskProbe,
 }
@@ -48,6 +54,9 @@ impl Scenario {
             Scenario::Reqrep => "reqrep",
             Scenario::JsPubAsync => "js-pub-async",
             Scenario::JsPubSync => "js-pub-sync",
+            Scenario::JsConsume => "js-consume",
+            Scenario::KvPut => "kv-put",
+            Scenario::KvGet => "kv-get",
             Scenario::DiskProbe => "disk-probe",
         }
     }
@@ -60,6 +69,8 @@ impl Scenario {
             Scenario::Pubsub | Scenario::Reqrep => (1, 1),
             Scenario::Fanout | Scenario::Queue => (1, 4),
             Scenario::JsPubAsync | Scenario::JsPubSync => (1, 0),
+            Scenario::JsConsume => (0, 1),
+            Scenario::KvPut | Scenario::KvGet => (1, 0),
             Scenario::DiskProbe => (0, 0),
         }
     }
@@ -74,6 +85,8 @@ impl Scenario {
             Scenario::Reqrep => 20_000,
             Scenario::JsPubAsync => 200_000,
             Scenario::JsPubSync => 10_000,
+            Scenario::JsConsume => 200_000,
+            Scenario::KvPut | Scenario::KvGet => 20_000,
             Scenario::DiskProbe => 0,
         }
     }
@@ -106,6 +119,11 @@ pub struct RunConfig {
     pub stream: String,
     /// JetStream PubAcks outstanding per publisher (1 for js-pub-sync).
     pub window: usize,
+    /// js-consume: messages asked for per pull request.
+    pub fetch: usize,
+    /// kv-*: distinct keys, and the bucket (stream `KV_<bucket>`).
+    pub keys: usize,
+    pub bucket: String,
     pub connect_timeout: Duration,
     pub progress: bool,
 }

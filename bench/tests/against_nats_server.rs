@@ -296,6 +296,51 @@ fn jetstream_publishes_against_nats_server() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn jetstream_consume_and_kv_against_nats_server() {
+    let dir = std::env::temp_dir().join(format!("bench-jskv-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(s) = start_nats_server_with(&["-js", "-sd", dir.to_str().unwrap()]) else {
+        return;
+    };
+    let u = url(s.port);
+    for (args, n) in [
+        (&["js-consume", "--msgs", "3000", "--fetch", "64"][..], 3000),
+        (&["js-consume", "--msgs", "1001", "--subs", "2"][..], 1001),
+        (&["kv-put", "--msgs", "300", "--keys", "50"][..], 300),
+        (
+            &["kv-get", "--msgs", "300", "--keys", "50", "--size", "1k"][..],
+            300,
+        ),
+        (
+            &["kv-get", "--msgs", "200", "--pubs", "2", "--bucket", "B2"][..],
+            200,
+        ),
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--url", &u]);
+        let (ok, v) = bench(&a);
+        assert!(ok, "{a:?}: {v}");
+        assert_eq!(v["received"], n, "{v}");
+        assert_eq!(v["lost"], 0, "{v}");
+        assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
+        assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{v}");
+        if args[0] != "js-consume" {
+            // One latency sample per operation (js-consume: per fetch).
+            assert_eq!(v["latency"]["count"], n, "{v}");
+        }
+    }
+    // Every stream and bucket was deleted after its run.
+    let streams = dir.join("jetstream/$G/streams");
+    let left: Vec<_> = std::fs::read_dir(&streams)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "streams left behind: {left:?}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A fake JetStream server: API requests succeed, and every fifth publish
 /// gets a PubAck carrying an error.
 fn fake_jetstream() -> u16 {
