@@ -89,7 +89,26 @@ async fn sigkill_during_publish_storm_keeps_every_acked_message() {
     } else {
         &[]
     };
-    let mut s = Server::start_js(extra);
+    storm(Server::start_js(extra), strict).await;
+}
+
+/// The same storm with `sync_interval` (the reference's promise: acked
+/// once in the OS, fsynced on an interval): a process kill loses nothing
+/// either, since what reached the OS outlives the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_publish_storm_with_sync_interval() {
+    ours_only!("the reference's storm above already runs with its interval sync");
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = format!(
+        "jetstream {{ store_dir: {:?}, sync_interval: 2m }}\n",
+        tmp.path().join("store").display().to_string()
+    );
+    let s = Server::start_with_config(&conf, &["--shards", "4", "--shard_fill", "1"]);
+    storm(s, true).await;
+    drop(tmp);
+}
+
+async fn storm(mut s: Server, strict: bool) {
     let admin = s.client().await;
     for i in 0..STREAMS {
         let r = js_api(

@@ -4,10 +4,10 @@
 #   B = nats-server 2.15.3     target/refs/bin/nats-server-2.15.3 -js -sd <tmp>/b
 #   C = nats-server 2.9.10     /usr/sbin/nats-server -js -sd <tmp>/c  (skipped if absent)
 #   D = Broker Edge with jetstream { sync_interval: 2m } (the reference's promise)
-# and runs ROUNDS interleaved rounds (A B C A B C …) of the Go-client
-# generator gobench: js-consume (durable pull, Fetch(100), Ack per msg),
-# kv-put and kv-get (sync, 1000 keys, history 1, direct get). broker-edge-bench
-# has no consumer scenario yet, so these rows have one generator only.
+# and runs ROUNDS interleaved rounds (A D B C A D B C …) of js-consume
+# (durable pull, fetch 100, an ack per message), kv-put and kv-get (sync,
+# 1000 keys, history 1, direct get) with both generators: broker-edge-bench
+# and the Go-client gobench.
 # The table goes to $OUT/results.md. Run from the repository root:
 #   bash bench/scripts/consumer-matrix.sh
 #   CONSUME_MSGS=20000 KV_OPS=2000 ROUNDS=1 bash bench/scripts/consumer-matrix.sh   # quick pass
@@ -28,14 +28,16 @@ A_BIN=${A_BIN:-target/release/broker-edge}
 B_BIN=${B_BIN:-target/refs/bin/nats-server-2.15.3}
 C_BIN=${C_BIN:-/usr/sbin/nats-server}
 GOBENCH=${GOBENCH:-target/tools/gobench}
+BENCH=${BENCH:-target/release/broker-edge-bench}
+TOOLS=${TOOLS:-bench gobench}
 GOBENCH_SRC=${GOBENCH_SRC:-../shared/tools/gobench}
 NO_BUILD=${NO_BUILD:-0}
 
 if [[ "$NO_BUILD" != 1 ]]; then
-  cargo build --release -p broker-edge
+  cargo build --release -p broker-edge -p broker-edge-bench
   [[ -x "$GOBENCH" ]] || OUT="$PWD/$GOBENCH" bash "$GOBENCH_SRC/build.sh"
 fi
-for b in "$A_BIN" "$B_BIN" "$GOBENCH"; do
+for b in "$A_BIN" "$B_BIN" "$GOBENCH" "$BENCH"; do
   [[ -x "$b" ]] || { echo "missing $b (scripts/install-refs, $GOBENCH_SRC/build.sh)" >&2; exit 1; }
 done
 
@@ -108,12 +110,20 @@ for round in $(seq "$ROUNDS"); do
   echo ">>> round $round/$ROUNDS" >&2
   for c in "${cases[@]}"; do
     read -r scen n <<<"$c"
-    for s in "${SERVERS[@]}"; do
-      echo "    $scen $s" >&2
-      run "$OUT/runs/r${round}_${scen}_$s" "$GOBENCH" --url "nats://127.0.0.1:${PORT[$s]}" \
-        --scenario "$scen" --size "$SIZE" --msgs "$n" --server-pid "${PID[$s]}" --label "$s"
-      "$GOBENCH" --url "nats://127.0.0.1:${PORT[$s]}" --scenario cleanup >/dev/null 2>&1 || true
-      sleep 0.3
+    for tool in $TOOLS; do
+      for s in "${SERVERS[@]}"; do
+        echo "    $scen $tool $s" >&2
+        url="nats://127.0.0.1:${PORT[$s]}"
+        f="$OUT/runs/r${round}_${scen}_${tool}_$s"
+        if [[ $tool == bench ]]; then
+          run "$f" "$BENCH" "$scen" --size "$SIZE" --msgs "$n" --url "$url" --pid-a "${PID[$s]}" --json -q
+        else
+          run "$f" "$GOBENCH" --url "$url" --scenario "$scen" --size "$SIZE" --msgs "$n" \
+            --server-pid "${PID[$s]}" --label "$s"
+          "$GOBENCH" --url "$url" --scenario cleanup >/dev/null 2>&1 || true
+        fi
+        sleep 0.3
+      done
     done
   done
 done
@@ -123,24 +133,42 @@ import json, sys, glob, os, statistics
 runs = sys.argv[1]
 names = dict(l.rstrip("\n").split("\t") for l in open(os.path.join(runs, "servers.tsv")))
 rows = {}
+def pick(j, *keys):
+    # Both generators' JSON: gobench is flat, broker-edge-bench nests.
+    for k in keys:
+        v = j
+        for part in k.split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+        if isinstance(v, (int, float)):
+            return v
+    return None
 for f in sorted(glob.glob(os.path.join(runs, "r*_*.json"))):
     base = os.path.basename(f)[:-5]
     _, rest = base.split("_", 1)
-    scen, s = rest.rsplit("_", 1)
+    scen, tool, s = rest.rsplit("_", 2)
+    text = open(f).read().strip()
     try:
-        j = json.loads(open(f).read().strip().splitlines()[-1])
+        j = json.loads(text)
     except Exception:
-        continue
-    rows.setdefault((scen, s), []).append(j)
+        try:
+            j = json.loads(text.splitlines()[-1])
+        except Exception:
+            continue
+    if isinstance(j, dict) and "a" in j and isinstance(j["a"], dict):
+        j = j["a"]
+    rows.setdefault((scen, tool, s), []).append(j)
 def med(v):
     v = [x for x in v if x is not None]
     return statistics.median(v) if v else float("nan")
-print("| scenario | server | msgs/s (median) | p50 µs | p99 µs | server CPU µs/op | other CPU % |")
+print("| scenario | generator | server | ops/s (median) | p50 µs | p99 µs | server CPU µs/op |")
 print("|---|---|---|---|---|---|---|")
-for (scen, s) in sorted(rows, key=lambda k: (k[0], k[1])):
-    js = rows[(scen, s)]
-    print(f"| {scen} | {names.get(s, s)} | {med([j.get('msgs_per_sec') for j in js]):,.0f} "
-          f"| {med([j.get('p50_us') for j in js]):.0f} | {med([j.get('p99_us') for j in js]):.0f} "
-          f"| {med([j.get('server_cpu_us_per_msg') for j in js]):.1f} "
-          f"| {max(j.get('other_cpu_pct') or 0 for j in js):.0f} |")
+for key in sorted(rows):
+    scen, tool, s = key
+    js = rows[key]
+    rate = med([pick(j, "msgs_per_sec", "msgs_per_s") for j in js])
+    p50 = med([pick(j, "p50_us", "latency.p50_us") for j in js])
+    p99 = med([pick(j, "p99_us", "latency.p99_us") for j in js])
+    cpu = med([pick(j, "server_cpu_us_per_msg", "server_us_per_msg") for j in js])
+    gen = "gobench (Go client)" if tool == "gobench" else "broker-edge-bench"
+    print(f"| {scen} | {gen} | {names.get(s, s)} | {rate:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.1f} |")
 PY

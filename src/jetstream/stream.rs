@@ -152,12 +152,19 @@ impl Stream {
         durability: Durability,
     ) -> Result<Rc<Stream>, OpenError> {
         let cfg = &meta.config;
+        let durability = match cfg.storage {
+            // Memory streams keep the same semantics but are not made
+            // durable (and are emptied at start-up).
+            StorageType::Memory => Durability::Never,
+            StorageType::File => durability,
+        };
         let lc = LogConfig {
-            durability: match cfg.storage {
-                // Memory streams keep the same semantics but are not
-                // made durable (and are emptied at start-up).
-                StorageType::Memory => Durability::Never,
-                StorageType::File => durability,
+            durability,
+            // Without an fsync per ack, an ack waits for the page cache
+            // rather than a device write (see docs/architecture.md).
+            write_mode: match durability {
+                Durability::Always => broker_edge_storage::WriteMode::Direct,
+                _ => broker_edge_storage::WriteMode::Buffered,
             },
             limits: cfg.log_limits(),
             first_seq: cfg.first_seq.max(1),
