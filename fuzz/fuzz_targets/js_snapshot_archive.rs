@@ -101,7 +101,8 @@ fuzz_target!(|data: &[u8]| {
         tx.send_blocking(c.to_vec()).unwrap();
     }
     drop(tx);
-    let res = read_archive(&dest, rx);
+    // The cap a restore gets from storage left; generous here.
+    let res = read_archive(&dest, rx, 1 << 30);
 
     // Checked in a closure so the sandbox is removed before a panic
     // (libFuzzer aborts: no destructor would run).

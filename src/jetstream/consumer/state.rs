@@ -76,6 +76,8 @@ impl State {
 
     pub fn apply(&mut self, e: Event) -> Option<(u64, u64)> {
         match e {
+            // Sequence 0 is never a message: a corrupt record.
+            Event::Deliver { sseq: 0, .. } | Event::Ack { sseq: 0 } => None,
             Event::Deliver { sseq, ts } => Some(self.deliver(sseq, ts)),
             Event::Ack { sseq } => {
                 self.ack(sseq);
@@ -94,13 +96,13 @@ impl State {
 
     /// Records a delivery; returns (consumer sequence, delivery count).
     pub fn deliver(&mut self, sseq: u64, ts: u64) -> (u64, u64) {
-        self.delivered.consumer += 1;
+        self.delivered.consumer = self.delivered.consumer.saturating_add(1);
         let cseq = self.delivered.consumer;
         let mut count = 1;
         if let Some(old) = self.pending.get(&sseq).copied() {
             self.by_cseq.remove(&old.cseq);
             let c = self.redelivered.entry(sseq).or_insert(1);
-            *c += 1;
+            *c = c.saturating_add(1);
             count = *c;
         } else if sseq <= self.delivered.stream && self.redelivered.contains_key(&sseq) {
             count = self.redelivered[&sseq] + 1;
@@ -158,7 +160,7 @@ impl State {
                 let min_c = self.by_cseq.first_key_value().map_or(0, |(c, _)| *c);
                 self.ack_floor = Seqs {
                     consumer: min_c.saturating_sub(1).max(self.ack_floor.consumer),
-                    stream: (sseq - 1).max(self.ack_floor.stream),
+                    stream: sseq.saturating_sub(1).max(self.ack_floor.stream),
                 };
             }
         }
@@ -240,6 +242,9 @@ impl State {
         }
         for _ in 0..n {
             let (sseq, cseq, ts, dc) = (words.next()?, words.next()?, words.next()?, words.next()?);
+            if sseq == 0 {
+                return None;
+            }
             s.pending.insert(sseq, Pending { cseq, ts });
             s.by_cseq.insert(cseq, sseq);
             if dc > 1 {
