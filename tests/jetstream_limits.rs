@@ -1,5 +1,5 @@
 //! JetStream resource limits: the server's `max_file_store` and an
-//! account's `jetstream { max_streams, max_file }`, on create and on
+//! account's `jetstream { max_streams, max_consumers, max_file }`, on create and on
 //! publish. Checked against nats-server 2.15.3 where the behaviour is the
 //! same (error codes); the exact point where a publish is refused differs
 //! (byte accounting and the reference's own tolerance), so the tests only
@@ -98,5 +98,54 @@ async fn account_max_streams() {
     let r = js_api(&c, "$JS.API.STREAM.DELETE.S2", "").await;
     assert_eq!(r["success"], true, "{r}");
     let r = create(&c, json!({"name": "S3"})).await;
+    assert!(r.get("error").is_none(), "{r}");
+}
+
+/// An account's `max_consumers` caps the consumers of each of its streams
+/// (as nats-server applies it); deleting one frees a place.
+#[tokio::test]
+async fn account_max_consumers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = format!(
+        "{}accounts {{ A: {{ jetstream: {{ max_consumers: 2 }}, users: [{{user: a, password: a}}] }} }}\n",
+        store_conf(tmp.path(), "")
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let c = s
+        .client_with(async_nats::ConnectOptions::with_user_and_password(
+            "a".into(),
+            "a".into(),
+        ))
+        .await;
+    for n in ["S1", "S2"] {
+        let r = create(&c, json!({"name": n})).await;
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    let consumer = |stream: &str, name: &str| {
+        (
+            format!("$JS.API.CONSUMER.CREATE.{stream}.{name}"),
+            json!({"stream_name": stream, "config": {"durable_name": name, "ack_policy": "explicit"}})
+                .to_string(),
+        )
+    };
+    for (st, n) in [("S1", "C1"), ("S1", "C2"), ("S2", "C1")] {
+        let (subj, body) = consumer(st, n);
+        let r = js_api(&c, &subj, &body).await;
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    let (subj, body) = consumer("S1", "C3");
+    let r = js_api(&c, &subj, &body).await;
+    assert_eq!(r["error"]["err_code"], 10026, "{r}");
+    assert_eq!(r["error"]["description"], "maximum consumers limit reached");
+    let info = js_api(&c, "$JS.API.INFO", "").await;
+    assert_eq!(info["limits"]["max_consumers"], 2, "{info}");
+    assert_eq!(info["consumers"], 3, "{info}");
+    // Another stream has its own places.
+    let (subj2, body2) = consumer("S2", "C3");
+    let r = js_api(&c, &subj2, &body2).await;
+    assert!(r.get("error").is_none(), "{r}");
+    let r = js_api(&c, "$JS.API.CONSUMER.DELETE.S1.C2", "").await;
+    assert_eq!(r["success"], true, "{r}");
+    let r = js_api(&c, &subj, &body).await;
     assert!(r.get("error").is_none(), "{r}");
 }

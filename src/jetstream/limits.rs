@@ -1,6 +1,7 @@
 //! JetStream resource limits: the server's `max_memory_store` /
 //! `max_file_store` and each account's `jetstream { max_mem, max_file,
-//! max_streams }` (config or account JWT). Usage is kept per shard and
+//! max_streams, max_consumers }` (config or account JWT; max_consumers
+//! caps each stream's consumers, as the reference applies it). Usage is kept per shard and
 //! account in atomics that each shard writes for its own streams, so a
 //! publish checks the whole server without asking anyone.
 
@@ -15,6 +16,7 @@ pub struct AccountLimits {
     pub max_memory: Option<u64>,
     pub max_store: Option<u64>,
     pub max_streams: Option<u64>,
+    pub max_consumers: Option<u64>,
 }
 
 impl AccountLimits {
@@ -25,11 +27,12 @@ impl AccountLimits {
                 max_memory,
                 max_store,
                 max_streams,
-                ..
+                max_consumers,
             } => AccountLimits {
                 max_memory: pos(max_memory),
                 max_store: pos(max_store),
                 max_streams: pos(max_streams),
+                max_consumers: pos(max_consumers),
             },
             _ => AccountLimits::default(),
         }

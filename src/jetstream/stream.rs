@@ -683,6 +683,10 @@ impl Stream {
         .detach();
     }
 
+    pub fn shard(&self) -> Option<Rc<Shard>> {
+        self.shard.upgrade()
+    }
+
     fn this(&self) -> Option<Rc<Stream>> {
         let shard = self.shard.upgrade()?;
         shard.js.get()?.stream(self.acc, &self.name)

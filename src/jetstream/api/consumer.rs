@@ -241,6 +241,19 @@ fn check_stream_rules(
     if scfg.max_consumers > 0 && count >= scfg.max_consumers {
         return Err(ApiError::max_consumers());
     }
+    if let Some(shard) = st.shard() {
+        if let Some(js) = shard.js.get() {
+            let max = js
+                .cfg
+                .account_limits
+                .get(st.acc as usize)
+                .and_then(|l| l.max_consumers);
+            // Per stream, as the reference applies the account's limit.
+            if max.is_some_and(|m| count as u64 >= m) {
+                return Err(ApiError::max_consumers());
+            }
+        }
+    }
     if scfg.retention == Retention::WorkQueue {
         if cfg.deliver_policy != DeliverPolicy::All {
             return Err(ApiError::new_pub(

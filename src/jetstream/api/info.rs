@@ -78,6 +78,7 @@ pub async fn usage(shard: &Rc<Shard>, acc: Option<u32>) -> Usage {
 
 pub async fn account(shard: &Rc<Shard>, js: &JetStream, req: &Req) -> Answer {
     let u = usage(shard, Some(req.acc)).await;
+    let lim = js.cfg.account_limits.get(req.acc as usize);
     let (total, errors) = js
         .meta
         .as_ref()
@@ -93,8 +94,8 @@ pub async fn account(shard: &Rc<Shard>, js: &JetStream, req: &Req) -> Answer {
         "limits": {
             "max_memory": js.cfg.max_memory,
             "max_storage": js.cfg.max_store,
-            "max_streams": -1,
-            "max_consumers": -1,
+            "max_streams": lim.and_then(|l| l.max_streams).map_or(-1, |m| m as i64),
+            "max_consumers": lim.and_then(|l| l.max_consumers).map_or(-1, |m| m as i64),
             "max_ack_pending": -1,
             "memory_max_stream_bytes": -1,
             "storage_max_stream_bytes": -1,
