@@ -627,7 +627,7 @@ impl Stream {
     pub fn appended(&self, seq: u64, subject: &[u8]) {
         let cs: Vec<Rc<Consumer>> = self.consumers.borrow().values().cloned().collect();
         for c in cs {
-            c.on_append(seq, subject);
+            c.on_append(self, seq, subject);
         }
     }
 

@@ -317,17 +317,26 @@ impl Log {
             if first >= from {
                 n += count;
             } else if last >= from {
-                // Walk the overlap; subjects straddling `from` are rare.
-                let mut at = from;
+                // Straddling `from`: walk the shorter side, [first, from)
+                // (and take it from the count) or [from, last]. A consumer
+                // is usually near one end of its subject's messages.
+                let (lo, hi, before) = if from - first < last - from {
+                    (first, from - 1, true)
+                } else {
+                    (from, last, false)
+                };
+                let mut m = 0;
+                let mut at = lo;
                 while let Some((seq, si, off)) = st.next_live(at) {
-                    if seq > last {
+                    if seq > hi {
                         break;
                     }
                     if st.subject_of(si, off) == Some(&k[..]) {
-                        n += 1;
+                        m += 1;
                     }
                     at = seq + 1;
                 }
+                n += if before { count.saturating_sub(m) } else { m };
             }
         }
         n
@@ -377,6 +386,29 @@ impl Log {
     pub fn last_and_count(&self) -> (u64, u64) {
         let st = self.inner.st.borrow();
         (st.next_seq - 1, st.msgs)
+    }
+
+    /// A mark for `removals_since`: how many removals there were so far.
+    pub fn removal_mark(&self) -> u64 {
+        self.inner.st.borrow().removed_total
+    }
+
+    /// Calls `f` with (sequence, subject) of each message removed (by any
+    /// means) since `mark`, oldest first, and returns the new mark; `None`
+    /// when they are not all remembered any more (then count again). A
+    /// subject is `None` when it could not be read.
+    pub fn removals_since(&self, mark: u64, mut f: impl FnMut(u64, Option<&[u8]>)) -> Option<u64> {
+        let st = self.inner.st.borrow();
+        let total = st.removed_total;
+        let kept = st.removed.len() as u64;
+        if mark > total || total - mark > kept {
+            return None;
+        }
+        let skip = (kept - (total - mark)) as usize;
+        for (seq, subj) in st.removed.iter().skip(skip) {
+            f(*seq, subj.as_deref());
+        }
+        Some(total)
     }
 
     /// Deletes one message. With `erase`, its headers and payload are also

@@ -383,6 +383,8 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         report,
         compacting: false,
         erase_after_compaction: Vec::new(),
+        removed: Default::default(),
+        removed_total: 0,
     };
     st.first_seq = st.next_live(0).map_or(next_seq, |x| x.0);
     st.last_ts = st.segs.iter().map(|s| s.last_ts).max().unwrap_or(0);

@@ -83,7 +83,15 @@ pub(crate) struct State {
     /// Sequences erased while a compaction copied their segment: the new
     /// generation must be erased too.
     pub erase_after_compaction: Vec<u64>,
+    /// The latest removals (sequence, subject when known), for readers
+    /// that keep counts up to date instead of recounting.
+    pub removed: std::collections::VecDeque<(u64, Option<Box<[u8]>>)>,
+    /// Removals ever recorded (`removed` holds the last of them).
+    pub removed_total: u64,
 }
+
+/// Removals `State::removed` remembers.
+pub(crate) const REMOVED_KEPT: usize = 4096;
 
 pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
@@ -244,6 +252,11 @@ impl State {
         let Some(len) = self.segs[si].remove(seq) else {
             return false;
         };
+        if self.removed.len() == REMOVED_KEPT {
+            self.removed.pop_front();
+        }
+        self.removed.push_back((seq, subj.clone()));
+        self.removed_total += 1;
         self.msgs = self.msgs.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub(len as u64);
         if let Some(subj) = subj {

@@ -625,3 +625,52 @@ fn kv_history_one_keeps_each_subject_exact() {
         assert!(log.last_for(&Filter::one(key)).unwrap().is_none());
     });
 }
+
+/// `removals_since` reports every removal (delete, per-subject limit,
+/// purge) with its subject, and says when it no longer remembers them all.
+#[test]
+fn removals_are_reported_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_path_buf();
+    run(async move {
+        let mut cfg = small_cfg(1 << 20);
+        cfg.limits = Limits {
+            max_msgs_per_subject: Some(1),
+            ..Limits::default()
+        };
+        let log = Log::open(&p, cfg).await.unwrap();
+        let mark = log.removal_mark();
+        log.append("k.a", b"", b"1").await.unwrap(); // 1
+        log.append("k.b", b"", b"2").await.unwrap(); // 2
+        log.append("k.a", b"", b"3").await.unwrap(); // 3 replaces 1
+        assert!(log.delete(2, false).await.unwrap());
+        let mut seen = Vec::new();
+        let mark2 = log
+            .removals_since(mark, |q, s| seen.push((q, s.map(|s| s.to_vec()))))
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![(1, Some(b"k.a".to_vec())), (2, Some(b"k.b".to_vec()))]
+        );
+        assert_eq!(mark2, mark + 2);
+        let (last, msgs) = log.last_and_count();
+        assert_eq!(last - msgs, 2, "one per removal");
+        // Nothing new since mark2.
+        let mut n = 0;
+        assert_eq!(log.removals_since(mark2, |_, _| n += 1), Some(mark2));
+        assert_eq!(n, 0);
+        // More removals than remembered: the old mark is refused.
+        for i in 0..5000u64 {
+            log.append(&format!("x.{i}"), b"", b"v").await.unwrap();
+        }
+        log.purge(Purge {
+            subject: None,
+            up_to: None,
+            keep: None,
+        })
+        .await
+        .unwrap();
+        assert!(log.removals_since(mark2, |_, _| {}).is_none());
+        assert!(log.removals_since(log.removal_mark(), |_, _| {}).is_some());
+    });
+}

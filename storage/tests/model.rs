@@ -133,6 +133,11 @@ async fn check(log: &Log, m: &Model) {
             "first {s}"
         );
         assert_eq!(log.last_for(&f).unwrap().map(|x| x.seq), last, "last {s}");
+        // Pending counts from every position (both walking directions).
+        for from in st.first_seq.saturating_sub(1)..=st.last_seq + 1 {
+            let want = m.msgs.range(from..).filter(|v| v.1 .0 == i).count() as u64;
+            assert_eq!(log.count_from(from, &f), want, "count_from({from}) {s}");
+        }
     }
     let wf = Filter::one("a.*");
     let wfirst = m.msgs.iter().find(|v| v.1 .0 < 2).map(|v| *v.0);

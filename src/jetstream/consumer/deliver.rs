@@ -300,7 +300,7 @@ impl Consumer {
         let before = self.state.borrow().delivered.stream;
         let (cseq, dc) = self.state.borrow_mut().deliver(m.seq, ts);
         match kind {
-            Kind::New => self.pending_delivered(before, m.seq),
+            Kind::New => self.pending_delivered(stream, before, m.seq),
             Kind::LastPerSubject => self.pending.set(None),
             Kind::Redelivery => {}
         }

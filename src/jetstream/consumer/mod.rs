@@ -85,15 +85,17 @@ pub struct Consumer {
 }
 
 /// Matching messages in (`at`, `seen`], valid while the delivered position
-/// is `at` and nothing was removed from the stream (`gone`, see
-/// `Log::last_and_count`). Appends add to it, deliveries take from it; a
-/// removal anywhere makes the next read count again.
+/// is `at`. Appends add to it, deliveries take from it, removals reported
+/// by the log (`Log::removals_since` from `mark`) take from it; when the
+/// log cannot account for every removal (`gone`, see
+/// `Log::last_and_count`), the next read counts again.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PendingCount {
     pub at: u64,
     pub seen: u64,
     pub count: u64,
     pub gone: u64,
+    pub mark: u64,
 }
 
 /// Random 8-character names for ephemerals, as the reference makes.
@@ -435,13 +437,14 @@ impl Consumer {
                     .log
                     .count_from(lps.back().copied().unwrap_or(0) + 1, &self.filter());
         }
-        let (last, msgs) = stream.log.last_and_count();
-        let gone = last.saturating_sub(msgs);
+        self.sync_removals(stream);
         if let Some(c) = self.pending.get() {
-            if c.at == s.delivered.stream && c.gone == gone {
+            if c.at == s.delivered.stream {
                 return c.count;
             }
         }
+        let (last, msgs) = stream.log.last_and_count();
+        let mark = stream.log.removal_mark();
         let count = stream
             .log
             .count_from(s.delivered.stream + 1, &self.filter());
@@ -449,13 +452,48 @@ impl Consumer {
             at: s.delivered.stream,
             seen: last,
             count,
-            gone,
+            gone: last.saturating_sub(msgs),
+            mark,
         }));
         count
     }
 
+    /// Applies the removals the log reports since the count was taken;
+    /// drops the count when they do not account for everything removed.
+    fn sync_removals(&self, stream: &Stream) {
+        let Some(mut c) = self.pending.get() else {
+            return;
+        };
+        let (last, msgs) = stream.log.last_and_count();
+        let gone = last.saturating_sub(msgs);
+        if gone == c.gone {
+            return;
+        }
+        let (mut n, mut unknown) = (0u64, false);
+        let mark = stream.log.removals_since(c.mark, |seq, subject| {
+            n += 1;
+            match subject {
+                None => unknown = true,
+                Some(subj) => {
+                    if seq > c.at && seq <= c.seen && self.wants(subj) {
+                        c.count = c.count.saturating_sub(1);
+                    }
+                }
+            }
+        });
+        match mark {
+            Some(m) if !unknown && gone.checked_sub(c.gone) == Some(n) => {
+                c.mark = m;
+                c.gone = gone;
+                self.pending.set(Some(c));
+            }
+            _ => self.pending.set(None),
+        }
+    }
+
     /// A message was appended to the stream.
-    pub fn on_append(&self, seq: u64, subject: &[u8]) {
+    pub fn on_append(&self, stream: &Stream, seq: u64, subject: &[u8]) {
+        self.sync_removals(stream);
         if let Some(mut c) = self.pending.get() {
             if seq > c.seen {
                 c.seen = seq;
@@ -470,7 +508,8 @@ impl Consumer {
 
     /// A new message (`seq`, past the delivered position `before`) was
     /// delivered.
-    pub(crate) fn pending_delivered(&self, before: u64, seq: u64) {
+    pub(crate) fn pending_delivered(&self, stream: &Stream, before: u64, seq: u64) {
+        self.sync_removals(stream);
         if let Some(mut c) = self.pending.get() {
             if c.at != before {
                 self.pending.set(None);
