@@ -37,6 +37,10 @@ fuzz_target!(|data: &[u8]| {
                     assert!(need > buf.len() - at);
                     break;
                 }
+                Ok(Parsed::Blank(used)) => {
+                    assert!(used > 0 && at + used <= buf.len());
+                    at += used;
+                }
                 Err(_) => return,
             }
         }

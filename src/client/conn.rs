@@ -323,6 +323,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
                     need = n;
                     break;
                 }
+                Ok(Parsed::Blank(n)) => at += n,
                 Err(e) => {
                     tracing::error!("{} - cid:{} - {e}", client.addr, client.cid);
                     if let Some(text) = e.client_error() {

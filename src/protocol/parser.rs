@@ -41,6 +41,10 @@ pub enum Parsed<'a> {
     /// Nothing complete yet; at least this many bytes (from the start of the
     /// buffer) are needed.
     Incomplete(usize),
+    /// This many bytes of empty lines, and nothing complete after them:
+    /// they are consumed, so what is carried to the next read never holds
+    /// them (a stream of blank lines must not grow it).
+    Blank(usize),
 }
 
 /// Why parsing stopped. Every variant ends the connection; `client_error`
@@ -210,7 +214,11 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
     loop {
         let rest = &buf[at..];
         if rest.is_empty() {
-            return Ok(Parsed::Incomplete(at + 1));
+            return Ok(if at > 0 {
+                Parsed::Blank(at)
+            } else {
+                Parsed::Incomplete(1)
+            });
         }
         // Fail fast on garbage, as the reference does, rather than waiting
         // for a line end that may never come.
@@ -218,6 +226,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
             return Err(ParseError::UnknownOp(snippet(rest)));
         }
         let Some(nl) = memchr::memchr(b'\n', rest) else {
+            if at > 0 {
+                return Ok(Parsed::Blank(at));
+            }
             if rest.len() > limits.max_control_line {
                 return Err(ParseError::MaxControlLine(limits.max_control_line));
             }
@@ -437,6 +448,7 @@ mod tests {
                         assert!(need > buf.len() - at, "asks for bytes it has");
                         break;
                     }
+                    Parsed::Blank(used) => at += used,
                 }
             }
             buf.drain(..at);
@@ -574,5 +586,27 @@ mod tests {
         fn arbitrary_input_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_all(&input, &[7, 3, 100]);
         }
+    }
+
+    #[test]
+    fn blank_lines_are_consumed_not_carried() {
+        // Only blank lines: all of them are used up.
+        let buf = b"\r\n\r\n\n\r\n";
+        let Parsed::Blank(n) = parse(buf, &LIMITS).unwrap() else {
+            panic!("blank lines must be consumed");
+        };
+        assert_eq!(n, buf.len());
+        // Blank lines before an incomplete line: the blanks go first.
+        let buf = b"\r\n\r\nPUB fo";
+        let Parsed::Blank(n) = parse(buf, &LIMITS).unwrap() else {
+            panic!("blank lines must be consumed");
+        };
+        assert_eq!(n, 4);
+        // Blank lines before a complete op: the op, past them.
+        let buf = b"\r\nPING\r\n";
+        let Parsed::Op(ClientOp::Ping, used) = parse(buf, &LIMITS).unwrap() else {
+            panic!("PING expected");
+        };
+        assert_eq!(used, buf.len());
     }
 }
