@@ -53,7 +53,26 @@ fn url_host(host: &str) -> String {
     }
 }
 
+/// Blocks this build parses but cannot act on yet: starting with them
+/// would let an operator believe the box is linked when it is not.
+fn refuse_unbuilt(opts: &Options) -> Result<(), String> {
+    if opts.cluster.is_some() {
+        return Err(
+            "cluster { } is not supported by this build of Broker Edge yet (no routes): remove the block"
+                .into(),
+        );
+    }
+    if opts.leafnodes.is_some() {
+        return Err(
+            "leafnodes { } is not supported by this build of Broker Edge yet (no leaf node links): remove the block"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartError> {
+    refuse_unbuilt(&opts).map_err(StartError::Other)?;
     let auth = Authenticator::new(&opts).map_err(|e| StartError::Other(e.to_string()))?;
     let tls = match &opts.tls {
         Some(t) => Some(crate::tls::build(t).map_err(|e| StartError::Other(e.to_string()))?),
@@ -340,6 +359,7 @@ fn reload(g: &Global) -> Result<(), String> {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    refuse_unbuilt(&opts)?;
     let auth = Authenticator::new(&opts).map_err(|e| e.to_string())?;
     let ws_auth = Authenticator::new_websocket(&opts).map_err(|e| e.to_string())?;
     crate::logging::set_levels(opts.debug, opts.trace);

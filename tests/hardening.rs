@@ -50,3 +50,50 @@ async fn blank_line_flood_is_consumed() {
         "the server grew by {grown} KiB while reading blank lines"
     );
 }
+
+/// #10: a `leafnodes { }` or `cluster { }` block this build cannot act on
+/// stops start-up with an `[FTL]` line naming it (it used to start without
+/// a word, links never made), and a reload that adds one is refused with
+/// the old configuration kept.
+#[tokio::test]
+async fn unbuilt_link_blocks_refused_at_start_and_reload() {
+    ours_only!("nats-server implements clusters and leaf nodes");
+    for (block, name) in [
+        (
+            "leafnodes { remotes: [ { url: \"nats://hub.example:7422\" } ] }",
+            "leafnodes",
+        ),
+        ("cluster { name: c1, listen: 127.0.0.1:-1 }", "cluster"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.conf");
+        std::fs::write(&path, format!("listen: 127.0.0.1:-1\n{block}\n")).unwrap();
+        let (st, out, err) =
+            common::run_to_exit(&["-c", path.to_str().unwrap()], common::STEP).await;
+        assert!(!st.success(), "started with {name}: {out}{err}");
+        let text = format!("{out}{err}");
+        assert!(
+            text.contains("[FTL]") && text.contains(&format!("{name} {{ }} is not supported")),
+            "{text}"
+        );
+    }
+    // Reload adding a leafnodes block: refused, the server keeps running.
+    let s = Server::start_with_config("listen: 127.0.0.1:-1\n", &[]);
+    let path = s.config_path();
+    let port = s.addr().port();
+    std::fs::write(
+        &path,
+        format!("listen: 127.0.0.1:{port}\nleafnodes {{ port: 7422 }}\n"),
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("Failed to reload server configuration", common::STEP)
+        .await;
+    assert!(
+        s.log().contains("leafnodes { } is not supported"),
+        "{}",
+        s.log()
+    );
+    let c = s.client().await;
+    common::sync(&c).await;
+}
