@@ -241,6 +241,11 @@ pub struct TlsConfig {
     pub cipher_suites: Vec<String>,
     pub curve_preferences: Vec<String>,
     pub pinned_certs: Vec<String>,
+    /// `min_version` ("1.2" or "1.3").
+    pub min_version: Option<String>,
+    /// Options given that this build does not implement (refused when the
+    /// listener is built).
+    pub unsupported: Vec<String>,
 }
 
 /// `websocket { … }`.

@@ -29,6 +29,10 @@ pub enum TlsError {
     NoCa,
     #[error("TLS: {0}")]
     Rustls(String),
+    #[error("TLS: {0} is not supported by this build of Broker Edge yet: remove it")]
+    Unsupported(String),
+    #[error("TLS: unsupported min_version {0:?} (1.2 or 1.3)")]
+    MinVersion(String),
 }
 
 /// What a listener needs to speak TLS.
@@ -68,9 +72,28 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 pub fn build(t: &TlsConfig) -> Result<Tls, TlsError> {
     let cert_file = t.cert_file.as_ref().ok_or(TlsError::Missing("cert_file"))?;
     let key_file = t.key_file.as_ref().ok_or(TlsError::Missing("key_file"))?;
+    // Honour or refuse: options not built are named at start-up instead
+    // of being ignored (a pin that is not checked is worse than none).
+    let refused = [
+        ("verify_and_map", t.verify_and_map),
+        ("cipher_suites", !t.cipher_suites.is_empty()),
+        ("curve_preferences", !t.curve_preferences.is_empty()),
+        ("pinned_certs", !t.pinned_certs.is_empty()),
+    ];
+    if let Some((name, _)) = refused.iter().find(|(_, on)| *on) {
+        return Err(TlsError::Unsupported(name.to_string()));
+    }
+    if let Some(name) = t.unsupported.first() {
+        return Err(TlsError::Unsupported(name.clone()));
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version.as_deref() {
+        None | Some("1.2") => rustls::DEFAULT_VERSIONS,
+        Some("1.3") => &[&rustls::version::TLS13],
+        Some(v) => return Err(TlsError::MinVersion(v.to_string())),
+    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let builder = if t.verify {
         let ca = t.ca_file.as_ref().ok_or(TlsError::NoCa)?;

@@ -251,3 +251,84 @@ async fn expired_client_certificate_is_rejected() {
         s.log()
     );
 }
+
+/// TLS options this build does not implement stop start-up with an
+/// `[FTL]` line naming them (they used to be accepted and ignored: a pin
+/// that was never checked let any certificate in).
+#[tokio::test]
+async fn unimplemented_tls_options_are_refused_at_start() {
+    ours_only!("nats-server implements these options");
+    let pki = Pki::new();
+    for (extra, name) in [
+        (
+            "pinned_certs: [\"a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1\"]",
+            "pinned_certs",
+        ),
+        (
+            "cipher_suites: [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]",
+            "cipher_suites",
+        ),
+        ("curve_preferences: [\"X25519\"]", "curve_preferences"),
+        ("verify_and_map: true", "verify_and_map"),
+        ("ocsp_peer: true", "ocsp_peer"),
+    ] {
+        let conf = format!("listen: 127.0.0.1:-1\n{}", pki.conf(extra));
+        let path = pki.path("refused.conf");
+        std::fs::write(&path, conf).unwrap();
+        let (st, out, err) =
+            common::run_to_exit(&["-c", path.to_str().unwrap()], common::STEP).await;
+        let text = format!("{out}{err}");
+        assert!(!st.success(), "started with {name}: {text}");
+        assert!(
+            text.contains("[FTL]") && text.contains(&format!("{name} is not supported")),
+            "{text}"
+        );
+    }
+}
+
+/// `min_version: "1.3"` is honoured: a client limited to TLS 1.2 fails the
+/// handshake, a TLS 1.3 client gets through.
+#[tokio::test]
+async fn min_version_is_honoured() {
+    if is_reference() && !common::server_bin().to_string_lossy().contains("2.15") {
+        eprintln!("skipped: nats-server 2.9 does not know min_version (2.10+ does)");
+        return;
+    }
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf("min_version: \"1.3\""), &[]);
+    let handshake = |versions: &'static [&'static rustls::SupportedProtocolVersion]| {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(pki.path("ca.pem")).unwrap();
+        for c in rustls_pemfile::certs(&mut &pem[..]) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The INFO line comes in the clear, then the upgrade.
+        let mut info = Vec::new();
+        let mut b = [0u8; 1];
+        while !info.ends_with(b"\r\n") {
+            std::io::Read::read_exact(&mut sock, &mut b).unwrap();
+            info.push(b[0]);
+        }
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        Ok::<_, std::io::Error>(conn.protocol_version())
+    };
+    static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let old = handshake(TLS12);
+    assert!(old.is_err(), "a TLS 1.2 client got through: {old:?}");
+    let new = handshake(TLS13).expect("TLS 1.3 handshake");
+    assert_eq!(new, Some(rustls::ProtocolVersion::TLSv1_3));
+}

@@ -84,12 +84,19 @@ pub(super) fn tls(e: &Entry) -> Result<TlsConfig, ConfigError> {
                 }
                 t.pinned_certs = list.into_iter().map(|c| c.to_ascii_lowercase()).collect();
             }
+            "min_version" => {
+                t.min_version = Some(
+                    f.value
+                        .as_str()
+                        .ok_or_else(|| tls_err(f, "expected 'min_version' to be a string"))?
+                        .to_string(),
+                )
+            }
             "connection_rate_limit"
             | "ocsp_peer"
             | "cert_store"
             | "cert_match"
-            | "cert_match_by"
-            | "min_version" => {}
+            | "cert_match_by" => t.unsupported.push(key.clone()),
             _ => return Err(tls_err(f, &format!("unknown field [{:?}]", f.key))),
         }
     }
