@@ -50,25 +50,38 @@ fn start_nats_server_with(extra: &[&str]) -> Option<Server> {
         eprintln!("skipping: {NATS_SERVER} is not installed");
         return None;
     }
-    let port = free_port();
-    let child = Command::new(NATS_SERVER)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting nats-server");
-    let mut s = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        assert!(
-            s.child.try_wait().ok().flatten().is_none(),
-            "nats-server exited at start (port {port} taken?)"
-        );
-        thread::sleep(Duration::from_millis(20));
+    // A port another process takes between the check and nats-server's
+    // bind lets the readiness probe reach that process while ours has
+    // exited: make sure ours is still alive, else try another port.
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new(NATS_SERVER)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nats-server");
+        let mut s = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut up = false;
+        while Instant::now() < deadline {
+            if s.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                up = true;
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(100));
+        if up && s.child.try_wait().ok().flatten().is_none() {
+            return Some(s);
+        }
+        eprintln!("nats-server did not stay up on port {port}; trying another");
     }
-    Some(s)
+    panic!("nats-server did not start");
 }
 
 /// Runs the bench with `--json -q`; returns (exit success, parsed stdout).
