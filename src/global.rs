@@ -90,6 +90,9 @@ pub struct Global {
     pub ctl: Vec<async_channel::Sender<Ctl>>,
     pub ctl_rx: Vec<async_channel::Receiver<Ctl>>,
     pub lame_duck: AtomicBool,
+    /// Accepts that failed for want of resources (file descriptors,
+    /// memory): the router backed off each time (`/varz` `accept_errors`).
+    pub accept_errors: AtomicU64,
     /// Channels between shards, `[from][to]`; `None` on the diagonal.
     pub peer_tx: Vec<Vec<Option<async_channel::Sender<Batch>>>>,
     pub peer_rx: Vec<Vec<Option<async_channel::Receiver<Batch>>>>,
@@ -159,6 +162,7 @@ impl Global {
             ctl,
             ctl_rx,
             lame_duck: AtomicBool::new(false),
+            accept_errors: AtomicU64::new(0),
             peer_tx,
             peer_rx,
             next_shard: AtomicUsize::new(0),

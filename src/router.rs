@@ -14,6 +14,18 @@ pub fn spawn_clients(g: Arc<Global>, listener: TcpListener) -> std::io::Result<(
     spawn_accept(g, listener, "router", Ctl::NewClient)
 }
 
+const ACCEPT_MIN_SLEEP: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(1);
+const ACCEPT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Errors that mean "no resources now", not "this one connection failed".
+fn is_resource_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 /// Accepts NATS clients (plain or websocket, as `make` says) and hands each
 /// to a shard; over `max_connections` the client gets INFO, then the error.
 fn spawn_accept(
@@ -26,11 +38,36 @@ fn spawn_accept(
         .name(name.into())
         .spawn(move || {
             let mut turn = 0usize;
+            let mut backoff = ACCEPT_MIN_SLEEP;
+            let mut last_log: Option<std::time::Instant> = None;
             for conn in listener.incoming() {
                 if g.lame_duck.load(Ordering::Relaxed) {
                     break;
                 }
-                let Ok(mut stream) = conn else { continue };
+                let mut stream = match conn {
+                    Ok(s) => {
+                        backoff = ACCEPT_MIN_SLEEP;
+                        s
+                    }
+                    Err(e) if is_resource_error(&e) => {
+                        // Out of descriptors or memory: the pending
+                        // connection stays queued, so retrying at once
+                        // would spin a core. Back off as the reference
+                        // does (10 ms doubling to 1 s), log now and then.
+                        g.accept_errors.fetch_add(1, Ordering::Relaxed);
+                        if last_log.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                            tracing::error!(
+                                "Temporary Client Accept Error ({e}), sleeping {}ms",
+                                backoff.as_millis()
+                            );
+                            last_log = Some(std::time::Instant::now());
+                        }
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(ACCEPT_MAX_SLEEP);
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
                 let Ok(addr) = stream.peer_addr() else {
                     continue;
                 };

@@ -97,3 +97,76 @@ async fn unbuilt_link_blocks_refused_at_start_and_reload() {
     let c = s.client().await;
     common::sync(&c).await;
 }
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// #4: out of file descriptors (`ulimit -n 64`), the accept loop backs off
+/// instead of spinning a core, counts it in `/varz` (`accept_errors`), and
+/// serves clients again once descriptors are free.
+#[tokio::test]
+async fn accept_backs_off_when_descriptors_run_out() {
+    ours_only!("accept_errors is Broker Edge's /varz field");
+    let port = common::free_port();
+    let http = common::free_port();
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--nofile=64:64")
+        .arg(common::server_bin())
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            &http.to_string(),
+        ])
+        .args(["--shards", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prlimit");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + common::START_TIMEOUT;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id();
+    // More connections than descriptors: the server's accepts fail.
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        if let Ok(c) = std::net::TcpStream::connect(addr) {
+            held.push(c);
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = cpu_ticks(pid) - before;
+    let tps = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    assert!(
+        used <= tps * 2 / 5,
+        "the server used {used} ticks in 2 s with descriptors exhausted (spinning)"
+    );
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (code, body) =
+        common::http_get(format!("127.0.0.1:{http}").parse().unwrap(), "/varz").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["accept_errors"].as_u64().unwrap() > 0,
+        "{}",
+        v["accept_errors"]
+    );
+    // Descriptors back: a client is served again.
+    let c = async_nats::connect(format!("nats://{addr}")).await.unwrap();
+    common::sync(&c).await;
+    let _ = child.kill();
+    let _ = child.wait();
+}

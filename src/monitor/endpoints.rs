@@ -140,6 +140,7 @@ pub fn varz(g: &Global) -> Value {
         "in_bytes": sum(|s| s.in_bytes.load(Ordering::Relaxed)),
         "out_bytes": sum(|s| s.out_bytes.load(Ordering::Relaxed)),
         "slow_consumers": sum(|s| s.slow_consumers.load(Ordering::Relaxed)),
+        "accept_errors": g.accept_errors.load(Ordering::Relaxed),
         "subscriptions": g.stats.iter().map(|s| s.subscriptions.load(Ordering::Relaxed)).sum::<usize>(),
         "http_req_stats": http_stats,
         "config_load_time": rfc3339(g.start_wall),
