@@ -79,13 +79,28 @@ pub fn go_duration_ns(b: &[u8]) -> Option<u64> {
 /// (deliveries, stream seq, consumer seq) from an ack subject, in either
 /// the 9-token or the 11/12-token (domain and account hash) form.
 pub fn seqs(subject: &[u8]) -> Option<(u64, u64, u64)> {
-    let t: Vec<&[u8]> = subject.split(|b| *b == b'.').collect();
-    let at = match t.len() {
+    // Runs once per ack: tokens into a fixed array, no allocation.
+    let mut t: [&[u8]; 12] = [&[]; 12];
+    let mut n = 0;
+    for tok in subject.split(|b| *b == b'.') {
+        if n == t.len() {
+            return None;
+        }
+        t[n] = tok;
+        n += 1;
+    }
+    let at = match n {
         9 => 4,
         11 | 12 => 6,
         _ => return None,
     };
-    let num = |i: usize| -> Option<u64> { std::str::from_utf8(t.get(i)?).ok()?.parse().ok() };
+    let num = |i: usize| -> Option<u64> {
+        let b = t[i];
+        if b.is_empty() || b.len() > 20 || !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(b).ok()?.parse().ok()
+    };
     Some((num(at)?, num(at + 1)?, num(at + 2)?))
 }
 
@@ -94,17 +109,20 @@ impl Consumer {
         let Some((dc, sseq, cseq)) = seqs(m.subject) else {
             return;
         };
-        let o = crate::shard::sink::Owned::of(m);
-        let Some(kind) = parse(&o.payload) else {
+        let payload = match m.hdr_len {
+            Some(h) if h <= m.msg.len() => &m.msg[h..],
+            _ => m.msg,
+        };
+        let Some(kind) = parse(payload) else {
             tracing::debug!(
                 "JetStream: consumer {} > {}: unknown ack {:?}",
                 self.stream_name,
                 self.name,
-                String::from_utf8_lossy(&o.payload)
+                String::from_utf8_lossy(payload)
             );
             return;
         };
-        let reply = o.reply.clone();
+        let reply = m.reply.map(Bytes::copy_from_slice);
         // Acks of what was never delivered get no confirmation.
         let delivered = sseq <= self.state.borrow().delivered.stream;
         let mut confirm = reply.clone().filter(|_| delivered);
@@ -144,7 +162,9 @@ impl Consumer {
                     match delay {
                         Some(d) => {
                             self.nak_until.borrow_mut().insert(sseq, now_ns() + d);
-                            self.arm_soon();
+                            self.arm(
+                                std::time::Instant::now() + std::time::Duration::from_nanos(d),
+                            );
                         }
                         None => {
                             self.redeliver.borrow_mut().insert(sseq);
@@ -176,14 +196,14 @@ impl Consumer {
     /// something was pending.
     fn ack(&self, sseq: u64, cseq: u64, dc: u64, metric: bool) -> bool {
         let policy = self.with_cfg(|c| c.ack_policy);
-        let acked: Vec<u64> = match policy {
+        let acked: smallvec::SmallVec<[u64; 1]> = match policy {
             AckPolicy::None => return false,
             AckPolicy::Explicit => {
                 if !self.state.borrow_mut().ack(sseq) {
                     return false;
                 }
                 self.record(Event::Ack { sseq });
-                vec![sseq]
+                smallvec::smallvec![sseq]
             }
             AckPolicy::All => {
                 let done = self.state.borrow_mut().ack_all(sseq);
@@ -191,12 +211,17 @@ impl Consumer {
                     return false;
                 }
                 self.record(Event::AckAll { sseq });
-                done
+                done.into()
             }
         };
         let ts = now_ns();
         self.last_ack.set(ts);
-        self.redeliver.borrow_mut().retain(|q| !acked.contains(q));
+        {
+            let mut r = self.redeliver.borrow_mut();
+            if !r.is_empty() {
+                r.retain(|q| !acked.contains(q));
+            }
+        }
         let freq = self.with_cfg(|c| advisory::sample_fraction(&c.sample_freq));
         if let (Some(f), Some(shard), true) = (freq, self.shard.upgrade(), metric) {
             if fastrand::f64() < f {

@@ -115,7 +115,7 @@ impl Consumer {
         }
         if cfg.is_pull() {
         } else if !self.push_bound() {
-            self.arm_soon();
+            self.arm_if_idle();
             return;
         }
         let tracks = cfg.ack_policy != AckPolicy::None;
@@ -203,7 +203,7 @@ impl Consumer {
             }
             self.send(&shard, &stream, &cfg, &target, &m, kind, size);
         }
-        self.arm_soon();
+        self.arm_if_idle();
     }
 
     /// The next message to send: a due redelivery, then (with room under
@@ -307,10 +307,17 @@ impl Consumer {
         let pending = self.num_pending(stream, &self.state.borrow());
         self.record(Event::Deliver { sseq: m.seq, ts });
         self.last_delivery.set(ts);
-        let reply = format!(
-            "$JS.ACK.{}.{}.{dc}.{}.{cseq}.{}.{pending}",
-            self.stream_name, self.name, m.seq, m.ts
-        );
+        // `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
+        // built without the formatting machinery (once per message).
+        let mut reply = String::with_capacity(self.ack_prefix.len() + 64);
+        reply.push_str(&self.ack_prefix);
+        let mut num = itoa::Buffer::new();
+        for (i, v) in [dc, m.seq, cseq, m.ts, pending].into_iter().enumerate() {
+            if i > 0 {
+                reply.push('.');
+            }
+            reply.push_str(num.format(v));
+        }
         let mut hdr_buf;
         let (headers, payload): (Option<&[u8]>, &[u8]) = if cfg.headers_only {
             hdr_buf = if m.headers.len() >= 4 && m.headers.ends_with(b"\r\n\r\n") {
@@ -346,11 +353,12 @@ impl Consumer {
                 }
             }
         }
-        {
+        if !cfg.is_pull() || cfg.replay_policy == ReplayPolicy::Original {
+            let now = Instant::now();
             let mut p = self.push.borrow_mut();
-            p.last_send = Some(Instant::now());
+            p.last_send = Some(now);
             if cfg.replay_policy == ReplayPolicy::Original && kind != Kind::Redelivery {
-                p.replay = Some((m.ts, Instant::now()));
+                p.replay = Some((m.ts, now));
             }
         }
         shard.publish_internal_as(
@@ -604,8 +612,15 @@ impl Consumer {
         }
     }
 
-    /// Arms the timer for the earliest thing due.
-    pub(crate) fn arm_soon(&self) {
+    /// Arms the timer for the earliest thing due, unless it is armed:
+    /// an armed timer looks again when it fires, and what arrives in
+    /// between is due later (new deliveries) or arms itself (pull request
+    /// expiries, nak delays). This keeps the scan of pending messages off
+    /// the delivery path.
+    pub(crate) fn arm_if_idle(&self) {
+        if self.timer.borrow().is_some() {
+            return;
+        }
         if let Some(at) = self.next_wake() {
             self.arm(at);
         }

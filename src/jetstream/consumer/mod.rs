@@ -49,11 +49,14 @@ pub struct Consumer {
     /// Itself, for the tasks it spawns.
     pub(crate) this: Weak<Consumer>,
     pub name: String,
+    /// `$JS.ACK.<stream>.<consumer>.`, the start of every reply subject.
+    pub(crate) ack_prefix: String,
     pub acc: u32,
     pub stream: Weak<Stream>,
     pub stream_name: String,
     pub created: u64,
-    cfg: RefCell<ConsumerConfig>,
+    /// Shared, so a delivery pass holds it without copying it.
+    cfg: RefCell<Rc<ConsumerConfig>>,
     filter: RefCell<Filter>,
     pub(crate) state: RefCell<State>,
     dir: Option<PathBuf>,
@@ -111,7 +114,7 @@ pub fn consumers_dir(stream_dir: &Path) -> PathBuf {
 }
 
 impl Consumer {
-    pub fn cfg(&self) -> ConsumerConfig {
+    pub fn cfg(&self) -> Rc<ConsumerConfig> {
         self.cfg.borrow().clone()
     }
 
@@ -169,6 +172,7 @@ impl Consumer {
         let filter = Filter::new(&cfg.filters());
         let c = Rc::new_cyclic(|this| Consumer {
             this: this.clone(),
+            ack_prefix: format!("$JS.ACK.{}.{}.", stream.name, name),
             name,
             acc: stream.acc,
             stream: Rc::downgrade(stream),
@@ -194,7 +198,7 @@ impl Consumer {
             last_ack: Cell::new(0),
             push: RefCell::new(deliver::PushState::default()),
             pending: Cell::new(None),
-            cfg: RefCell::new(cfg),
+            cfg: RefCell::new(Rc::new(cfg)),
         });
         match restored {
             Some(s) => {
@@ -205,7 +209,7 @@ impl Consumer {
         }
         c.subscribe(shard);
         c.kick();
-        c.arm_soon();
+        c.arm_if_idle();
         Ok(c)
     }
 
@@ -310,7 +314,7 @@ impl Consumer {
             .map_err(ApiError::consumer_create)?;
         }
         *self.filter.borrow_mut() = Filter::new(&cfg.filters());
-        *self.cfg.borrow_mut() = cfg;
+        *self.cfg.borrow_mut() = Rc::new(cfg);
         self.pending.set(None);
         self.kick();
         Ok(())
@@ -413,7 +417,7 @@ impl Consumer {
             "stream_name": self.stream_name,
             "name": self.name,
             "created": go_time(self.created),
-            "config": if full { cfg.with_dynamic_metadata() } else { cfg.clone() },
+            "config": if full { cfg.with_dynamic_metadata() } else { (*cfg).clone() },
             "delivered": seqs(s.delivered, self.last_delivery.get()),
             "ack_floor": seqs(s.ack_floor, self.last_ack.get()),
             "num_ack_pending": s.pending.len(),

@@ -205,9 +205,16 @@ impl super::Consumer {
             shard.publish_internal(self.acc, &reply, None, Some(&st), b"");
             return;
         }
-        self.waiting.borrow_mut().push(&r, reply, now);
+        let due = {
+            let mut q = self.waiting.borrow_mut();
+            let w = q.push(&r, reply, now);
+            [w.expires, w.next_heartbeat].into_iter().flatten().min()
+        };
         self.kick();
-        self.arm_soon();
+        match due {
+            Some(at) => self.arm(at),
+            None => self.arm_if_idle(),
+        }
     }
 }
 
