@@ -47,7 +47,7 @@ pub struct Stream {
     /// The server's durability policy (consumer journals follow it).
     pub durability: Durability,
     /// Messages with a `Nats-TTL`, by due time.
-    ttl: RefCell<super::ttl::Due>,
+    pub(crate) ttl: RefCell<super::ttl::Due>,
 }
 
 #[derive(Default)]
@@ -566,59 +566,6 @@ impl Stream {
         }
     }
 
-    /// Rebuilds the TTL due times from the stored headers.
-    fn load_ttls(self: &Rc<Self>) {
-        if !self.meta.borrow().config.allow_msg_ttl {
-            return;
-        }
-        let scan = self.log.scan(
-            broker_edge_storage::Start::Seq(1),
-            broker_edge_storage::Filter::all(),
-        );
-        for m in scan.flatten() {
-            if let Some(ns) =
-                h::get(&m.headers, super::ttl::HEADER).and_then(|v| super::ttl::parse(v).ok())
-            {
-                self.expire_at(m.ts + ns, m.seq);
-            }
-        }
-    }
-
-    /// Deletes `seq` at `at` (ns, wall clock).
-    fn expire_at(self: &Rc<Self>, at: u64, seq: u64) {
-        let mut d = self.ttl.borrow_mut();
-        d.add(at, seq);
-        let earliest = d.earliest().unwrap_or(at);
-        if d.armed.is_some_and(|(t, _)| t <= earliest) {
-            return;
-        }
-        let gen = fastrand::u64(..);
-        d.armed = Some((earliest, gen));
-        drop(d);
-        let w = Rc::downgrade(self);
-        crate::runtime::spawn_local(async move {
-            let wait = earliest.saturating_sub(super::config::now_ns());
-            crate::runtime::sleep(std::time::Duration::from_nanos(wait)).await;
-            let Some(me) = w.upgrade() else { return };
-            if me.ttl.borrow().armed.map(|(_, g)| g) != Some(gen) {
-                return;
-            }
-            me.ttl.borrow_mut().armed = None;
-            let due = me.ttl.borrow_mut().take_due(super::config::now_ns());
-            for seq in due {
-                let _ = me.log.delete(seq, false).await;
-            }
-            me.report_usage();
-            // Re-arms for what is left (adding an entry that is already
-            // there changes nothing).
-            let next = me.ttl.borrow().set_first().copied();
-            if let Some((at, seq)) = next {
-                me.expire_at(at, seq);
-            }
-        })
-        .detach();
-    }
-
     pub fn consumer(&self, name: &str) -> Option<Rc<Consumer>> {
         self.consumers.borrow().get(name).cloned()
     }
@@ -657,82 +604,13 @@ impl Stream {
         }
     }
 
-    /// A consumer acked these sequences: under work-queue retention they
-    /// go; under interest retention once every interested consumer acked.
-    pub fn acked(&self, seqs: &[u64]) {
-        let retention = self.meta.borrow().config.retention;
-        let gone: Vec<u64> = match retention {
-            super::config::Retention::Limits => return,
-            super::config::Retention::WorkQueue => seqs.to_vec(),
-            super::config::Retention::Interest => seqs
-                .iter()
-                .copied()
-                .filter(|q| self.all_acked(*q))
-                .collect(),
-        };
-        if gone.is_empty() {
-            return;
-        }
-        let Some(me) = self.this() else { return };
-        crate::runtime::spawn_local(async move {
-            for q in gone {
-                let _ = me.log.delete(q, false).await;
-            }
-            me.report_usage();
-        })
-        .detach();
-    }
-
     pub fn shard(&self) -> Option<Rc<Shard>> {
         self.shard.upgrade()
     }
 
-    fn this(&self) -> Option<Rc<Stream>> {
+    pub(crate) fn this(&self) -> Option<Rc<Stream>> {
         let shard = self.shard.upgrade()?;
         shard.js.get()?.stream(self.acc, &self.name)
-    }
-
-    /// Every consumer interested in message `seq` has acked it.
-    fn all_acked(&self, seq: u64) -> bool {
-        let Ok(m) = self.log.get(seq) else {
-            return false;
-        };
-        self.consumers
-            .borrow()
-            .values()
-            .filter(|c| c.wants(&m.subject))
-            .all(|c| c.state.borrow().acked(seq))
-    }
-
-    /// Interest retention after a consumer left: messages no remaining
-    /// consumer still needs go.
-    async fn drop_uninterested(&self) {
-        let first = self.log.state(false).first_seq;
-        let mut seq = first;
-        let mut gone = Vec::new();
-        while let Ok(Some(m)) = self.log.next_msg(seq, &broker_edge_storage::Filter::all()) {
-            seq = m.seq + 1;
-            let keep = self
-                .consumers
-                .borrow()
-                .values()
-                .any(|c| c.wants(&m.subject) && !c.state.borrow().acked(m.seq));
-            if !keep {
-                gone.push(m.seq);
-            }
-        }
-        for q in gone {
-            let _ = self.log.delete(q, false).await;
-        }
-        self.report_usage();
-    }
-
-    /// After a purge: consumers let go of what is no longer there.
-    pub fn after_purge(&self) {
-        let first = self.log.state(false).first_seq;
-        for c in self.consumers.borrow().values() {
-            c.forget_below(first);
-        }
     }
 
     fn ack(&self, reply: Option<&Bytes>, seq: u64, duplicate: bool) {

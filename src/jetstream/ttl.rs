@@ -4,6 +4,7 @@
 //! one sleeping task per stream wakes at the earliest.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use super::errors::ApiError;
 
@@ -87,6 +88,64 @@ impl Due {
             out.push(seq);
         }
         out
+    }
+}
+
+impl crate::jetstream::stream::Stream {
+    /// Rebuilds the TTL due times from the stored headers.
+    pub(crate) fn load_ttls(self: &Rc<Self>) {
+        if !self.meta.borrow().config.allow_msg_ttl {
+            return;
+        }
+        let scan = self.log.scan(
+            broker_edge_storage::Start::Seq(1),
+            broker_edge_storage::Filter::all(),
+        );
+        for m in scan.flatten() {
+            if let Some(ns) =
+                crate::jetstream::headers::get(&m.headers, HEADER).and_then(|v| parse(v).ok())
+            {
+                self.expire_at(m.ts + ns, m.seq);
+            }
+        }
+    }
+
+    /// Deletes `seq` at `at` (ns, wall clock).
+    pub(crate) fn expire_at(self: &Rc<Self>, at: u64, seq: u64) {
+        let mut d = self.ttl.borrow_mut();
+        d.add(at, seq);
+        let earliest = d.earliest().unwrap_or(at);
+        if d.armed.is_some_and(|(t, _)| t <= earliest) {
+            return;
+        }
+        let gen = fastrand::u64(..);
+        d.armed = Some((earliest, gen));
+        drop(d);
+        let w = Rc::downgrade(self);
+        crate::runtime::spawn_local(async move {
+            let wait = earliest.saturating_sub(crate::jetstream::config::now_ns());
+            crate::runtime::sleep(std::time::Duration::from_nanos(wait)).await;
+            let Some(me) = w.upgrade() else { return };
+            if me.ttl.borrow().armed.map(|(_, g)| g) != Some(gen) {
+                return;
+            }
+            me.ttl.borrow_mut().armed = None;
+            let due = me
+                .ttl
+                .borrow_mut()
+                .take_due(crate::jetstream::config::now_ns());
+            for seq in due {
+                let _ = me.log.delete(seq, false).await;
+            }
+            me.report_usage();
+            // Re-arms for what is left (adding an entry that is already
+            // there changes nothing).
+            let next = me.ttl.borrow().set_first().copied();
+            if let Some((at, seq)) = next {
+                me.expire_at(at, seq);
+            }
+        })
+        .detach();
     }
 }
 
