@@ -818,10 +818,19 @@ async fn finish(
                 }
             };
             // Under `always` the group is durable now: so are its deletes.
-            match want {
-                Some(h) => inner.write_hwm(h).await,
-                None => Ok(()),
+            // The mark that records it is written beside the appends: the
+            // group's appenders are answered without waiting for a second
+            // sync (a history-1 KV put deletes the old value in every
+            // group). A failed mark write poisons the log like any sync.
+            if let Some(h) = want {
+                let me = inner.clone();
+                inner.marks.spawn(async move {
+                    if let Err(e) = me.write_hwm(h).await {
+                        tracing::error!(error = %e, "writing the high-water mark failed");
+                    }
+                });
             }
+            Ok(())
         }
         Err(e) => {
             for en in &g.plan.entries {

@@ -29,6 +29,9 @@ pub(crate) struct Inner {
     pub spare: crate::spare::SpareSlot,
     /// Sealing rolled segments, making the spare: waited for at close.
     pub background: crate::background::Background,
+    /// High-water mark writes under `always` (`meta.rs`): appends do not
+    /// wait for them; deletes, purges, limit changes and flushes do.
+    pub marks: crate::background::Background,
 }
 
 /// Handle to one log. See the crate docs for the threading model.
@@ -104,6 +107,7 @@ impl Log {
             closed: Cell::new(false),
             spare: Default::default(),
             background: Default::default(),
+            marks: Default::default(),
         });
         if need_active {
             inner.new_active(0).await?;
@@ -433,6 +437,7 @@ impl Log {
             loc
         };
         self.inner.submit(Op::Barrier).await?;
+        self.marks_durable().await?;
         if let (true, Some((base, gen, off))) = (erase, loc) {
             // Erase before the segment may be dropped, so the bytes go even
             // while a reader keeps the retired file mapped.
@@ -449,7 +454,18 @@ impl Log {
             purge_locked(&mut st, &req)
         };
         self.inner.submit(Op::Barrier).await?;
+        self.marks_durable().await?;
         Ok(n)
+    }
+
+    /// Waits for the high-water marks written beside the appends: a delete
+    /// is reported done once the mark that guards it is durable too.
+    async fn marks_durable(&self) -> Result<()> {
+        self.inner.marks.wait_all().await;
+        match self.inner.st.borrow().poison_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Replaces the retention limits and applies them now.
@@ -460,20 +476,21 @@ impl Log {
             st.enforce_all();
         }
         self.inner.submit(Op::Barrier).await?;
-        Ok(())
+        self.marks_durable().await
     }
 
     /// Applies age limits now (the maintenance task also does this).
     pub async fn expire(&self) -> Result<()> {
         self.inner.st.borrow_mut().enforce_global();
         self.inner.submit(Op::Barrier).await?;
-        Ok(())
+        self.marks_durable().await
     }
 
     /// Waits for everything staged, then makes it durable.
     pub async fn flush(&self) -> Result<()> {
         self.inner.submit(Op::Barrier).await?;
-        self.inner.sync_active().await
+        self.inner.sync_active().await?;
+        self.marks_durable().await
     }
 
     /// Flushes and stops accepting writes. Readers' `Bytes` stay valid.
