@@ -1817,3 +1817,39 @@ async fn storm_with_server_kills() {
         }
     }
 }
+
+/// `pause_until`: nothing is delivered before it (info says paused, with
+/// the time remaining); afterwards delivery resumes by itself.
+#[tokio::test]
+async fn paused_consumer_resumes_at_pause_until() {
+    let s = Server::start_js(&[]);
+    let (c, js) = connect(&s).await;
+    let st = mk_stream(&js, "PAU", &["pau.>"]).await;
+    publish(&js, "pau.a", "x").await;
+    let until = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let r = js_api(
+        &c,
+        "$JS.API.CONSUMER.CREATE.PAU.P",
+        &json!({"stream_name": "PAU", "config": {"durable_name": "P", "ack_policy": "explicit",
+            "pause_until": until.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)}})
+        .to_string(),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let info = cinfo(&c, "PAU", "P").await;
+    assert_eq!(info["paused"], true, "{info}");
+    assert!(info["pause_remaining"].as_u64().unwrap() > 0, "{info}");
+    let cons: PullConsumer = st.get_consumer("P").await.unwrap();
+    let got = fetch(&cons, 1, Duration::from_millis(800)).await;
+    assert!(got.is_empty(), "delivered while paused");
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        got = fetch(&cons, 1, Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        seqs(&got),
+        vec![1],
+        "delivery did not resume after pause_until"
+    );
+}

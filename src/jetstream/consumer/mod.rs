@@ -428,6 +428,10 @@ impl Consumer {
         if !cfg.is_pull() && self.push_bound() {
             v["push_bound"] = json!(true);
         }
+        if let Some(until) = cfg.paused_until() {
+            v["paused"] = json!(true);
+            v["pause_remaining"] = json!(until.saturating_sub(now_ns()));
+        }
         v["ts"] = json!(go_time(now_ns()));
         v
     }
