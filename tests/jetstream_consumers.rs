@@ -1853,3 +1853,126 @@ async fn paused_consumer_resumes_at_pause_until() {
         "delivery did not resume after pause_until"
     );
 }
+
+/// Push delivery details as clients see them: `headers_only` (stored
+/// headers plus `Nats-Msg-Size`, no payload), idle heartbeats with the
+/// consumer's position, flow-control requests that hold delivery until
+/// answered; and `sample_freq` ack metrics.
+#[tokio::test]
+async fn push_headers_only_heartbeats_flow_control_and_ack_metrics() {
+    let s = Server::start_js(&[]);
+    let (c, js) = connect(&s).await;
+    let st = mk_stream(&js, "HO", &["ho.>"]).await;
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("X-Kind", "first");
+    within("publish", async {
+        js.publish_with_headers("ho.a", h, "hello".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    })
+    .await;
+    let mut sub = c.subscribe("dlv.ho").await.unwrap();
+    common::sync(&c).await;
+    let r = js_api(
+        &c,
+        "$JS.API.CONSUMER.CREATE.HO.PH",
+        &json!({"stream_name": "HO", "config": {"durable_name": "PH", "deliver_subject": "dlv.ho",
+            "ack_policy": "explicit", "headers_only": true, "idle_heartbeat": 200_000_000u64,
+            "flow_control": true}})
+        .to_string(),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let m = within("headers-only delivery", sub.next()).await.unwrap();
+    assert!(m.payload.is_empty(), "payload with headers_only: {m:?}");
+    let hs = m.headers.clone().unwrap();
+    assert_eq!(hs.get("X-Kind").map(|v| v.as_str()), Some("first"));
+    assert_eq!(hs.get("Nats-Msg-Size").map(|v| v.as_str()), Some("5"));
+    // Idle: a heartbeat naming the consumer's position.
+    let hb = within("idle heartbeat", sub.next()).await.unwrap();
+    assert_eq!(hb.status.map(|s| s.as_u16()), Some(100), "{hb:?}");
+    let hh = hb.headers.clone().unwrap();
+    let last = |n| {
+        hh.get(n)
+            .map(|v: &async_nats::HeaderValue| v.as_str().to_string())
+    };
+    assert_eq!(
+        last(async_nats::header::NATS_LAST_CONSUMER).as_deref(),
+        Some("1"),
+        "{hb:?}"
+    );
+    assert_eq!(
+        last(async_nats::header::NATS_LAST_STREAM).as_deref(),
+        Some("1"),
+        "{hb:?}"
+    );
+    // Volume, on a consumer delivering whole messages and bound while they
+    // are published: a flow-control request comes, and delivery waits for
+    // its answer.
+    let mut sub = c.subscribe("dlv.fc").await.unwrap();
+    common::sync(&c).await;
+    let r = js_api(
+        &c,
+        "$JS.API.CONSUMER.CREATE.HO.FC",
+        &json!({"stream_name": "HO", "config": {"durable_name": "FC", "deliver_subject": "dlv.fc",
+            "ack_policy": "explicit", "filter_subject": "ho.b", "idle_heartbeat": 1_000_000_000u64,
+            "flow_control": true}})
+        .to_string(),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let pubs = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            let big = vec![b'x'; 100_000];
+            for _ in 0..40 {
+                js.publish("ho.b", big.clone().into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut data = 0;
+    let mut fc = 0;
+    while data < 40 {
+        let m = within("push delivery under flow control", sub.next())
+            .await
+            .unwrap();
+        match m.status.map(|s| s.as_u16()) {
+            Some(100) if m.reply.is_some() => {
+                fc += 1;
+                c.publish(m.reply.unwrap(), "".into()).await.unwrap();
+            }
+            Some(100) => {}
+            _ => data += 1,
+        }
+    }
+    assert!(fc >= 1, "no flow-control request for 4 MB");
+    pubs.await.unwrap();
+    // Ack metrics, sampled at 100%.
+    let mut metrics = c
+        .subscribe("$JS.EVENT.METRIC.CONSUMER.ACK.HO.M")
+        .await
+        .unwrap();
+    common::sync(&c).await;
+    let cons = mk_pull(
+        &st,
+        pull::Config {
+            durable_name: Some("M".into()),
+            ack_policy: AckPolicy::Explicit,
+            sample_frequency: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    let got = fetch(&cons, 1, Duration::from_secs(2)).await;
+    ack(&got[0]).await;
+    let (_, v) = next_json(&mut metrics, "ack metric").await;
+    assert_eq!(v["type"], "io.nats.jetstream.metric.v1.consumer_ack", "{v}");
+    assert_eq!(v["stream_seq"], 1, "{v}");
+    assert_eq!(v["deliveries"], 1, "{v}");
+}

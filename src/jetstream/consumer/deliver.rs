@@ -374,7 +374,9 @@ impl Consumer {
             shard.publish_internal(self.acc, &to, None, Some(&st), b"");
         }
         if !cfg.is_pull() && cfg.flow_control {
-            self.count_for_flow_control(shard, cfg, size);
+            // What went out (headers only, when so configured).
+            let sent = (m.subject.len() + headers.map_or(0, |h| h.len()) + payload.len()) as u64;
+            self.count_for_flow_control(shard, cfg, sent);
         }
         if cfg.ack_policy == AckPolicy::None {
             // Delivered is acked: interest retention may let it go.
