@@ -170,3 +170,22 @@ async fn accept_backs_off_when_descriptors_run_out() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// #15 (first part): requests for unknown monitoring paths are answered
+/// 404 and not counted, so they cannot grow `/varz` (300 unique paths
+/// used to add 300 entries to `http_req_stats`).
+#[tokio::test]
+async fn unknown_monitoring_paths_are_not_counted() {
+    let s = Server::start(&[]);
+    for i in 0..300 {
+        let (code, _) = s.http(&format!("/nope-{i}")).await;
+        assert_eq!(code, 404);
+    }
+    let v = s.json("/varz").await;
+    let stats = v["http_req_stats"].as_object().cloned().unwrap_or_default();
+    assert!(
+        stats.keys().all(|k| !k.starts_with("/nope")),
+        "unknown paths counted: {} entries",
+        stats.len()
+    );
+}

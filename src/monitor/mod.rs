@@ -98,9 +98,17 @@ async fn respond(shard: &Rc<Shard>, method: &str, target: &str) -> Vec<u8> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let params = parse_query(query);
     let path = path.trim_end_matches('/');
-    if let Ok(mut stats) = shard.g.http_requests.lock() {
-        let key = if path.is_empty() { "/" } else { path };
-        *stats.entry(key.to_string()).or_insert(0) += 1;
+    // Only the endpoints served are counted (as the reference counts its
+    // handlers): unknown paths must not grow the table `/varz` shows.
+    let known = matches!(
+        path,
+        "" | "/healthz" | "/varz" | "/jsz" | "/connz" | "/subsz" | "/subscriptionsz"
+    );
+    if known {
+        if let Ok(mut stats) = shard.g.http_requests.lock() {
+            let key = if path.is_empty() { "/" } else { path };
+            *stats.entry(key.to_string()).or_insert(0) += 1;
+        }
     }
     let body = match path {
         "" => Ok(endpoints::index(&shard.g)),
