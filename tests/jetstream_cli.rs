@@ -14,74 +14,13 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{nats_cli, Server};
+use common::Server;
 
-/// Upper bound for one CLI run.
-const CLI_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
-    }
-}
-
-/// Runs `nats --server URL args...` with an empty home (no contexts);
-/// panics if it does not finish within [`CLI_TIMEOUT`].
-async fn nats(s: &Server, home: &std::path::Path, args: &[&str]) -> Out {
-    let child = tokio::process::Command::new(nats_cli())
-        .arg("--server")
-        .arg(s.url())
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env_remove("NATS_CONTEXT")
-        .env_remove("NATS_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn nats");
-    let out = tokio::time::timeout(CLI_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "nats {args:?} did not finish within {CLI_TIMEOUT:?}\n--- server log ---\n{}",
-                s.log()
-            )
-        })
-        .expect("wait for nats");
-    Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// [`nats`] that must succeed.
-async fn nats_ok(s: &Server, home: &std::path::Path, args: &[&str]) -> Out {
-    let out = nats(s, home, args).await;
-    assert!(
-        out.ok,
-        "nats {args:?} failed\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- server log ---\n{}",
-        out.stdout,
-        out.stderr,
-        s.log()
-    );
-    out
-}
+use common::cli::{nats, nats_ok};
 
 async fn stream_state(s: &Server, home: &std::path::Path, name: &str) -> Value {
     nats_ok(s, home, &["stream", "info", name, "--json"])

@@ -18,7 +18,7 @@
 use crate::js::{self, check_api_reply, inbox_token, Api, API_TIMEOUT};
 use crate::procstat::CpuProbe;
 use crate::proto::{parse_u64, Conn, Event, ReadOutcome};
-use crate::reqrep::new_hist;
+use crate::reqrep::{merge_timed, new_hist, Timed};
 use crate::runner::{
     join_all, ready_channel, spawn_worker, subscribe, wait_ready, Ctl, Gate, Progress, Ready,
     RunConfig, Target,
@@ -130,6 +130,12 @@ struct FetchStats {
     cut_short: u64,
 }
 
+impl Timed for FetchStats {
+    fn parts(&self) -> (Option<&Histogram<u64>>, Option<Instant>, Option<Instant>) {
+        (self.hist.as_ref(), self.start, self.end)
+    }
+}
+
 fn measure(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     let ctl = Arc::new(Ctl::default());
     let gate = Gate::new();
@@ -172,18 +178,7 @@ fn measure(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     let cpu = probe.finish();
     progress.finish();
 
-    let mut hist = new_hist();
-    for o in &out {
-        if let Some(h) = &o.stats.hist {
-            let _ = hist.add(h);
-        }
-    }
-    let from = out.iter().filter_map(|o| o.stats.start).min();
-    let to = out.iter().filter_map(|o| o.stats.end).max();
-    let elapsed_s = match (from, to) {
-        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
+    let (hist, elapsed_s) = merge_timed(&out);
     let got = consumed.load(Ordering::Relaxed);
     let mut errors: Vec<String> = out.iter().filter_map(|o| o.error.clone()).collect();
     let stopped_early = timed_out.load(Ordering::Relaxed);

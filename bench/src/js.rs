@@ -12,7 +12,7 @@
 
 use crate::procstat::CpuProbe;
 use crate::proto::{parse_u64, Conn, Event, ReadOutcome};
-use crate::reqrep::new_hist;
+use crate::reqrep::{merge_timed, new_hist, Timed};
 use crate::runner::{
     check_payload, join_all, pub_frame, ready_channel, spawn_worker, split, subscribe, sum,
     wait_ready, Ctl, Gate, Progress, Ready, RunConfig, Target,
@@ -220,6 +220,12 @@ struct PubStats {
     strays: u64,
 }
 
+impl Timed for PubStats {
+    fn parts(&self) -> (Option<&Histogram<u64>>, Option<Instant>, Option<Instant>) {
+        (self.hist.as_ref(), self.start, self.end)
+    }
+}
+
 /// Creates the stream, runs the publishers, deletes the stream.
 pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     create_stream(cfg, t).with_context(|| format!("{}: setting up", t.url))?;
@@ -296,18 +302,7 @@ fn measure(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     let cpu = probe.finish();
     progress.finish();
 
-    let mut hist = new_hist();
-    for o in &out {
-        if let Some(h) = &o.stats.hist {
-            let _ = hist.add(h);
-        }
-    }
-    let from = out.iter().filter_map(|o| o.stats.start).min();
-    let to = out.iter().filter_map(|o| o.stats.end).max();
-    let elapsed_s = match (from, to) {
-        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
+    let (hist, elapsed_s) = merge_timed(&out);
     let sent_n = sum(&sent);
     let errors = out.iter().filter_map(|o| o.error.clone()).collect();
     let mut r = RunResult::from_raw(Raw {

@@ -17,7 +17,7 @@ use crate::consume::parse_status;
 use crate::js::{self, inbox_token, parse_puback, PubAck};
 use crate::procstat::CpuProbe;
 use crate::proto::{parse_u64, Conn, Event, ReadOutcome};
-use crate::reqrep::new_hist;
+use crate::reqrep::{merge_timed, new_hist, Timed};
 use crate::runner::{
     check_payload, join_all, pub_frame, ready_channel, spawn_worker, split, subscribe, sum,
     wait_ready, Ctl, Gate, Progress, Ready, RunConfig, Scenario, Target,
@@ -235,6 +235,12 @@ struct KvStats {
     end: Option<Instant>,
 }
 
+impl Timed for KvStats {
+    fn parts(&self) -> (Option<&Histogram<u64>>, Option<Instant>, Option<Instant>) {
+        (self.hist.as_ref(), self.start, self.end)
+    }
+}
+
 fn measure(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     let ctl = Arc::new(Ctl::default());
     let gate = Gate::new();
@@ -283,18 +289,7 @@ fn measure(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     let cpu = probe.finish();
     progress.finish();
 
-    let mut hist = new_hist();
-    for o in &out {
-        if let Some(h) = &o.stats.hist {
-            let _ = hist.add(h);
-        }
-    }
-    let from = out.iter().filter_map(|o| o.stats.start).min();
-    let to = out.iter().filter_map(|o| o.stats.end).max();
-    let elapsed_s = match (from, to) {
-        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
+    let (hist, elapsed_s) = merge_timed(&out);
     let sent_n = sum(&sent);
     let mut r = RunResult::from_raw(Raw {
         label: t.label.clone(),

@@ -7,7 +7,7 @@ use crate::procstat::CpuProbe;
 use crate::proto::{Conn, Event, ReadOutcome};
 use crate::runner::{
     check_payload, join_all, pub_frame, ready_channel, spawn_worker, split, subscribe, sum,
-    wait_ready, Ctl, Gate, Progress, Ready, RunConfig, Target,
+    wait_ready, Ctl, Gate, Outcome, Progress, Ready, RunConfig, Target,
 };
 use crate::stats::{Latency, Raw, RunResult};
 use anyhow::{bail, Result};
@@ -24,9 +24,44 @@ struct ReqStats {
     end: Option<Instant>,
 }
 
+impl Timed for ReqStats {
+    fn parts(&self) -> (Option<&Histogram<u64>>, Option<Instant>, Option<Instant>) {
+        (self.hist.as_ref(), self.start, self.end)
+    }
+}
+
 pub fn new_hist() -> Histogram<u64> {
     // 1 ns .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static histogram bounds")
+}
+
+/// A worker's latency record and the span of its measured work.
+pub trait Timed {
+    fn parts(&self) -> (Option<&Histogram<u64>>, Option<Instant>, Option<Instant>);
+}
+
+/// Every worker's latencies in one histogram, and the seconds from the
+/// first worker's start to the last one's end.
+pub fn merge_timed<T: Timed>(out: &[Outcome<T>]) -> (Histogram<u64>, f64) {
+    let mut hist = new_hist();
+    let (mut from, mut to): (Option<Instant>, Option<Instant>) = (None, None);
+    for o in out {
+        let (h, start, end) = o.stats.parts();
+        if let Some(h) = h {
+            // Same bounds everywhere, so adding cannot fail.
+            let _ = hist.add(h);
+        }
+        from = match (from, start) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        to = to.max(end);
+    }
+    let elapsed_s = match (from, to) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    (hist, elapsed_s)
 }
 
 pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
@@ -85,19 +120,7 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     let resp_out = join_all(resp_handles);
     progress.finish();
 
-    let mut hist = new_hist();
-    for o in &req_out {
-        if let Some(h) = &o.stats.hist {
-            // Same bounds on both sides, so adding cannot fail.
-            let _ = hist.add(h);
-        }
-    }
-    let from = req_out.iter().filter_map(|o| o.stats.start).min();
-    let to = req_out.iter().filter_map(|o| o.stats.end).max();
-    let elapsed_s = match (from, to) {
-        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
+    let (hist, elapsed_s) = merge_timed(&req_out);
     let sent_n = sum(&sent);
     let errors = req_out
         .iter()

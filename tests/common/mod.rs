@@ -8,6 +8,8 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
