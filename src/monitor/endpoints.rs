@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::gather::{ConnReport, Query, ShardReport};
+use super::gather::{ConnKey, ConnReport, ConnSort, Query, ShardReport};
 use crate::global::{Ctl, Global};
 use crate::protocol::info::{NATS_VERSION, PRODUCT_VERSION};
 
@@ -147,6 +147,7 @@ pub fn varz(g: &Global) -> Value {
     })
 }
 
+/// Asks every shard `q`; shards that do not answer are left out.
 async fn gather(g: &Arc<Global>, q: &Query) -> Vec<ShardReport> {
     let mut waits = Vec::new();
     for tx in &g.ctl {
@@ -164,6 +165,13 @@ async fn gather(g: &Arc<Global>, q: &Query) -> Vec<ShardReport> {
     out
 }
 
+/// Asks shard `i` alone.
+async fn ask(g: &Arc<Global>, i: usize, q: Query) -> Option<ShardReport> {
+    let (reply, rx) = futures_channel::oneshot::channel();
+    g.ctl.get(i)?.send(Ctl::Gather(q, reply)).await.ok()?;
+    rx.await.ok()
+}
+
 /// A boolean query parameter; anything but the forms the reference takes
 /// is a bad request.
 fn flag(params: &HashMap<String, String>, k: &str) -> Result<bool, String> {
@@ -174,14 +182,36 @@ fn flag(params: &HashMap<String, String>, k: &str) -> Result<bool, String> {
     }
 }
 
-fn num(params: &HashMap<String, String>, k: &str, default: usize) -> Result<usize, String> {
-    match params.get(k) {
-        None => Ok(default),
+/// An integer query parameter as the reference reads it (`strconv.Atoi`:
+/// signed; empty is 0).
+fn int(params: &HashMap<String, String>, k: &str) -> Result<i64, String> {
+    match params.get(k).map(String::as_str) {
+        None | Some("") => Ok(0),
         Some(v) => v
             .parse()
-            .map_err(|_| format!("invalid value {v:?} for {k}")),
+            .map_err(|_| format!("Error decoding int for '{k}': invalid value {v:?}")),
     }
 }
+
+/// `offset` and `limit` as the reference applies them: a negative offset
+/// is 0, a limit of 0 or less is the default (1024).
+fn paging(params: &HashMap<String, String>) -> Result<(usize, usize), String> {
+    let offset = usize::try_from(int(params, "offset")?.max(0)).unwrap_or(usize::MAX);
+    let limit = match int(params, "limit")? {
+        l if l <= 0 => DEFAULT_LIST_SIZE,
+        l => usize::try_from(l).unwrap_or(usize::MAX),
+    };
+    Ok((offset, limit))
+}
+
+/// The reference's `DefaultConnListSize` and `DefaultSubListSize`.
+pub const DEFAULT_LIST_SIZE: usize = 1024;
+/// `/connz?subs=1` lists at most this many subscriptions of one
+/// connection (its `subscriptions` count stays exact) ...
+pub const MAX_SUBS_PER_CONN: usize = 1024;
+/// ... and at most this many over the whole answer: connections late in
+/// the page get shorter lists once it is spent. The reference lists all.
+pub const MAX_SUBS_PER_ANSWER: usize = 64 * 1024;
 
 fn conn_json(c: &ConnReport, subs: bool, detail: bool) -> Value {
     let mut v = json!({
@@ -226,81 +256,105 @@ fn conn_json(c: &ConnReport, subs: bool, detail: bool) -> Value {
     v
 }
 
+/// How many subscriptions to list for each connection of a page, in page
+/// order, within [`MAX_SUBS_PER_CONN`] and [`MAX_SUBS_PER_ANSWER`].
+fn subs_budget(page: &[ConnKey], subs: bool) -> Vec<usize> {
+    let mut left = if subs { MAX_SUBS_PER_ANSWER } else { 0 };
+    page.iter()
+        .map(|k| {
+            let n = k.subs.min(MAX_SUBS_PER_CONN).min(left);
+            left -= n;
+            n
+        })
+        .collect()
+}
+
+/// `/connz`. Each shard sorts its own connections and sends the keys of
+/// its first `offset + limit`; the merged page is then fetched in full
+/// from the shards that own it, so no shard builds reports (or walks
+/// subscriptions) for connections the answer does not show.
 pub async fn connz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<Value, String> {
     let subs = flag(params, "subs")?;
     let detail = params.get("subs").is_some_and(|v| v == "detail");
-    let offset = num(params, "offset", 0)?;
-    let limit = num(params, "limit", 1024)?;
+    let (offset, limit) = paging(params)?;
     let cid = match params.get("cid") {
         Some(v) => Some(v.parse::<u64>().map_err(|_| format!("invalid cid {v:?}"))?),
         None => None,
     };
-    let q = Query {
-        subs_detail: subs,
-        cid,
-    };
-    let mut conns: Vec<ConnReport> = gather(g, &q)
-        .await
-        .into_iter()
-        .flat_map(|r| r.conns)
-        .collect();
     let sort = params.get("sort").map(String::as_str).unwrap_or("cid");
-    match sort {
-        "cid" | "" => conns.sort_by_key(|c| c.cid),
-        "start" => conns.sort_by_key(|c| c.start),
-        "subs" => conns.sort_by_key(|c| std::cmp::Reverse(c.subscriptions)),
-        "pending" => conns.sort_by_key(|c| std::cmp::Reverse(c.pending_bytes)),
-        "msgs_to" => conns.sort_by_key(|c| std::cmp::Reverse(c.out_msgs)),
-        "msgs_from" => conns.sort_by_key(|c| std::cmp::Reverse(c.in_msgs)),
-        "bytes_to" => conns.sort_by_key(|c| std::cmp::Reverse(c.out_bytes)),
-        "bytes_from" => conns.sort_by_key(|c| std::cmp::Reverse(c.in_bytes)),
-        "last" => conns.sort_by_key(|c| std::cmp::Reverse(c.last_activity)),
-        "idle" => conns.sort_by_key(|c| c.last_activity),
-        "uptime" => conns.sort_by_key(|c| c.start),
-        other => return Err(format!("invalid sorting option: {other}")),
+    let sort = ConnSort::parse(sort).ok_or_else(|| format!("invalid sorting option: {sort}"))?;
+    let firsts = gather(
+        g,
+        &Query::ConnKeys {
+            sort,
+            keep: offset.saturating_add(limit),
+            cid,
+        },
+    )
+    .await;
+    let total: usize = firsts.iter().map(|r| r.matched).sum();
+    let mut keys: Vec<ConnKey> = firsts.into_iter().flat_map(|r| r.keys).collect();
+    keys.sort_unstable();
+    let page: Vec<ConnKey> = keys.into_iter().skip(offset).take(limit).collect();
+    let budget = subs_budget(&page, subs);
+    let mut want: Vec<Vec<(u64, usize)>> = vec![Vec::new(); g.ctl.len()];
+    for (k, n) in page.iter().zip(&budget) {
+        if let Some(w) = want.get_mut(k.shard) {
+            w.push((k.cid, *n));
+        }
     }
-    let total = conns.len();
-    let page: Vec<Value> = conns
+    let mut reports: HashMap<u64, ConnReport> = HashMap::new();
+    for (i, want) in want.into_iter().enumerate() {
+        if want.is_empty() {
+            continue;
+        }
+        if let Some(r) = ask(g, i, Query::Conns { want }).await {
+            reports.extend(r.conns.into_iter().map(|c| (c.cid, c)));
+        }
+    }
+    // In page order; a connection that closed in between is left out.
+    let conns: Vec<Value> = page
         .iter()
-        .skip(offset)
-        .take(limit)
+        .filter_map(|k| reports.get(&k.cid))
         .map(|c| conn_json(c, subs, detail))
         .collect();
     Ok(json!({
         "server_id": g.server_id,
         "now": rfc3339(SystemTime::now()),
-        "num_connections": page.len(),
+        "num_connections": conns.len(),
         "total": total,
         "offset": offset,
         "limit": limit,
-        "connections": page,
+        "connections": conns,
     }))
 }
 
 pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<Value, String> {
     let subs = flag(params, "subs")?;
-    let offset = num(params, "offset", 0)?;
-    let limit = num(params, "limit", 1024)?;
-    let test = params.get("test").cloned();
+    let (offset, limit) = paging(params)?;
+    let test = params.get("test").filter(|t| !t.is_empty()).cloned();
     let reports = gather(
         g,
-        &Query {
-            subs_detail: subs,
-            cid: None,
+        &Query::Subs {
+            list: subs,
+            test,
+            keep: offset.saturating_add(limit),
         },
     )
     .await;
     let mut count = 0;
     let (mut cache, mut inserts, mut removes, mut matches, mut hits) = (0, 0, 0, 0, 0);
+    let mut matched = 0;
     let mut list = Vec::new();
-    for r in &reports {
+    for r in reports {
         count += r.sublist.subscriptions;
         cache += r.sublist.cache_entries;
         inserts += r.sublist.inserts;
         removes += r.sublist.removes;
         matches += r.sublist.matches;
         hits += r.sublist.cache_hits;
-        list.extend(r.subs.iter().cloned());
+        matched += r.matched;
+        list.extend(r.subs);
     }
     let mut v = json!({
         "server_id": g.server_id,
@@ -315,11 +369,8 @@ pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
         "avg_fanout": 0.0,
     });
     if subs {
-        if let Some(t) = &test {
-            list.retain(|s| crate::subject::matches(s.subject.as_bytes(), t.as_bytes()));
-        }
         list.sort_by(|a, b| (a.cid, &a.sid).cmp(&(b.cid, &b.sid)));
-        v["total"] = json!(list.len());
+        v["total"] = json!(matched);
         v["offset"] = json!(offset);
         v["limit"] = json!(limit);
         v["subscriptions_list"] = list
@@ -342,5 +393,46 @@ mod tests {
         assert_eq!(uptime(Duration::from_secs(65)), "1m5s");
         assert_eq!(uptime(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(uptime(Duration::from_secs(90061)), "1d1h1m1s");
+    }
+
+    fn params(q: &[(&str, &str)]) -> HashMap<String, String> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn paging_as_the_reference() {
+        assert_eq!(paging(&params(&[])), Ok((0, 1024)));
+        assert_eq!(paging(&params(&[("limit", "0")])), Ok((0, 1024)));
+        assert_eq!(paging(&params(&[("limit", "-3")])), Ok((0, 1024)));
+        assert_eq!(
+            paging(&params(&[("offset", "-3"), ("limit", "2")])),
+            Ok((0, 2))
+        );
+        assert_eq!(
+            paging(&params(&[("offset", "5"), ("limit", "")])),
+            Ok((5, 1024))
+        );
+        assert!(paging(&params(&[("limit", "x")])).is_err());
+        assert!(paging(&params(&[("offset", "99999999999999999999")])).is_err());
+    }
+
+    #[test]
+    fn subscription_lists_are_budgeted_in_page_order() {
+        let key = |subs| ConnKey {
+            key: 0,
+            cid: 1,
+            subs,
+            shard: 0,
+        };
+        let page: Vec<ConnKey> = [3, 5000, 0, 70_000, 2_000].map(key).to_vec();
+        assert_eq!(subs_budget(&page, false), [0, 0, 0, 0, 0]);
+        assert_eq!(subs_budget(&page, true), [3, 1024, 0, 1024, 1024]);
+        let many: Vec<ConnKey> = (0..100).map(|_| key(MAX_SUBS_PER_CONN)).collect();
+        let b = subs_budget(&many, true);
+        assert_eq!(b.iter().sum::<usize>(), MAX_SUBS_PER_ANSWER);
+        assert_eq!(b[63], 1024);
+        assert_eq!(b[64], 0);
     }
 }

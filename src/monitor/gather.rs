@@ -1,16 +1,107 @@
 //! Collecting per-shard state for the monitoring endpoints: each shard
 //! answers a `Query` about what it owns.
+//!
+//! A shard answers synchronously (it holds its tables while it walks
+//! them), so every answer is bounded: `/connz` asks first for the sort keys
+//! of each shard's best `offset + limit` connections, then for the full
+//! reports (and bounded subscription lists) of only the page it shows;
+//! `/subsz` gets each shard's first `offset + limit` matches in
+//! (cid, sid) order.
 
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::client::Client;
 use crate::shard::Shard;
 use crate::sublist::SublistStats;
 
-#[derive(Debug, Clone, Default)]
-pub struct Query {
-    pub subs_detail: bool,
-    pub cid: Option<u64>,
+/// `/connz?sort=` orders, named as the reference names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnSort {
+    #[default]
+    Cid,
+    Start,
+    Subs,
+    Pending,
+    MsgsTo,
+    MsgsFrom,
+    BytesTo,
+    BytesFrom,
+    Last,
+    Idle,
+    Uptime,
+}
+
+impl ConnSort {
+    /// The order a `sort=` value names; `None` for one the reference
+    /// does not take for open connections.
+    pub fn parse(s: &str) -> Option<ConnSort> {
+        Some(match s {
+            "cid" | "" => ConnSort::Cid,
+            "start" => ConnSort::Start,
+            "subs" => ConnSort::Subs,
+            "pending" => ConnSort::Pending,
+            "msgs_to" => ConnSort::MsgsTo,
+            "msgs_from" => ConnSort::MsgsFrom,
+            "bytes_to" => ConnSort::BytesTo,
+            "bytes_from" => ConnSort::BytesFrom,
+            "last" => ConnSort::Last,
+            "idle" => ConnSort::Idle,
+            "uptime" => ConnSort::Uptime,
+            _ => return None,
+        })
+    }
+
+    /// A key that sorts ascending in this order (ties are broken by cid).
+    fn key(self, c: &Client) -> u128 {
+        let nanos = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let most_first = |v: u128| u128::MAX - v;
+        match self {
+            ConnSort::Cid => u128::from(c.cid),
+            ConnSort::Start | ConnSort::Uptime => nanos(c.start),
+            ConnSort::Subs => most_first(c.subs.borrow().len() as u128),
+            ConnSort::Pending => most_first(c.out.len() as u128),
+            ConnSort::MsgsTo => most_first(u128::from(c.counters.out_msgs.get())),
+            ConnSort::MsgsFrom => most_first(u128::from(c.counters.in_msgs.get())),
+            ConnSort::BytesTo => most_first(u128::from(c.counters.out_bytes.get())),
+            ConnSort::BytesFrom => most_first(u128::from(c.counters.in_bytes.get())),
+            ConnSort::Last => most_first(nanos(c.last_activity.get())),
+            ConnSort::Idle => nanos(c.last_activity.get()),
+        }
+    }
+}
+
+/// What a shard is asked.
+#[derive(Debug, Clone)]
+pub enum Query {
+    /// `/connz`, first step: how many connections match, and the sort
+    /// keys of the first `keep` of them in `sort` order.
+    ConnKeys {
+        sort: ConnSort,
+        keep: usize,
+        cid: Option<u64>,
+    },
+    /// `/connz`, second step: full reports of these connections, each
+    /// with at most `.1` of its subscriptions listed.
+    Conns { want: Vec<(u64, usize)> },
+    /// `/subsz`: sublist statistics and, when `list`, how many
+    /// subscriptions match `test` and the first `keep` in (cid, sid) order.
+    Subs {
+        list: bool,
+        test: Option<String>,
+        keep: usize,
+    },
+}
+
+/// A connection's place in a `/connz` ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConnKey {
+    pub key: u128,
+    pub cid: u64,
+    /// Its subscription count (to budget the lists asked for next).
+    pub subs: usize,
+    /// The shard that owns it.
+    pub shard: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -45,55 +136,136 @@ pub struct ConnReport {
 
 #[derive(Debug, Clone, Default)]
 pub struct ShardReport {
+    /// Connections (or subscriptions) that matched, before paging.
+    pub matched: usize,
+    pub keys: Vec<ConnKey>,
     pub conns: Vec<ConnReport>,
     pub sublist: SublistStats,
     pub subs: Vec<SubDetail>,
     pub max_fanout: usize,
 }
 
+/// Sorts `items` and keeps the first `keep`, touching each once more
+/// than a full sort would only when it is kept.
+pub fn first_sorted<T: Ord>(items: &mut Vec<T>, keep: usize) {
+    if keep == 0 {
+        items.clear();
+        return;
+    }
+    if items.len() > keep {
+        items.select_nth_unstable(keep - 1);
+        items.truncate(keep);
+    }
+    items.sort_unstable();
+}
+
 pub fn report(shard: &Rc<Shard>, q: &Query) -> ShardReport {
-    let clients = shard.clients.borrow();
-    let mut conns = Vec::new();
-    for c in clients.values() {
-        if q.cid.is_some_and(|cid| cid != c.cid) {
-            continue;
+    match q {
+        Query::ConnKeys { sort, keep, cid } => {
+            let clients = shard.clients.borrow();
+            let key = |c: &Rc<Client>| conn_key(shard, c, *sort);
+            let mut keys: Vec<ConnKey> = match cid {
+                Some(cid) => clients.get(cid).into_iter().map(key).collect(),
+                None => clients.values().map(key).collect(),
+            };
+            let matched = keys.len();
+            first_sorted(&mut keys, *keep);
+            ShardReport {
+                matched,
+                keys,
+                ..Default::default()
+            }
         }
-        let connect = c.connect.borrow();
-        let subs = c.subs.borrow();
-        let details = if q.subs_detail {
-            subs.values().map(|s| detail(&s.0)).collect()
-        } else {
-            Vec::new()
-        };
-        conns.push(ConnReport {
-            cid: c.cid,
-            ip: c.addr.ip().to_string(),
-            port: c.addr.port(),
-            start: c.start,
-            last_activity: c.last_activity.get(),
-            pending_bytes: c.out.len(),
-            in_msgs: c.counters.in_msgs.get(),
-            out_msgs: c.counters.out_msgs.get(),
-            in_bytes: c.counters.in_bytes.get(),
-            out_bytes: c.counters.out_bytes.get(),
-            subscriptions: subs.len(),
-            name: connect.name.clone(),
-            lang: connect.lang.clone(),
-            version: connect.version.clone(),
-            subs: details,
-            shard: shard.id,
-        });
+        Query::Conns { want } => {
+            let clients = shard.clients.borrow();
+            let conns = want
+                .iter()
+                .filter_map(|(cid, subs)| Some(conn_report(shard, clients.get(cid)?, *subs)))
+                .collect();
+            ShardReport {
+                conns,
+                ..Default::default()
+            }
+        }
+        Query::Subs { list, test, keep } => {
+            let sl = shard.subs.borrow();
+            let mut report = ShardReport {
+                sublist: sl.stats(),
+                ..Default::default()
+            };
+            if *list {
+                let mut found = Vec::new();
+                sl.for_each(|_, _, s| {
+                    let s = &s.0;
+                    if test
+                        .as_ref()
+                        .is_none_or(|t| crate::subject::matches(&s.subject, t.as_bytes()))
+                    {
+                        found.push(SubOrder(s.cid(), s.sid.clone(), s.clone()));
+                    }
+                });
+                report.matched = found.len();
+                first_sorted(&mut found, *keep);
+                report.subs = found.iter().map(|o| detail(&o.2)).collect();
+            }
+            report
+        }
     }
-    let sl = shard.subs.borrow();
-    let mut subs = Vec::new();
-    if q.subs_detail {
-        sl.for_each(|_, _, s| subs.push(detail(&s.0)));
+}
+
+/// A subscription ordered by (cid, sid) for `/subsz` paging.
+struct SubOrder(u64, bytes::Bytes, Rc<crate::client::Sub>);
+
+impl PartialEq for SubOrder {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0, &self.1) == (other.0, &other.1)
     }
-    ShardReport {
-        conns,
-        sublist: sl.stats(),
-        subs,
-        max_fanout: 0,
+}
+impl Eq for SubOrder {}
+impl PartialOrd for SubOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for SubOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0, &self.1).cmp(&(other.0, &other.1))
+    }
+}
+
+fn conn_key(shard: &Shard, c: &Client, sort: ConnSort) -> ConnKey {
+    ConnKey {
+        key: sort.key(c),
+        cid: c.cid,
+        subs: c.subs.borrow().len(),
+        shard: shard.id,
+    }
+}
+
+fn conn_report(shard: &Rc<Shard>, c: &Client, list_subs: usize) -> ConnReport {
+    let connect = c.connect.borrow();
+    let subs = c.subs.borrow();
+    ConnReport {
+        cid: c.cid,
+        ip: c.addr.ip().to_string(),
+        port: c.addr.port(),
+        start: c.start,
+        last_activity: c.last_activity.get(),
+        pending_bytes: c.out.len(),
+        in_msgs: c.counters.in_msgs.get(),
+        out_msgs: c.counters.out_msgs.get(),
+        in_bytes: c.counters.in_bytes.get(),
+        out_bytes: c.counters.out_bytes.get(),
+        subscriptions: subs.len(),
+        name: connect.name.clone(),
+        lang: connect.lang.clone(),
+        version: connect.version.clone(),
+        subs: subs
+            .values()
+            .take(list_subs)
+            .map(|s| detail(&s.0))
+            .collect(),
+        shard: shard.id,
     }
 }
 
@@ -108,5 +280,47 @@ fn detail(s: &crate::client::Sub) -> SubDetail {
         msgs: s.delivered.get(),
         max: s.max.get(),
         cid: s.cid(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_sorted_keeps_the_smallest_in_order() {
+        let mut v: Vec<u32> = (0..100).rev().collect();
+        first_sorted(&mut v, 5);
+        assert_eq!(v, [0, 1, 2, 3, 4]);
+        let mut v = vec![3, 1, 2];
+        first_sorted(&mut v, 10);
+        assert_eq!(v, [1, 2, 3]);
+        first_sorted(&mut v, 0);
+        assert!(v.is_empty());
+    }
+
+    /// Merging each shard's first `offset + limit` and paging the merge
+    /// gives the page a global sort would.
+    #[test]
+    fn per_shard_paging_matches_a_global_sort() {
+        let shards: Vec<Vec<u32>> = vec![
+            (0..50).map(|i| i * 3).collect(),
+            (0..50).map(|i| i * 7 % 101).collect(),
+            vec![5, 5, 5, 200],
+        ];
+        let mut all: Vec<u32> = shards.concat();
+        all.sort_unstable();
+        for (offset, limit) in [(0, 10), (7, 3), (40, 100), (150, 5)] {
+            let mut merged = Vec::new();
+            for s in &shards {
+                let mut s = s.clone();
+                first_sorted(&mut s, offset + limit);
+                merged.extend(s);
+            }
+            merged.sort_unstable();
+            let page: Vec<u32> = merged.into_iter().skip(offset).take(limit).collect();
+            let want: Vec<u32> = all.iter().copied().skip(offset).take(limit).collect();
+            assert_eq!(page, want, "offset {offset} limit {limit}");
+        }
     }
 }
