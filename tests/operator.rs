@@ -584,3 +584,124 @@ async fn nats_py_creds_file() {
         s.log()
     );
 }
+
+/// A JWT as nats-io/jwt v1 (older `nsc`) made them: header
+/// `{"typ":"jwt","alg":"ed25519"}`, `type` (and a user's
+/// `issuer_account`) at the top level of the claims, no `version`, and
+/// the signature over the claims part alone.
+fn encode_v1(mut claims: Value, signer: &KeyPair) -> String {
+    claims["iss"] = json!(signer.public_key());
+    claims["iat"] = json!(now());
+    claims["jti"] = json!(b64(&rand::random::<[u8; 16]>()));
+    let header = b64(br#"{"typ":"jwt","alg":"ed25519"}"#);
+    let body = b64(claims.to_string().as_bytes());
+    let sig = signer.sign(body.as_bytes()).unwrap();
+    format!("{header}.{body}.{}", b64(&sig))
+}
+
+/// Hardening #21: a version-1 operator (from a file, with a signing key),
+/// two v1 accounts (one signed by the operator's signing key, a stream
+/// export/import between them, an account signing key) and v1 user creds
+/// files log in and exchange messages. nats-server 2.9.10 accepts the
+/// same files (its jwt library migrates v1 claims); a v1 user whose
+/// signature covers header.claims (the v2 way) is refused by both.
+#[tokio::test]
+async fn version_1_jwts_from_older_nsc_log_in() {
+    let (op, op_sk) = (KeyPair::new_operator(), KeyPair::new_operator());
+    let (a, a_sk, b) = (
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+    );
+    let op_jwt = encode_v1(
+        json!({"sub": op.public_key(), "name": "OLD", "type": "operator",
+               "nats": {"signing_keys": [op_sk.public_key()]}}),
+        &op,
+    );
+    let unlimited = json!({"subs": -1, "conn": -1, "leaf": -1, "imports": -1, "exports": -1,
+                           "data": -1, "payload": -1, "wildcards": true});
+    let a_jwt = encode_v1(
+        json!({"sub": a.public_key(), "name": "A", "type": "account",
+               "nats": {"signing_keys": [a_sk.public_key()], "limits": unlimited,
+                        "exports": [{"name": "events", "subject": "events.>",
+                                     "type": "stream"}]}}),
+        &op_sk,
+    );
+    let b_jwt = encode_v1(
+        json!({"sub": b.public_key(), "name": "B", "type": "account",
+               "nats": {"limits": unlimited,
+                        "imports": [{"name": "events", "subject": "events.>",
+                                     "account": a.public_key(), "to": "",
+                                     "type": "stream"}]}}),
+        &op,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let op_path = dir.path().join("OLD.jwt");
+    std::fs::write(
+        &op_path,
+        format!("-----BEGIN NATS OPERATOR JWT-----\n{op_jwt}\n------END NATS OPERATOR JWT------\n"),
+    )
+    .unwrap();
+    let conf = format!(
+        "operator: \"{}\"\nresolver: MEMORY\nresolver_preload {{\n  {}: \"{a_jwt}\"\n  {}: \"{b_jwt}\"\n}}\n",
+        op_path.display(),
+        a.public_key(),
+        b.public_key(),
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    // A's user is signed by A's signing key; B's by B itself.
+    let (ua, ub) = (KeyPair::new_user(), KeyPair::new_user());
+    let ua_jwt = encode_v1(
+        json!({"sub": ua.public_key(), "name": "ua", "type": "user",
+               "issuer_account": a.public_key(), "nats": {"pub": {}, "sub": {}}}),
+        &a_sk,
+    );
+    let ub_jwt = encode_v1(
+        json!({"sub": ub.public_key(), "name": "ub", "type": "user", "nats": {}}),
+        &b,
+    );
+    let mut clients = Vec::new();
+    for (name, jwt, key) in [("ua", &ua_jwt, &ua), ("ub", &ub_jwt, &ub)] {
+        let path = dir.path().join(format!("{name}.creds"));
+        std::fs::write(&path, creds(jwt, key)).unwrap();
+        let opts = async_nats::ConnectOptions::with_credentials_file(&path)
+            .await
+            .unwrap();
+        clients.push(s.client_with(opts).await);
+    }
+    let (ca, cb) = (&clients[0], &clients[1]);
+    let mut own = ca.subscribe("events.>").await.unwrap();
+    let mut imported = cb.subscribe("events.>").await.unwrap();
+    sync(ca).await;
+    sync(cb).await;
+    ca.publish("events.one", "v1".into()).await.unwrap();
+    let m = next(&mut own, "A's own message").await;
+    assert_eq!(&m.payload[..], b"v1");
+    let m = next(&mut imported, "imported into B").await;
+    assert_eq!(m.subject.as_str(), "events.one");
+    // Permissions from v1 user claims hold.
+    let uc = KeyPair::new_user();
+    let uc_jwt = encode_v1(
+        json!({"sub": uc.public_key(), "name": "uc", "type": "user",
+               "nats": {"pub": {}, "sub": {"allow": ["events.>"]}}}),
+        &b,
+    );
+    let mut r = raw_connect(&s, &uc_jwt, &uc).await;
+    // (nats-server 2.10+ sends an INFO after CONNECT.)
+    assert_eq!(next_non_info(&mut r).await.as_deref(), Some("PONG"));
+    r.send("SUB other 1\r\nPING\r\n").await;
+    assert_eq!(
+        next_non_info(&mut r).await.as_deref(),
+        Some("-ERR 'Permissions Violation for Subscription to \"other\"'")
+    );
+    // v1 claims signed over header.claims are refused.
+    let claims = json!({"sub": ub.public_key(), "iss": b.public_key(), "iat": now(),
+                        "type": "user", "nats": {}});
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"typ":"jwt","alg":"ed25519"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let forged = format!("{input}.{}", b64(&b.sign(input.as_bytes()).unwrap()));
+    expect_auth_violation(raw_connect(&s, &forged, &ub).await).await;
+}

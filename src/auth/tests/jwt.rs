@@ -391,3 +391,185 @@ fn undecorates_armored_jwts() {
     assert_eq!(undecorate(text), "eyJabc.def.ghi");
     assert_eq!(undecorate("  eyJx.y.z \n"), "eyJx.y.z");
 }
+
+/// Sign `claims` the way nats-io/jwt v1 (older `nsc`) did: header
+/// `{"typ":"jwt","alg":"ed25519"}`, `type` at the top level of the claims,
+/// the signature over the claims part alone.
+pub(crate) fn encode_v1(mut claims: Value, signer: &KeyPair) -> String {
+    claims["iss"] = json!(signer.public_key());
+    claims["iat"] = json!(now_secs());
+    let header = b64(br#"{"typ":"jwt","alg":"ed25519"}"#);
+    let body = b64(claims.to_string().as_bytes());
+    let sig = signer.sign(body.as_bytes()).expect("sign");
+    format!("{header}.{body}.{}", b64(&sig))
+}
+
+/// A v1 chain: operator (with a signing key), account signed by that
+/// key (with its own signing key, an export, limits), users signed by
+/// the account and by its signing key (`issuer_account` at the top).
+#[test]
+fn version_1_chain_is_accepted() {
+    let ch = Chain::new();
+    let op = encode_v1(
+        json!({"sub": ch.op.public_key(), "name": "O", "type": "operator",
+               "nats": {"signing_keys": [ch.op_signing.public_key()]}}),
+        &ch.op,
+    );
+    let c = decode_operator(&op).expect("v1 operator");
+    assert_eq!(c.nats.kind, "operator");
+    assert_eq!(c.nats.signing_keys, vec![ch.op_signing.public_key()]);
+    let acc = encode_v1(
+        json!({"sub": ch.acc.public_key(), "name": "A", "type": "account",
+               "nats": {"signing_keys": [ch.acc_signing.public_key()],
+                        "exports": [{"name": "ev", "subject": "ev.>", "type": "stream"}],
+                        "limits": {"subs": -1, "conn": 3, "leaf": -1, "imports": -1,
+                                   "exports": -1, "data": -1, "payload": 512,
+                                   "wildcards": true, "disk_storage": 1000000}}}),
+        &ch.op_signing,
+    );
+    let opts = Options {
+        trusted_operators: vec![op],
+        resolver: Some(crate::options::Resolver::Memory),
+        resolver_preload: vec![(ch.acc.public_key(), acc)],
+        ..Options::default()
+    };
+    let t = Trust::from_options(&opts)
+        .expect("trust")
+        .expect("operator mode");
+    let configs = t.account_configs();
+    assert_eq!(configs[0].exports.len(), 1);
+    assert_eq!(configs[0].limits.max_connections, Some(3));
+    assert_eq!(configs[0].limits.max_payload, Some(512));
+    // v1 accounts have no JetStream (jwt's migration zeroes its limits).
+    assert!(matches!(configs[0].jetstream, AccountJetStream::Disabled));
+
+    let user = encode_v1(
+        json!({"sub": ch.user.public_key(), "name": "U", "type": "user",
+               "nats": {"pub": {"allow": ["a.>"]}, "sub": {}, "payload": 100}}),
+        &ch.acc,
+    );
+    let v = t.verify_user(&user).expect("v1 user");
+    assert_eq!(v.account, ch.acc.public_key());
+    assert_eq!(v.limits.payload, Some(100));
+    // Absent limits are unlimited in v1 (jwt's `loadUser`).
+    assert_eq!(v.limits.subs, Some(-1));
+    assert_eq!(
+        v.limits
+            .permissions()
+            .and_then(|p| p.publish)
+            .and_then(|p| p.allow),
+        Some(vec!["a.>".to_string()])
+    );
+    // Signed by the account's signing key, `issuer_account` at the top.
+    let user = encode_v1(
+        json!({"sub": ch.user.public_key(), "type": "user",
+               "issuer_account": ch.acc.public_key(), "nats": {}}),
+        &ch.acc_signing,
+    );
+    assert_eq!(
+        t.verify_user(&user).expect("signing key").account,
+        ch.acc.public_key()
+    );
+    // Without `nats` at all.
+    let user = encode_v1(
+        json!({"sub": ch.user.public_key(), "type": "user"}),
+        &ch.acc,
+    );
+    assert!(t.verify_user(&user).is_ok());
+    // A v1 user under a v2 chain is fine too (nats-server mixes them).
+    let t2 = ch.trust(ch.account(&ch.op, json!({})));
+    assert!(t2.verify_user(&user).is_ok());
+}
+
+#[test]
+fn version_1_signatures_and_types_are_checked() {
+    let ch = Chain::new();
+    let claims = json!({"sub": ch.op.public_key(), "name": "O", "type": "operator"});
+    // v1 claims signed the v2 way (over header.claims) do not verify.
+    let mut c = claims.clone();
+    c["iss"] = json!(ch.op.public_key());
+    let header = b64(br#"{"typ":"jwt","alg":"ed25519"}"#);
+    let input = format!("{header}.{}", b64(c.to_string().as_bytes()));
+    let sig = ch.op.sign(input.as_bytes()).unwrap();
+    assert_eq!(
+        decode_operator(&format!("{input}.{}", b64(&sig))).unwrap_err(),
+        JwtError::BadSignature
+    );
+    // Nor does a v2 token whose signature covers only the claims.
+    let v2 = json!({"sub": ch.op.public_key(), "iss": ch.op.public_key(),
+                    "nats": {"type": "operator", "version": 2}});
+    let body = b64(v2.to_string().as_bytes());
+    let sig = ch.op.sign(body.as_bytes()).unwrap();
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    assert_eq!(
+        decode_operator(&format!("{header}.{body}.{}", b64(&sig))).unwrap_err(),
+        JwtError::BadSignature
+    );
+    // Forged v1 signature.
+    let good = encode_v1(claims.clone(), &ch.op);
+    let (head, _) = good.rsplit_once('.').unwrap();
+    assert_eq!(
+        decode_operator(&format!("{head}.{}", b64(&[1u8; 64]))).unwrap_err(),
+        JwtError::BadSignature
+    );
+    // The top-level type decides the kind.
+    let acc = encode_v1(
+        json!({"sub": ch.acc.public_key(), "type": "account"}),
+        &ch.op,
+    );
+    assert!(matches!(
+        decode_operator(&acc),
+        Err(JwtError::WrongType { .. })
+    ));
+    assert!(decode_account(&acc).is_ok());
+    // A version newer than this code knows.
+    let v3 = encode(
+        json!({"sub": ch.op.public_key(), "nats": {"type": "operator", "version": 3}}),
+        &ch.op,
+    );
+    assert_eq!(decode_operator(&v3).unwrap_err(), JwtError::NewerVersion(3));
+    // Too large.
+    let huge = "a".repeat(MAX_TOKEN_SIZE + 1);
+    assert!(matches!(decode_operator(&huge), Err(JwtError::TooLarge(_))));
+}
+
+/// A v1 activation token: `issuer_account` at the top, the import type
+/// in `nats.type`.
+#[test]
+fn version_1_activation_token() {
+    let ch = Chain::new();
+    let exp_key = KeyPair::new_account();
+    let exp_signing = KeyPair::new_account();
+    let exporter = encode_v1(
+        json!({"sub": exp_key.public_key(), "name": "E", "type": "account",
+               "nats": {"signing_keys": [exp_signing.public_key()],
+                        "exports": [{"subject": "priv.>", "type": "stream", "token_req": true}]}}),
+        &ch.op,
+    );
+    let activation = encode_v1(
+        json!({"sub": ch.acc.public_key(), "type": "activation",
+               "issuer_account": exp_key.public_key(),
+               "nats": {"subject": "priv.>", "type": "stream"}}),
+        &exp_signing,
+    );
+    let c: Claims<ActivationNats> = decode(&activation).expect("v1 activation");
+    assert_eq!(c.nats.kind, "activation");
+    assert_eq!(c.nats.issuer_account, exp_key.public_key());
+    let importer = ch.account(
+        &ch.op,
+        json!({"imports": [{"subject": "priv.>", "account": exp_key.public_key(),
+                            "type": "stream", "token": activation}]}),
+    );
+    let mut opts = ch.options(importer);
+    opts.resolver_preload.push((exp_key.public_key(), exporter));
+    let t = Trust::from_options(&opts).unwrap().unwrap();
+    let configs = t.account_configs();
+    let imp = configs
+        .iter()
+        .find(|a| a.name == ch.acc.public_key())
+        .expect("importer");
+    // The token-required import survives: its v1 activation verified.
+    assert_eq!(imp.imports.len(), 1, "{:?}", imp.imports);
+    assert_eq!(imp.imports[0].account, exp_key.public_key());
+    assert_eq!(imp.imports[0].subject, "priv.>");
+}
