@@ -509,3 +509,55 @@ async fn default_address_is_all_interfaces() {
     sync(&c).await;
     assert_eq!(s.http("/healthz").await.0, 200);
 }
+
+/// Hardening #22: a broken configuration file stops the server with the
+/// reference's words (`Parse error on line N: '…'`, which launchers match
+/// on) and, on ours, the `file:line:col` in front of them. Both on start
+/// and with `-t`.
+#[tokio::test]
+async fn config_syntax_errors_carry_the_reference_phrase_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unterminated.conf",
+            "port: 4222\nauthorization {\n  user: a\n",
+            "Parse error on line 4: 'Unexpected EOF processing map.'",
+            ":2:15: ",
+        ),
+        (
+            "kv.conf",
+            "port: 4222\nfoo = = bar\n",
+            "Parse error on line 2: 'Expected a top-level value to end with a new line, comment or EOF, but got 'b' instead.'",
+            ":2:9: ",
+        ),
+        (
+            "quote.conf",
+            "port: 4222\nserver_name: \"abc\n",
+            "Parse error on line 3: 'Unexpected EOF.'",
+            ":2:14: ",
+        ),
+        (
+            "include.conf",
+            "port: 4222\ninclude ./nope.conf\n",
+            "error parsing include file './nope.conf', open ",
+            ":2:9: ",
+        ),
+    ];
+    for (name, text, phrase, at) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let p = path.to_str().unwrap();
+        for args in [vec!["-c", p], vec!["-t", "-c", p]] {
+            let (status, out, err) = run_to_exit(&args, Duration::from_secs(10)).await;
+            let all = format!("{err}{out}");
+            assert!(!status.success(), "{args:?} must fail: {all}");
+            let line = line_with(&all, phrase);
+            if !common::is_reference() {
+                assert!(
+                    line.contains(&format!("{p}{at}")),
+                    "{args:?}: no {p}{at} in {line:?}"
+                );
+            }
+        }
+    }
+}

@@ -135,6 +135,22 @@ impl<'a> Cursor<'a> {
         self.pos().err(msg)
     }
 
+    /// A syntax error about the construct at `at`, reported as nats-server's
+    /// lexer does (`Parse error on line N: '…'`, N the line the cursor is
+    /// on now) after our `file:line:col`.
+    pub(crate) fn syntax(&self, at: &Pos, msg: impl Into<String>) -> ConfigError {
+        ConfigError::Syntax {
+            pos: at.clone(),
+            line: self.line,
+            message: msg.into(),
+        }
+    }
+
+    /// A syntax error at the cursor.
+    pub(crate) fn syntax_here(&self, msg: impl Into<String>) -> ConfigError {
+        self.syntax(&self.pos(), msg)
+    }
+
     pub(crate) fn peek(&self) -> Option<char> {
         self.src.get(self.off..).and_then(|s| s.chars().next())
     }
@@ -197,14 +213,22 @@ impl<'a> Cursor<'a> {
 
     /// Read a key: `"quoted"`, `'quoted'` (no escapes, as in nats) or bare.
     /// Returns the key, its position and whether it was bare.
-    pub(crate) fn lex_key(&mut self) -> Result<(String, Pos, bool), ConfigError> {
+    pub(crate) fn lex_key(&mut self, in_map: bool) -> Result<(String, Pos, bool), ConfigError> {
         let pos = self.pos();
         if let Some(q @ ('"' | '\'')) = self.peek() {
             self.bump();
             let start = self.off;
             loop {
                 match self.peek() {
-                    None => return Err(pos.err("Unexpected EOF processing quoted key.")),
+                    None => {
+                        // nats' words differ by place and quote.
+                        let msg = match (in_map, q) {
+                            (false, _) => "Unexpected EOF.",
+                            (true, '"') => "Unexpected EOF processing double quoted map key.",
+                            (true, _) => "Unexpected EOF processing quoted map key.",
+                        };
+                        return Err(self.syntax(&pos, msg));
+                    }
                     Some(c) if c == q => break,
                     Some(_) => {
                         self.bump();
@@ -226,7 +250,10 @@ impl<'a> Cursor<'a> {
             self.bump();
         }
         if self.off == start {
-            return Err(pos.err(format!("expected a key but got '{}'", show(self.peek()))));
+            return Err(self.syntax(
+                &pos,
+                format!("expected a key but got '{}'", show(self.peek())),
+            ));
         }
         Ok((self.src[start..self.off].to_string(), pos, true))
     }
@@ -243,7 +270,12 @@ impl<'a> Cursor<'a> {
                     self.bump();
                 }
                 if self.peek().is_none() {
-                    return Err(pos.err("Unexpected EOF in quoted include"));
+                    let msg = if q == '"' {
+                        "Unexpected EOF in double quoted include"
+                    } else {
+                        "Unexpected EOF in quoted include"
+                    };
+                    return Err(self.syntax(&pos, msg));
                 }
                 let path = self.src[start..self.off].to_string();
                 self.bump();
@@ -272,7 +304,7 @@ impl<'a> Cursor<'a> {
                 return Ok((path, pos));
             }
         };
-        Err(pos.err(format!("Expected include value but found {what}")))
+        Err(self.syntax(&pos, format!("Expected include value but found {what}")))
     }
 
     /// Read one value. Leading spaces/tabs are skipped; a new line before
@@ -293,8 +325,15 @@ impl<'a> Cursor<'a> {
             Some('"') => self.lex_double_quoted(&pos)?,
             Some('(') => self.lex_block(&pos)?,
             Some(c) if c == '-' || c.is_ascii_digit() => self.lex_number()?,
-            Some('.') => return Err(pos.err("Floats must start with a digit")),
-            Some(c) if is_nl(c) => return Err(pos.err("Expected value but found new line")),
+            Some('.') => return Err(self.syntax(&pos, "Floats must start with a digit")),
+            // nats' lexer is past the new line when it says so.
+            Some(c) if is_nl(c) => {
+                return Err(ConfigError::Syntax {
+                    pos,
+                    line: self.line + 1,
+                    message: "Expected value but found new line".into(),
+                })
+            }
             // Includes EOF: nats reads `key =` at the end as an empty string.
             _ => self.lex_bare(self.off, Vec::new(), false)?,
         };
@@ -308,7 +347,7 @@ impl<'a> Cursor<'a> {
             self.bump();
         }
         if self.peek().is_none() {
-            return Err(pos.err("Unexpected EOF in quoted string"));
+            return Err(self.syntax(pos, "Unexpected EOF."));
         }
         let s = self.src[start..self.off].to_string();
         self.bump();
@@ -320,7 +359,7 @@ impl<'a> Cursor<'a> {
         let mut buf = Vec::new();
         loop {
             match self.peek() {
-                None => return Err(pos.err("Unexpected EOF in quoted string")),
+                None => return Err(self.syntax(pos, "Unexpected EOF.")),
                 Some('"') => {
                     self.bump();
                     break;
@@ -354,9 +393,10 @@ impl<'a> Cursor<'a> {
                     self.bump()
                 };
                 if hi.is_some_and(is_nl) || lo.is_some_and(is_nl) {
-                    return Err(
-                        at.err("Expected two hexadecimal digits after '\\x', but hit end of line")
-                    );
+                    return Err(self.syntax(
+                        &at,
+                        "Expected two hexadecimal digits after '\\x', but hit end of line",
+                    ));
                 }
                 match (
                     hi.and_then(|h| h.to_digit(16)),
@@ -365,20 +405,26 @@ impl<'a> Cursor<'a> {
                     // Both digits are < 16, so the byte cannot overflow.
                     (Some(h), Some(l)) => (h * 16 + l) as u8,
                     _ => {
-                        return Err(at.err(format!(
-                            "Expected two hexadecimal digits after '\\x', but got '{}{}'",
-                            show(hi),
-                            show(lo)
-                        )))
+                        return Err(self.syntax(
+                            &at,
+                            format!(
+                                "Expected two hexadecimal digits after '\\x', but got '{}{}'",
+                                show(hi),
+                                show(lo)
+                            ),
+                        ))
                     }
                 }
             }
             other => {
-                return Err(at.err(format!(
-                    "Invalid escape character '{}'. Only the following escape characters \
+                return Err(self.syntax(
+                    &at,
+                    format!(
+                        "Invalid escape character '{}'. Only the following escape characters \
                      are allowed: \\xXX, \\t, \\n, \\r, \\\", \\\\.",
-                    show(other)
-                )))
+                        show(other)
+                    ),
+                ))
             }
         };
         buf.push(decoded);
@@ -394,7 +440,7 @@ impl<'a> Cursor<'a> {
         loop {
             let here = self.off;
             match self.bump() {
-                None => return Err(pos.err("Unexpected EOF processing block.")),
+                None => return Err(self.syntax(pos, "Unexpected EOF processing block.")),
                 Some(')')
                     if prev == Some('\n') && matches!(self.peek(), None | Some('\n' | '\r')) =>
                 {
@@ -416,8 +462,12 @@ impl<'a> Cursor<'a> {
             self.bump();
             match self.peek() {
                 Some(c) if c.is_ascii_digit() => {}
-                Some('.') => return Err(self.err("Floats must start with a digit, not '.'.")),
-                c => return Err(self.err(format!("Expected a digit but got '{}'.", show(c)))),
+                Some('.') => {
+                    return Err(self.syntax_here("Floats must start with a digit, not '.'."))
+                }
+                c => {
+                    return Err(self.syntax_here(format!("Expected a digit but got '{}'.", show(c))))
+                }
             }
         }
         let digits_start = self.off;
@@ -428,14 +478,14 @@ impl<'a> Cursor<'a> {
         match self.peek() {
             Some('-') if !neg => {
                 if ndigits != 4 {
-                    return Err(self.err("All ISO8601 dates must be in full Zulu form."));
+                    return Err(self.syntax_here("All ISO8601 dates must be in full Zulu form."));
                 }
                 self.lex_datetime(start)
             }
             Some('.') => {
                 self.bump();
                 if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                    return Err(self.err(format!(
+                    return Err(self.syntax_here(format!(
                         "Floats must have a digit after the '.', but got '{}' instead.",
                         show(self.peek())
                     )));
@@ -512,7 +562,7 @@ impl<'a> Cursor<'a> {
                 } else {
                     format!("'{want}'")
                 };
-                return Err(self.err(format!(
+                return Err(self.syntax_here(format!(
                     "Expected {expected} in ISO8601 datetime, but found '{}' instead.",
                     show(c)
                 )));

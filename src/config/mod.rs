@@ -18,8 +18,13 @@
 //! against nats-server 2.9.10 `-t` on nats' own test configs and on the
 //! fuzz corpus):
 //! * errors are `file:line:col: message` with 1-based columns everywhere
-//!   (nats prints lexer errors as `Parse error on line N: '...'` and uses
-//!   column 0 on line 1);
+//!   (nats uses column 0 on line 1); syntax errors, which nats prints as
+//!   `Parse error on line N: '...'`, keep that phrase after our position
+//!   (`file:2:15: Parse error on line 4: 'Unexpected EOF processing map.'`:
+//!   ours points at the construct at fault, N is the line nats' lexer was
+//!   on, the last one for an unexpected end of file). The quoted texts are
+//!   nats' own, except where nats shows a raw NUL for the end of file
+//!   (`Unexpected EOF processing array.` here) and for the refusals below;
 //! * refused where nats silently drops or wraps: unknown size suffixes
 //!   (`1kbb`), integers that overflow with their suffix (`16EB`), a key with
 //!   no value at the end of the file (current nats refuses it too), an

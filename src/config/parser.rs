@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::lexer::{is_inline_ws, show, Cursor, Token};
-use super::pos::{ConfigError, Pos};
+use super::pos::{go_clean, go_io_error, ConfigError, Pos};
 use super::value::{Entry, Map, Value, ValueKind};
 
 /// Deepest nesting of maps/arrays accepted; keeps hostile input from
@@ -88,7 +88,9 @@ impl Parser<'_, '_, '_> {
                     return match braces.last() {
                         // nats accepts a missing final '}'; a truncated file
                         // is more likely than intent, so we refuse it.
-                        Some(open) => Err(open.err("Unexpected EOF: this '{' is never closed.")),
+                        Some(open) => Err(self
+                            .cur
+                            .syntax(open, "Unexpected EOF: this '{' is never closed.")),
                         None => Ok(()),
                     };
                 }
@@ -101,7 +103,9 @@ impl Parser<'_, '_, '_> {
                     braces.pop();
                 }
                 Some(c @ (':' | '=')) => {
-                    return Err(pos.err(format!("Unexpected key separator '{c}'")));
+                    return Err(self
+                        .cur
+                        .syntax(&pos, format!("Unexpected key separator '{c}'")));
                 }
                 Some('}') => {
                     // nats tolerates one stray '}' closing the file (JSON
@@ -109,11 +113,14 @@ impl Parser<'_, '_, '_> {
                     self.cur.bump();
                     self.cur.skip_ws_and_comments();
                     if self.cur.peek().is_some() {
-                        return Err(pos.err("Unexpected '}' at top level"));
+                        return Err(self.cur.syntax(&pos, "Unexpected '}' at top level"));
                     }
                 }
                 Some('/') if !self.cur.at_comment() => {
-                    return Err(pos.err("Unexpected '/' at top level (comments start with '//')"));
+                    return Err(self.cur.syntax(
+                        &pos,
+                        "Unexpected '/' at top level (comments start with '//')",
+                    ));
                 }
                 Some(_) => {
                     self.entry(Ctx::Top)?;
@@ -139,7 +146,7 @@ impl Parser<'_, '_, '_> {
                 self.cur.bump();
                 Ok(())
             }
-            c => Err(self.cur.err(format!(
+            c => Err(self.cur.syntax_here(format!(
                 "Expected a top-level value to end with a new line, comment or EOF, \
                  but got '{}' instead.",
                 show(c)
@@ -150,7 +157,7 @@ impl Parser<'_, '_, '_> {
     /// One `key [=|:] value`, or `include path`, stored into the innermost
     /// scope.
     fn entry(&mut self, ctx: Ctx) -> Result<(), ConfigError> {
-        let (key, key_pos, bare) = self.cur.lex_key()?;
+        let (key, key_pos, bare) = self.cur.lex_key(ctx == Ctx::Map)?;
         if bare
             && key.eq_ignore_ascii_case("include")
             && self.cur.peek().is_some_and(char::is_whitespace)
@@ -173,7 +180,11 @@ impl Parser<'_, '_, '_> {
         }
         if ctx == Ctx::Map {
             match self.cur.peek() {
-                Some(',') => return Err(self.cur.err("Unexpected map value terminator ','.")),
+                Some(',') => {
+                    return Err(self
+                        .cur
+                        .syntax_here("Unexpected map value terminator \",\"."))
+                }
                 Some('}') => {
                     return Err(key_pos.err(format!("config is invalid: key '{key}' has no value")))
                 }
@@ -227,11 +238,17 @@ impl Parser<'_, '_, '_> {
                     self.cur.bump();
                     break;
                 }
-                Some(']') => return Err(self.cur.err("Unexpected array end ']' processing map.")),
-                Some(c @ (':' | '=')) => {
-                    return Err(self.cur.err(format!("Unexpected key separator '{c}'.")))
+                Some(']') => {
+                    return Err(self
+                        .cur
+                        .syntax_here("Unexpected array end ']' processing map."))
                 }
-                None => return Err(pos.err("Unexpected EOF processing map.")),
+                Some(c @ (':' | '=')) => {
+                    return Err(self
+                        .cur
+                        .syntax_here(format!("Unexpected key separator '{c}'.")))
+                }
+                None => return Err(self.cur.syntax(&pos, "Unexpected EOF processing map.")),
                 Some(_) => {
                     self.entry(Ctx::Map)?;
                     self.map_value_end()?;
@@ -256,8 +273,8 @@ impl Parser<'_, '_, '_> {
             }
             // The map loop reports EOF with the map's position.
             Some('}') | None => Ok(()),
-            c => Err(self.cur.err(format!(
-                "Expected a map value terminator ',' or a map terminator '}}', \
+            c => Err(self.cur.syntax_here(format!(
+                "Expected a map value terminator \",\" or a map terminator \"}}\", \
                  but got '{}' instead.",
                 show(c)
             ))),
@@ -275,8 +292,12 @@ impl Parser<'_, '_, '_> {
                     self.cur.bump();
                     break;
                 }
-                Some(',') => return Err(self.cur.err("Unexpected array value terminator ','.")),
-                None => return Err(pos.err("Unexpected EOF processing array.")),
+                Some(',') => {
+                    return Err(self
+                        .cur
+                        .syntax_here("Unexpected array value terminator ','."))
+                }
+                None => return Err(self.cur.syntax(&pos, "Unexpected EOF processing array.")),
                 Some(_) => {
                     items.push(self.value()?);
                     self.array_value_end()?;
@@ -299,8 +320,8 @@ impl Parser<'_, '_, '_> {
                 Ok(())
             }
             Some(']') | None => Ok(()),
-            c => Err(self.cur.err(format!(
-                "Expected an array value terminator ',' or an array terminator ']', \
+            c => Err(self.cur.syntax_here(format!(
+                "Expected an array value terminator \",\" or an array terminator \"]\", \
                  but got '{}' instead.",
                 show(c)
             ))),
@@ -386,8 +407,14 @@ impl Parser<'_, '_, '_> {
                 "error parsing include file '{rel}', not a regular file"
             )));
         }
-        let text = read_text(&full)
-            .map_err(|e| pos.err(format!("error parsing include file '{rel}', {e}")))?;
+        // nats' words: `error parsing include file 'x.conf', open
+        // dir/x.conf: no such file or directory`.
+        let text = read_text(&full).map_err(|e| {
+            pos.err(format!(
+                "error parsing include file '{rel}', {}",
+                go_io_error(&go_clean(&full), &e)
+            ))
+        })?;
         self.shared.include_stack.push(canon);
         let parsed = parse_document(&text, Arc::from(full), self.shared);
         self.shared.include_stack.pop();
