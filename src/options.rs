@@ -238,6 +238,10 @@ pub struct TlsConfig {
     /// Handshake timeout (nats default 2s when unset).
     pub timeout: Option<Duration>,
     pub handshake_first: bool,
+    /// `handshake_first: 300ms` / `auto` (nats' `TLSHandshakeFirstFallback`):
+    /// wait this long for the client to start TLS, then send INFO and go on
+    /// as without `handshake_first`. `None`: TLS first only.
+    pub handshake_first_fallback: Option<Duration>,
     pub cipher_suites: Vec<String>,
     pub curve_preferences: Vec<String>,
     pub pinned_certs: Vec<String>,

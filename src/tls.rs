@@ -41,6 +41,9 @@ pub struct Tls {
     pub config: Arc<ServerConfig>,
     pub verify: bool,
     pub handshake_first: bool,
+    /// With `handshake_first`: how long to wait for the client to start
+    /// TLS before sending INFO first after all (`None`: TLS first only).
+    pub fallback: Option<Duration>,
     pub timeout: Duration,
 }
 
@@ -117,6 +120,7 @@ pub fn build(t: &TlsConfig) -> Result<Tls, TlsError> {
         config: Arc::new(config),
         verify: t.verify,
         handshake_first: t.handshake_first,
+        fallback: t.handshake_first_fallback.filter(|_| t.handshake_first),
         timeout: t.timeout.unwrap_or(DEFAULT_TIMEOUT),
     })
 }

@@ -173,6 +173,105 @@ async fn handshake_first_serves_clients_that_start_with_tls() {
     round_trip(&c, "tls.first").await;
 }
 
+/// Skip under nats-server 2.9, which has no `handshake_first` (2.10+ has;
+/// run with `BROKER_EDGE_BIN=target/refs/bin/nats-server-2.15.3`).
+fn skip_without_handshake_first() -> bool {
+    let skip = is_reference() && !common::server_bin().to_string_lossy().contains("2.15");
+    if skip {
+        eprintln!("skipped: nats-server 2.9 has no handshake_first (2.10+ has)");
+    }
+    skip
+}
+
+/// Hardening #23: `handshake_first: 300ms` (nats' fallback delay) waits
+/// that long for a client to start TLS, then sends INFO in the clear and
+/// the client upgrades as usual. Both kinds of client get in: one that
+/// starts with TLS, and one that waits for INFO (async-nats with TLS
+/// required the normal way). `auto` is the same with 50ms.
+#[tokio::test]
+async fn handshake_first_with_a_fallback_delay_serves_info_first_clients() {
+    if skip_without_handshake_first() {
+        return;
+    }
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf("handshake_first: 300ms"), &[]);
+    let ca = pki.path("ca.pem");
+    // A client that waits for INFO gets it once the delay has passed.
+    let started = std::time::Instant::now();
+    let raw = s.raw().await;
+    let waited = started.elapsed();
+    assert_eq!(raw.info["tls_required"], true, "INFO: {}", raw.info);
+    assert!(
+        waited >= Duration::from_millis(250),
+        "INFO after {waited:?}, before the 300ms fallback delay"
+    );
+    drop(raw);
+    let info_first = s.client_with(tls_opts(&ca)).await;
+    round_trip(&info_first, "tls.fallback.info").await;
+    let tls_first = s.client_with(tls_opts(&ca).tls_first()).await;
+    round_trip(&tls_first, "tls.fallback.first").await;
+
+    let s = Server::start_with_config(&pki.conf("handshake_first: auto"), &[]);
+    let info_first = s.client_with(tls_opts(&ca)).await;
+    round_trip(&info_first, "tls.auto.info").await;
+    let tls_first = s.client_with(tls_opts(&ca).tls_first()).await;
+    round_trip(&tls_first, "tls.auto.first").await;
+}
+
+/// `handshake_first: true` (no delay) still refuses a client that waits
+/// for INFO: the server never sends it in the clear.
+#[tokio::test]
+async fn handshake_first_without_a_delay_refuses_info_first_clients() {
+    if skip_without_handshake_first() {
+        return;
+    }
+    let pki = Pki::new();
+    let s = Server::start_with_config(&pki.conf("handshake_first: true"), &[]);
+    let mut sock = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let got = tokio::time::timeout(
+        Duration::from_millis(700),
+        tokio::io::AsyncReadExt::read(&mut sock, &mut buf),
+    )
+    .await;
+    assert!(
+        !matches!(got, Ok(Ok(n)) if buf[..n].starts_with(b"INFO")),
+        "INFO sent in the clear with handshake_first: true: {got:?}"
+    );
+    connect_fails(&s, tls_opts(&pki.path("ca.pem"))).await;
+    let c = s
+        .client_with(tls_opts(&pki.path("ca.pem")).tls_first())
+        .await;
+    round_trip(&c, "tls.first.only").await;
+}
+
+/// The reference's words for a value `handshake_first` does not take.
+#[tokio::test]
+async fn handshake_first_bad_values_are_refused() {
+    if skip_without_handshake_first() {
+        return;
+    }
+    let pki = Pki::new();
+    for (value, want) in [
+        (
+            "bogus",
+            "field \"handshake_first\"'s value \"bogus\" is invalid",
+        ),
+        (
+            "5",
+            "field \"handshake_first\" should be a boolean or a string, got int64",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("hf.conf");
+        std::fs::write(&conf, pki.conf(&format!("handshake_first: {value}"))).unwrap();
+        let (status, out, err) =
+            common::run_to_exit(&["-c", conf.to_str().unwrap()], Duration::from_secs(10)).await;
+        assert!(!status.success(), "{value}: started");
+        assert!(format!("{out}{err}").contains(want), "{value}: {out}{err}");
+    }
+}
+
 #[tokio::test]
 async fn tls_command_line_flags() {
     let pki = Pki::new();

@@ -34,9 +34,9 @@ pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: Socket, writer: TcpSt
             runtime::spawn_local(read_loop(shard, client, reader)).detach();
         }
         Some(tls) => {
-            // One TLS session cannot be driven from two descriptors.
-            drop(writer);
-            runtime::spawn_local(tls_start(shard, client, reader, tls)).detach();
+            // One TLS session cannot be driven from two descriptors (the
+            // second only peeks, for `handshake_first` with a fallback).
+            runtime::spawn_local(tls_start(shard, client, reader, writer, tls)).detach();
         }
     }
 }
@@ -44,8 +44,30 @@ pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: Socket, writer: TcpSt
 /// TLS: INFO in the clear and the client upgrades (or, with
 /// `handshake_first`, the handshake comes before INFO), within the TLS
 /// timeout; then the same reader and writer run over the TLS stream.
-async fn tls_start(shard: Rc<Shard>, client: Rc<Client>, mut stream: Socket, tls: crate::tls::Tls) {
-    if !tls.handshake_first {
+///
+/// `handshake_first` with a fallback delay (`300ms`, `auto`): nats'
+/// "TLS first fallback". The server waits that long for the client's first
+/// bytes; if any come, the handshake comes first (the bytes are not judged
+/// here: a client that is not speaking TLS fails the handshake, as in
+/// nats); if none, INFO is sent in the clear and the client upgrades as
+/// usual.
+async fn tls_start(
+    shard: Rc<Shard>,
+    client: Rc<Client>,
+    mut stream: Socket,
+    peeker: TcpStream,
+    tls: crate::tls::Tls,
+) {
+    let mut first = tls.handshake_first;
+    if let (true, Some(wait)) = (first, tls.fallback) {
+        // Peeking leaves the ClientHello for the handshake to read.
+        let mut byte = [0u8; 1];
+        first = runtime::timeout(wait, peeker.peek(&mut byte))
+            .await
+            .is_some();
+    }
+    drop(peeker);
+    if !first {
         let info = client.info(false).to_line();
         if stream.write_all(&info).await.is_err() {
             release(&shard, &client, CloseReason::WriteError);
@@ -59,7 +81,7 @@ async fn tls_start(shard: Rc<Shard>, client: Rc<Client>, mut stream: Socket, tls
     let reason = match runtime::timeout(tls.timeout, acceptor.accept(stream)).await {
         Some(Ok(tls_stream)) => {
             client.reader_fd.set(fd);
-            if tls.handshake_first {
+            if first {
                 client.send_info(false);
             }
             let (r, w) = futures_lite::io::split(tls_stream);

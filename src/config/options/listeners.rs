@@ -2,6 +2,7 @@
 //! blocks (kept as written, with their listen address typed).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::{bool_of, go_type, listen, port, seconds, str_of, strict_duration, string_list, Cx};
 use crate::config::{ConfigError, Entry, ValueKind};
@@ -47,12 +48,7 @@ pub(super) fn tls(e: &Entry) -> Result<TlsConfig, ConfigError> {
                 t.verify |= flag("verify_cert_and_check_known_urls")?
             }
             "handshake_first" | "first" | "immediate" => {
-                // nats also accepts a duration here (fallback delay).
-                t.handshake_first = match &f.value.kind {
-                    ValueKind::Bool(b) => *b,
-                    ValueKind::String(s) => !s.eq_ignore_ascii_case("false"),
-                    _ => return Err(tls_err(f, "expected 'handshake_first' to be a boolean")),
-                }
+                (t.handshake_first, t.handshake_first_fallback) = handshake_first(f)?
             }
             "cipher_suites" | "curve_preferences" => {
                 let list = string_list(f)?;
@@ -154,6 +150,42 @@ pub(super) fn websocket(cx: &mut Cx, e: &Entry, o: &mut Options) {
     }
     o.websocket = Some(w);
 }
+
+/// nats' `handshake_first` (also `first`, `immediate`): a boolean, `true`/
+/// `on`/`false`/`off`, `auto` (or `auto_fallback`: a 50ms fallback delay) or
+/// a Go duration (that fallback delay): how long the server waits for the
+/// client to start TLS before it sends INFO first after all.
+fn handshake_first(f: &Entry) -> Result<(bool, Option<Duration>), ConfigError> {
+    let s = match &f.value.kind {
+        ValueKind::Bool(b) => return Ok((*b, None)),
+        ValueKind::String(s) => s,
+        _ => {
+            return Err(f.key_pos.err(format!(
+                "field {:?} should be a boolean or a string, got {}",
+                f.key,
+                go_type(&f.value)
+            )))
+        }
+    };
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "true" | "on" => (true, None),
+        "false" | "off" => (false, None),
+        "auto" | "auto_fallback" => (true, Some(HANDSHAKE_FIRST_FALLBACK)),
+        _ => match crate::config::parse_go_duration_nanos(s) {
+            // A zero or negative delay is no fallback, as in nats.
+            Ok(n) if n > 0 => (true, Some(Duration::from_nanos(n as u64))),
+            Ok(_) => (true, None),
+            Err(_) => {
+                return Err(f
+                    .key_pos
+                    .err(format!("field {:?}'s value {s:?} is invalid", f.key)))
+            }
+        },
+    })
+}
+
+/// nats' `DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK_DELAY` (`handshake_first: auto`).
+const HANDSHAKE_FIRST_FALLBACK: Duration = Duration::from_millis(50);
 
 /// The `authorization` of websocket/mqtt blocks: user, password, token,
 /// timeout (nats' `parseSimpleAuth`).
