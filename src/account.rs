@@ -18,7 +18,7 @@ pub const GLOBAL: &str = "$G";
 pub const SYSTEM: &str = "$SYS";
 
 /// How an imported subject appears in the importing account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Mapping {
     Same,
     Prefix(String),
@@ -27,7 +27,7 @@ enum Mapping {
 
 /// Account `importer` sees messages published in the exporting account on
 /// `filter`, mapped.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamImport {
     pub importer: u32,
     filter: String,
@@ -36,7 +36,7 @@ pub struct StreamImport {
 
 /// Account `exporter` serves requests that the importer publishes on
 /// `local` (mapped back to the exporter's `remote` subject).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceImport {
     pub exporter: u32,
     local: String,
@@ -55,7 +55,9 @@ pub enum AccountError {
     },
 }
 
-#[derive(Debug, Default)]
+/// Equal when the names (so the ids), imports, exports and limits are: a
+/// reload may change users but not this (see `server::reload`).
+#[derive(Debug, Default, PartialEq)]
 pub struct Accounts {
     names: Vec<String>,
     by_name: HashMap<String, u32>,
@@ -209,9 +211,10 @@ impl Accounts {
         }
     }
 
-    /// The id of account `name` (unknown names fall back to the global one).
-    pub fn id(&self, name: &str) -> u32 {
-        self.by_name.get(name).copied().unwrap_or(0)
+    /// The id of account `name`; an unknown name is never mapped to
+    /// another account.
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
     }
 
     pub fn name(&self, id: u32) -> &str {
@@ -345,10 +348,11 @@ mod tests {
         };
         let a = Accounts::new(&opts).unwrap();
         assert!(a.multi);
-        let (ia, ib) = (a.id("A"), a.id("B"));
+        let (ia, ib) = (a.id("A").unwrap(), a.id("B").unwrap());
         assert_ne!(ia, ib);
-        assert_eq!(a.name(a.id(SYSTEM)), SYSTEM);
-        assert_ne!(a.id(SYSTEM), 0);
+        assert_eq!(a.name(a.id(SYSTEM).unwrap()), SYSTEM);
+        assert_ne!(a.id(SYSTEM), Some(0));
+        assert_eq!(a.id("nope"), None, "unknown names map to no account");
         let mut buf = Vec::new();
         let ka = a.key(ia, b"foo", &mut buf).to_vec();
         let kb = a.key(ib, b"foo", &mut buf).to_vec();
@@ -385,7 +389,7 @@ mod tests {
             ..Options::default()
         };
         let a = Accounts::new(&opts).unwrap();
-        let (ia, ib) = (a.id("A"), a.id("B"));
+        let (ia, ib) = (a.id("A").unwrap(), a.id("B").unwrap());
         assert_eq!(
             a.stream_targets(ia, "events.x"),
             vec![(ib, "a.events.x".to_string())]

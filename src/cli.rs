@@ -238,8 +238,8 @@ fn apply(cli: &mut Cli, flag: &str, canon: &'static str, v: &str) -> Result<(), 
         "jetstream" => o.jetstream = on,
         "store_dir" => o.store_dir = Some(PathBuf::from(v)),
         "user" => o.username = Some(v.to_string()),
-        "pass" => o.password = Some(v.to_string()),
-        "auth" => o.auth_token = Some(v.to_string()),
+        "pass" => o.password = Some(v.into()),
+        "auth" => o.auth_token = Some(v.into()),
         "help" => {
             if on {
                 cli.action = Action::Help

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod crash;
 pub mod global;
 pub mod jetstream;
 pub mod logging;

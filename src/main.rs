@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         eprintln!("could not open log file: {e}");
         return ExitCode::from(1);
     }
+    broker_edge::crash::install_hook();
     match server::run(opts, reload_base) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

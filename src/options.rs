@@ -57,8 +57,8 @@ pub struct Options {
     pub jetstream: bool,
     pub store_dir: Option<PathBuf>,
     pub username: Option<String>,
-    pub password: Option<String>,
-    pub auth_token: Option<String>,
+    pub password: Option<Sensitive>,
+    pub auth_token: Option<Sensitive>,
     pub config_file: Option<PathBuf>,
     /// Broker Edge's own: executor count (default: online CPUs).
     pub shards: Option<usize>,
@@ -104,11 +104,47 @@ pub enum Resolver {
     Memory,
 }
 
+/// A password or token from the configuration or the command line. Its
+/// `Debug` form is `"[redacted]"`, so dumping options never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    pub fn new(s: impl Into<String>) -> Sensitive {
+        Sensitive(s.into())
+    }
+}
+
+impl std::ops::Deref for Sensitive {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Sensitive {
+    fn from(s: String) -> Sensitive {
+        Sensitive(s)
+    }
+}
+
+impl From<&str> for Sensitive {
+    fn from(s: &str) -> Sensitive {
+        Sensitive(s.to_string())
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
 /// A user with a password (plain or bcrypt `$2a$…`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub username: String,
-    pub password: String,
+    pub password: Sensitive,
     pub permissions: Option<PermissionsConfig>,
     /// The account the user was declared in; `None` is the global account.
     pub account: Option<String>,
@@ -267,8 +303,8 @@ pub struct WebsocketConfig {
     pub jwt_cookie: Option<String>,
     pub no_auth_user: Option<String>,
     pub username: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
+    pub password: Option<Sensitive>,
+    pub token: Option<Sensitive>,
     pub auth_timeout: Option<Duration>,
 }
 

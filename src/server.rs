@@ -360,6 +360,16 @@ fn reload(g: &Global) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     refuse_unbuilt(&opts)?;
+    // Account ids are baked into every subscription key and stream
+    // placement, so accounts are fixed for a run: a changed set is refused
+    // whole rather than half applied (users may still move between the
+    // existing accounts; their connections are re-checked below).
+    let accounts = crate::account::Accounts::new(&opts).map_err(|e| e.to_string())?;
+    if accounts != g.accounts {
+        return Err("accounts, their imports, exports or limits changed: \
+             account changes are not applied by a reload; restart the server to apply them"
+            .into());
+    }
     let auth = Authenticator::new(&opts).map_err(|e| e.to_string())?;
     let ws_auth = Authenticator::new_websocket(&opts).map_err(|e| e.to_string())?;
     crate::logging::set_levels(opts.debug, opts.trace);

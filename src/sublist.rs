@@ -23,11 +23,28 @@ pub struct Matches<T> {
     pub psubs: Vec<T>,
     /// Queue groups: name and members.
     pub qsubs: Vec<(Bytes, Vec<T>)>,
+    /// Where each group sits in `qsubs`, when there are many.
+    index: GroupIndex,
 }
+
+/// Past this many groups, `Matches::group` looks names up in an index.
+const GROUP_INDEX_MIN: usize = 16;
 
 impl<T> Matches<T> {
     pub fn is_empty(&self) -> bool {
         self.psubs.is_empty() && self.qsubs.is_empty()
+    }
+
+    /// The members of group `name`, if it has any here.
+    pub fn group(&self, name: &[u8]) -> Option<&Vec<T>> {
+        match &self.index {
+            Some(index) => index.get(name).map(|&i| &self.qsubs[i].1),
+            None => self
+                .qsubs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, members)| members),
+        }
     }
 }
 
@@ -36,6 +53,7 @@ impl<T> Default for Matches<T> {
         Matches {
             psubs: Vec::new(),
             qsubs: Vec::new(),
+            index: None,
         }
     }
 }
@@ -43,7 +61,9 @@ impl<T> Default for Matches<T> {
 struct Node<T> {
     next: Option<Box<Level<T>>>,
     psubs: Vec<T>,
-    qsubs: Vec<(Bytes, Vec<T>)>,
+    /// By group name: thousands of groups on one subject must not make
+    /// each subscribe or unsubscribe a linear search.
+    qsubs: Map<Bytes, Vec<T>>,
 }
 
 impl<T> Default for Node<T> {
@@ -51,7 +71,7 @@ impl<T> Default for Node<T> {
         Node {
             next: None,
             psubs: Vec::new(),
-            qsubs: Vec::new(),
+            qsubs: Map::default(),
         }
     }
 }
@@ -155,9 +175,11 @@ impl<T: Clone + PartialEq> Sublist<T> {
         };
         match queue {
             None => node.psubs.push(item),
-            Some(q) => match node.qsubs.iter_mut().find(|(name, _)| name == q) {
-                Some((_, members)) => members.push(item),
-                None => node.qsubs.push((q.clone(), vec![item])),
+            Some(q) => match node.qsubs.get_mut(q) {
+                Some(members) => members.push(item),
+                None => {
+                    node.qsubs.insert(q.clone(), vec![item]);
+                }
             },
         }
         self.stats.subscriptions += 1;
@@ -290,28 +312,69 @@ fn walk<T>(level: &Level<T>, path: &mut Vec<u8>, f: &mut impl FnMut(&[u8], Optio
     }
 }
 
-fn add_node<T: Clone>(node: &Node<T>, out: &mut Matches<T>) {
+/// Where each group sits in `Matches::qsubs`, built only once a second
+/// node brings groups (a group may sit under several matching filters).
+type GroupIndex = Option<Map<Bytes, usize>>;
+
+fn add_node<T: Clone>(node: &Node<T>, out: &mut Matches<T>, index: &mut GroupIndex) {
     out.psubs.extend(node.psubs.iter().cloned());
+    if node.qsubs.is_empty() {
+        return;
+    }
+    if out.qsubs.is_empty() {
+        out.qsubs
+            .extend(node.qsubs.iter().map(|(q, m)| (q.clone(), m.clone())));
+        return;
+    }
+    let index = index.get_or_insert_with(|| {
+        out.qsubs
+            .iter()
+            .enumerate()
+            .map(|(i, (q, _))| (q.clone(), i))
+            .collect()
+    });
     for (q, members) in &node.qsubs {
-        match out.qsubs.iter_mut().find(|(name, _)| name == q) {
-            Some((_, m)) => m.extend(members.iter().cloned()),
-            None => out.qsubs.push((q.clone(), members.clone())),
+        match index.get(q) {
+            Some(&i) => out.qsubs[i].1.extend(members.iter().cloned()),
+            None => {
+                index.insert(q.clone(), out.qsubs.len());
+                out.qsubs.push((q.clone(), members.clone()));
+            }
         }
     }
 }
 
 fn collect<T: Clone>(level: &Level<T>, tokens: &[&[u8]], out: &mut Matches<T>) {
+    let mut index = None;
+    collect_into(level, tokens, out, &mut index);
+    if out.qsubs.len() >= GROUP_INDEX_MIN {
+        out.index = Some(index.unwrap_or_else(|| {
+            out.qsubs
+                .iter()
+                .enumerate()
+                .map(|(i, (q, _))| (q.clone(), i))
+                .collect()
+        }));
+    }
+}
+
+fn collect_into<T: Clone>(
+    level: &Level<T>,
+    tokens: &[&[u8]],
+    out: &mut Matches<T>,
+    index: &mut GroupIndex,
+) {
     let Some((tok, rest)) = tokens.split_first() else {
         return;
     };
     if let Some(fwc) = &level.fwc {
-        add_node(fwc, out);
+        add_node(fwc, out, index);
     }
     let mut step = |node: &Node<T>| {
         if rest.is_empty() {
-            add_node(node, out);
+            add_node(node, out, index);
         } else if let Some(next) = &node.next {
-            collect(next, rest, out);
+            collect_into(next, rest, out, index);
         }
     };
     if let Some(pwc) = &level.pwc {
@@ -332,16 +395,15 @@ fn remove_from<T: PartialEq>(node: &mut Node<T>, queue: Option<&Bytes>, item: &T
             None => false,
         },
         Some(q) => {
-            let Some(gi) = node.qsubs.iter().position(|(name, _)| name == q) else {
+            let Some(members) = node.qsubs.get_mut(q) else {
                 return false;
             };
-            let members = &mut node.qsubs[gi].1;
             let Some(i) = members.iter().position(|s| s == item) else {
                 return false;
             };
             members.swap_remove(i);
             if members.is_empty() {
-                node.qsubs.swap_remove(gi);
+                node.qsubs.remove(q);
             }
             true
         }

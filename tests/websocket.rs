@@ -159,3 +159,50 @@ async fn plain_http_request_is_refused() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 4"), "{text}");
 }
+
+/// Hardening #11: `allowed_connection_types` holds for websocket clients
+/// (they used to be checked as STANDARD: a STANDARD-only user got in over
+/// websocket and a WEBSOCKET-only user was refused there).
+#[tokio::test]
+async fn allowed_connection_types_apply_to_websocket() {
+    let port = free_port();
+    let s = Server::start_with_config(
+        &format!(
+            "authorization {{ users: [\n\
+               {{ user: tcp, password: tcp-Pw-1, allowed_connection_types: [\"STANDARD\"] }}\n\
+               {{ user: web, password: web-Pw-1, allowed_connection_types: [\"WEBSOCKET\"] }}\n\
+             ] }}\n\
+             websocket {{\n  host: 127.0.0.1\n  port: {port}\n  no_tls: true\n}}\n"
+        ),
+        &[],
+    );
+    s.wait_log("Listening for websocket clients", Duration::from_secs(5))
+        .await;
+    let try_connect = |url: String, user: &str, pass: &str| {
+        let opts = async_nats::ConnectOptions::new()
+            .max_reconnects(0)
+            .user_and_password(user.into(), pass.into());
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), opts.connect(url))
+                .await
+                .expect("no answer")
+        }
+    };
+    let ws = format!("ws://127.0.0.1:{port}");
+    let web = try_connect(ws.clone(), "web", "web-Pw-1")
+        .await
+        .expect("WEBSOCKET user over websocket");
+    common::sync(&web).await;
+    assert!(
+        try_connect(ws, "tcp", "tcp-Pw-1").await.is_err(),
+        "a STANDARD-only user got in over websocket"
+    );
+    let tcp = try_connect(s.url(), "tcp", "tcp-Pw-1")
+        .await
+        .expect("STANDARD user over TCP");
+    common::sync(&tcp).await;
+    assert!(
+        try_connect(s.url(), "web", "web-Pw-1").await.is_err(),
+        "a WEBSOCKET-only user got in over TCP"
+    );
+}

@@ -357,8 +357,11 @@ impl Authenticator {
         let Some(ws) = &opts.websocket else {
             return Authenticator::new(opts);
         };
-        let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
-        if !(set(&ws.username) || set(&ws.token) || set(&ws.no_auth_user)) {
+        let set = |s: Option<&str>| s.is_some_and(|s| !s.is_empty());
+        if !(set(ws.username.as_deref())
+            || set(ws.token.as_deref())
+            || set(ws.no_auth_user.as_deref()))
+        {
             return Authenticator::new(opts);
         }
         let mut o = opts.clone();

@@ -116,7 +116,7 @@ fn single_user_and_token() {
 fn bcrypt_token_and_passwords() {
     let hash = bcrypt::hash("tok", 4).unwrap();
     let o = Options {
-        auth_token: Some(hash),
+        auth_token: Some(hash.into()),
         ..Default::default()
     };
     let a = Authenticator::new(&o).unwrap();

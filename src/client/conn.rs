@@ -20,6 +20,8 @@ use crate::shard::Shard;
 use crate::subject;
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Largest single write of a batch.
+const WRITE_SLICE: usize = 64 * 1024;
 
 pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: Socket, writer: TcpStream) {
     if client.websocket {
@@ -170,16 +172,34 @@ async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(client: Rc<Client>, mut
         } else {
             deadline
         };
-        match runtime::timeout(limit, stream.write_all(&spare)).await {
-            Some(Ok(())) => {}
-            Some(Err(_)) => {
-                client.close(CloseReason::WriteError);
-                break;
+        // One deadline for the batch, written in slices so that waiting
+        // producers see a slow reader's progress (see `Shard::unstall`).
+        let until = std::time::Instant::now() + limit;
+        let mut failed = None;
+        for part in spare.chunks(WRITE_SLICE) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match runtime::timeout(left, stream.write_all(part)).await {
+                Some(Ok(())) => client.out.wrote(part.len()),
+                Some(Err(_)) => {
+                    failed = Some(CloseReason::WriteError);
+                    break;
+                }
+                None => {
+                    failed = Some(CloseReason::SlowConsumerWriteDeadline);
+                    break;
+                }
             }
-            None => {
+        }
+        match failed {
+            Some(CloseReason::SlowConsumerWriteDeadline) => {
                 client.slow_consumer(CloseReason::SlowConsumerWriteDeadline);
                 break;
             }
+            Some(reason) => {
+                client.close(reason);
+                break;
+            }
+            None => {}
         }
         spare.clear();
         if spare.capacity() > 4 * 1024 * 1024 {
@@ -212,9 +232,9 @@ async fn ping_loop(client: Rc<Client>) {
     }
 }
 
-async fn auth_timer(client: Rc<Client>, authed: Rc<Cell<bool>>, after: Duration) {
+async fn auth_timer(client: Rc<Client>, after: Duration) {
     runtime::sleep(after).await;
-    if !authed.get() && !client.is_closed() {
+    if !client.authed.get() && !client.is_closed() {
         tracing::error!(
             "{} - cid:{} - Authentication Timeout",
             client.addr,
@@ -255,14 +275,8 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
     } else {
         client.g.auth()
     };
-    let authed = Rc::new(Cell::new(!authenticator.required()));
-    let _auth = (!authed.get()).then(|| {
-        runtime::spawn_local(auth_timer(
-            client.clone(),
-            authed.clone(),
-            authenticator.timeout(),
-        ))
-    });
+    let _auth = (!client.authed.get())
+        .then(|| runtime::spawn_local(auth_timer(client.clone(), authenticator.timeout())));
     drop(authenticator);
     let mut limits = Limits {
         max_control_line: opts.max_control_line,
@@ -277,9 +291,9 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
     let mut conn = Conn {
         shard: &shard,
         client: &client,
-        authed: &authed,
         verbose: true,
         pedantic: true,
+        stall_budget: Cell::new(crate::shard::STALL_TOTAL),
     };
     let reason = 'read: loop {
         rbuf.reserve(READ_CHUNK.max(need.saturating_sub(rbuf.len())));
@@ -305,6 +319,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         // Freeze what arrived: operations borrow it, and messages for other
         // shards share it with one reference count per read.
         let chunk = rbuf.split().freeze();
+        conn.stall_budget.set(crate::shard::STALL_TOTAL);
         let mut at = 0;
         need = 0;
         limits.max_payload = client.max_payload.get();
@@ -328,7 +343,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
                             reply,
                             hdr_len,
                             msg,
-                        } if conn.authed.get() && client.sync.borrow().is_none() => {
+                        } if client.authed.get() && client.sync.borrow().is_none() => {
                             let r = conn.publish_now(&chunk, subject, reply, hdr_len, msg);
                             if r.is_ok() && (shard.has_stalled() || shard.any_congested()) {
                                 conn.after_publish().await;
@@ -354,6 +369,13 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
                     break 'read reason_for(&e);
                 }
             }
+        }
+        // What this read made the server say (PONG, +OK, -ERR, INFO)
+        // counts against max_pending like messages: a peer that sends but
+        // never reads must not grow the server's memory.
+        client.check_pending();
+        if client.is_closed() {
+            break 'read CloseReason::SlowConsumerPendingBytes;
         }
         // Carry an incomplete operation over to the next read.
         if at < chunk.len() {
@@ -446,23 +468,26 @@ pub(super) async fn authenticate(
         client.g.auth()
     };
     let nonce = client.nonce.clone();
+    let kind = client.connection_type();
     if authenticator.is_slow(c) {
         let c = c.clone();
         runtime::blocking(move || {
-            authenticator.authenticate(&c, nonce.as_deref().map(str::as_bytes))
+            authenticator.authenticate_as(&c, nonce.as_deref().map(str::as_bytes), kind)
         })
         .await
     } else {
-        authenticator.authenticate(c, nonce.as_deref().map(str::as_bytes))
+        authenticator.authenticate_as(c, nonce.as_deref().map(str::as_bytes), kind)
     }
 }
 
 struct Conn<'a> {
     shard: &'a Rc<Shard>,
     client: &'a Rc<Client>,
-    authed: &'a Rc<Cell<bool>>,
     verbose: bool,
     pedantic: bool,
+    /// What is left of this read's allowance for waiting on lagging
+    /// subscribers (see `Shard::unstall`).
+    stall_budget: Cell<Duration>,
 }
 
 impl Conn<'_> {
@@ -474,7 +499,7 @@ impl Conn<'_> {
 
     async fn handle(&mut self, data: &Bytes, op: ClientOp<'_>) -> Result<(), CloseReason> {
         let client = self.client;
-        if !self.authed.get() && !matches!(op, ClientOp::Connect(_)) {
+        if !self.client.authed.get() && !matches!(op, ClientOp::Connect(_)) {
             client.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
         }
@@ -569,13 +594,23 @@ impl Conn<'_> {
             );
             return Err(CloseReason::ProtocolViolation);
         }
-        if !self.authed.get() {
+        if !self.client.authed.get() {
             match authenticate(client, &c).await {
                 Ok(who) => {
                     *client.perms.borrow_mut() =
                         who.permissions.clone().map(auth::ConnPermissions::new);
                     let g = &client.g;
-                    let acc = g.accounts.id(&who.account);
+                    let Some(acc) = g.accounts.id(&who.account) else {
+                        // Never another account in its place.
+                        tracing::error!(
+                            "{} - cid:{} - authentication error: account {:?} not found",
+                            client.addr,
+                            client.cid,
+                            who.account
+                        );
+                        client.send_err(auth::AUTH_VIOLATION);
+                        return Err(CloseReason::AuthenticationViolation);
+                    };
                     let (max_conns, max_subs, max_payload) = g.accounts.limits(acc);
                     if let (Some(max), Some(n)) = (max_conns, g.account_conns.get(acc as usize)) {
                         if n.load(Ordering::Relaxed) >= max {
@@ -623,7 +658,7 @@ impl Conn<'_> {
                         client.out.push(&info.to_line());
                     }
                     *client.who.borrow_mut() = Some(who);
-                    self.authed.set(true);
+                    client.authed.set(true);
                 }
                 Err(e) => {
                     // The reason is logged; the client only learns it failed.
@@ -665,7 +700,7 @@ impl Conn<'_> {
     /// to wait for.
     async fn after_publish(&self) {
         if self.shard.has_stalled() {
-            self.shard.unstall().await;
+            self.shard.unstall(&self.stall_budget).await;
         }
         if self.shard.any_congested() {
             self.shard.link_space().await;
@@ -716,6 +751,12 @@ impl Conn<'_> {
             );
             client.send_err(&auth::publish_violation(subject));
             return Ok(());
+        }
+        if subject == crate::crash::PANIC_SUBJECT && crate::crash::faults_enabled() {
+            panic!(
+                "test fault: publish on {}",
+                String::from_utf8_lossy(subject)
+            );
         }
         self.ok();
         self.shard

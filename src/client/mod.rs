@@ -129,6 +129,9 @@ pub struct Client {
     pub cid: u64,
     /// Came in on the websocket listener.
     pub websocket: bool,
+    /// Its credentials checked, or none were needed when it connected
+    /// (operations other than CONNECT are refused until then).
+    pub authed: Cell<bool>,
     /// The account this connection's subjects live in.
     account: Cell<u32>,
     /// Counted against its account's connection limit (released on close).
@@ -199,6 +202,15 @@ impl Client {
             .unwrap_or_default()
     }
 
+    /// Its kind for users' `allowed_connection_types`.
+    pub fn connection_type(&self) -> &'static str {
+        if self.websocket {
+            "WEBSOCKET"
+        } else {
+            "STANDARD"
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.get()
     }
@@ -243,7 +255,20 @@ impl Client {
             ShardStats::add(&st.out_msgs, 1);
             ShardStats::add(&st.out_bytes, body.len() as u64);
         }
-        if self.out.len() > self.limits.get().max_pending {
+        self.check_pending();
+    }
+
+    /// More than half of `max_pending` waits to be written: producers
+    /// should pause for it (see `Shard::unstall`).
+    pub fn is_lagging(&self) -> bool {
+        self.out.pending() > self.limits.get().max_pending / 2 && !self.is_closed()
+    }
+
+    /// Closes the connection as a slow consumer once more than
+    /// `max_pending` bytes wait to be written, whatever they are (messages,
+    /// PONGs, `+OK`, `-ERR`, INFO, statuses).
+    pub fn check_pending(&self) {
+        if self.out.pending() > self.limits.get().max_pending {
             self.slow_consumer(CloseReason::SlowConsumerPendingBytes);
         }
     }
@@ -260,6 +285,7 @@ impl Client {
         if let Some(sid) = sid {
             self.out
                 .push_msg(reply, &sid, None, Some(status.len()), status);
+            self.check_pending();
         }
     }
 
@@ -288,11 +314,17 @@ impl Client {
                 _ => format!("MaxPending of {} Exceeded", self.limits.get().max_pending),
             }
         );
-        // The peer is not reading: drop the backlog and leave only a short
-        // last word, best effort.
+        // The peer is not reading: drop the backlog and cut the socket in
+        // both directions, so a writer blocked on it lets go now rather
+        // than at its deadline. As in the reference, nothing more is sent.
         self.out.discard();
-        self.send_err("Slow Consumer");
         self.close(reason);
+        if let Some(fd) = self.reader_fd.get() {
+            // SAFETY: as in `close`: the reader still owns `fd`.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
     }
 
     /// Ends the connection: queued output is flushed (with a deadline), the
@@ -371,6 +403,7 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr, websocket: bool)
     let client = Rc::new(Client {
         cid,
         websocket,
+        authed: Cell::new(!authenticator.required()),
         account: Cell::new(0),
         counted: Cell::new(None),
         max_subs: Cell::new(g.live().max_subscriptions),

@@ -14,11 +14,22 @@ pub struct Outbound {
     closing: Cell<bool>,
     /// Producers waiting for this buffer to drain (see `below`).
     space: RefCell<Vec<Waker>>,
+    /// Bytes of the batch the writer took and is still sending.
+    in_flight: Cell<usize>,
+    /// Bytes written so far: a producer waiting for this connection can
+    /// tell a slow reader (this moves) from a stuck one.
+    written: Cell<u64>,
 }
 
 impl Outbound {
     pub fn len(&self) -> usize {
         self.buf.borrow().len()
+    }
+
+    /// Every byte not yet written: what is queued plus the batch being
+    /// sent. This is what `max_pending` bounds.
+    pub fn pending(&self) -> usize {
+        self.len() + self.in_flight.get()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,13 +99,28 @@ impl Outbound {
     /// closing): how a producer waits for a lagging subscriber.
     pub fn below(&self, limit: usize) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| {
-            if self.len() <= limit || self.closing.get() {
+            if self.pending() <= limit || self.closing.get() {
                 Poll::Ready(())
             } else {
                 self.space.borrow_mut().push(cx.waker().clone());
                 Poll::Pending
             }
         })
+    }
+
+    /// The writer sent `n` more bytes of the batch it took: producers
+    /// waiting for space may go on.
+    pub fn wrote(&self, n: usize) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(n));
+        self.written.set(self.written.get() + n as u64);
+        for w in self.space.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Bytes written since the connection began.
+    pub fn progress(&self) -> u64 {
+        self.written.get()
     }
 
     /// Drops anything queued (the peer is not reading it anyway).
@@ -114,9 +140,7 @@ impl Outbound {
             if !b.is_empty() {
                 std::mem::swap(&mut *b, spare);
                 drop(b);
-                for w in self.space.borrow_mut().drain(..) {
-                    w.wake();
-                }
+                self.in_flight.set(spare.len());
                 return Poll::Ready(true);
             }
             if self.closing.get() {

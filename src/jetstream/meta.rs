@@ -36,8 +36,11 @@ impl Meta {
     pub fn register_stored(&self, cfg: &Config, accounts: &crate::account::Accounts) {
         let mut r = self.registry.borrow_mut();
         for (_, m) in &cfg.stored {
+            let Some(acc) = accounts.id(&m.account) else {
+                continue;
+            };
             r.insert(
-                (accounts.id(&m.account), m.config.name.clone()),
+                (acc, m.config.name.clone()),
                 Entry {
                     shard: super::placement::owner(m.shard, self.shards),
                     config: m.config.clone(),

@@ -111,8 +111,8 @@ impl Config {
             .collect();
         let mut account_limits = vec![limits::AccountLimits::default(); accounts.len()];
         for a in &configured {
-            let id = accounts.id(&a.name) as usize;
-            if let Some(l) = account_limits.get_mut(id) {
+            let id = accounts.id(&a.name).map(|i| i as usize);
+            if let Some(l) = id.and_then(|id| account_limits.get_mut(id)) {
                 *l = limits::AccountLimits::from(&a.jetstream);
             }
         }
@@ -220,7 +220,16 @@ pub async fn start(shard: &Rc<Shard>) {
         if placement::owner(m.shard, n) != shard.id {
             continue;
         }
-        let acc = shard.g.accounts.id(&m.account);
+        let Some(acc) = shard.g.accounts.id(&m.account) else {
+            // Its account is gone from the configuration: left on disk,
+            // never served under another account.
+            tracing::warn!(
+                "JetStream: stream {} of account {:?} not loaded: no such account",
+                m.config.name,
+                m.account
+            );
+            continue;
+        };
         let mut m = m.clone();
         if m.shard != shard.id {
             // A changed shard count: record where the stream lives now.

@@ -163,7 +163,60 @@ impl QueueName {
     }
 }
 
-pub type Batch = Vec<Item>;
+/// What one hand-off to a peer carries. Dropping it (once applied)
+/// returns its bytes to the sender's allowance.
+pub struct Batch {
+    pub items: Vec<Item>,
+    bytes: usize,
+    credit: Arc<Credit>,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.credit.release(self.bytes);
+    }
+}
+
+/// Bytes a shard handed to one peer that the peer has not applied yet:
+/// the link's limit covers them too, so queued batches in the channel
+/// between the two cores cannot add up to gigabytes of large messages.
+#[derive(Default)]
+pub struct Credit {
+    bytes: AtomicUsize,
+    /// Publishers on the sending shard waiting for the peer to catch up.
+    wakers: std::sync::Mutex<Vec<Waker>>,
+}
+
+impl Credit {
+    fn wake_all(&self) {
+        let wakers = match self.wakers.lock() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return,
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn release(&self, n: usize) {
+        let before = self.bytes.fetch_sub(n, Ordering::AcqRel);
+        if before >= HIGH_WATER_BYTES && before - n < HIGH_WATER_BYTES {
+            self.wake_all();
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn wait(&self, cx: &Context<'_>) {
+        if let Ok(mut w) = self.wakers.lock() {
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+        }
+    }
+}
 
 impl Item {
     /// Roughly how many bytes applying this item delivers.
@@ -175,13 +228,18 @@ impl Item {
     }
 }
 
-/// Publishers wait once this many items are queued for one peer.
+/// Publishers wait once this many items are queued for one peer...
 const HIGH_WATER: usize = 8192;
+/// ...or this many bytes are queued or on their way (messages count by
+/// their size: 8,192 one-MiB messages would be 8 GiB).
+const HIGH_WATER_BYTES: usize = 8 << 20;
 
 #[derive(Default)]
 pub struct Link {
     queue: RefCell<Vec<Item>>,
     queued: Cell<usize>,
+    queued_bytes: Cell<usize>,
+    credit: Arc<Credit>,
     sender_waker: Cell<Option<Waker>>,
     space_wakers: RefCell<Vec<Waker>>,
     closed: Cell<bool>,
@@ -189,6 +247,8 @@ pub struct Link {
 
 impl Link {
     pub fn push(&self, item: Item) {
+        self.queued_bytes
+            .set(self.queued_bytes.get() + item.weight());
         let mut q = self.queue.borrow_mut();
         q.push(item);
         self.queued.set(self.queued.get() + 1);
@@ -206,6 +266,8 @@ impl Link {
             let mut q = self.queue.borrow_mut();
             if let Some(Item::Msgs { data: d, msgs }) = q.last_mut() {
                 if d.as_ptr() == data.as_ptr() && d.len() == data.len() {
+                    self.queued_bytes
+                        .set(self.queued_bytes.get() + m.msg.len as usize + 64);
                     msgs.push(m);
                     self.queued.set(self.queued.get() + 1);
                     return;
@@ -218,17 +280,26 @@ impl Link {
         });
     }
 
+    /// Over a high-water mark (items queued, or bytes queued or not yet
+    /// applied by the peer): publishers should wait.
     pub fn is_congested(&self) -> bool {
         self.queued.get() >= HIGH_WATER
+            || self.queued_bytes.get() + self.credit.in_flight() >= HIGH_WATER_BYTES
     }
 
-    /// Resolves when the queue is below the high-water mark.
+    /// Resolves when the link is below its high-water marks.
     pub fn space(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| {
             if !self.is_congested() || self.closed.get() {
+                return Poll::Ready(());
+            }
+            self.space_wakers.borrow_mut().push(cx.waker().clone());
+            // The peer frees bytes from its core: checked again after
+            // registering, so a release in between is not missed.
+            self.credit.wait(cx);
+            if !self.is_congested() {
                 Poll::Ready(())
             } else {
-                self.space_wakers.borrow_mut().push(cx.waker().clone());
                 Poll::Pending
             }
         })
@@ -258,13 +329,20 @@ impl Future for TakeBatch<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
         let mut q = self.link.queue.borrow_mut();
         if !q.is_empty() {
-            let batch = std::mem::take(&mut *q);
+            let items = std::mem::take(&mut *q);
             drop(q);
-            self.link.queued.set(0);
-            for w in self.link.space_wakers.borrow_mut().drain(..) {
+            let link = self.link;
+            let bytes = link.queued_bytes.replace(0);
+            link.credit.bytes.fetch_add(bytes, Ordering::AcqRel);
+            link.queued.set(0);
+            for w in link.space_wakers.borrow_mut().drain(..) {
                 w.wake();
             }
-            return Poll::Ready(Some(batch));
+            return Poll::Ready(Some(Batch {
+                items,
+                bytes,
+                credit: link.credit.clone(),
+            }));
         }
         if self.link.closed.get() {
             return Poll::Ready(None);

@@ -8,11 +8,12 @@ pub mod link;
 mod run;
 pub mod sink;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -43,8 +44,15 @@ pub struct Shard {
 
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
 
-/// The longest a producer waits for one lagging subscriber.
-const STALL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// A producer's waits for lagging subscribers, as nats-server's: one wait
+/// is short (longer once the subscriber is at max_pending), and all of them
+/// in one read of a producer, or one stretch of a link from another shard,
+/// add up to at most `STALL_TOTAL`.
+const STALL_SHORT: Duration = Duration::from_millis(2);
+const STALL_LONG: Duration = Duration::from_millis(5);
+pub const STALL_TOTAL: Duration = Duration::from_millis(10);
+/// The longest a producer waits for one subscriber that keeps reading.
+const STALL_MAX: Duration = Duration::from_secs(1);
 
 /// Who published, as delivery needs to know it.
 pub struct Origin<'a> {
@@ -445,20 +453,49 @@ impl Shard {
         self.links.iter().flatten().any(|l| l.is_congested())
     }
 
-    /// Waits (briefly) for subscribers that fell behind in the last
-    /// deliveries, as nats-server stalls a fast producer: a burst then
-    /// paces itself to its readers instead of tripping max_pending on a
-    /// reader that is merely slower than the producer. A reader that does
-    /// not catch up within the stall limit is left to max_pending.
-    pub async fn unstall(&self) {
+    /// Waits for subscribers that fell behind in the last deliveries, as
+    /// nats-server stalls a fast producer: a burst then paces itself to its
+    /// readers instead of tripping max_pending on a reader that is merely
+    /// slower than the producer. The wait lasts while the subscriber makes
+    /// progress (up to `STALL_MAX`); one that writes nothing for a short
+    /// while is given up, and all such fruitless waits of this read (or
+    /// link item) stay within `budget`: a stuck subscriber holds nobody
+    /// for long and is left to max_pending.
+    pub async fn unstall(&self, budget: &Cell<Duration>) {
         if self.stalled.borrow().is_empty() {
             return;
         }
         let stalled: Vec<Rc<Client>> = std::mem::take(&mut *self.stalled.borrow_mut());
         for c in stalled {
-            let limits = c.limits.get();
-            let wait = limits.write_deadline.min(STALL_MAX);
-            let _ = crate::runtime::timeout(wait, c.out.below(limits.max_pending / 2)).await;
+            let began = std::time::Instant::now();
+            loop {
+                let left = budget.get();
+                if left.is_zero() {
+                    return;
+                }
+                let limits = c.limits.get();
+                let ttl = if c.out.pending() >= limits.max_pending {
+                    STALL_LONG
+                } else {
+                    STALL_SHORT
+                };
+                let mark = c.out.progress();
+                let start = std::time::Instant::now();
+                let below = c.out.below(limits.max_pending / 2);
+                if crate::runtime::timeout(ttl.min(left), below)
+                    .await
+                    .is_some()
+                {
+                    break;
+                }
+                if c.out.progress() == mark {
+                    budget.set(left.saturating_sub(start.elapsed()));
+                    break;
+                }
+                if began.elapsed() >= limits.write_deadline.min(STALL_MAX) {
+                    break;
+                }
+            }
         }
     }
 
@@ -533,7 +570,7 @@ impl Shard {
         self.publish_in(&o, acc, &data, &m);
     }
 
-    /// Resolves once no link to a peer is over its high-water mark, so a
+    /// Resolves once no link to a peer is over its high-water marks, so a
     /// fast publisher is paced by the slowest shard it feeds.
     pub async fn link_space(&self) {
         for link in self.links.iter().flatten() {
@@ -566,41 +603,45 @@ impl Shard {
             Item::Barrier(sync) => sync.done(),
             Item::Msgs { data, msgs } => {
                 for r in &msgs {
-                    let m = Msg {
-                        data: &data,
-                        subject: r.subject.get(&data),
-                        shown: r.shown.map(|s| s.get(&data)),
-                        reply: r.reply.map(|s| s.get(&data)),
-                        hdr_len: r.hdr_len.map(|h| h as usize),
-                        msg: r.msg.get(&data),
-                    };
-                    let mut key_buf = Vec::new();
-                    let key = self.g.accounts.key(r.account, m.subject, &mut key_buf);
-                    let local = self.subs.borrow_mut().matches(key);
-                    let mut any = false;
-                    if r.plain {
-                        for s in &local.psubs {
-                            any |= self.deliver(s, &m);
-                        }
-                    }
-                    for q in &r.queues {
-                        let name = q.as_bytes();
-                        let delivered =
-                            local.qsubs.iter().find(|(n, _)| n == name).is_some_and(
-                                |(_, members)| self.deliver_one_of(members, true, 0, &m),
-                            );
-                        if !delivered {
-                            any |= self.pass_on(&data, r, q, &m);
-                        } else {
-                            any = true;
-                        }
-                    }
-                    if r.no_responders && !any {
-                        if let Some(reply) = m.reply {
-                            self.no_responders_to(r.account, reply);
-                        }
-                    }
+                    self.receive_msg(&data, r);
                 }
+            }
+        }
+    }
+
+    /// Delivers one message a peer forwarded.
+    pub fn receive_msg(&self, data: &Bytes, r: &MsgRef) {
+        let m = Msg {
+            data,
+            subject: r.subject.get(data),
+            shown: r.shown.map(|s| s.get(data)),
+            reply: r.reply.map(|s| s.get(data)),
+            hdr_len: r.hdr_len.map(|h| h as usize),
+            msg: r.msg.get(data),
+        };
+        let mut key_buf = Vec::new();
+        let key = self.g.accounts.key(r.account, m.subject, &mut key_buf);
+        let local = self.subs.borrow_mut().matches(key);
+        let mut any = false;
+        if r.plain {
+            for s in &local.psubs {
+                any |= self.deliver(s, &m);
+            }
+        }
+        for q in &r.queues {
+            let name = q.as_bytes();
+            let delivered = local
+                .group(name)
+                .is_some_and(|members| self.deliver_one_of(members, true, 0, &m));
+            if !delivered {
+                any |= self.pass_on(data, r, q, &m);
+            } else {
+                any = true;
+            }
+        }
+        if r.no_responders && !any {
+            if let Some(reply) = m.reply {
+                self.no_responders_to(r.account, reply);
             }
         }
     }
@@ -641,7 +682,7 @@ impl Shard {
         }
         s.delivered.set(delivered);
         c.deliver(&s.sid, m);
-        if c.out.len() > c.limits.get().max_pending / 2 && !c.is_closed() {
+        if c.is_lagging() {
             self.stalled.borrow_mut().push(c.clone());
         }
         if max > 0 && delivered == max {

@@ -25,13 +25,31 @@ pub async fn run(g: Arc<Global>) {
         if let Some(rx) = g.peer_rx[peer][id].clone() {
             let shard = shard.clone();
             tasks.push(runtime::spawn_local(async move {
-                while let Ok(batch) = rx.recv().await {
+                // An item of messages is one read of one publisher: like
+                // the publisher's own read, it waits here for subscribers
+                // that fell behind while they catch up, but for one that
+                // makes no progress at most STALL_TOTAL: whatever else this
+                // link carries waits behind it that long at most.
+                let budget = std::cell::Cell::new(super::STALL_TOTAL);
+                while let Ok(mut batch) = rx.recv().await {
                     // Yield every so often so writers drain a large batch.
                     let mut since_yield = 0usize;
-                    for item in batch {
+                    for item in std::mem::take(&mut batch.items) {
                         since_yield += item.weight();
-                        shard.receive(item);
-                        shard.unstall().await;
+                        budget.set(super::STALL_TOTAL);
+                        match item {
+                            // Paced message by message, as a publisher on
+                            // this shard would be.
+                            super::link::Item::Msgs { data, msgs } => {
+                                for r in &msgs {
+                                    shard.receive_msg(&data, r);
+                                    if shard.has_stalled() {
+                                        shard.unstall(&budget).await;
+                                    }
+                                }
+                            }
+                            other => shard.receive(other),
+                        }
                         if since_yield >= YIELD_BYTES {
                             since_yield = 0;
                             runtime::yield_now().await;
@@ -110,10 +128,24 @@ fn reload(shard: &Rc<Shard>, done: std::sync::mpsc::Sender<()>) {
     let mut checks = Vec::new();
     for c in clients {
         c.limits.set(limits);
+        let now_required = if c.websocket { ws_required } else { required };
         if !c.connected.get() {
+            // Admitted without credentials and still before CONNECT: once
+            // auth is on it has none to check, so it goes as in the
+            // reference (it could otherwise go on publishing and
+            // receiving unauthenticated).
+            if now_required && c.authed.get() {
+                tracing::info!(
+                    "{} - cid:{} - closed after reload: authentication now required",
+                    c.addr,
+                    c.cid
+                );
+                c.send_err(crate::auth::AUTH_VIOLATION);
+                c.close(crate::client::CloseReason::AuthenticationViolation);
+            }
             continue;
         }
-        if !(if c.websocket { ws_required } else { required }) {
+        if !now_required {
             *c.perms.borrow_mut() = None;
             *c.who.borrow_mut() = None;
             continue;
@@ -122,6 +154,19 @@ fn reload(shard: &Rc<Shard>, done: std::sync::mpsc::Sender<()>) {
         let task = runtime::spawn_local(async move {
             let connect = c.connect.borrow().clone();
             match crate::client::reauthenticate(&c, &connect).await {
+                // A user now in another account (or one that came in
+                // before auth, in the global account): its subscriptions
+                // live in the old account's subject space, so it goes.
+                Ok(who) if shard.g.accounts.id(&who.account) != Some(c.account()) => {
+                    tracing::info!(
+                        "{} - cid:{} - closed after reload: user now in account {:?}",
+                        c.addr,
+                        c.cid,
+                        who.account
+                    );
+                    c.send_err(crate::auth::AUTH_VIOLATION);
+                    c.close(crate::client::CloseReason::AuthenticationViolation);
+                }
                 Ok(who) => {
                     *c.perms.borrow_mut() = who
                         .permissions

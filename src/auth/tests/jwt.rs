@@ -269,8 +269,8 @@ fn accounts_map_exports_imports_and_limits() {
     assert_eq!(imp.limits.max_payload, Some(1024));
     let accounts = crate::account::Accounts::new(&opts).expect("accounts");
     let (ie, ii) = (
-        accounts.id(&other.public_key()),
-        accounts.id(&ch.acc.public_key()),
+        accounts.id(&other.public_key()).expect("known account"),
+        accounts.id(&ch.acc.public_key()).expect("known account"),
     );
     assert_eq!(
         accounts.stream_targets(ie, "ev.x"),
@@ -309,8 +309,8 @@ fn activation_tokens_service_imports_and_revocations() {
     let t = Trust::from_options(&opts).unwrap().unwrap();
     let accounts = crate::account::Accounts::new(&opts).expect("accounts");
     let (ie, ii) = (
-        accounts.id(&exp_key.public_key()),
-        accounts.id(&ch.acc.public_key()),
+        accounts.id(&exp_key.public_key()).expect("known account"),
+        accounts.id(&ch.acc.public_key()).expect("known account"),
     );
     assert_eq!(
         accounts.stream_targets(ie, "priv.x"),

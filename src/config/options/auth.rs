@@ -47,8 +47,8 @@ pub(super) fn authorization(cx: &mut Cx, e: &Entry, o: &mut Options) {
     cx.file_user = user.is_some();
     cx.file_token = token.is_some();
     o.username = user.clone();
-    o.password = pass.clone();
-    o.auth_token = token.clone();
+    o.password = pass.clone().map(Into::into);
+    o.auth_token = token.clone().map(Into::into);
     if (user.is_some() || pass.is_some()) && token.is_some() {
         return cx.push(e.key_pos.err("Cannot have a user/pass and token"));
     }
@@ -160,7 +160,7 @@ fn users(cx: &mut Cx, e: &Entry, account: Option<&str>) -> Result<Users, ()> {
             }
             (None, Some(username)) => out.users.push(User {
                 username,
-                password: pass.unwrap_or_default(),
+                password: pass.unwrap_or_default().into(),
                 permissions: perms,
                 account,
                 allowed_connection_types: types,

@@ -196,8 +196,8 @@ fn simple_auth(cx: &mut Cx, e: &Entry, w: &mut WebsocketConfig) {
     for f in m {
         match f.key.to_ascii_lowercase().as_str() {
             "user" | "username" => w.username = cx.ok(str_of(f)),
-            "pass" | "password" => w.password = cx.ok(str_of(f)),
-            "token" => w.token = cx.ok(str_of(f)),
+            "pass" | "password" => w.password = cx.ok(str_of(f)).map(Into::into),
+            "token" => w.token = cx.ok(str_of(f)).map(Into::into),
             "timeout" => w.auth_timeout = cx.ok(seconds(f)),
             _ => cx.unknown(f),
         }

@@ -279,7 +279,7 @@ fn fixtures_load() {
     let o = opts_with_env(&src, &|k| k.starts_with("NATS_").then(|| "pw".to_string())).unwrap();
     assert_eq!(o.users.len(), 4);
     assert_eq!(o.users[3].username, "agixt");
-    assert_eq!(o.users[3].password, "pw");
+    assert_eq!(&*o.users[3].password, "pw");
     assert_eq!(o.port, Port::Fixed(4222));
     assert_eq!(o.store_dir, Some(PathBuf::from("/var/lib/nats/jetstream")));
     // Without the environment, `$NATS_ADMIN_PASS` is an error.
@@ -379,4 +379,21 @@ fn json_and_defaults_file() {
     );
     assert!(w.same_origin);
     assert_eq!(o.server_tags, ["az:1"]);
+}
+
+/// Hardening #14: dumping options with `{:?}` never shows a password or
+/// token (from the file, the users list or the websocket block).
+#[test]
+fn debug_redacts_secrets() {
+    let o = opts_from(
+        "authorization { user: a, password: s3cr3t-top }\n\
+         websocket { port: 8080, no_tls: true, authorization { token: s3cr3t-ws } }\n",
+    )
+    .unwrap();
+    let dump = format!("{o:?}");
+    assert!(!dump.contains("s3cr3t"), "{dump}");
+    assert!(dump.contains("[redacted]"), "{dump}");
+    let o = opts_from("authorization { users: [ { user: b, password: s3cr3t-user } ] }\n").unwrap();
+    let dump = format!("{o:?}");
+    assert!(!dump.contains("s3cr3t"), "{dump}");
 }
