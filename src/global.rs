@@ -101,6 +101,8 @@ pub struct Global {
     /// JetStream's server-wide settings and what was stored, when enabled
     /// (set once at start-up, before shards run).
     pub jetstream: std::sync::OnceLock<Arc<crate::jetstream::Config>>,
+    /// Open requests to imported services (see `account::responses`).
+    pub responses: crate::account::Responses,
 }
 
 impl Global {
@@ -168,6 +170,7 @@ impl Global {
             next_shard: AtomicUsize::new(0),
             http_requests: Default::default(),
             jetstream: Default::default(),
+            responses: Default::default(),
         })
     }
 

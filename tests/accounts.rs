@@ -216,3 +216,94 @@ accounts {
         Some("-ERR 'Maximum Payload Violation'")
     );
 }
+
+/// Hardening #12: replies to an imported service are mapped per request.
+/// A client of the exporting account can no longer reach the importing
+/// account by publishing on `_R_.<importer-id>.<subject>` (account ids
+/// were sequential), the mapping carries exactly one response by default,
+/// and `response_type: stream` lets several through. nats-server behaves
+/// the same way.
+#[tokio::test]
+async fn service_replies_are_mapped_per_request() {
+    let conf = r#"
+accounts {
+  ENG: {
+    users: [ { user: eng, password: eng-Pw-1 } ]
+    exports: [
+      { service: "time.now" }
+      { service: "ticks", response_type: stream }
+    ]
+  }
+  OPS: {
+    users: [ { user: ops, password: ops-Pw-1 } ]
+    imports: [
+      { service: { account: ENG, subject: "time.now" } }
+      { service: { account: ENG, subject: "ticks" } }
+    ]
+  }
+}
+"#;
+    let s = Server::start_with_config(conf, &[]);
+    let eng = s.client_with(login("eng", "eng-Pw-1")).await;
+    let ops = s.client_with(login("ops", "ops-Pw-1")).await;
+    // OPS listens on a plain subject and on inboxes.
+    let mut victim = ops.subscribe("secret.>").await.unwrap();
+    let mut inbox = ops.subscribe("reply.>").await.unwrap();
+    sync(&ops).await;
+    // The old injection: every small account id, by hand.
+    for id in 0..8 {
+        eng.publish(format!("_R_.{id}.secret.x"), "forged".into())
+            .await
+            .unwrap();
+    }
+    eng.publish("_R_.0000000000000001", "guessed".into())
+        .await
+        .unwrap();
+    sync(&eng).await;
+    // A real request: its mapped reply subject works once.
+    let mut svc = eng.subscribe("time.now").await.unwrap();
+    let mut ticks = eng.subscribe("ticks").await.unwrap();
+    sync(&eng).await;
+    ops.publish_with_reply("time.now", "reply.one", "".into())
+        .await
+        .unwrap();
+    ops.flush().await.unwrap();
+    let req = next(&mut svc, "the request in ENG").await;
+    let mapped = req.reply.clone().expect("a reply subject");
+    assert!(
+        !mapped.as_str().starts_with("reply."),
+        "the importer's reply leaked into the exporting account: {mapped}"
+    );
+    eng.publish(mapped.clone(), "first".into()).await.unwrap();
+    eng.publish(mapped.clone(), "second".into()).await.unwrap();
+    sync(&eng).await;
+    let got = next(&mut inbox, "the response").await;
+    assert_eq!(got.subject.as_str(), "reply.one");
+    assert_eq!(got.payload.as_ref(), b"first");
+    // A stream export lets several responses through.
+    ops.publish_with_reply("ticks", "reply.ticks", "".into())
+        .await
+        .unwrap();
+    ops.flush().await.unwrap();
+    let req = next(&mut ticks, "the ticks request").await;
+    let mapped_ticks = req.reply.clone().expect("a reply subject");
+    for i in 0..3 {
+        eng.publish(mapped_ticks.clone(), format!("tick {i}").into())
+            .await
+            .unwrap();
+    }
+    sync(&eng).await;
+    for i in 0..3 {
+        let got = next(&mut inbox, "a tick").await;
+        assert_eq!(got.payload, format!("tick {i}").as_bytes());
+    }
+    sync(&ops).await;
+    assert!(
+        common::queued(&mut victim).is_none(),
+        "a forged response reached OPS"
+    );
+    assert!(
+        common::queued(&mut inbox).is_none(),
+        "a second response to a singleton request reached OPS"
+    );
+}

@@ -245,16 +245,20 @@ impl Shard {
     /// crossing back to the account that imported a service.
     fn publish_accounts(&self, from: &Origin, acc: u32, data: &Bytes, m: &Msg) -> bool {
         let accounts = &self.g.accounts;
-        if let Some((importer, rest)) = crate::account::response_route(m.subject) {
-            if accounts.serves(acc, importer) {
-                return self.publish_copy(from, importer, rest, m.reply, m);
+        if crate::account::Responses::is_reply(m.subject) {
+            if let Some((importer, reply)) = self.g.responses.route(acc, m.subject) {
+                return self.publish_copy(from, importer, &reply, m.reply, m);
             }
         }
-        if let Some((exporter, target)) =
-            accounts.service_target(acc, &String::from_utf8_lossy(m.subject))
-        {
-            let reply = m.reply.map(|r| crate::account::response_subject(acc, r));
-            return self.publish_copy(from, exporter, target.as_bytes(), reply.as_deref(), m);
+        if let Some(t) = accounts.service_target(acc, &String::from_utf8_lossy(m.subject)) {
+            // The reply is mapped per request; when too many are open the
+            // request still goes, but its answer cannot come back.
+            let reply = m.reply.and_then(|r| {
+                self.g
+                    .responses
+                    .open(t.exporter, acc, r, t.response, t.threshold)
+            });
+            return self.publish_copy(from, t.exporter, t.subject.as_bytes(), reply.as_deref(), m);
         }
         let mut any = self.publish_in(from, acc, data, m);
         for (importer, mapped) in accounts.stream_targets(acc, &String::from_utf8_lossy(m.subject))

@@ -317,10 +317,8 @@ fn activation_tokens_service_imports_and_revocations() {
         vec![(ii, "priv.x".to_string())]
     );
     // v1-style service import: `subject` local, `to` the exporter's.
-    assert_eq!(
-        accounts.service_target(ii, "time"),
-        Some((ie, "svc.time".to_string()))
-    );
+    let svc = accounts.service_target(ii, "time").expect("service import");
+    assert_eq!((svc.exporter, svc.subject.as_str()), (ie, "svc.time"));
     let user = encode(
         json!({"sub": revoked_user.public_key(), "nats": {"type": "user"}}),
         &ch.acc,

@@ -14,6 +14,10 @@ use bytes::Bytes;
 use crate::options::{ExportKind, Options};
 use crate::subject;
 
+pub mod responses;
+
+pub use responses::{ResponseKind, Responses};
+
 pub const GLOBAL: &str = "$G";
 pub const SYSTEM: &str = "$SYS";
 
@@ -41,6 +45,18 @@ pub struct ServiceImport {
     pub exporter: u32,
     local: String,
     remote: String,
+    /// The export's response type and threshold.
+    pub response: ResponseKind,
+    pub threshold: std::time::Duration,
+}
+
+/// Where an imported service request goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceTarget {
+    pub exporter: u32,
+    pub subject: String,
+    pub response: ResponseKind,
+    pub threshold: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -139,8 +155,8 @@ impl Accounts {
                     });
                 };
                 let exporter = all.iter().find(|x| x.name == imp.account);
-                let allowed = exporter.is_some_and(|x| {
-                    x.exports.iter().any(|e| {
+                let export = exporter.and_then(|x| {
+                    x.exports.iter().find(|e| {
                         e.kind == imp.kind
                             && subject::filters_overlap(
                                 e.subject.as_bytes(),
@@ -149,13 +165,13 @@ impl Accounts {
                             && (e.accounts.is_empty() || e.accounts.contains(&acc.name))
                     })
                 });
-                if !allowed {
+                let Some(export) = export else {
                     return Err(AccountError::NotExported {
                         importer: acc.name.clone(),
                         from: imp.account.clone(),
                         subject: imp.subject.clone(),
                     });
-                }
+                };
                 match imp.kind {
                     ExportKind::Stream => {
                         let map = match (&imp.prefix, &imp.to) {
@@ -174,6 +190,14 @@ impl Accounts {
                             exporter: from,
                             local: imp.to.clone().unwrap_or_else(|| imp.subject.clone()),
                             remote: imp.subject.clone(),
+                            // Checked when the configuration was read.
+                            response: ResponseKind::parse(
+                                export.response_type.as_deref().unwrap_or(""),
+                            )
+                            .unwrap_or(ResponseKind::Singleton),
+                            threshold: export
+                                .response_threshold
+                                .unwrap_or(responses::DEFAULT_THRESHOLD),
                         });
                     }
                 }
@@ -263,36 +287,18 @@ impl Accounts {
     }
 
     /// A request published in `acc` on `subject` that a service import
-    /// sends to another account: (exporting account, subject there).
-    pub fn service_target(&self, acc: u32, subject: &str) -> Option<(u32, String)> {
+    /// sends to another account.
+    pub fn service_target(&self, acc: u32, subject: &str) -> Option<ServiceTarget> {
         let list = self.services.get(acc as usize)?;
         list.iter()
             .find(|i| subject::matches(i.local.as_bytes(), subject.as_bytes()))
-            .map(|i| (i.exporter, map_to(&i.local, &i.remote, subject)))
+            .map(|i| ServiceTarget {
+                exporter: i.exporter,
+                subject: map_to(&i.local, &i.remote, subject),
+                response: i.response,
+                threshold: i.threshold,
+            })
     }
-
-    /// Whether `exporter` serves a service that `importer` imports (so a
-    /// response may cross back).
-    pub fn serves(&self, exporter: u32, importer: u32) -> bool {
-        self.services
-            .get(importer as usize)
-            .is_some_and(|l| l.iter().any(|i| i.exporter == exporter))
-    }
-}
-
-/// Replies to an imported service travel as `_R_.<importer>.<reply>` in the
-/// exporter's account; this reads such a subject back.
-pub fn response_route(subject: &[u8]) -> Option<(u32, &[u8])> {
-    let rest = subject.strip_prefix(b"_R_.")?;
-    let dot = rest.iter().position(|&c| c == b'.')?;
-    let id = std::str::from_utf8(&rest[..dot]).ok()?.parse().ok()?;
-    Some((id, &rest[dot + 1..]))
-}
-
-pub fn response_subject(importer: u32, reply: &[u8]) -> Vec<u8> {
-    let mut out = format!("_R_.{importer}.").into_bytes();
-    out.extend_from_slice(reply);
-    out
 }
 
 #[cfg(test)]
@@ -395,12 +401,10 @@ mod tests {
             vec![(ib, "a.events.x".to_string())]
         );
         assert!(a.stream_targets(ia, "other").is_empty());
-        assert_eq!(
-            a.service_target(ib, "time"),
-            Some((ia, "svc.time".to_string()))
-        );
-        assert!(a.serves(ia, ib));
-        assert!(!a.serves(ib, ia));
+        let t = a.service_target(ib, "time").unwrap();
+        assert_eq!((t.exporter, t.subject.as_str()), (ia, "svc.time"));
+        assert_eq!(t.response, ResponseKind::Singleton);
+        assert_eq!(t.threshold, responses::DEFAULT_THRESHOLD);
         let bad = Options {
             accounts: vec![
                 acc("A", vec![], vec![]),
@@ -419,12 +423,9 @@ mod tests {
     }
 
     #[test]
-    fn mapping_and_response_routes() {
+    fn mappings() {
         assert_eq!(map_to("a.*.c", "x.*", "a.b.c"), "x.b");
         assert_eq!(map_to("a.>", "z.>", "a.b.c"), "z.b.c");
         assert_eq!(map_to("a.b", "lit", "a.b"), "lit");
-        let r = response_subject(3, b"_INBOX.x.y");
-        assert_eq!(response_route(&r), Some((3, &b"_INBOX.x.y"[..])));
-        assert_eq!(response_route(b"_R_.x"), None);
     }
 }
