@@ -103,6 +103,8 @@ pub struct Global {
     pub jetstream: std::sync::OnceLock<Arc<crate::jetstream::Config>>,
     /// Open requests to imported services (see `account::responses`).
     pub responses: crate::account::Responses,
+    /// Slow password checks under way (see `auth::gate`).
+    pub logins: crate::auth::gate::LoginGate,
 }
 
 impl Global {
@@ -171,6 +173,7 @@ impl Global {
             http_requests: Default::default(),
             jetstream: Default::default(),
             responses: Default::default(),
+            logins: Default::default(),
         })
     }
 

@@ -573,3 +573,96 @@ async fn a_stalled_subscriber_does_not_hold_up_others() {
     );
     drop(stalled);
 }
+
+/// A raw login from `source` (a loopback address of its own); true when
+/// the server answered PONG, false when it refused or closed.
+async fn raw_login_from(
+    source: &str,
+    server: std::net::SocketAddr,
+    user: &str,
+    pass: &str,
+) -> bool {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = sock.connect(server).await.unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    let connect = serde_json::json!({"user": user, "pass": pass, "verbose": false});
+    w.write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes())
+        .await
+        .unwrap();
+    loop {
+        line.clear();
+        match r.read_line(&mut line).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.starts_with("PONG") => return true,
+            Ok(_) if line.starts_with("-ERR") => return false,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// #13: bcrypt logins are bounded per client address (4 under way, the
+/// rest refused at once), so a flood of CONNECTs for a valid bcrypt user
+/// from one address does not queue a real login from another past its
+/// auth timeout; and an unknown user name costs what a wrong password
+/// does (it used to be refused at once, leaking which names exist).
+/// Broker Edge only: nats-server runs every check at once and refuses
+/// unknown names without hashing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bcrypt_login_flood_neither_starves_nor_leaks() {
+    ours_only!("the login gate and the decoy hash are Broker Edge's");
+    let hash = bcrypt::hash("right-Pw-1", 12).unwrap();
+    let s = Server::start_with_config(
+        &format!(
+            "authorization {{ timeout: 5, users: [ {{ user: alice, password: \"{hash}\" }} ] }}\n"
+        ),
+        &[],
+    );
+    let addr = s.addr();
+    // Timing: an unknown name is not cheaper than a wrong password.
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        assert!(!raw_login_from("127.0.0.1", addr, "alice", "wrong").await);
+        known.push(t.elapsed());
+        let t = std::time::Instant::now();
+        assert!(!raw_login_from("127.0.0.1", addr, "mallory", "wrong").await);
+        unknown.push(t.elapsed());
+    }
+    known.sort();
+    unknown.sort();
+    assert!(
+        unknown[1] * 2 >= known[1],
+        "unknown user refused in {:?}, wrong password in {:?}",
+        unknown[1],
+        known[1]
+    );
+    // The flood: 80 logins from 127.0.0.1 that each cost a bcrypt check.
+    let mut flood = Vec::new();
+    for _ in 0..80 {
+        flood.push(tokio::spawn(raw_login_from(
+            "127.0.0.1",
+            addr,
+            "alice",
+            "wrong",
+        )));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let t = std::time::Instant::now();
+    assert!(
+        raw_login_from("127.0.0.2", addr, "alice", "right-Pw-1").await,
+        "the real login was refused or timed out after {:?}",
+        t.elapsed()
+    );
+    for f in flood {
+        assert!(!f.await.unwrap(), "a wrong password got in");
+    }
+    assert!(s
+        .log()
+        .contains("too many password checks under way from 127.0.0.1"));
+}

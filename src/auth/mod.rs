@@ -42,6 +42,7 @@
 //! no_auth_user simply is that user.
 
 mod conn;
+pub mod gate;
 pub mod jwt;
 mod permissions;
 
@@ -163,6 +164,8 @@ pub enum AuthError {
     Jwt(#[from] jwt::JwtError),
     #[error("user JWT {0:?}: permissions hold an invalid subject")]
     JwtPermissions(String),
+    #[error("too many password checks under way from {0}")]
+    Busy(std::net::IpAddr),
 }
 
 /// Who a connection authenticated as.
@@ -265,6 +268,10 @@ pub struct Authenticator {
     trust: Option<jwt::Trust>,
     /// Operator mode: each account's `default_permissions`, compiled.
     account_defaults: HashMap<String, Arc<Permissions>>,
+    /// The costliest bcrypt hash among the users: an unknown user name is
+    /// checked against it too, so it costs what a known one does (no user
+    /// names leak by timing).
+    decoy: Option<Secret>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -333,9 +340,16 @@ impl Authenticator {
                 account_defaults.insert(acc.name, p);
             }
         }
+        let decoy = opts
+            .users
+            .iter()
+            .filter(|u| is_bcrypt(&u.password))
+            .max_by_key(|u| u.password.get(4..6).and_then(|c| c.parse::<u32>().ok()))
+            .map(|u| Secret::new(&u.password));
         Ok(Authenticator {
             trust,
             account_defaults,
+            decoy,
             users,
             nkeys,
             token: opts.auth_token.as_deref().map(Secret::new),
@@ -419,6 +433,7 @@ impl Authenticator {
         match user.and_then(|u| self.users.get(u)) {
             Some(u) if !self.is_no_auth(c) => u.secret.is_slow(),
             Some(_) => false,
+            None if user.is_some() && self.decoy.is_some() => true,
             None => {
                 self.token.as_ref().is_some_and(Secret::is_slow)
                     || self.single.as_ref().is_some_and(|(_, s)| s.is_slow())
@@ -480,10 +495,12 @@ impl Authenticator {
         }
         if !self.users.is_empty() {
             if let Some(name) = self.effective_user(c) {
-                let entry = self
-                    .users
-                    .get(name)
-                    .ok_or_else(|| AuthError::UnknownUser(name.to_string()))?;
+                let Some(entry) = self.users.get(name) else {
+                    if let Some(decoy) = &self.decoy {
+                        let _ = decoy.check(c.pass.as_deref().unwrap_or(""));
+                    }
+                    return Err(AuthError::UnknownUser(name.to_string()));
+                };
                 allowed(name, &entry.conn_types)?;
                 if !self.is_no_auth(c) && !entry.secret.check(c.pass.as_deref().unwrap_or("")) {
                     return Err(AuthError::BadPassword(name.to_string()));

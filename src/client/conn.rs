@@ -457,10 +457,13 @@ fn release(shard: &Shard, client: &Client, reason: CloseReason) {
 }
 
 /// Checks CONNECT credentials with the authenticator in force; bcrypt runs
-/// on a helper thread so one login does not stall the shard.
+/// on a helper thread so one login does not stall the shard. A client's
+/// own login (`gated`) takes a slot of the login gate first; the server's
+/// re-checks after a reload do not.
 pub(super) async fn authenticate(
     client: &Client,
     c: &Connect,
+    gated: bool,
 ) -> Result<auth::Authed, auth::AuthError> {
     let authenticator = if client.websocket {
         client.g.ws_auth()
@@ -470,11 +473,22 @@ pub(super) async fn authenticate(
     let nonce = client.nonce.clone();
     let kind = client.connection_type();
     if authenticator.is_slow(c) {
+        let ip = client.addr.ip();
+        let slot = if gated {
+            match client.g.logins.enter(ip) {
+                Some(slot) => Some(slot),
+                None => return Err(auth::AuthError::Busy(ip)),
+            }
+        } else {
+            None
+        };
         let c = c.clone();
-        runtime::blocking(move || {
+        let r = runtime::blocking(move || {
             authenticator.authenticate_as(&c, nonce.as_deref().map(str::as_bytes), kind)
         })
-        .await
+        .await;
+        drop(slot);
+        r
     } else {
         authenticator.authenticate_as(c, nonce.as_deref().map(str::as_bytes), kind)
     }
@@ -595,7 +609,7 @@ impl Conn<'_> {
             return Err(CloseReason::ProtocolViolation);
         }
         if !self.client.authed.get() {
-            match authenticate(client, &c).await {
+            match authenticate(client, &c, true).await {
                 Ok(who) => {
                     *client.perms.borrow_mut() =
                         who.permissions.clone().map(auth::ConnPermissions::new);

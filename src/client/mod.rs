@@ -382,7 +382,7 @@ pub async fn reauthenticate(
     c: &Client,
     connect: &Connect,
 ) -> Result<crate::auth::Authed, crate::auth::AuthError> {
-    conn::authenticate(c, connect).await
+    conn::authenticate(c, connect, false).await
 }
 
 /// Takes over an accepted socket on this shard.
