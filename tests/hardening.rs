@@ -666,3 +666,28 @@ async fn bcrypt_login_flood_neither_starves_nor_leaks() {
         .log()
         .contains("too many password checks under way from 127.0.0.1"));
 }
+
+/// #14: the packaged configuration (which may hold passwords) is installed
+/// 0640 for root and the service's group, by both packages, never
+/// world-readable.
+#[test]
+fn packaged_config_is_not_world_readable() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let conf_lines: Vec<&str> = cargo
+        .lines()
+        .filter(|l| l.contains("packaging/broker-edge.conf"))
+        .collect();
+    assert_eq!(conf_lines.len(), 2, "the .deb and .rpm assets: {conf_lines:?}");
+    for l in conf_lines {
+        assert!(l.contains("\"640\""), "{l}");
+    }
+    for script in ["packaging/debian/postinst", "packaging/rpm/post.sh"] {
+        let text = std::fs::read_to_string(root.join(script)).unwrap();
+        assert!(
+            text.contains("chgrp broker-edge /etc/broker-edge/broker-edge.conf")
+                && text.contains("chmod 0640 /etc/broker-edge/broker-edge.conf"),
+            "{script}"
+        );
+    }
+}
