@@ -123,6 +123,18 @@ impl Cx {
             self.errors.push(unknown_field_error(&e.key_pos, &e.key));
         }
     }
+
+    /// A nats-server option this build does not act on: refused at load
+    /// rather than accepted and ignored (an operator must not believe,
+    /// say, that the store is encrypted when it is not).
+    pub fn unsupported(&mut self, e: &Entry) {
+        if !e.used_as_variable {
+            self.errors.push(e.key_pos.err(format!(
+                "{:?} is not supported by this build of Broker Edge: remove it",
+                e.key
+            )));
+        }
+    }
 }
 
 fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
@@ -243,8 +255,16 @@ fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
                 o.server_tags.extend(tags);
             }
         }
-        // Known to nats-server, accepted and not (yet) used here.
-        k if super::is_known_top_level_key(k) => {}
+        // Without routes, gateways or leaf nodes (refused above) these
+        // change nothing here, as in a nats-server without them; the
+        // sublist cache is a speed hint only.
+        "client_advertise"
+        | "connect_error_reports"
+        | "reconnect_error_reports"
+        | "disable_sublist_cache"
+        | "no_sublist_cache" => {}
+        // Known to nats-server, not built here.
+        k if super::is_known_top_level_key(k) => cx.unsupported(e),
         _ => cx.unknown(e),
     }
 }
@@ -369,20 +389,23 @@ fn jetstream(cx: &mut Cx, e: &Entry, o: &mut Options) {
                             go_value(&f.value)
                         ))),
                     },
-                    // Accepted for compatibility; Broker Edge's store has its own knobs.
+                    // Replication settings: a single server has no
+                    // replicas to place or catch up, as nats-server alone.
+                    "unique_tag"
+                    | "max_outstanding_catchup"
+                    | "max_buffered_msgs"
+                    | "max_buffered_size"
+                    | "max_catchup" => {}
+                    // Encryption at rest, API limits and the rest: not
+                    // built, so refused (never a store believed encrypted).
                     "key"
                     | "ek"
                     | "encryption_key"
                     | "cipher"
                     | "extension_hint"
                     | "limits"
-                    | "unique_tag"
-                    | "max_outstanding_catchup"
-                    | "max_buffered_msgs"
-                    | "max_buffered_size"
                     | "request_queue_limit"
-                    | "max_catchup"
-                    | "tpm" => {}
+                    | "tpm" => cx.unsupported(f),
                     _ => cx.unknown(f),
                 }
             }

@@ -428,7 +428,7 @@ fn account(cx: &mut Cx, a: &Entry, o: &mut Options) {
             "imports" => acc.imports = list_of(cx, f, "Imports", import),
             "default_permissions" => acc.default_permissions = permissions(cx, f),
             "limits" => acc.limits = cx.ok(limits(f)).unwrap_or_default(),
-            "mappings" | "maps" => acc.mappings = Some(f.value.clone()),
+            "mappings" | "maps" => cx.unsupported(f),
             _ => cx.unknown(f),
         }
     }
@@ -579,7 +579,10 @@ fn export(cx: &mut Cx, v: &Value) -> Option<ExportConfig> {
             "threshold" | "response_threshold" | "response_max_time" | "response_time" => {
                 x.response_threshold = Some(cx.ok(super::strict_duration(f))?)
             }
-            "latency" | "account_token_position" | "description" | "info_url" | "allow_trace" => {}
+            // Descriptive only; message tracing is not built, so nothing
+            // is traced across either way.
+            "description" | "info_url" | "allow_trace" => {}
+            "latency" | "account_token_position" => cx.unsupported(f),
             _ => cx.unknown(f),
         }
     }

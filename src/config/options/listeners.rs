@@ -140,11 +140,14 @@ pub(super) fn websocket(cx: &mut Cx, e: &Entry, o: &mut Options) {
                     }
                 }
             }
+            // Permits permessage-deflate; it is not negotiated here, so
+            // clients that ask get the uncompressed stream every websocket
+            // client must accept (docs/security.md, finding 10).
             "compress" | "compression" => w.compression = cx.ok(bool_of(f)).unwrap_or(false),
             "authorization" | "authentication" => simple_auth(cx, f, &mut w),
-            "jwt_cookie" => w.jwt_cookie = cx.ok(str_of(f)),
+            "jwt_cookie" => cx.unsupported(f),
             "no_auth_user" => w.no_auth_user = cx.ok(str_of(f)),
-            "user_cookie" | "pass_cookie" | "token_cookie" | "headers" => {}
+            "user_cookie" | "pass_cookie" | "token_cookie" | "headers" => cx.unsupported(f),
             _ => cx.unknown(f),
         }
     }

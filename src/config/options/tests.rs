@@ -397,3 +397,46 @@ fn debug_redacts_secrets() {
     let dump = format!("{o:?}");
     assert!(!dump.contains("s3cr3t"), "{dump}");
 }
+
+/// Hardening #10: options nats-server knows that this build does not act
+/// on are refused at load with their position, never accepted and ignored
+/// (a store believed encrypted, trusted keys believed checked, mappings
+/// believed applied). The no-ops without routes stay accepted.
+#[test]
+fn unbuilt_options_are_refused() {
+    for (src, key) in [
+        ("jetstream { encryption_key: s3cr3t }\n", "encryption_key"),
+        ("jetstream { cipher: aes }\n", "cipher"),
+        ("jetstream { limits { max_ack_pending: 10 } }\n", "limits"),
+        ("trusted_keys: [\"OABC\"]\n", "trusted_keys"),
+        ("mappings { a: b }\n", "mappings"),
+        ("https_port: 8443\n", "https_port"),
+        ("mqtt { port: 1883 }\n", "mqtt"),
+        ("no_header_support: true\n", "no_header_support"),
+        ("accounts { A: { mappings { a: b } } }\n", "mappings"),
+        (
+            "accounts { A: { exports: [ { service: s, latency: \"s.lat\" } ] } }\n",
+            "latency",
+        ),
+        (
+            "websocket { port: -1, no_tls: true, jwt_cookie: c }\n",
+            "jwt_cookie",
+        ),
+        (
+            "websocket { port: -1, no_tls: true, user_cookie: u }\n",
+            "user_cookie",
+        ),
+    ] {
+        let e = errs(src);
+        assert!(
+            e.iter().any(|m| m.starts_with("t.conf:")
+                && m.contains(&format!("\"{key}\" is not supported by this build"))),
+            "{src}: {e:?}"
+        );
+    }
+    opts_from(
+        "client_advertise: \"x:4222\"\ndisable_sublist_cache: true\nconnect_error_reports: 10\n\
+         jetstream { max_catchup: 1MB, unique_tag: az }\n",
+    )
+    .unwrap();
+}
