@@ -678,7 +678,11 @@ fn packaged_config_is_not_world_readable() {
         .lines()
         .filter(|l| l.contains("packaging/broker-edge.conf"))
         .collect();
-    assert_eq!(conf_lines.len(), 2, "the .deb and .rpm assets: {conf_lines:?}");
+    assert_eq!(
+        conf_lines.len(),
+        2,
+        "the .deb and .rpm assets: {conf_lines:?}"
+    );
     for l in conf_lines {
         assert!(l.contains("\"640\""), "{l}");
     }
