@@ -236,6 +236,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for WsStream<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        // Nothing fits: the payload branch below would make no progress
+        // and spin forever (found by fuzz/fuzz_targets/ws_frame.rs).
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         loop {
             match &mut this.state {
                 ReadState::Closed => return Poll::Ready(Ok(0)),
@@ -389,6 +394,20 @@ mod tests {
         );
         let mut got = Vec::new();
         assert!(futures_lite::future::block_on(s.read_to_end(&mut got)).is_err());
+    }
+
+    /// An empty read buffer in the middle of a payload used to spin
+    /// forever (fuzz/regressions/ws_frame/empty_read_mid_payload.bin).
+    #[test]
+    fn empty_read_mid_payload_returns() {
+        let wire = client_frame(0x2, b"PING\r\nPONG\r\n", [1, 2, 3, 4]);
+        let mut s = WsStream::new(futures_lite::io::Cursor::new(Vec::new()), wire);
+        let mut one = [0u8; 1];
+        assert_eq!(futures_lite::future::block_on(s.read(&mut one)).unwrap(), 1);
+        assert_eq!(futures_lite::future::block_on(s.read(&mut [])).unwrap(), 0);
+        let mut rest = Vec::new();
+        futures_lite::future::block_on(s.read_to_end(&mut rest)).unwrap();
+        assert_eq!([&one[..], &rest[..]].concat(), b"PING\r\nPONG\r\n");
     }
 
     #[test]
