@@ -263,8 +263,13 @@ fn apply(cli: &mut Cli, flag: &str, canon: &'static str, v: &str) -> Result<(), 
             Ok(n) if n >= 1 => o.shard_fill = n,
             _ => return Err(bad(flag, v, "expected a positive number of clients")),
         },
-        // Accepted for compatibility; they change nothing here.
-        "client_advertise" | "log_size_limit" | "max_traced_msg_len" => {}
+        // Accepted for compatibility: without routes it changes nothing.
+        "client_advertise" => {}
+        "log_size_limit" | "max_traced_msg_len" => {
+            return Err(CliError::Unsupported(format!(
+                "-{flag}: not supported by this build of Broker Edge"
+            )));
+        }
         "syslog" | "remote_syslog" => {
             if canon == "remote_syslog" || on {
                 return Err(CliError::Unsupported(format!(

@@ -65,6 +65,8 @@ pub struct Options {
     /// Broker Edge's own: clients a shard takes before the next shard is
     /// used (1 = spread evenly from the first client).
     pub shard_fill: usize,
+    /// Broker Edge's own runtime settings (`broker_edge { }`).
+    pub tuning: Tuning,
     /// `authorization { timeout }` (nats: seconds, may be fractional).
     pub auth_timeout: Option<Duration>,
     /// `authorization { users }` and users defined inside `accounts`.
@@ -102,6 +104,34 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolver {
     Memory,
+}
+
+/// How the shards run: CPU pinning and the latency policy (see
+/// docs/architecture.md, "Latency policy", for the measurements behind the
+/// defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    /// Each shard on its own CPU when there are enough.
+    pub pin_shards: bool,
+    /// How long a connection that just received a small message keeps
+    /// reading before it waits on io_uring (zero: never).
+    pub read_spin: Duration,
+    /// How long spinning reads keep a shard busy before a reactor turn.
+    pub spin_turn: Duration,
+    /// A helper thread per core that keeps it awake briefly during a
+    /// conversation.
+    pub idle_poll: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            pin_shards: true,
+            read_spin: Duration::from_micros(100),
+            spin_turn: Duration::from_micros(8),
+            idle_poll: true,
+        }
+    }
 }
 
 /// A password or token from the configuration or the command line. Its
@@ -373,6 +403,7 @@ impl Default for Options {
             config_file: None,
             shards: None,
             shard_fill: DEFAULT_SHARD_FILL,
+            tuning: Tuning::default(),
             auth_timeout: None,
             users: Vec::new(),
             nkeys: Vec::new(),

@@ -23,32 +23,32 @@ mod idle_poll;
 /// default 8 MiB RLIMIT_MEMLOCK is enough for several shards.
 const IO_MEMORY: usize = 512 * 1024;
 
-/// How long a connection that just received data keeps trying to read
-/// before it waits for readiness through io_uring (see [`Socket`]).
-/// `BROKER_EDGE_SPIN_US` overrides; 0 turns spinning off.
-fn read_spin() -> Duration {
-    static SPIN: OnceLock<Duration> = OnceLock::new();
-    *SPIN.get_or_init(|| micros_from_env("BROKER_EDGE_SPIN_US", DEFAULT_READ_SPIN_US))
+/// The latency policy and pinning in force (`broker_edge { }` in the
+/// configuration), set once before the shards start.
+static TUNING: OnceLock<crate::options::Tuning> = OnceLock::new();
+
+/// Installs the configured tuning; the first call wins.
+pub fn configure(t: crate::options::Tuning) {
+    let _ = TUNING.set(t);
 }
 
-/// `var` in µs, or `default` when unset or not a number.
-fn micros_from_env(var: &str, default: u64) -> Duration {
-    let us = std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    Duration::from_micros(us)
+fn tuning() -> crate::options::Tuning {
+    TUNING.get().copied().unwrap_or_default()
+}
+
+/// How long a connection that just received data keeps trying to read
+/// before it waits for readiness through io_uring (see [`Socket`]); zero
+/// turns spinning off.
+fn read_spin() -> Duration {
+    tuning().read_spin
 }
 
 /// How long spinning reads keep the shard's task queue busy before they
 /// all step aside for one reactor turn (io_uring completions, timers,
 /// wake-ups from other shards). A turn costs ~13 µs here (three
-/// io_uring_enter calls). `BROKER_EDGE_SPIN_TURN_US` overrides.
-const DEFAULT_TURN_EVERY_US: u64 = 8;
-
+/// io_uring_enter calls).
 fn turn_every() -> Duration {
-    static T: OnceLock<Duration> = OnceLock::new();
-    *T.get_or_init(|| micros_from_env("BROKER_EDGE_SPIN_TURN_US", DEFAULT_TURN_EVERY_US))
+    tuning().spin_turn
 }
 
 thread_local! {
@@ -58,12 +58,6 @@ thread_local! {
     /// would sit deaf while the others kept spinning.
     static LAST_TURN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
-
-/// Measured on the 2-vCPU VM (docs/architecture.md, "Reads spin briefly
-/// after traffic"): a
-/// request/reply hop that waits on io_uring readiness costs ~35 µs of
-/// wake-up; the next message of a busy conversation arrives well within this.
-const DEFAULT_READ_SPIN_US: u64 = 100;
 
 /// A read at most this long is taken for one message of a conversation
 /// (request/reply), the traffic whose every hop wakes a sleeping client.

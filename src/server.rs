@@ -221,10 +221,10 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     let files = write_files(&opts, client_addr, http_addr, ws_addr)?;
     tracing::info!("Server is ready");
     let gs = g.clone();
-    // Pinned by default (thread-per-core); BROKER_EDGE_PIN=0 lets the
+    // Pinned by default (thread-per-core); `pin_shards: false` lets the
     // kernel place the shard threads.
-    let pin = std::env::var("BROKER_EDGE_PIN").map_or(true, |v| v != "0");
-    runtime::run_shards(shards, pin, move || shard::run(gs))
+    runtime::configure(opts.tuning);
+    runtime::run_shards(shards, opts.tuning.pin_shards, move || shard::run(gs))
         .map_err(|e| StartError::Other(format!("shard runtime failed: {e}")))?;
     for f in files {
         let _ = std::fs::remove_file(f);
@@ -360,6 +360,13 @@ fn reload(g: &Global) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     refuse_unbuilt(&opts)?;
+    // Shards and their runtime are set up once, at start.
+    if opts.tuning != g.opts.tuning
+        || opts.shard_fill != g.opts.shard_fill
+        || opts.shards.is_some_and(|n| n != g.shards)
+    {
+        return Err("broker_edge { } settings changed: they apply at start; restart the server to apply them".into());
+    }
     // Account ids are baked into every subscription key and stream
     // placement, so accounts are fixed for a run: a changed set is refused
     // whole rather than half applied (users may still move between the

@@ -116,7 +116,8 @@ fn thread_run_ns(pid: u32, name: &str) -> Vec<u64> {
 
 /// Each shard has an idle poller; they run while a client on this machine
 /// converses with the broker (and park afterwards: the test above).
-/// `BROKER_EDGE_IDLE_POLL=0` leaves them out.
+/// `broker_edge { idle_poll: false }` leaves them out, and `/varz` says
+/// which policy is in force.
 #[tokio::test]
 async fn idle_pollers_run_during_a_local_conversation() {
     ours_only!("the idle pollers are Broker Edge's");
@@ -144,7 +145,16 @@ async fn idle_pollers_run_during_a_local_conversation() {
         "the idle pollers never ran: {before:?} → {after:?}"
     );
 
-    let off = Server::start_env(&["--shards", "3"], &[("BROKER_EDGE_IDLE_POLL", "0")]);
+    let v = s.json("/varz").await;
+    assert_eq!(v["broker_edge"]["idle_poll"], true, "{v}");
+    let off = Server::start_with_config(
+        "broker_edge { idle_poll: false, read_spin: \"0s\" }\n",
+        &["--shards", "3"],
+    );
     sync(&off.client().await).await;
     assert!(thread_run_ns(off.pid(), "idle-poll").is_empty());
+    let v = off.json("/varz").await;
+    assert_eq!(v["broker_edge"]["idle_poll"], false, "{v}");
+    assert_eq!(v["broker_edge"]["read_spin"], 0, "{v}");
+    assert_eq!(v["broker_edge"]["shards"], 3, "{v}");
 }

@@ -19,6 +19,7 @@
 mod auth;
 mod listeners;
 mod operator;
+mod tuning;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -250,6 +251,7 @@ fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
         "websocket" | "ws" => listeners::websocket(cx, e, o),
         "cluster" => o.cluster = cx.ok(listeners::listener(e, "cluster")),
         "leaf" | "leafnodes" => o.leafnodes = cx.ok(listeners::listener(e, "a leafnode")),
+        "broker_edge" => tuning::block(cx, e, o),
         "server_tags" => {
             if let Some(tags) = cx.ok(server_tags(e)) {
                 o.server_tags.extend(tags);
@@ -332,6 +334,7 @@ fn restore_cli(cli: &Options, o: &mut Options, set: &[&str]) {
             "pass" => o.password = cli.password.clone(),
             "auth" => o.auth_token = cli.auth_token.clone(),
             "shards" => o.shards = cli.shards,
+            "shard_fill" => o.shard_fill = cli.shard_fill,
             _ => {}
         }
     }
@@ -545,7 +548,7 @@ fn non_negative(e: &Entry, n: i64) -> Result<usize, ConfigError> {
     usize::try_from(n).map_err(|_| e.key_pos.err(format!("{} can not be negative", e.key)))
 }
 
-fn usize_of(e: &Entry) -> Result<usize, ConfigError> {
+pub(super) fn usize_of(e: &Entry) -> Result<usize, ConfigError> {
     non_negative(e, int_of(e)?)
 }
 

@@ -141,6 +141,16 @@ pub fn varz(g: &Global) -> Value {
         "out_bytes": sum(|s| s.out_bytes.load(Ordering::Relaxed)),
         "slow_consumers": sum(|s| s.slow_consumers.load(Ordering::Relaxed)),
         "accept_errors": g.accept_errors.load(Ordering::Relaxed),
+        // Broker Edge's own settings (`broker_edge { }`); durations in
+        // nanoseconds like the reference's.
+        "broker_edge": {
+            "shards": g.shards,
+            "shard_fill": g.opts.shard_fill,
+            "pin_shards": g.opts.tuning.pin_shards,
+            "read_spin": g.opts.tuning.read_spin.as_nanos() as u64,
+            "spin_turn": g.opts.tuning.spin_turn.as_nanos() as u64,
+            "idle_poll": g.opts.tuning.idle_poll,
+        },
         "subscriptions": g.stats.iter().map(|s| s.subscriptions.load(Ordering::Relaxed)).sum::<usize>(),
         "http_req_stats": http_stats,
         "config_load_time": rfc3339(g.start_wall),

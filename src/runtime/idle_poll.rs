@@ -71,10 +71,9 @@ fn micros(at: Instant) -> u64 {
     at.saturating_duration_since(epoch()).as_micros() as u64
 }
 
-/// Whether the pollers are on: `BROKER_EDGE_IDLE_POLL=0` turns them off.
+/// Whether the pollers are on (`broker_edge { idle_poll }`).
 pub(super) fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BROKER_EDGE_IDLE_POLL").map_or(true, |v| v != "0"))
+    super::tuning().idle_poll
 }
 
 /// Starts this core's poller. Called on a shard's thread before its

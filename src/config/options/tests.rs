@@ -440,3 +440,30 @@ fn unbuilt_options_are_refused() {
     )
     .unwrap();
 }
+
+/// Issue 19: Broker Edge's own settings live in `broker_edge { }` (not in
+/// environment variables) and are checked.
+#[test]
+fn broker_edge_block() {
+    let o = opts_from(
+        "broker_edge { shards: 3, shard_fill: 1, pin_shards: false, read_spin: \"50us\", \
+         spin_turn: \"4us\", idle_poll: false }\n",
+    )
+    .unwrap();
+    assert_eq!(o.shards, Some(3));
+    assert_eq!(o.shard_fill, 1);
+    assert!(!o.tuning.pin_shards && !o.tuning.idle_poll);
+    assert_eq!(o.tuning.read_spin, Duration::from_micros(50));
+    assert_eq!(o.tuning.spin_turn, Duration::from_micros(4));
+    let d = opts_from("").unwrap().tuning;
+    assert!(d.pin_shards && d.idle_poll);
+    for bad in [
+        "broker_edge { shards: 0 }\n",
+        "broker_edge { idle_poll: maybe }\n",
+        "broker_edge { read_spin: \"fast\" }\n",
+        "broker_edge { spin: 1 }\n",
+    ] {
+        let e = errs(bad);
+        assert!(e.iter().all(|m| m.starts_with("t.conf:1:")), "{bad}: {e:?}");
+    }
+}
