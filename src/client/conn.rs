@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
+use super::outbound::{self, Quiet, Take};
 use super::{Client, CloseReason, Sub, SubRef};
 use crate::auth;
 use crate::global::ShardStats;
@@ -19,7 +20,12 @@ use crate::runtime::{self, Socket, TcpStream};
 use crate::shard::Shard;
 use crate::subject;
 
+/// A read's room once traffic flows (a read that filled the buffer).
 const READ_CHUNK: usize = 64 * 1024;
+/// A read's room on a connection that has been quiet: what arrives is
+/// usually one small operation, and this is what the buffer shrinks back
+/// to ([`outbound::QUIET`] after the last large read).
+const READ_SMALL: usize = 4 * 1024;
 /// Largest single write of a batch.
 const WRITE_SLICE: usize = 64 * 1024;
 
@@ -163,8 +169,20 @@ where
 }
 
 async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(client: Rc<Client>, mut stream: W) {
-    let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    while client.out.take_into(&mut spare).await {
+    // Grows with the batches it carries (see `outbound::Quiet`).
+    let mut spare: Vec<u8> = Vec::new();
+    loop {
+        match client.out.take_into(&mut spare).await {
+            Take::Batch => {}
+            Take::Closed => break,
+            Take::Shrunk => {
+                // The transport may hold a copy buffer of its own
+                // (`WsStream` frames each write): flushing lets it go.
+                let _ = runtime::timeout(Duration::from_secs(1), stream.flush()).await;
+                outbound::released();
+                continue;
+            }
+        }
         let deadline = client.limits.get().write_deadline;
         // Once closing, do not let a stuck peer hold the socket for long.
         let limit = if client.out.is_closing() {
@@ -201,9 +219,12 @@ async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(client: Rc<Client>, mut
             }
             None => {}
         }
+        if let Some(watch) = client.out.wrote_batch(spare.len(), spare.capacity()) {
+            runtime::spawn_local(watch.watch(outbound::QUIET)).detach();
+        }
         spare.clear();
         if spare.capacity() > 4 * 1024 * 1024 {
-            spare = Vec::with_capacity(READ_CHUNK);
+            spare = Vec::new();
         }
     }
     // Wakes the reader if it is still waiting, then ends our direction.
@@ -285,7 +306,11 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
     // Protocol tracing (-V) is decided once per connection, so the hot path
     // pays one branch for it.
     let trace = tracing::enabled!(tracing::Level::TRACE);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::new();
+    // Room for the next read: small until a read fills it, back to small
+    // once the connection was quiet for a while (`quiet`).
+    let mut want = READ_SMALL;
+    let quiet = Rc::new(Quiet::default());
     // Bytes the next operation needs before parsing is worth trying.
     let mut need = 0usize;
     let mut conn = Conn {
@@ -296,19 +321,50 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         stall_budget: Cell::new(crate::shard::STALL_TOTAL),
     };
     let reason = 'read: loop {
-        rbuf.reserve(READ_CHUNK.max(need.saturating_sub(rbuf.len())));
+        rbuf.reserve(want.max(need.saturating_sub(rbuf.len())));
         let len = rbuf.len();
         let spare = rbuf.spare_capacity_mut();
         // SAFETY: the kernel only writes into this spare capacity and we only
         // expose the bytes it reports as read.
         let dst = unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-        let n = match stream.read(dst).await {
-            Ok(0) => break CloseReason::ClientClosed,
-            Ok(n) => n,
-            Err(_) => break CloseReason::ReadError,
+        let room = dst.len();
+        // While the buffer is grown, a quiet spell ends the wait for data
+        // (every reader here is poll-based, so dropping a pending read
+        // loses nothing).
+        let read = if quiet.armed() {
+            futures_lite::future::or(async { Some(stream.read(dst).await) }, async {
+                quiet.due().await;
+                None
+            })
+            .await
+        } else {
+            Some(stream.read(dst).await)
+        };
+        let n = match read {
+            Some(Ok(0)) => break CloseReason::ClientClosed,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => break CloseReason::ReadError,
+            None => {
+                // Quiet: keep only what an incomplete operation carried
+                // over, in a buffer of its own (the grown one may be shared
+                // with chunks still travelling; it goes with the last).
+                quiet.take_due();
+                let mut small = BytesMut::with_capacity(READ_SMALL.max(rbuf.len()));
+                small.extend_from_slice(&rbuf);
+                rbuf = small;
+                want = READ_SMALL;
+                outbound::released();
+                continue;
+            }
         };
         // SAFETY: `n` bytes past `len` were just initialised by the read.
         unsafe { rbuf.set_len(len + n) };
+        if n == room {
+            want = READ_CHUNK;
+        }
+        if n > outbound::BUSY && quiet.busy(std::time::Instant::now()) {
+            runtime::spawn_local(quiet.clone().watch(outbound::QUIET)).detach();
+        }
         if client.is_closed() {
             break CloseReason::ClientClosed;
         }

@@ -337,8 +337,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
         Poll::Ready(Ok(this.out_claimed))
     }
 
+    /// Also gives back the frame buffers when nothing is in them: the
+    /// writer flushes once its connection has gone quiet, and a burst's
+    /// frames (up to a whole write slice each) must not stay allocated.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        if this.out.is_empty() {
+            this.out = Vec::new();
+        }
+        if this.raw.is_empty() {
+            this.raw = Vec::new();
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -418,6 +428,21 @@ mod tests {
         assert_eq!(wire[0], 0x82);
         assert_eq!(wire[1] as usize, 9);
         assert_eq!(&wire[2..], b"INFO {}\r\n");
+    }
+
+    /// A flush between frames releases the frame buffers (the writer
+    /// flushes when its connection went quiet).
+    #[test]
+    fn flush_releases_frame_buffers() {
+        let mut s = WsStream::new(futures_lite::io::Cursor::new(Vec::new()), Vec::new());
+        futures_lite::future::block_on(s.write_all(&vec![b'x'; 64 * 1024])).unwrap();
+        assert!(s.out.capacity() >= 64 * 1024);
+        futures_lite::future::block_on(s.flush()).unwrap();
+        assert_eq!(s.out.capacity(), 0);
+        assert_eq!(s.raw.capacity(), 0);
+        futures_lite::future::block_on(s.write_all(b"PING\r\n")).unwrap();
+        let wire = s.inner.into_inner();
+        assert_eq!(&wire[wire.len() - 8..], b"\x82\x06PING\r\n");
     }
 
     #[test]
