@@ -3,6 +3,7 @@
 //! performance claim can be a side-by-side ratio from one run.
 
 mod compare;
+mod conns;
 mod consume;
 mod diskprobe;
 mod js;
@@ -27,7 +28,7 @@ use std::time::Duration;
 #[command(
     name = "broker-edge-bench",
     version,
-    about = "NATS load generator: pub, sub, pubsub, fanout, queue, reqrep, js-pub-async, js-pub-sync, js-consume, kv-put, kv-get; disk-probe",
+    about = "NATS load generator: pub, sub, pubsub, fanout, queue, reqrep, js-pub-async, js-pub-sync, js-consume, kv-put, kv-get, conns; disk-probe",
     after_help = "Examples:\n  \
     broker-edge-bench pubsub --size 16 --msgs 2000000\n  \
     broker-edge-bench fanout --subs 4 --duration 5s --json\n  \
@@ -38,6 +39,7 @@ use std::time::Duration;
     broker-edge-bench js-consume --size 128 --msgs 200000 --fetch 100\n  \
     broker-edge-bench kv-put --size 128 --msgs 20000 --keys 1000\n  \
     broker-edge-bench kv-get --size 128 --msgs 20000 --keys 1000\n  \
+    broker-edge-bench conns --subs 10000 --msgs 20 --size 32KiB --spawn-a nats-server --compare nats://127.0.0.1:4223 --spawn-b 'broker-edge -p 4223' --rounds 1\n  \
     broker-edge-bench disk-probe --dir /tmp/store\n\n\
     Server CPU per message is read from /proc for a local server (the process\n\
     listening on the URL's port, or --pid-a/--pid-b). Ratios are always B/A."
@@ -48,11 +50,12 @@ struct Cli {
     /// Server A.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     url: String,
-    /// Payload size: 16, 128, 1KiB, 1k, …
-    #[arg(long, default_value = "128", value_parser = units::parse_size)]
-    size: usize,
+    /// Payload size: 16, 128, 1KiB, 1k, … (default 128; conns: 32KiB).
+    #[arg(long, value_parser = units::parse_size)]
+    size: Option<usize>,
     /// Total messages (requests for reqrep, operations for kv-*), split
-    /// across publishers; js-consume: messages filled in and consumed.
+    /// across publishers; js-consume: messages filled in and consumed;
+    /// conns: messages of the burst per connection (default 20).
     #[arg(long, short = 'n')]
     msgs: Option<u64>,
     /// Run for this long (10s, 500ms, 1m); with --msgs, whichever ends first.
@@ -61,7 +64,8 @@ struct Cli {
     /// Publishers (requesters for reqrep, clients for kv-*).
     #[arg(long)]
     pubs: Option<usize>,
-    /// Subscribers (responders for reqrep, fetchers for js-consume).
+    /// Subscribers (responders for reqrep, fetchers for js-consume;
+    /// conns: the connections, default 10000).
     #[arg(long)]
     subs: Option<usize>,
     #[arg(long, default_value = "bench.subject")]
@@ -130,6 +134,8 @@ struct Cli {
     #[arg(long)]
     pid_b: Option<u32>,
     /// Start server A with this command (run through sh), stop it after.
+    /// conns raises the generator's RLIMIT_NOFILE first (for 2 descriptors
+    /// per connection), and spawned servers inherit it.
     #[arg(long)]
     spawn_a: Option<String>,
     /// Start server B with this command, stop it after.
@@ -158,6 +164,7 @@ pub fn run_once(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         Scenario::JsConsume => consume::run(cfg, t),
         Scenario::KvPut | Scenario::KvGet => kv::run(cfg, t),
         Scenario::DiskProbe => bail!("disk-probe talks to no server"),
+        Scenario::Conns => bail!("conns runs through conns::run"),
         _ => scenarios::run(cfg, t),
     }
 }
@@ -200,7 +207,12 @@ fn config(cli: &Cli) -> Result<RunConfig> {
     if s != Scenario::Pub && !js && !kv && subs == 0 {
         bail!("{} needs at least one subscriber", s.name());
     }
-    if pubs > 10_000 || subs > 10_000 {
+    if s == Scenario::Conns {
+        pubs = 1;
+        if subs > 1_000_000 {
+            bail!("conns: at most 1,000,000 connections");
+        }
+    } else if pubs > 10_000 || subs > 10_000 {
         bail!("at most 10000 publishers and subscribers (one thread each)");
     }
     let msgs = match (cli.msgs, cli.duration) {
@@ -211,7 +223,9 @@ fn config(cli: &Cli) -> Result<RunConfig> {
     };
     Ok(RunConfig {
         scenario: s,
-        size: cli.size,
+        size: cli
+            .size
+            .unwrap_or(if s == Scenario::Conns { 32 * 1024 } else { 128 }),
         msgs,
         duration: cli.duration,
         pubs,
@@ -287,6 +301,12 @@ fn real_main() -> Result<()> {
     let cfg = config(&cli)?;
     let url_a = ServerUrl::parse(&cli.url)?;
     let url_b = cli.compare.as_deref().map(ServerUrl::parse).transpose()?;
+    if cfg.scenario == Scenario::Conns {
+        // Before spawning: the servers inherit the raised limit.
+        if let Some(note) = conns::raise_nofile(cfg.subs)? {
+            eprintln!("{note}");
+        }
+    }
     let log = |side: &str| cli.spawn_log.as_ref().map(|p| format!("{p}-{side}.log"));
     let spawned_a = match &cli.spawn_a {
         Some(cmd) => Some(spawn::spawn(cmd, &url_a, log("a").as_deref())?),
@@ -302,6 +322,18 @@ fn real_main() -> Result<()> {
         procstat::pin_self(&procstat::parse_cpu_list(list)?)?;
     }
     let a = target(url_a, cli.pid_a, spawned_a.as_ref(), "A", cli.quiet);
+    if cfg.scenario == Scenario::Conns {
+        let b = url_b.map(|ub| target(ub, cli.pid_b, spawned_b.as_ref(), "B", cli.quiet));
+        let r = conns::run(&cfg, &a, b.as_ref(), cli.rounds)?;
+        if cli.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            conns::print(&r);
+        }
+        drop(spawned_b);
+        drop(spawned_a);
+        return Ok(());
+    }
     match url_b {
         None => {
             let r = run_once(&cfg, &a)?;

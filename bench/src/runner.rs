@@ -41,6 +41,11 @@ pub enum Scenario {
     KvGet,
     /// No server: fdatasync latency and sequential write bandwidth of `--dir`.
     DiskProbe,
+    /// Memory per connection: `--subs` connections (default 10,000) with
+    /// one subscription each, idle, then a burst of `--msgs` messages
+    /// (default 20) of `--size` (default 32 KiB) to every one; the
+    /// server's RSS idle, at the burst's peak, after it and 10 s / 20 s later.
+    Conns,
 }
 
 impl Scenario {
@@ -58,6 +63,7 @@ impl Scenario {
             Scenario::KvPut => "kv-put",
             Scenario::KvGet => "kv-get",
             Scenario::DiskProbe => "disk-probe",
+            Scenario::Conns => "conns",
         }
     }
 
@@ -72,6 +78,7 @@ impl Scenario {
             Scenario::JsConsume => (0, 1),
             Scenario::KvPut | Scenario::KvGet => (1, 0),
             Scenario::DiskProbe => (0, 0),
+            Scenario::Conns => (1, 10_000),
         }
     }
 
@@ -88,6 +95,8 @@ impl Scenario {
             Scenario::JsConsume => 200_000,
             Scenario::KvPut | Scenario::KvGet => 20_000,
             Scenario::DiskProbe => 0,
+            // Per connection.
+            Scenario::Conns => 20,
         }
     }
 }
