@@ -105,6 +105,9 @@ pub struct Global {
     pub responses: crate::account::Responses,
     /// Slow password checks under way (see `auth::gate`).
     pub logins: crate::auth::gate::LoginGate,
+    /// Start-up progress and shard heartbeats for the service manager
+    /// (see `notify`).
+    pub lifecycle: crate::notify::Lifecycle,
 }
 
 impl Global {
@@ -174,6 +177,7 @@ impl Global {
             jetstream: Default::default(),
             responses: Default::default(),
             logins: Default::default(),
+            lifecycle: crate::notify::Lifecycle::new(shards),
         })
     }
 

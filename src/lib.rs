@@ -16,6 +16,7 @@ pub mod global;
 pub mod jetstream;
 pub mod logging;
 pub mod monitor;
+pub mod notify;
 pub mod options;
 pub mod protocol;
 pub mod router;

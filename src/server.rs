@@ -220,6 +220,10 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
     );
     let files = write_files(&opts, client_addr, http_addr, ws_addr)?;
     tracing::info!("Server is ready");
+    // READY=1 follows once every shard has recovered its streams
+    // (`notify::shard_up`); until then the service manager sees progress.
+    crate::notify::starting(&g);
+    crate::notify::spawn_watchdog(g.clone());
     let gs = g.clone();
     // Pinned by default (thread-per-core); `pin_shards: false` lets the
     // kernel place the shard threads.
@@ -299,6 +303,7 @@ fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
                             _ => "quit",
                         };
                         tracing::info!("Trapped {name:?} signal");
+                        crate::notify::stopping(&g, &format!("stopping: trapped {name:?} signal"));
                         g.lame_duck.store(true, Ordering::Relaxed);
                         router::stop_listener(client_fd);
                         g.broadcast(|| Ctl::Shutdown);
@@ -309,6 +314,10 @@ fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
                             continue;
                         }
                         tracing::info!("Entering lame duck mode, stop accepting new clients");
+                        crate::notify::stopping(
+                            &g,
+                            "stopping: lame duck mode, closing clients",
+                        );
                         router::stop_listener(client_fd);
                         g.broadcast(|| Ctl::LameDuck);
                         // Shards close their clients after the grace period;
@@ -323,10 +332,15 @@ fn spawn_signal_handler(g: Arc<Global>, client_fd: i32) {
                         g.broadcast(|| Ctl::Shutdown);
                         return;
                     }
-                    SIGHUP => match reload(&g) {
-                        Ok(()) => tracing::info!("Reloaded server configuration"),
-                        Err(e) => tracing::error!("Failed to reload server configuration: {e}"),
-                    },
+                    SIGHUP => {
+                        let announced = crate::notify::reloading(&g);
+                        let result = reload(&g);
+                        match &result {
+                            Ok(()) => tracing::info!("Reloaded server configuration"),
+                            Err(e) => tracing::error!("Failed to reload server configuration: {e}"),
+                        }
+                        crate::notify::reloaded(&g, announced, &result);
+                    }
                     SIGUSR1 => {
                         tracing::info!("Log reopen requested; log files are opened in append mode and need no reopen");
                     }

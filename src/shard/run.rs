@@ -61,6 +61,8 @@ pub async fn run(g: Arc<Global>) {
     }
     // Streams are recovered before the shard serves anything.
     crate::jetstream::start(&shard).await;
+    // The last shard to get here tells the service manager we are ready.
+    crate::notify::shard_up(&g);
     let ctl = g.ctl_rx[id].clone();
     while let Ok(msg) = ctl.recv().await {
         match msg {
