@@ -191,10 +191,12 @@ async fn max_connections_is_global_and_slots_are_freed() {
 /// yields, and look stuck to the server.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_does_not_hurt_fast_subscribers() {
-    // 32 MiB: well past socket buffers plus max_pending.
-    const MSGS: usize = 512;
+    // 64 MiB: well past socket buffers plus max_pending. The fast reader
+    // has 64 messages of slack (max_pending 4 MiB), so a moment without
+    // CPU on a loaded test machine does not make it look stuck.
+    const MSGS: usize = 1024;
     let s = Server::start_with_config(
-        "max_payload: 65536\nmax_pending: 262144\nwrite_deadline: \"2s\"\n",
+        "max_payload: 65536\nmax_pending: 4194304\nwrite_deadline: \"2s\"\n",
         &[],
     );
     let mut slow = s.raw().await;
