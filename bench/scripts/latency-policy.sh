@@ -98,9 +98,12 @@ for f in sorted(glob.glob(os.path.join(runs, "r*_*.json"))):
     tool, s = rest.rsplit("_", 1)
     text = open(f).read().strip()
     try:
-        j = json.loads(text.splitlines()[-1])
+        j = json.loads(text)
     except Exception:
-        continue
+        try:
+            j = json.loads(text.splitlines()[-1])
+        except Exception:
+            continue
     if isinstance(j, dict) and isinstance(j.get("a"), dict):
         j = j["a"]
     us, n = open(f[:-5] + ".cpu").read().split()

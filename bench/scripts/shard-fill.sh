@@ -64,7 +64,7 @@ for f in glob.glob(os.path.join(sys.argv[1], "r*.json")):
     except Exception:
         continue
     rows.setdefault((scen, int(n), s), []).append(j)
-med = lambda v: statistics.median([x for x in v if x is not None]) if v else float("nan")
+med = lambda v: statistics.median([x for x in v if x is not None]) if any(x is not None for x in v) else float("nan")
 print("| scenario | clients | server | msgs/s (median) | p50 µs | p99 µs | server CPU µs/msg |")
 print("|---|---|---|---|---|---|---|")
 for (scen, n, s) in sorted(rows, key=lambda k: (k[0], k[1], ["fill1", "fill16", "fill64", "R15"].index(k[2]))):
