@@ -497,3 +497,56 @@ fn journal_lines_drop_the_timestamp_only_on_the_journal_stream() {
     assert_eq!(&rest[4..5], "/", "{first:?}");
     assert!(rest.ends_with(" [INF] Starting broker-edge"), "{first:?}");
 }
+
+/// The unit passes `systemd-analyze verify` (with ExecStart pointed at the
+/// binary under test) and rates "OK" or better in `systemd-analyze
+/// security --offline` (issue 21). Skipped where systemd-analyze is not
+/// installed.
+#[test]
+fn unit_verifies_and_rates_ok() {
+    ours_only!("the unit is Broker Edge's");
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze not installed: skipped");
+        return;
+    };
+    if !out.status.success() {
+        eprintln!("systemd-analyze unusable: skipped");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("systemd/broker-edge.service")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker-edge.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/broker-edge", &server_bin().display().to_string()),
+    )
+    .unwrap();
+    let v = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let s = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&s.stdout).to_string() + &String::from_utf8_lossy(&s.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no rating: {text}"));
+    assert!(
+        line.contains(" OK") || line.contains("SAFE"),
+        "the unit rates {line}"
+    );
+    // io_uring must stay allowed by the system call filter.
+    assert!(unit.contains("io_uring_setup io_uring_enter io_uring_register"));
+}
