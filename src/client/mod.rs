@@ -3,6 +3,7 @@
 //! `conn`.
 
 mod conn;
+mod ops;
 pub mod outbound;
 pub mod websocket;
 
@@ -382,7 +383,7 @@ pub async fn reauthenticate(
     c: &Client,
     connect: &Connect,
 ) -> Result<crate::auth::Authed, crate::auth::AuthError> {
-    conn::authenticate(c, connect, false).await
+    ops::authenticate(c, connect, false).await
 }
 
 /// Takes over an accepted socket on this shard.
