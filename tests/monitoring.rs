@@ -292,6 +292,14 @@ async fn subsz_counts_and_lists_subscriptions() {
     assert_eq!(list[0]["sid"], "1");
     assert_eq!(u(&list[0]["cid"]), cid(&a));
     assert_eq!(u(&list[0]["msgs"]), 1);
+    // A test subject must be one a message could be published on (400
+    // with the reference's words otherwise).
+    let (code, body) = s.http("/subsz?test=a.*").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("invalid test subject, must be valid publish subject: a.*"),
+        "{body}"
+    );
 
     // A client that goes away takes its subscriptions with it.
     drop(a);

@@ -343,6 +343,14 @@ pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
     let subs = flag(params, "subs")?;
     let (offset, limit) = paging(params)?;
     let test = params.get("test").filter(|t| !t.is_empty()).cloned();
+    // As the reference: only a subject a message could be published on.
+    if let Some(t) = &test {
+        if !crate::subject::is_valid_literal(t.as_bytes()) {
+            return Err(format!(
+                "invalid test subject, must be valid publish subject: {t}"
+            ));
+        }
+    }
     let reports = gather(
         g,
         &Query::Subs {
