@@ -236,8 +236,6 @@ pub struct AccountConfig {
     pub default_permissions: Option<PermissionsConfig>,
     /// `limits { max_connections, max_subscriptions, max_payload, max_leafnodes }`.
     pub limits: AccountLimits,
-    /// `mappings`, kept as written for the feature that will read it.
-    pub mappings: Option<crate::config::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

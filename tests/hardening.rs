@@ -421,6 +421,32 @@ async fn many_queue_groups_on_one_subject_are_cheap() {
     eprintln!("20,000 queue groups: {used} ticks of server CPU ({tps}/s)");
 }
 
+/// A blocking client with a small receive window (so what the server sends
+/// backs up in the server, not in this socket): reads INFO, sends CONNECT
+/// and then `more`.
+fn small_window_client(addr: std::net::SocketAddr, more: &[u8]) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    let small: libc::c_int = 4096;
+    // SAFETY: a valid socket and an int option of the size given.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &small as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let mut info = [0u8; 4096];
+    let _ = c.read(&mut info).unwrap();
+    c.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+        .unwrap();
+    c.write_all(more).unwrap();
+    c
+}
+
 /// #2: `max_pending` bounds every byte the server queues for a client, not
 /// only messages: a client that sends PINGs and never reads the PONGs is
 /// closed as a slow consumer once they pass `max_pending` (1 MB here), and
@@ -432,25 +458,9 @@ async fn max_pending_counts_pongs() {
     let addr = s.addr();
     let before = rss_kib(s.pid());
     let sent = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        use std::os::fd::AsRawFd;
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        // A small receive window, so the PONGs back up in the server
-        // rather than in this socket.
-        let small: libc::c_int = 4096;
-        unsafe {
-            libc::setsockopt(
-                c.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &small as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        let mut info = [0u8; 4096];
-        let _ = c.read(&mut info).unwrap();
-        c.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
-            .unwrap();
+        use std::io::Write;
+        // The PONGs back up in the server rather than in this socket.
+        let mut c = small_window_client(addr, b"");
         c.set_write_timeout(Some(std::time::Duration::from_secs(20)))
             .unwrap();
         let chunk = b"PING\r\n".repeat(1 << 17); // 768 KiB
@@ -498,23 +508,8 @@ async fn a_stalled_subscriber_does_not_hold_up_others() {
     // The stalled reader: subscribes, then never reads (small window).
     let addr = s.addr();
     let stalled = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        use std::os::fd::AsRawFd;
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        let small: libc::c_int = 4096;
-        unsafe {
-            libc::setsockopt(
-                c.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &small as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        let mut info = [0u8; 4096];
-        let _ = c.read(&mut info).unwrap();
-        c.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB slow 1\r\nPING\r\n")
-            .unwrap();
+        use std::io::Read;
+        let mut c = small_window_client(addr, b"SUB slow 1\r\nPING\r\n");
         let mut pong = [0u8; 64];
         let _ = c.read(&mut pong).unwrap();
         c

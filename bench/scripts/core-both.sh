@@ -18,27 +18,11 @@ GOBENCH=${GOBENCH:-target/tools/gobench}
 BENCH=${BENCH:-target/release/broker-edge-bench}
 ONLY=${ONLY:-}
 rm -rf "$OUT/runs"; mkdir -p "$OUT/runs"
-declare -A PID PORT
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-start() { # label port command…
-  local s=$1 port=$2; shift 2
-  "$@" >"$OUT/server-$s.log" 2>&1 &
-  PID[$s]=$!; PIDS+=("$!"); PORT[$s]=$port
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "$s did not start" >&2; exit 1
-}
-start BE 14701 "$BE" -a 127.0.0.1 -p 14701
-start R15 14702 "$R15" -a 127.0.0.1 -p 14702
+source "$(dirname "$0")/servers.sh"
+start_server BE 14701 "$BE" -a 127.0.0.1 -p 14701
+start_server R15 14702 "$R15" -a 127.0.0.1 -p 14702
 SERVERS=(BE R15)
-if [[ -x "$R29" ]]; then start R29 14703 "$R29" -a 127.0.0.1 -p 14703; SERVERS+=(R29); fi
+if [[ -x "$R29" ]]; then start_server R29 14703 "$R29" -a 127.0.0.1 -p 14703; SERVERS+=(R29); fi
 # name, scenario, size, subs, msgs (bench), msgs (gobench)
 rows=(
   "pubsub-16  pubsub 16  1 3000000 2000000"

@@ -30,23 +30,14 @@ if [[ "$NO_BUILD" != 1 ]]; then
 fi
 rm -rf "$OUT/runs"; mkdir -p "$OUT/runs"
 BASE=$(mktemp -d "${TMPDIR:-/tmp}/latency-policy.XXXXXX")
-declare -A PID PORT NAME
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$BASE"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/servers.sh"
+trap 'stop_servers; rm -rf "$BASE"' EXIT
+declare -A NAME
 start() { # label name port command…
-  local s=$1 name=$2 port=$3; shift 3
-  "$@" >"$OUT/server-$s.log" 2>&1 &
-  PID[$s]=$!; PIDS+=("$!"); PORT[$s]=$port; NAME[$s]=$name
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { printf '%s\t%s\n' "$s" "$name" >>"$OUT/runs/servers.tsv"; return 0; }
-    sleep 0.1
-  done
-  echo "$name did not start" >&2; exit 1
+  local s=$1 name=$2; shift 2
+  start_server "$s" "$@"
+  NAME[$s]=$name
+  printf '%s\t%s\n' "$s" "$name" >>"$OUT/runs/servers.tsv"
 }
 conf() { # port, broker_edge block body
   printf 'listen: 127.0.0.1:%s\nbroker_edge { %s }\n' "$1" "$2" >"$BASE/$1.conf"

@@ -16,29 +16,13 @@ REQS=${REQS:-20000}
 PUBS_MSGS=${PUBS_MSGS:-2000000}
 rm -rf "$OUT/runs"; mkdir -p "$OUT/runs"
 BASE=$(mktemp -d "${TMPDIR:-/tmp}/shard-fill.XXXXXX")
-declare -A PID PORT
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$BASE"
-}
-trap cleanup EXIT
-start() { # label port command…
-  local s=$1 port=$2; shift 2
-  "$@" >"$OUT/server-$s.log" 2>&1 &
-  PID[$s]=$!; PIDS+=("$!"); PORT[$s]=$port
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "$s did not start" >&2; exit 1
-}
+source "$(dirname "$0")/servers.sh"
+trap 'stop_servers; rm -rf "$BASE"' EXIT
 for f in 1 16 64; do
   printf 'listen: 127.0.0.1:%s\nbroker_edge { shard_fill: %s }\n' "$((14600 + f))" "$f" >"$BASE/f$f.conf"
-  start "fill$f" "$((14600 + f))" "$BE" -c "$BASE/f$f.conf"
+  start_server "fill$f" "$((14600 + f))" "$BE" -c "$BASE/f$f.conf"
 done
-start R15 14699 "$R15" -a 127.0.0.1 -p 14699
+start_server R15 14699 "$R15" -a 127.0.0.1 -p 14699
 SERVERS=(fill1 fill16 fill64 R15)
 for round in $(seq "$ROUNDS"); do
   echo ">>> round $round/$ROUNDS" >&2

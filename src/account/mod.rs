@@ -315,7 +315,6 @@ mod tests {
             imports,
             default_permissions: None,
             limits: Default::default(),
-            mappings: None,
         }
     }
 

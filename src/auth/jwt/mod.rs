@@ -558,7 +558,6 @@ impl Trust {
                 max_payload: limit(lim.payload),
                 max_leafnodes: limit(lim.leaf),
             },
-            mappings: None,
         }
     }
 
