@@ -87,7 +87,9 @@ pub struct Options {
     pub jetstream_sync: Option<broker_edge_storage::Durability>,
     pub tls: Option<TlsConfig>,
     pub websocket: Option<WebsocketConfig>,
-    pub leafnodes: Option<ListenerConfig>,
+    /// `leafnodes { }` (also `leaf { }`): the hub listener and the remotes
+    /// this server solicits.
+    pub leafnodes: Option<LeafNodeOpts>,
     pub cluster: Option<ListenerConfig>,
     pub server_tags: Vec<String>,
     /// `operator`: trusted operator JWTs (read from files when given a
@@ -358,8 +360,8 @@ impl Default for WebsocketConfig {
     }
 }
 
-/// `cluster { … }` / `leafnodes { … }`: where it listens, plus the whole
-/// block as written for the issue that implements it.
+/// `cluster { … }`: where it listens, plus the whole block as written for
+/// the issue that implements it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
     pub name: Option<String>,
@@ -367,6 +369,256 @@ pub struct ListenerConfig {
     pub port: Option<Port>,
     pub tls: Option<TlsConfig>,
     pub raw: crate::config::Value,
+}
+
+/// nats-server's `DEFAULT_LEAFNODE_PORT`: the port of a remote leaf URL
+/// that names none.
+pub const DEFAULT_LEAFNODE_PORT: u16 = 7422;
+/// nats-server's `DEFAULT_LEAF_NODE_RECONNECT`.
+pub const DEFAULT_LEAF_RECONNECT: Duration = Duration::from_secs(1);
+/// nats-server's `DEFAULT_LEAF_TLS_TIMEOUT` (a remote's TLS handshake).
+pub const DEFAULT_LEAF_TLS_TIMEOUT: Duration = Duration::from_secs(2);
+/// nats-server's `DEFAULT_LEAFNODE_INFO_WAIT` (a remote's first INFO).
+pub const DEFAULT_LEAF_FIRST_INFO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `leafnodes { … }` (nats-server's `LeafNodeOpts`, the parts built here;
+/// every other key of the reference is refused at load).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeafNodeOpts {
+    /// Listen address for accepted leaf connections (hub role).
+    pub host: String,
+    /// `Port::Fixed(n)` or `Port::Random` (-1) as for the client port;
+    /// `None` when neither `port` nor `listen` is given, or `port: 0` (as
+    /// in nats-server: no listener, only remotes).
+    pub port: Option<Port>,
+    pub advertise: Option<String>,
+    pub no_advertise: bool,
+    /// Server-side TLS for accepted leafs (the client `tls { }` type).
+    pub tls: Option<TlsConfig>,
+    pub auth: LeafAuth,
+    /// `reconnect` / `reconnect_delay` / `reconnect_interval`: delay
+    /// between attempts of a remote ([`DEFAULT_LEAF_RECONNECT`]).
+    pub reconnect: Duration,
+    pub remotes: Vec<RemoteLeafOpts>,
+}
+
+impl Default for LeafNodeOpts {
+    fn default() -> Self {
+        LeafNodeOpts {
+            host: "0.0.0.0".into(),
+            port: None,
+            advertise: None,
+            no_advertise: false,
+            tls: None,
+            auth: LeafAuth::default(),
+            reconnect: DEFAULT_LEAF_RECONNECT,
+            remotes: Vec::new(),
+        }
+    }
+}
+
+/// `leafnodes { authorization { … } }`: one user, or a `users` list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LeafAuth {
+    pub user: Option<String>,
+    pub password: Option<Sensitive>,
+    /// The account the single user (or an unauthenticated leaf) binds to.
+    pub account: Option<String>,
+    pub users: Vec<LeafUser>,
+    /// Auth timeout; `None`: the reference's default (TLS timeout + 1s
+    /// with TLS, else 2s).
+    pub timeout: Option<Duration>,
+}
+
+/// One `leafnodes { authorization { users: [ … ] } }` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeafUser {
+    pub user: String,
+    pub password: Option<Sensitive>,
+    /// `None`: the global account.
+    pub account: Option<String>,
+}
+
+/// One `leafnodes { remotes: [ … ] }` entry: a hub this server solicits.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RemoteLeafOpts {
+    /// From `url` and/or `urls`, as written (trimmed; userinfo kept):
+    /// `nats://` or `tls://` (checked at load; [`LeafUrl::parse`] splits one).
+    pub urls: Vec<String>,
+    /// `account` / `local`: local account to bind (`None`: `$G`).
+    pub account: Option<String>,
+    /// `credentials` / `creds` (`~` and `$VAR` expanded).
+    pub credentials: Option<PathBuf>,
+    /// `nkey` / `seed`: a user seed (`SU…`), checked at load.
+    pub nkey: Option<Sensitive>,
+    /// The reference has no such key; always `None` from a file (a URL's
+    /// userinfo is in the URL).
+    pub user: Option<String>,
+    pub password: Option<Sensitive>,
+    pub tls: Option<RemoteTls>,
+    pub deny_imports: Vec<String>,
+    pub deny_exports: Vec<String>,
+    pub hub: bool,
+    /// `None`: [`DEFAULT_LEAF_FIRST_INFO_TIMEOUT`].
+    pub first_info_timeout: Option<Duration>,
+}
+
+/// A remote's `tls { }`: the client side of a soliciting leaf.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RemoteTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// No verification of the hub's certificate.
+    pub insecure: bool,
+    /// Handshake timeout; `None`: [`DEFAULT_LEAF_TLS_TIMEOUT`].
+    pub timeout: Option<Duration>,
+    pub handshake_first: bool,
+}
+
+/// A remote leaf URL taken apart: `nats://[user[:pass]@]host[:port]` or
+/// `tls://…` (the port defaults to [`DEFAULT_LEAFNODE_PORT`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeafUrl {
+    /// `tls://`: TLS is required even without a `tls { }` block.
+    pub tls: bool,
+    /// Without brackets for IPv6.
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<Sensitive>,
+}
+
+impl LeafUrl {
+    /// Why `s` is not a leaf URL this build can dial, in words for a log.
+    pub fn parse(s: &str) -> Result<LeafUrl, String> {
+        let s = s.trim();
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| {
+            format!(
+                "leafnode url {:?} needs a scheme (nats:// or tls://)",
+                redact_url(s)
+            )
+        })?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "nats" => false,
+            "tls" => true,
+            "ws" | "wss" => {
+                return Err(format!(
+                    "leafnode url {:?}: websocket leaf connections are not supported by this build of Broker Edge (use nats:// or tls://)",
+                    redact_url(s)
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "leafnode url {:?}: unsupported scheme {scheme:?} (nats:// or tls://)",
+                    redact_url(s)
+                ))
+            }
+        };
+        let bad = |why: &str| format!("leafnode url {:?}: {why}", redact_url(s));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(u) => {
+                let (name, pass) = match u.split_once(':') {
+                    Some((n, p)) => (n, Some(p)),
+                    None => (u, None),
+                };
+                let name = percent_decode(name).ok_or_else(|| bad("bad escape in user"))?;
+                let pass = match pass {
+                    Some(p) => Some(Sensitive::new(
+                        percent_decode(p).ok_or_else(|| bad("bad escape in password"))?,
+                    )),
+                    None => None,
+                };
+                (Some(name), pass)
+            }
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, tail) = v6.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+            let port = match tail {
+                "" => None,
+                t => Some(t.strip_prefix(':').ok_or_else(|| bad("bad port"))?),
+            };
+            (h, port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err(bad("IPv6 addresses must be in brackets"))
+                }
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            None | Some("") => DEFAULT_LEAFNODE_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(bad(&format!("invalid port {p:?}"))),
+            },
+        };
+        Ok(LeafUrl {
+            tls,
+            host: host.to_string(),
+            port,
+            user,
+            password,
+        })
+    }
+
+    /// `host:port` (brackets around IPv6), as the reference's `/varz` shows
+    /// a remote's URLs.
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `s` with the password of its userinfo replaced, for messages.
+pub fn redact_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') {
+                format!("{user}:xxxxx")
+            } else {
+                "xxxxx".to_string()
+            };
+            format!("{scheme}://{masked}@{host}{}", &rest[end..])
+        }
+        None => s.to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl Default for Options {

@@ -62,11 +62,32 @@ fn refuse_unbuilt(opts: &Options) -> Result<(), String> {
                 .into(),
         );
     }
-    if opts.leafnodes.is_some() {
-        return Err(
-            "leafnodes { } is not supported by this build of Broker Edge yet (no leaf node links): remove the block"
-                .into(),
-        );
+    if let Some(l) = &opts.leafnodes {
+        check_leaf_tls(l)?;
+    }
+    Ok(())
+}
+
+/// The leaf TLS configurations build (files readable, keys matching), so
+/// a bad one stops start-up (or a reload) rather than the first link.
+fn check_leaf_tls(l: &crate::options::LeafNodeOpts) -> Result<(), String> {
+    if let (Some(t), Some(_)) = (&l.tls, l.port) {
+        crate::tls::build(t).map_err(|e| format!("leafnodes: {e}"))?;
+    }
+    for r in &l.remotes {
+        let tls_url = r
+            .urls
+            .iter()
+            .any(|u| crate::options::LeafUrl::parse(u).is_ok_and(|u| u.tls));
+        if r.tls.is_some() || tls_url {
+            let t = r.tls.clone().unwrap_or_default();
+            crate::tls::client_config(&t).map_err(|e| {
+                format!(
+                    "leafnodes remote {}: {e}",
+                    crate::options::redact_url(r.urls.first().map_or("", String::as_str))
+                )
+            })?;
+        }
     }
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! TLS for client connections (rustls with the ring provider): building the
-//! server configuration from `tls { … }` or the `--tls*` flags, and the
-//! handshake with its deadline.
+//! server configuration from `tls { … }` or the `--tls*` flags, the
+//! handshake with its deadline, and the client configuration of a
+//! soliciting leaf node ([`client_config`]).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::options::TlsConfig;
+use crate::options::{RemoteTls, TlsConfig};
 
 /// nats-server's default TLS handshake timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -124,3 +126,99 @@ pub fn build(t: &TlsConfig) -> Result<Tls, TlsError> {
         timeout: t.timeout.unwrap_or(DEFAULT_TIMEOUT),
     })
 }
+
+/// The client side of a soliciting leaf (a remote's `tls { }`): the hub's
+/// certificate is checked against `ca_file` (this build carries no system
+/// roots, so without `ca_file` only `insecure: true` is accepted), a
+/// client certificate is offered when `cert_file`/`key_file` are given,
+/// and `insecure` skips checking the hub's certificate (its handshake
+/// signatures are still checked). The server name to check is the URL's
+/// host, given when connecting.
+pub fn client_config(t: &RemoteTls) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|e| TlsError::Rustls(e.to_string()).to_string())?;
+    let builder = if t.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoServerVerification(provider)))
+    } else {
+        let ca = t.ca_file.as_ref().ok_or_else(|| {
+            "TLS: a remote leafnode needs ca_file to verify the hub (no system roots in this build), or insecure: true"
+                .to_string()
+        })?;
+        let mut roots = RootCertStore::empty();
+        for c in certs(ca).map_err(|e| e.to_string())? {
+            roots
+                .add(c)
+                .map_err(|e| format!("TLS: {}: {e}", ca.display()))?;
+        }
+        builder.with_root_certificates(roots)
+    };
+    let config = match (&t.cert_file, &t.key_file) {
+        (Some(c), Some(k)) => builder
+            .with_client_auth_cert(
+                certs(c).map_err(|e| e.to_string())?,
+                key(k).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| TlsError::Rustls(e.to_string()).to_string())?,
+        (None, None) => builder.with_no_client_auth(),
+        (Some(_), None) => return Err(TlsError::Missing("key_file").to_string()),
+        (None, Some(_)) => return Err(TlsError::Missing("cert_file").to_string()),
+    };
+    Ok(Arc::new(config))
+}
+
+/// `insecure: true`: any certificate is accepted as the hub's; the
+/// handshake's signatures are verified with it all the same.
+#[derive(Debug)]
+struct NoServerVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,7 @@
 //! `port: expected an integer, got string`, at the same position.
 
 mod auth;
+mod leafnodes;
 mod listeners;
 mod operator;
 mod tuning;
@@ -250,16 +251,15 @@ fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
         }
         "websocket" | "ws" => listeners::websocket(cx, e, o),
         "cluster" => o.cluster = cx.ok(listeners::listener(e, "cluster")),
-        "leaf" | "leafnodes" => o.leafnodes = cx.ok(listeners::listener(e, "a leafnode")),
+        "leaf" | "leafnodes" => leafnodes::leafnodes(cx, e, o),
         "broker_edge" => tuning::block(cx, e, o),
         "server_tags" => {
             if let Some(tags) = cx.ok(server_tags(e)) {
                 o.server_tags.extend(tags);
             }
         }
-        // Without routes, gateways or leaf nodes (refused above) these
-        // change nothing here, as in a nats-server without them; the
-        // sublist cache is a speed hint only.
+        // How often link errors are logged, and a speed hint (the
+        // sublist cache): nothing an operator relies on.
         "client_advertise"
         | "connect_error_reports"
         | "reconnect_error_reports"
@@ -289,6 +289,7 @@ fn validate(map: &Map, o: &Options) -> Result<(), ConfigError> {
         }
     }
     operator::validate(map, o)?;
+    leafnodes::validate(map, o)?;
     if let Err(err) = crate::auth::Authenticator::new(o) {
         let pos = at(&["no_auth_user", "authorization", "accounts"]).unwrap_or_else(|| {
             map.iter().next().map_or_else(
@@ -566,7 +567,7 @@ pub(super) fn duration(e: &Entry) -> Result<Duration, ConfigError> {
 }
 
 /// nats' warning for a duration written as an integer of seconds.
-fn warn_int_duration(cx: &mut Cx, e: &Entry) {
+pub(super) fn warn_int_duration(cx: &mut Cx, e: &Entry) {
     if matches!(e.value.kind, ValueKind::Int(_)) && !e.value.has_suffix() {
         cx.warnings.push(e.key_pos.err(format!(
             "invalid use of field {:?}: {} should be converted to a duration",

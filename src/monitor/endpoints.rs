@@ -78,6 +78,99 @@ pub fn index(g: &Global) -> Value {
     ))
 }
 
+/// The port the leaf listener is bound to, once there is one. Until the
+/// leaf links are wired nothing is bound: `None` shows the configured
+/// fixed port (and no port for `-1`).
+fn leaf_listen_port(_g: &Global) -> Option<u16> {
+    None
+}
+
+/// Leaf connections now open (`/varz` `leafnodes`). No per-shard leaf
+/// counter exists yet: the leaf links fill this in.
+fn leaf_connections(_g: &Global) -> u64 {
+    0
+}
+
+/// `/varz` `leaf` as nats-server 2.15.3's `LeafNodeOptsVarz` (its
+/// `omitempty` fields left out when empty): `{}` without `leafnodes { }`.
+pub(super) fn leaf_varz(o: &crate::options::Options, bound: Option<u16>) -> Value {
+    use crate::options::{LeafUrl, Port, DEFAULT_LEAF_TLS_TIMEOUT};
+    let mut v = serde_json::Map::new();
+    let Some(l) = &o.leafnodes else {
+        return Value::Object(v);
+    };
+    let tls_timeout = l.tls.as_ref().and_then(|t| t.timeout);
+    if let Some(p) = l.port {
+        v.insert("host".into(), json!(l.host));
+        match (bound, p) {
+            (Some(b), _) => v.insert("port".into(), json!(b)),
+            (None, Port::Fixed(n)) => v.insert("port".into(), json!(n)),
+            (None, Port::Random) => None,
+        };
+    }
+    // The reference's defaults apply with a listener only.
+    let tls_secs = tls_timeout
+        .or(l.port.map(|_| crate::tls::DEFAULT_TIMEOUT))
+        .map(|d| d.as_secs_f64());
+    let auth = l.auth.timeout.map(|d| d.as_secs_f64()).or_else(|| {
+        l.port.map(|_| match (&l.tls, tls_secs) {
+            (Some(_), Some(t)) => t + 1.0,
+            _ => 2.0,
+        })
+    });
+    if let Some(a) = auth.filter(|a| *a != 0.0) {
+        v.insert("auth_timeout".into(), json!(a));
+    }
+    if let Some(t) = tls_secs.filter(|t| *t != 0.0) {
+        v.insert("tls_timeout".into(), json!(t));
+    }
+    if let Some(t) = &l.tls {
+        v.insert("tls_required".into(), json!(true));
+        if t.verify {
+            v.insert("tls_verify".into(), json!(true));
+        }
+    }
+    let remotes: Vec<Value> = l
+        .remotes
+        .iter()
+        .map(|r| {
+            let mut m = serde_json::Map::new();
+            m.insert(
+                "local_account".into(),
+                json!(r.account.as_deref().unwrap_or("$G")),
+            );
+            if let Some(t) = &r.tls {
+                let t = t.timeout.unwrap_or(DEFAULT_LEAF_TLS_TIMEOUT);
+                m.insert("tls_timeout".into(), json!(t.as_secs_f64()));
+            }
+            let urls: Vec<String> = r
+                .urls
+                .iter()
+                .filter_map(|u| LeafUrl::parse(u).ok())
+                .map(|u| u.host_port())
+                .collect();
+            if !urls.is_empty() {
+                m.insert("urls".into(), json!(urls));
+            }
+            if !r.deny_imports.is_empty() || !r.deny_exports.is_empty() {
+                let mut d = serde_json::Map::new();
+                if !r.deny_exports.is_empty() {
+                    d.insert("exports".into(), json!(r.deny_exports));
+                }
+                if !r.deny_imports.is_empty() {
+                    d.insert("imports".into(), json!(r.deny_imports));
+                }
+                m.insert("deny".into(), Value::Object(d));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    if !remotes.is_empty() {
+        v.insert("remotes".into(), Value::Array(remotes));
+    }
+    Value::Object(v)
+}
+
 pub fn varz(g: &Global) -> Value {
     let o = &g.opts;
     let (mem, cpu_secs) = proc_usage();
@@ -116,7 +209,7 @@ pub fn varz(g: &Global) -> Value {
         "max_pending": o.max_pending,
         "cluster": {},
         "gateway": {},
-        "leaf": {},
+        "leaf": leaf_varz(o, leaf_listen_port(g)),
         "mqtt": {},
         "websocket": {},
         "jetstream": {},
@@ -134,7 +227,7 @@ pub fn varz(g: &Global) -> Value {
         "total_connections": sum(|s| s.total_connections.load(Ordering::Relaxed)),
         "routes": 0,
         "remotes": 0,
-        "leafnodes": 0,
+        "leafnodes": leaf_connections(g),
         "in_msgs": sum(|s| s.in_msgs.load(Ordering::Relaxed)),
         "out_msgs": sum(|s| s.out_msgs.load(Ordering::Relaxed)),
         "in_bytes": sum(|s| s.in_bytes.load(Ordering::Relaxed)),
@@ -404,6 +497,59 @@ pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/varz` `leaf` has the reference's `LeafNodeOptsVarz` keys and
+    /// defaults (a remote's URLs as host:port, the default port added).
+    #[test]
+    fn leaf_varz_shape() {
+        use crate::options::{LeafNodeOpts, Options, Port, RemoteLeafOpts, RemoteTls, TlsConfig};
+        let mut o = Options::default();
+        assert_eq!(leaf_varz(&o, None), json!({}));
+        o.leafnodes = Some(LeafNodeOpts {
+            port: Some(Port::Fixed(7422)),
+            remotes: vec![RemoteLeafOpts {
+                urls: vec!["nats://u:p@hub:7000".into(), "tls://h2".into()],
+                deny_imports: vec!["a.>".into()],
+                tls: Some(RemoteTls::default()),
+                ..RemoteLeafOpts::default()
+            }],
+            ..LeafNodeOpts::default()
+        });
+        assert_eq!(
+            leaf_varz(&o, None),
+            json!({
+                "host": "0.0.0.0", "port": 7422, "auth_timeout": 2.0, "tls_timeout": 2.0,
+                "remotes": [ { "local_account": "$G", "tls_timeout": 2.0,
+                               "urls": ["hub:7000", "h2:7422"], "deny": { "imports": ["a.>"] } } ]
+            })
+        );
+        let l = o.leafnodes.as_mut().unwrap();
+        l.port = Some(Port::Random);
+        l.remotes.clear();
+        l.tls = Some(TlsConfig {
+            verify: true,
+            timeout: Some(Duration::from_secs(3)),
+            ..TlsConfig::default()
+        });
+        assert_eq!(
+            leaf_varz(&o, Some(45000)),
+            json!({ "host": "0.0.0.0", "port": 45000, "auth_timeout": 4.0, "tls_timeout": 3.0,
+                    "tls_required": true, "tls_verify": true })
+        );
+        // Remotes only: no listener, no defaults.
+        let l = o.leafnodes.as_mut().unwrap();
+        l.port = None;
+        l.tls = None;
+        l.remotes = vec![RemoteLeafOpts {
+            urls: vec!["nats://h".into()],
+            account: Some("A".into()),
+            ..RemoteLeafOpts::default()
+        }];
+        assert_eq!(
+            leaf_varz(&o, None),
+            json!({ "remotes": [ { "local_account": "A", "urls": ["h:7422"] } ] })
+        );
+    }
 
     #[test]
     fn uptime_format() {

@@ -1,5 +1,6 @@
-//! `tls { }`, `websocket { }`, and the `cluster { }` / `leafnodes { }`
-//! blocks (kept as written, with their listen address typed).
+//! `tls { }`, `websocket { }`, and the `cluster { }` block (kept as
+//! written, with its listen address typed). `leafnodes { }` is typed in
+//! `leafnodes.rs`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -207,7 +208,7 @@ fn simple_auth(cx: &mut Cx, e: &Entry, w: &mut WebsocketConfig) {
     }
 }
 
-/// `cluster`/`leafnodes`: the listen address typed, the rest kept raw.
+/// `cluster`: the listen address typed, the rest kept raw.
 pub(super) fn listener(e: &Entry, what: &str) -> Result<ListenerConfig, ConfigError> {
     let m = e.value.as_map().ok_or_else(|| {
         e.key_pos.err(format!(

@@ -3,6 +3,8 @@ use std::path::Path;
 use super::*;
 use crate::config::parse_str_with_env;
 
+mod leafnodes;
+
 pub(crate) fn opts_from(src: &str) -> Result<Options, Vec<String>> {
     opts_with_env(src, &|_| None)
 }
@@ -179,7 +181,9 @@ fn tls_websocket_cluster_leaf() {
     assert_eq!(c.name.as_deref(), Some("c1"));
     assert_eq!(c.port, Some(Port::Fixed(6222)));
     assert!(c.raw.get("routes").is_some());
-    assert_eq!(o.leafnodes.unwrap().port, Some(Port::Fixed(7422)));
+    let l = o.leafnodes.unwrap();
+    assert_eq!(l.port, Some(Port::Fixed(7422)));
+    assert_eq!(l.remotes[0].urls, ["nats://x:7422"]);
     assert_eq!(
         errs("tls { cert_file: 1 }"),
         ["t.conf:1:7: error parsing tls config, expected 'cert_file' to be filename"]
