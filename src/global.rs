@@ -23,6 +23,8 @@ pub enum Ctl {
     NewClient(OwnedFd, SocketAddr),
     NewHttp(OwnedFd, SocketAddr),
     NewWebsocket(OwnedFd, SocketAddr),
+    /// A connection on the leaf-node port (to the links' home shard).
+    NewLeaf(OwnedFd, SocketAddr),
     Gather(Query, futures_channel::oneshot::Sender<ShardReport>),
     /// Tell clients we are going away and close them over `duration`.
     LameDuck,
@@ -47,6 +49,8 @@ pub struct ShardStats {
     pub out_msgs: AtomicU64,
     pub out_bytes: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Leaf-node links that are up.
+    pub leafs: AtomicUsize,
 }
 
 impl ShardStats {
@@ -77,6 +81,9 @@ pub struct Global {
     pub tls: Option<crate::tls::Tls>,
     /// The websocket listener's settings and TLS, when configured.
     pub websocket: Option<(crate::options::WebsocketConfig, Option<crate::tls::Tls>)>,
+    /// The leaf-node listener's address and TLS, when it listens.
+    pub leaf_addr: std::sync::OnceLock<SocketAddr>,
+    pub leaf_tls: Option<crate::tls::Tls>,
     ws_auth: RwLock<Arc<Authenticator>>,
     pub server_id: String,
     pub server_name: String,
@@ -155,6 +162,14 @@ impl Global {
             accounts,
             tls,
             websocket,
+            leaf_addr: std::sync::OnceLock::new(),
+            // Checked at start-up (`server::refuse_unbuilt`).
+            leaf_tls: opts
+                .leafnodes
+                .as_ref()
+                .filter(|l| l.port.is_some())
+                .and_then(|l| l.tls.as_ref())
+                .and_then(|t| crate::tls::build(t).ok()),
             ws_auth: RwLock::new(Arc::new(ws_auth)),
             opts,
             server_id,

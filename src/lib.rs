@@ -14,6 +14,7 @@ pub mod config;
 pub mod crash;
 pub mod global;
 pub mod jetstream;
+pub mod leaf;
 pub mod logging;
 pub mod monitor;
 pub mod notify;

@@ -144,3 +144,31 @@ pub fn raw(l: &TcpListener) -> i32 {
 pub fn spawn_websocket(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {
     spawn_accept(g, listener, "router-ws", Ctl::NewWebsocket)
 }
+
+/// Accepts on the leaf-node port; every link goes to the links' home
+/// shard (`leaf::home`).
+pub fn spawn_leaf(g: Arc<Global>, listener: TcpListener) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("router-leaf".into())
+        .spawn(move || {
+            let home = crate::leaf::home(&g);
+            for conn in listener.incoming() {
+                if g.lame_duck.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = conn else {
+                    std::thread::sleep(ACCEPT_MIN_SLEEP);
+                    continue;
+                };
+                let Ok(addr) = stream.peer_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let fd: OwnedFd = stream.into();
+                if g.ctl[home].send_blocking(Ctl::NewLeaf(fd, addr)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}

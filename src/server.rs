@@ -229,6 +229,22 @@ pub fn run(opts: Options, reload_base: Option<ReloadBase>) -> Result<(), StartEr
         }
         None => None,
     };
+    if let Some(l) = &opts.leafnodes {
+        if let Some(p) = l.port {
+            let listener = bind(&l.host, p.bind_port())?;
+            let a = listener
+                .local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            let _ = g.leaf_addr.set(a);
+            tracing::info!(
+                "Listening for leafnode connections on {}:{}",
+                url_host(&l.host),
+                a.port()
+            );
+            router::spawn_leaf(g.clone(), listener)
+                .map_err(|e| StartError::Other(e.to_string()))?;
+        }
+    }
     let client_fd = router::raw(&client);
     // Handlers go in before anyone can see the port: a signal sent as soon
     // as the server accepts must not hit the default action.

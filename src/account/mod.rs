@@ -258,6 +258,19 @@ impl Accounts {
         out
     }
 
+    /// The account and subject an internal subject (a `key`) stands for.
+    pub fn split_key<'a>(&self, key: &'a [u8]) -> (u32, &'a [u8]) {
+        if !self.multi {
+            return (0, key);
+        }
+        let parsed = key.strip_prefix(b"$A").and_then(|rest| {
+            let dot = rest.iter().position(|&c| c == b'.')?;
+            let id = std::str::from_utf8(&rest[..dot]).ok()?.parse().ok()?;
+            Some((id, &rest[dot + 1..]))
+        });
+        parsed.unwrap_or((u32::MAX, key))
+    }
+
     /// `key` as an owned value (for subscriptions).
     pub fn key_bytes(&self, acc: u32, subject: &Bytes) -> Bytes {
         if !self.multi {

@@ -166,7 +166,10 @@ where
     Ok(())
 }
 
-async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(client: Rc<Client>, mut stream: W) {
+pub(crate) async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(
+    client: Rc<Client>,
+    mut stream: W,
+) {
     // Grows with the batches it carries (see `outbound::Quiet`).
     let mut spare: Vec<u8> = Vec::new();
     loop {

@@ -4,6 +4,7 @@
 
 mod conn;
 mod ops;
+pub(crate) use conn::write_loop;
 pub mod outbound;
 pub mod websocket;
 
@@ -171,6 +172,9 @@ pub struct Client {
     /// Set when a message of ours went to another shard since the last
     /// PONG: the next PONG waits until peers delivered it.
     pub forwarded: Cell<bool>,
+    /// Set for a leaf-node link (`leaf`): its subscriptions are the other
+    /// server's interest, and deliveries go out as `LMSG`.
+    pub leaf: Option<Rc<crate::leaf::LeafState>>,
 }
 
 impl Client {
@@ -398,45 +402,72 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr, websocket: bool)
             return;
         }
     };
-    let now = SystemTime::now();
     let authenticator = if websocket { g.ws_auth() } else { g.auth() };
     let nonce = authenticator.nonce_required().then(crate::auth::new_nonce);
-    let client = Rc::new(Client {
+    let client = Rc::new(Client::new(
+        shard,
         cid,
-        websocket,
-        authed: Cell::new(!authenticator.required()),
-        account: Cell::new(0),
-        counted: Cell::new(None),
-        max_subs: Cell::new(g.live().max_subscriptions),
-        max_payload: Cell::new(g.opts.max_payload),
-        limits: Cell::new(Limits::from(&g.live())),
-        nonce,
-        who: RefCell::new(None),
-        perms: RefCell::new(None),
-        connected: Cell::new(false),
         addr,
-        shard: Rc::downgrade(shard),
-        g: g.clone(),
-        out: Outbound::default(),
-        connect: RefCell::new(Connect::default()),
-        echo: Cell::new(true),
-        headers: Cell::new(false),
-        no_responders: Cell::new(false),
-        subs: RefCell::new(HashMap::new()),
-        counters: Counters::default(),
-        start: now,
-        last_activity: Cell::new(now),
-        pings_out: Cell::new(0),
-        closed: Cell::new(false),
-        reason: Cell::new(None),
-        reader_fd: Cell::new(Some(raw)),
-        sync: RefCell::new(None),
-        forwarded: Cell::new(false),
-    });
+        websocket,
+        !authenticator.required(),
+        nonce,
+        None,
+    ));
     let st = shard.stats();
     st.connections.fetch_add(1, Ordering::Relaxed);
     st.total_connections.fetch_add(1, Ordering::Relaxed);
     shard.clients.borrow_mut().insert(cid, client.clone());
+    client.reader_fd.set(Some(raw));
     tracing::debug!("{addr} - cid:{cid} - Client connection created");
     conn::start(shard.clone(), client, reader, writer);
+}
+
+impl Client {
+    /// A connection's state before anything was said on it (`reader_fd` is
+    /// set by whoever owns the socket).
+    pub fn new(
+        shard: &Rc<Shard>,
+        cid: u64,
+        addr: SocketAddr,
+        websocket: bool,
+        authed: bool,
+        nonce: Option<String>,
+        leaf: Option<Rc<crate::leaf::LeafState>>,
+    ) -> Client {
+        let g = shard.g.clone();
+        let now = SystemTime::now();
+        Client {
+            cid,
+            websocket,
+            authed: Cell::new(authed),
+            account: Cell::new(0),
+            counted: Cell::new(None),
+            max_subs: Cell::new(g.live().max_subscriptions),
+            max_payload: Cell::new(g.opts.max_payload),
+            limits: Cell::new(Limits::from(&g.live())),
+            nonce,
+            who: RefCell::new(None),
+            perms: RefCell::new(None),
+            connected: Cell::new(false),
+            addr,
+            shard: Rc::downgrade(shard),
+            g: g.clone(),
+            out: Outbound::default(),
+            connect: RefCell::new(Connect::default()),
+            echo: Cell::new(true),
+            headers: Cell::new(false),
+            no_responders: Cell::new(false),
+            subs: RefCell::new(HashMap::new()),
+            counters: Counters::default(),
+            start: now,
+            last_activity: Cell::new(now),
+            pings_out: Cell::new(0),
+            closed: Cell::new(false),
+            reason: Cell::new(None),
+            reader_fd: Cell::new(None),
+            sync: RefCell::new(None),
+            forwarded: Cell::new(false),
+            leaf,
+        }
+    }
 }

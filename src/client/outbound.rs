@@ -182,6 +182,15 @@ impl Outbound {
         self.wake();
     }
 
+    /// Appends whatever `f` writes (a leaf link's `LMSG`).
+    pub fn push_with(&self, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.closing.get() {
+            return;
+        }
+        f(&mut self.buf.borrow_mut());
+        self.wake();
+    }
+
     /// Appends `MSG`/`HMSG` for one delivery.
     pub fn push_msg(
         &self,

@@ -11,7 +11,7 @@ use super::gather::{ConnKey, ConnReport, ConnSort, Query, ShardReport};
 use crate::global::{Ctl, Global};
 use crate::protocol::info::{NATS_VERSION, PRODUCT_VERSION};
 
-fn rfc3339(t: SystemTime) -> String {
+pub(super) fn rfc3339(t: SystemTime) -> String {
     let dt: chrono::DateTime<chrono::Utc> = t.into();
     dt.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
@@ -81,14 +81,16 @@ pub fn index(g: &Global) -> Value {
 /// The port the leaf listener is bound to, once there is one. Until the
 /// leaf links are wired nothing is bound: `None` shows the configured
 /// fixed port (and no port for `-1`).
-fn leaf_listen_port(_g: &Global) -> Option<u16> {
-    None
+fn leaf_listen_port(g: &Global) -> Option<u16> {
+    g.leaf_addr.get().map(|a| a.port())
 }
 
-/// Leaf connections now open (`/varz` `leafnodes`). No per-shard leaf
-/// counter exists yet: the leaf links fill this in.
-fn leaf_connections(_g: &Global) -> u64 {
-    0
+/// Leaf links now up (`/varz` `leafnodes`).
+fn leaf_connections(g: &Global) -> u64 {
+    g.stats
+        .iter()
+        .map(|s| s.leafs.load(std::sync::atomic::Ordering::Relaxed) as u64)
+        .sum()
 }
 
 /// `/varz` `leaf` as nats-server 2.15.3's `LeafNodeOptsVarz` (its

@@ -13,6 +13,7 @@ mod endpoints;
 pub mod gather;
 pub mod http;
 mod jsz;
+mod leafz;
 pub use jsz::free_disk;
 
 use std::cell::RefCell;
@@ -232,7 +233,7 @@ async fn respond(
     // handlers): unknown paths must not grow the table `/varz` shows.
     let known = matches!(
         path,
-        "" | "/healthz" | "/varz" | "/jsz" | "/connz" | "/subsz" | "/subscriptionsz"
+        "" | "/healthz" | "/varz" | "/jsz" | "/connz" | "/leafz" | "/subsz" | "/subscriptionsz"
     );
     if known {
         if let Ok(mut stats) = shard.g.http_requests.lock() {
@@ -249,6 +250,7 @@ async fn respond(
             Ok(v)
         }
         "/jsz" => jsz::jsz(shard, params).await,
+        "/leafz" => leafz::leafz(shard, params).await,
         "/connz" => endpoints::connz(&shard.g, params).await,
         "/subsz" | "/subscriptionsz" => endpoints::subsz(&shard.g, params).await,
         _ => {

@@ -83,13 +83,13 @@ pub struct Limits {
     pub max_payload: usize,
 }
 
-fn snippet(b: &[u8]) -> String {
+pub(crate) fn snippet(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(32)]).into_owned()
 }
 
 /// Splits on spaces/tabs into at most 5 arguments without allocating;
 /// returns the count (6 means "too many").
-fn split_args<'a>(line: &'a [u8], out: &mut [&'a [u8]; 5]) -> usize {
+pub(crate) fn split_args<'a>(line: &'a [u8], out: &mut [&'a [u8]; 5]) -> usize {
     let mut n = 0;
     let mut start = None;
     for (i, &c) in line.iter().enumerate() {
@@ -117,7 +117,7 @@ fn split_args<'a>(line: &'a [u8], out: &mut [&'a [u8]; 5]) -> usize {
     n
 }
 
-fn parse_size(b: &[u8]) -> Option<usize> {
+pub(crate) fn parse_size(b: &[u8]) -> Option<usize> {
     if b.is_empty() || b.len() > 12 {
         return None;
     }
@@ -138,7 +138,7 @@ fn is_op_start(c: u8) -> bool {
     )
 }
 
-fn trim(b: &[u8]) -> &[u8] {
+pub(crate) fn trim(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
         .position(|c| !c.is_ascii_whitespace())

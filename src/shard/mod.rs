@@ -29,9 +29,15 @@ pub struct Shard {
     pub id: usize,
     pub g: Arc<Global>,
     pub subs: RefCell<Sublist<SubRef>>,
-    remote: RefCell<RemoteInterest>,
-    counts: RefCell<LocalCounts>,
+    pub(crate) remote: RefCell<RemoteInterest>,
+    pub(crate) counts: RefCell<LocalCounts>,
     pub clients: RefCell<BTreeMap<u64, Rc<Client>>>,
+    /// Leaf links owned here, once their handshake is done (see `leaf`).
+    pub leafs: RefCell<Vec<Rc<Client>>>,
+    /// Leaf links the current delivery picked (and for which queue group):
+    /// each gets one `LMSG` per message, however many of its
+    /// subscriptions matched (see `leaf::flush`).
+    pub(crate) leaf_out: RefCell<Vec<(Rc<Client>, Option<Bytes>)>>,
     /// Outgoing links by peer id; `None` at our own index.
     links: Vec<Option<Rc<Link>>>,
     last_sync: RefCell<Option<Arc<SyncPoint>>>,
@@ -62,6 +68,23 @@ pub struct Origin<'a> {
     pub forwarded: Option<&'a std::cell::Cell<bool>>,
     /// The publisher wants a 503 status when nobody gets its request.
     pub no_responders: bool,
+    /// Only these queue groups may take it (a message from a leaf link
+    /// names the groups it was sent for; None: any group).
+    pub queues: Option<&'a [&'a [u8]]>,
+    /// It came over a leaf link on which we are the spoke: it must not go
+    /// on to another such link (hub to hub).
+    pub spoke: bool,
+}
+
+impl Origin<'_> {
+    fn allows(&self, group: &[u8]) -> bool {
+        self.queues.is_none_or(|qs| qs.contains(&group))
+    }
+}
+
+/// Whether a subscription belongs to a leaf link.
+pub fn is_leaf(s: &SubRef) -> bool {
+    matches!(&s.0.sink, sink::Sink::Client(c) if c.leaf.is_some())
 }
 
 /// One message as delivery sees it: slices of wherever it lives.
@@ -122,6 +145,8 @@ impl Shard {
             remote: RefCell::new(RemoteInterest::default()),
             counts: RefCell::new(LocalCounts::default()),
             clients: RefCell::new(BTreeMap::new()),
+            leafs: RefCell::new(Vec::new()),
+            leaf_out: RefCell::new(Vec::new()),
             links,
             last_sync: RefCell::new(None),
             stalled: RefCell::new(Vec::new()),
@@ -149,13 +174,14 @@ impl Shard {
             .borrow_mut()
             .insert(&sub.0.key, sub.0.queue.as_ref(), sub.clone());
         self.stats().subscriptions.fetch_add(1, Ordering::Relaxed);
-        let announce = self
-            .counts
-            .borrow_mut()
-            .add(&sub.0.key, sub.0.queue.as_ref());
+        let announce =
+            self.counts
+                .borrow_mut()
+                .add(&sub.0.key, sub.0.queue.as_ref(), is_leaf(&sub));
         if let Some(count) = announce {
             self.announce(&sub.0.key, sub.0.queue.as_ref(), count);
         }
+        crate::leaf::interest::changed(self, &sub.0.key, sub.0.queue.as_ref());
     }
 
     pub fn remove_sub(&self, sub: &SubRef) {
@@ -167,13 +193,14 @@ impl Shard {
             return;
         }
         self.stats().subscriptions.fetch_sub(1, Ordering::Relaxed);
-        let announce = self
-            .counts
-            .borrow_mut()
-            .remove(&sub.0.key, sub.0.queue.as_ref());
+        let announce =
+            self.counts
+                .borrow_mut()
+                .remove(&sub.0.key, sub.0.queue.as_ref(), is_leaf(sub));
         if let Some(count) = announce {
             self.announce(&sub.0.key, sub.0.queue.as_ref(), count);
         }
+        crate::leaf::interest::changed(self, &sub.0.key, sub.0.queue.as_ref());
     }
 
     fn announce(&self, subject: &Bytes, queue: Option<&Bytes>, count: u32) {
@@ -226,6 +253,8 @@ impl Shard {
             echo: from.echo(),
             forwarded: Some(&from.forwarded),
             no_responders: reply.is_some() && from.wants_no_responders(),
+            queues: None,
+            spoke: false,
         };
         let any = if accounts.multi {
             self.publish_accounts(&o, acc, data, &m)
@@ -243,7 +272,7 @@ impl Shard {
     /// With accounts: the publisher's own account, the accounts importing
     /// this stream, the account serving an imported service, and responses
     /// crossing back to the account that imported a service.
-    fn publish_accounts(&self, from: &Origin, acc: u32, data: &Bytes, m: &Msg) -> bool {
+    pub(crate) fn publish_accounts(&self, from: &Origin, acc: u32, data: &Bytes, m: &Msg) -> bool {
         let accounts = &self.g.accounts;
         if crate::account::Responses::is_reply(m.subject) {
             if let Some((importer, reply)) = self.g.responses.route(acc, m.subject) {
@@ -301,12 +330,15 @@ impl Shard {
 
     /// Delivers `m` within account `acc`: local subscribers, and once to
     /// each peer shard with matching interest.
-    fn publish_in(&self, from: &Origin, acc: u32, data: &Bytes, m: &Msg) -> bool {
+    pub(crate) fn publish_in(&self, from: &Origin, acc: u32, data: &Bytes, m: &Msg) -> bool {
         let mut key_buf = Vec::new();
         let key = self.g.accounts.key(acc, m.subject, &mut key_buf);
         let local = self.subs.borrow_mut().matches(key);
         let echo = from.echo;
         let mut any = false;
+        // Deliveries to leaf links made below (an internal subscriber may
+        // publish in between: its own are flushed by its own call).
+        let mark = self.leaf_out.borrow().len();
         for s in &local.psubs {
             if !echo && s.0.cid() == from.cid {
                 continue;
@@ -314,26 +346,35 @@ impl Shard {
             any |= self.deliver(s, m);
         }
         if self.g.shards < 2 || self.remote.borrow().is_empty() {
-            for (_, members) in &local.qsubs {
-                any |= self.deliver_one_of(members, echo, from.cid, m);
+            for (q, members) in &local.qsubs {
+                if from.allows(q) {
+                    any |= self.deliver_one_of(members, echo, from.cid, m);
+                }
             }
         } else {
             any = self.publish_across(from, acc, key, &local, data, m, any);
         }
+        if self.leaf_out.borrow().len() > mark {
+            crate::leaf::flush(self, mark, m, from.spoke);
+        }
         any
     }
 
+    /// Delivers to one member of a queue group: one that is not a leaf
+    /// link if there is any (the reference prefers them), tried from a
+    /// random one onwards in case one is closing.
     fn deliver_one_of(&self, members: &[SubRef], echo: bool, from: u64, m: &Msg) -> bool {
-        let eligible = |s: &&SubRef| echo || s.0.cid() != from;
-        let n = members.iter().filter(eligible).count();
-        if n == 0 {
-            return false;
-        }
-        let start = fastrand::usize(..n);
-        // Try from a random member onwards, in case one is closing.
-        for s in members.iter().filter(eligible).cycle().skip(start).take(n) {
-            if self.deliver(s, m) {
-                return true;
+        for leafs in [false, true] {
+            let eligible = |s: &&SubRef| (echo || s.0.cid() != from) && is_leaf(s) == leafs;
+            let n = members.iter().filter(eligible).count();
+            if n == 0 {
+                continue;
+            }
+            let start = fastrand::usize(..n);
+            for s in members.iter().filter(eligible).cycle().skip(start).take(n) {
+                if self.deliver(s, m) {
+                    return true;
+                }
             }
         }
         false
@@ -355,8 +396,10 @@ impl Shard {
             // Local plain subscribers count too (a request answered here
             // must not also get a no-responders status).
             let mut any = delivered;
-            for (_, members) in &local.qsubs {
-                any |= self.deliver_one_of(members, from.echo, from.cid, m);
+            for (q, members) in &local.qsubs {
+                if from.allows(q) {
+                    any |= self.deliver_one_of(members, from.echo, from.cid, m);
+                }
             }
             return any;
         }
@@ -367,13 +410,22 @@ impl Shard {
         // other shards are gathered as (shard, group).
         let mut picks: smallvec::SmallVec<[(usize, &Bytes); 2]> = smallvec::SmallVec::new();
         for (q, members) in &local.qsubs {
+            if !from.allows(q) {
+                continue;
+            }
             let rem = remote.qsubs.iter().find(|(rq, _)| rq == q).map(|(_, r)| r);
             let local_n = members
                 .iter()
-                .filter(|s| echo || s.0.cid() != from.cid)
+                .filter(|s| (echo || s.0.cid() != from.cid) && !is_leaf(s))
                 .count() as u64;
             let remote_w: u64 = rem.map_or(0, |r| r.iter().map(|x| x.weight as u64).sum());
             if local_n + remote_w == 0 {
+                // Only leaf links have members: ours, else a peer's.
+                if self.deliver_one_of(members, echo, from.cid, m) {
+                    any = true;
+                } else if let Some(x) = rem.and_then(|r| r.iter().find(|x| x.leaf)) {
+                    picks.push((x.shard, q));
+                }
                 continue;
             }
             let pick = fastrand::u64(..local_n + remote_w);
@@ -391,11 +443,14 @@ impl Shard {
             }
         }
         for (q, r) in &remote.qsubs {
-            if local.qsubs.iter().any(|(lq, _)| lq == q) {
+            if !from.allows(q) || local.qsubs.iter().any(|(lq, _)| lq == q) {
                 continue;
             }
             let total: u64 = r.iter().map(|x| x.weight as u64).sum();
             if total == 0 {
+                if let Some(x) = r.iter().find(|x| x.leaf) {
+                    picks.push((x.shard, q));
+                }
                 continue;
             }
             if let Some(shard) = pick_weighted(r, fastrand::u64(..total)) {
@@ -570,6 +625,8 @@ impl Shard {
             echo: true,
             forwarded: None,
             no_responders: false,
+            queues: None,
+            spoke: false,
         };
         self.publish_in(&o, acc, &data, &m);
     }
@@ -601,7 +658,8 @@ impl Shard {
                 );
                 self.remote
                     .borrow_mut()
-                    .apply(origin, subject, queue, count);
+                    .apply(origin, subject.clone(), queue.clone(), count);
+                crate::leaf::interest::changed(self, &subject, queue.as_ref());
                 sync.done();
             }
             Item::Barrier(sync) => sync.done(),
@@ -627,6 +685,7 @@ impl Shard {
         let key = self.g.accounts.key(r.account, m.subject, &mut key_buf);
         let local = self.subs.borrow_mut().matches(key);
         let mut any = false;
+        let mark = self.leaf_out.borrow().len();
         if r.plain {
             for s in &local.psubs {
                 any |= self.deliver(s, &m);
@@ -642,6 +701,9 @@ impl Shard {
             } else {
                 any = true;
             }
+        }
+        if self.leaf_out.borrow().len() > mark {
+            crate::leaf::flush(self, mark, &m, false);
         }
         if r.no_responders && !any {
             if let Some(reply) = m.reply {
@@ -663,6 +725,13 @@ impl Shard {
         };
         if c.is_closed() {
             return false;
+        }
+        if c.leaf.is_some() {
+            // One LMSG per link and message, naming the groups it is for.
+            self.leaf_out
+                .borrow_mut()
+                .push((c.clone(), s.queue.clone()));
+            return true;
         }
         {
             let mut perms = c.perms.borrow_mut();

@@ -61,6 +61,8 @@ pub async fn run(g: Arc<Global>) {
     }
     // Streams are recovered before the shard serves anything.
     crate::jetstream::start(&shard).await;
+    // Links to hubs start once the streams they might feed are here.
+    crate::leaf::start(&shard);
     // The last shard to get here tells the service manager we are ready.
     crate::notify::shard_up(&g);
     let ctl = g.ctl_rx[id].clone();
@@ -69,6 +71,7 @@ pub async fn run(g: Arc<Global>) {
             Ctl::NewClient(fd, addr) => crate::client::accept(&shard, fd, addr, false),
             Ctl::NewWebsocket(fd, addr) => crate::client::accept(&shard, fd, addr, true),
             Ctl::NewHttp(fd, addr) => crate::monitor::serve(&shard, fd, addr),
+            Ctl::NewLeaf(fd, addr) => crate::leaf::conn::accept(&shard, fd, addr),
             Ctl::Gather(q, reply) => {
                 let _ = reply.send(crate::monitor::gather::report(&shard, &q));
             }

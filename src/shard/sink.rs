@@ -157,6 +157,8 @@ impl super::Shard {
             echo: true,
             forwarded: None,
             no_responders: false,
+            queues: None,
+            spoke: false,
         };
         if self.g.accounts.multi {
             self.publish_accounts(&o, acc, &data, &m)
