@@ -418,6 +418,14 @@ fn reload(g: &Global) -> Result<(), String> {
     {
         return Err("broker_edge { } settings changed: they apply at start; restart the server to apply them".into());
     }
+    // Links are set up at start, on options read then.
+    if opts.leafnodes != g.opts.leafnodes {
+        return Err(
+            "leafnodes { } changed: leaf node links are set up at start; \
+             restart the server to apply the change"
+                .into(),
+        );
+    }
     // Account ids are baked into every subscription key and stream
     // placement, so accounts are fixed for a run: a changed set is refused
     // whole rather than half applied (users may still move between the

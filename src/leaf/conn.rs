@@ -43,6 +43,8 @@ pub struct LeafInfo {
     pub max_payload: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub jetstream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     pub client_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
@@ -94,6 +96,9 @@ pub struct LeafConnect {
     pub hub: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cluster: String,
+    /// The sender's JetStream domain.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub domain: String,
     #[serde(default)]
     pub headers: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -139,6 +144,7 @@ pub fn info(g: &crate::global::Global, cid: u64, nonce: Option<String>) -> LeafI
         tls_verify: g.leaf_tls.as_ref().is_some_and(|t| t.verify),
         max_payload: g.opts.max_payload,
         jetstream: g.jetstream.get().is_some(),
+        domain: g.opts.jetstream_domain.clone(),
         client_id: cid,
         nonce,
         leafnode_urls: if opts.is_some_and(|o| o.no_advertise) {
@@ -164,7 +170,12 @@ pub fn accept(shard: &Rc<Shard>, fd: OwnedFd, addr: SocketAddr) {
             return;
         }
     };
-    let state = Rc::new(LeafState::new(None, Vec::new(), Vec::new()));
+    let state = Rc::new(LeafState::new(
+        None,
+        Vec::new(),
+        Vec::new(),
+        g.opts.jetstream_domain.as_deref(),
+    ));
     let nonce = crate::auth::new_nonce();
     let c = Rc::new(Client::new(
         shard,

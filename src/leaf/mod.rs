@@ -96,11 +96,21 @@ pub struct LeafState {
 }
 
 impl LeafState {
-    pub fn new(remote: Option<usize>, deny_in: Vec<String>, deny_out: Vec<String>) -> LeafState {
+    pub fn new(
+        remote: Option<usize>,
+        deny_in: Vec<String>,
+        mut deny_out: Vec<String>,
+        domain: Option<&str>,
+    ) -> LeafState {
         let with_js = |mut v: Vec<String>| {
             v.extend(JS_DENY.iter().map(|s| s.to_string()));
             v
         };
+        // Requests for our own domain are ours to answer, never the other
+        // side's (as the reference).
+        if let Some(d) = domain {
+            deny_out.push(format!("$JS.{d}.API.>"));
+        }
         LeafState {
             remote,
             spoke: Cell::new(remote.is_some()),
@@ -151,7 +161,9 @@ pub fn sid_of(subject: &[u8], queue: Option<&[u8]>) -> Bytes {
 /// was picked for. `from_spoke`: it came from a hub over a spoke link, so
 /// it does not go on to another hub.
 pub fn flush(shard: &Shard, mark: usize, m: &Msg, from_spoke: bool) {
-    let picked = shard.leaf_out.borrow_mut().split_off(mark);
+    // In place (no allocation per message); nothing is picked meanwhile.
+    let all = shard.leaf_out.borrow();
+    let picked = &all[mark.min(all.len())..];
     let subject = m.subject;
     for (i, (c, _)) in picked.iter().enumerate() {
         if picked[..i].iter().any(|(o, _)| o.cid == c.cid) {
@@ -183,6 +195,8 @@ pub fn flush(shard: &Shard, mark: usize, m: &Msg, from_spoke: bool) {
         ShardStats::add(&st.out_bytes, body.len() as u64);
         c.check_pending();
     }
+    drop(all);
+    shard.leaf_out.borrow_mut().truncate(mark);
 }
 
 /// An accepted link whose user has permissions: what it may receive is

@@ -166,7 +166,8 @@ async fn dial(shard: &Rc<Shard>, index: usize, url: &str) -> Result<(Vec<String>
         name: g.server_name.clone(),
         hub: r.hub,
         headers: true,
-        jetstream: false,
+        jetstream: g.jetstream.get().is_some(),
+        domain: g.opts.jetstream_domain.clone().unwrap_or_default(),
         deny_pub: r.deny_imports.clone(),
         remote_account: acc_name.clone(),
         proto: Some(1),
@@ -177,6 +178,7 @@ async fn dial(shard: &Rc<Shard>, index: usize, url: &str) -> Result<(Vec<String>
         Some(index),
         r.deny_imports.clone(),
         r.deny_exports.clone(),
+        g.opts.jetstream_domain.as_deref(),
     ));
     *state.remote_server.borrow_mut() = hub_name;
     let cid = g

@@ -112,7 +112,32 @@ pub fn subscribe(shard: &Rc<Shard>, js: &Rc<JetStream>) {
             crate::runtime::spawn_local(handle(shard, js, req)).detach();
         });
         shard.subscribe_internal(acc, "$JS.API.>", None, h);
+        if let Some(d) = &shard.g.opts.jetstream_domain {
+            subscribe_domain(shard, acc, d);
+        }
     }
+}
+
+/// With `jetstream { domain }`, `$JS.<domain>.API.…` is this server's API
+/// too: what servers across leaf links use to reach it by its domain.
+fn subscribe_domain(shard: &Rc<Shard>, acc: u32, domain: &str) {
+    let prefix = format!("$JS.{domain}.API.");
+    let w = Rc::downgrade(shard);
+    let h: Handler = Rc::new(move |m| {
+        let Some(shard) = w.upgrade() else { return };
+        let o = Owned::of(m);
+        let Some(rest) = o.subject.strip_prefix(prefix.as_bytes()) else {
+            return;
+        };
+        let subject = [&b"$JS.API."[..], rest].concat();
+        // Published from a task: this runs inside a delivery.
+        crate::runtime::spawn_local(async move {
+            let h = (!o.headers.is_empty()).then_some(&o.headers[..]);
+            shard.publish_internal(acc, &subject, o.reply.as_deref(), h, &o.payload);
+        })
+        .detach();
+    });
+    shard.subscribe_internal(acc, &format!("$JS.{domain}.API.>"), None, h);
 }
 
 async fn handle(shard: Rc<Shard>, js: Rc<JetStream>, req: Req) {
