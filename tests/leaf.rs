@@ -1397,7 +1397,7 @@ async fn fifty_leaf_links() {
             leafc.push(l);
         }
         // Probe every link both ways until each probe has come through.
-        let mut ready = vec![(false, false); MANY];
+        let mut ready = [(false, false); MANY];
         let deadline = Instant::now() + STEP;
         while ready.iter().any(|r| !(r.0 && r.1)) {
             assert!(
