@@ -79,6 +79,9 @@ start_server() { # log file
   for _ in $(seq 1 200); do
     if curl -s http://127.0.0.1:8223/healthz 2>/dev/null | grep -q '"ok"'; then
       echo "healthz: $(curl -s http://127.0.0.1:8223/healthz)"
+      # The appliance profile's leaf port listens (/varz shows it).
+      curl -s http://127.0.0.1:8223/varz | python3 -c 'import json,sys; assert json.load(sys.stdin)["leaf"]["port"] == 4443' ||
+        fail "/varz does not show the leaf port 4443"
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || { cat "$1" >&2; pid=; fail "server exited at startup"; }
