@@ -20,7 +20,7 @@ mod units;
 use anyhow::{bail, Result};
 use clap::Parser;
 use proto::ServerUrl;
-use runner::{RunConfig, Scenario, Target};
+use runner::{RunConfig, Scenario, SubServer, Target};
 use stats::RunResult;
 use std::time::Duration;
 
@@ -50,6 +50,17 @@ struct Cli {
     /// Server A.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     url: String,
+    /// pubsub, fanout, queue: connect the subscribers to this server and
+    /// the publishers to --url (e.g. a leaf link's hub and its leaf). The
+    /// run waits until probes published through --url reach the
+    /// subscribers; server CPU is then the sum of both servers (each one
+    /// separately under "servers" in the JSON). Default: --url.
+    #[arg(long, value_name = "URL")]
+    sub_url: Option<String>,
+    /// The --sub-url server's PID for CPU accounting (default: found from
+    /// the port).
+    #[arg(long, requires = "sub_url")]
+    sub_pid: Option<u32>,
     /// Payload size: 16, 128, 1KiB, 1k, … (default 128; conns: 32KiB).
     #[arg(long, value_parser = units::parse_size)]
     size: Option<usize>,
@@ -264,10 +275,11 @@ fn target(
             Ok(p) => Some(p),
             Err(e) => {
                 if !quiet {
-                    eprintln!(
-                        "{label}: no server CPU figures ({e:#}); pass --pid-{}",
-                        label.to_lowercase()
-                    );
+                    let flag = match label {
+                        "sub" => "--sub-pid".to_string(),
+                        l => format!("--pid-{}", l.to_lowercase()),
+                    };
+                    eprintln!("{label}: no server CPU figures ({e:#}); pass {flag}");
                 }
                 None
             }
@@ -277,7 +289,33 @@ fn target(
         url,
         pid,
         label: label.to_string(),
+        sub: None,
     }
+}
+
+/// `--sub-url` with its PID (explicit, else the owner of its local port).
+fn sub_server(cli: &Cli) -> Result<Option<SubServer>> {
+    let Some(s) = &cli.sub_url else {
+        return Ok(None);
+    };
+    if !matches!(
+        cli.scenario,
+        Scenario::Pubsub | Scenario::Fanout | Scenario::Queue
+    ) {
+        bail!(
+            "--sub-url applies to pubsub, fanout and queue, not {}",
+            cli.scenario.name()
+        );
+    }
+    if cli.compare.is_some() {
+        bail!("--sub-url does not combine with --compare (run each pair in turn)");
+    }
+    let url = ServerUrl::parse(s)?;
+    let t = target(url, cli.sub_pid, None, "sub", cli.quiet);
+    Ok(Some(SubServer {
+        url: t.url,
+        pid: t.pid,
+    }))
 }
 
 fn main() {
@@ -299,6 +337,7 @@ fn real_main() -> Result<()> {
         return Ok(());
     }
     let cfg = config(&cli)?;
+    let sub = sub_server(&cli)?;
     let url_a = ServerUrl::parse(&cli.url)?;
     let url_b = cli.compare.as_deref().map(ServerUrl::parse).transpose()?;
     if cfg.scenario == Scenario::Conns {
@@ -321,7 +360,8 @@ fn real_main() -> Result<()> {
     if let Some(list) = &cli.cpus {
         procstat::pin_self(&procstat::parse_cpu_list(list)?)?;
     }
-    let a = target(url_a, cli.pid_a, spawned_a.as_ref(), "A", cli.quiet);
+    let mut a = target(url_a, cli.pid_a, spawned_a.as_ref(), "A", cli.quiet);
+    a.sub = sub;
     if cfg.scenario == Scenario::Conns {
         let b = url_b.map(|ub| target(ub, cli.pid_b, spawned_b.as_ref(), "B", cli.quiet));
         let r = conns::run(&cfg, &a, b.as_ref(), cli.rounds)?;
@@ -363,4 +403,66 @@ fn real_main() -> Result<()> {
     drop(spawned_b);
     drop(spawned_a);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Cli> {
+        let mut a = vec!["broker-edge-bench"];
+        a.extend(args);
+        Ok(Cli::try_parse_from(a)?)
+    }
+
+    #[test]
+    fn sub_url_defaults_to_none() {
+        let c = cli(&["pubsub"]).unwrap();
+        assert!(c.sub_url.is_none() && c.sub_pid.is_none());
+        assert!(sub_server(&c).unwrap().is_none());
+    }
+
+    #[test]
+    fn sub_url_with_explicit_pid() {
+        let c = cli(&[
+            "fanout",
+            "--url",
+            "nats://127.0.0.1:7001",
+            "--sub-url",
+            "nats://10.0.0.9:7002",
+            "--sub-pid",
+            "4242",
+            "-q",
+        ])
+        .unwrap();
+        let s = sub_server(&c).unwrap().unwrap();
+        assert_eq!(s.url, ServerUrl::parse("nats://10.0.0.9:7002").unwrap());
+        assert_eq!(s.pid, Some(4242));
+        // A remote URL without --sub-pid has no CPU figures, and no error.
+        let c = cli(&["queue", "--sub-url", "nats://10.0.0.9:7002", "-q"]).unwrap();
+        assert_eq!(sub_server(&c).unwrap().unwrap().pid, None);
+    }
+
+    #[test]
+    fn sub_url_refused_where_it_has_no_meaning() {
+        assert!(
+            cli(&["pubsub", "--sub-pid", "1"]).is_err(),
+            "--sub-pid needs --sub-url"
+        );
+        for s in ["pub", "reqrep", "js-pub-async", "kv-put", "conns"] {
+            let c = cli(&[s, "--sub-url", "nats://127.0.0.1:1"]).unwrap();
+            assert!(sub_server(&c).is_err(), "{s}");
+        }
+        let c = cli(&[
+            "pubsub",
+            "--sub-url",
+            "nats://127.0.0.1:1",
+            "--compare",
+            "nats://127.0.0.1:2",
+        ])
+        .unwrap();
+        assert!(sub_server(&c).is_err());
+        let c = cli(&["pubsub", "--sub-url", "gopher://x:1"]).unwrap();
+        assert!(sub_server(&c).is_err());
+    }
 }

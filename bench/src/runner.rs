@@ -143,6 +143,23 @@ pub struct Target {
     pub url: ServerUrl,
     pub pid: Option<u32>,
     pub label: String,
+    /// `--sub-url`: subscribers connect here instead (pubsub, fanout,
+    /// queue), e.g. the hub of a leaf link whose leaf takes the publishers.
+    pub sub: Option<SubServer>,
+}
+
+/// The second server of a split run: where the subscribers are.
+#[derive(Clone, Debug)]
+pub struct SubServer {
+    pub url: ServerUrl,
+    pub pid: Option<u32>,
+}
+
+impl Target {
+    /// Where subscribers connect: `--sub-url`, else the main URL.
+    pub fn sub_url(&self) -> &ServerUrl {
+        self.sub.as_ref().map_or(&self.url, |s| &s.url)
+    }
 }
 
 /// Flags shared by a run's threads.

@@ -11,9 +11,9 @@ use crate::runner::{
     check_payload, join_all, pub_frame, ready_channel, spawn_worker, split, subscribe, sum,
     wait_ready, Ctl, Gate, Outcome, Progress, Ready, RunConfig, Scenario, Target,
 };
-use crate::stats::{Raw, RunResult};
-use anyhow::Result;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::stats::{Raw, RunResult, SplitServers};
+use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -41,6 +41,40 @@ struct SubStats {
 /// Long enough for a busy server to drain its queues before our PONG.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Reply subject of the interest probes of a `--sub-url` run; subscribers
+/// count only messages without a reply, so probes never enter the figures.
+const PROBE_REPLY: &str = "_BENCH_PROBE";
+
+/// How long a `--sub-url` run waits for the subscribers' interest to reach
+/// the publishers' server (across a leaf link, a route, …).
+const INTEREST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Publishes probes (a reply subject marks them) on the subject through
+/// the publishers' server until the subscribers have seen them: every
+/// subscriber for pubsub/fanout, any member for a queue group.
+fn await_interest(cfg: &RunConfig, t: &Target, seen: &[Arc<AtomicBool>]) -> Result<()> {
+    let mut conn = Conn::connect(&t.url, "bench-probe", 64 * 1024, cfg.connect_timeout)?;
+    let frame = pub_frame(&cfg.subject, Some(PROBE_REPLY), 0);
+    let deadline = Instant::now() + INTEREST_TIMEOUT;
+    let all = cfg.scenario != Scenario::Queue;
+    loop {
+        conn.write_all(&frame)?;
+        conn.roundtrip(cfg.connect_timeout)?;
+        thread::sleep(Duration::from_millis(10));
+        let ok = |f: &Arc<AtomicBool>| f.load(Ordering::Relaxed);
+        if (all && seen.iter().all(ok)) || (!all && seen.iter().any(ok)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the subscribers' interest did not reach {} from {} within {INTEREST_TIMEOUT:?}",
+                t.url,
+                t.sub_url()
+            );
+        }
+    }
+}
+
 pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     let ctl = Arc::new(Ctl::default());
     let gate = Gate::new();
@@ -62,6 +96,7 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         })
         .collect();
     let sub_counts: Vec<Arc<AtomicU64>> = (0..subs).map(|_| Arc::default()).collect();
+    let probe_seen: Vec<Arc<AtomicBool>> = (0..subs).map(|_| Arc::default()).collect();
     let pub_counts: Vec<Arc<AtomicU64>> = (0..pubs).map(|_| Arc::default()).collect();
     let queue = (cfg.scenario == Scenario::Queue).then(|| cfg.queue.clone());
 
@@ -70,9 +105,20 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         let (cfg, t, ctl) = (cfg.clone(), t.clone(), ctl.clone());
         let group = groups[i % groups.len()].clone();
         let count = sub_counts[i].clone();
+        let seen = probe_seen[i].clone();
         let queue = queue.clone();
         sub_handles.push(spawn_worker(format!("sub-{i}"), &tx, move |ready, st| {
-            subscriber(&cfg, &t, queue.as_deref(), &group, &ctl, &count, ready, st)
+            subscriber(
+                &cfg,
+                &t,
+                queue.as_deref(),
+                &group,
+                &ctl,
+                &count,
+                &seen,
+                ready,
+                st,
+            )
         }));
     }
     let abort = |subs: Vec<JoinHandle<Outcome<SubStats>>>,
@@ -85,6 +131,12 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     if let Err(e) = wait_ready(&rx, subs, cfg.connect_timeout * 2) {
         abort(sub_handles, Vec::new());
         return Err(e.context("setting up subscribers"));
+    }
+    if t.sub.is_some() && subs > 0 && pubs > 0 {
+        if let Err(e) = await_interest(cfg, t, &probe_seen) {
+            abort(sub_handles, Vec::new());
+            return Err(e);
+        }
     }
     let mut pub_handles = Vec::new();
     for (i, count) in pub_counts.iter().enumerate() {
@@ -102,6 +154,7 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
     thread::sleep(cfg.settle);
 
     let probe = CpuProbe::start(t.pid);
+    let sub_probe = t.sub.as_ref().map(|s| CpuProbe::start(s.pid));
     let start = Instant::now();
     gate.open(true);
     let mut progress = Progress::new(&t.label, cfg.progress);
@@ -139,8 +192,20 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         }
     }
     let sub_out = join_all(sub_handles);
-    let cpu = probe.finish();
+    let mut cpu = probe.finish();
+    let sub_cpu = sub_probe.map(|p| p.finish());
     progress.finish();
+    // With --sub-url the server figures are both servers' sum.
+    let pub_cpu = cpu;
+    if let Some(sc) = &sub_cpu {
+        cpu.server = match (pub_cpu.server, sc.server) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        cpu.other = cpu.other.map(|o| (o - sc.server.unwrap_or(0.0)).max(0.0));
+        cpu.server_rss_mib = add(pub_cpu.server_rss_mib, sc.server_rss_mib);
+        cpu.server_peak_rss_mib = add(pub_cpu.server_peak_rss_mib, sc.server_peak_rss_mib);
+    }
 
     let sent = sum(&pub_counts);
     let received = sum(&sub_counts);
@@ -168,7 +233,7 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         .filter_map(|o| o.error.clone())
         .chain(sub_out.iter().filter_map(|o| o.error.clone()))
         .collect();
-    Ok(RunResult::from_raw(Raw {
+    let mut r = RunResult::from_raw(Raw {
         label: t.label.clone(),
         scenario: cfg.scenario.name().into(),
         url: t.url.to_string(),
@@ -187,7 +252,27 @@ pub fn run(cfg: &RunConfig, t: &Target) -> Result<RunResult> {
         server_peak_rss_mib: cpu.server_peak_rss_mib,
         latency: None,
         errors,
-    }))
+    });
+    if let (Some(s), Some(sc)) = (&t.sub, &sub_cpu) {
+        let per = |c: Option<f64>| c.and_then(|c| (sent > 0).then(|| c * 1e6 / sent as f64));
+        r.servers = Some(SplitServers {
+            pub_url: t.url.to_string(),
+            pub_server_pid: t.pid,
+            pub_server_cpu_s: pub_cpu.server,
+            pub_server_us_per_msg: per(pub_cpu.server),
+            pub_server_rss_mib: pub_cpu.server_rss_mib,
+            sub_url: s.url.to_string(),
+            sub_server_pid: s.pid,
+            sub_server_cpu_s: sc.server,
+            sub_server_us_per_msg: per(sc.server),
+            sub_server_rss_mib: sc.server_rss_mib,
+        });
+    }
+    Ok(r)
+}
+
+fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? + b?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -237,10 +322,11 @@ fn subscriber(
     group: &Group,
     ctl: &Ctl,
     count: &AtomicU64,
+    probe_seen: &AtomicBool,
     ready: &mut Ready,
     st: &mut SubStats,
 ) -> Result<()> {
-    let mut conn = Conn::connect(&t.url, "bench-sub", cfg.read_buf, cfg.connect_timeout)?;
+    let mut conn = Conn::connect(t.sub_url(), "bench-sub", cfg.read_buf, cfg.connect_timeout)?;
     subscribe(&mut conn, &cfg.subject, queue, 1, cfg.connect_timeout)?;
     ready.ok();
     let mut mine = 0u64;
@@ -248,11 +334,20 @@ fn subscriber(
     let mut done_seen: Option<Instant> = None;
     loop {
         let mut got = 0u64;
+        let mut probe = false;
         let r = conn.read_some(&mut |ev| {
-            if let Event::Msg { sid: 1, .. } = ev {
-                got += 1;
+            if let Event::Msg { sid: 1, reply, .. } = ev {
+                // Only interest probes carry a reply subject.
+                if reply.is_none() {
+                    got += 1;
+                } else {
+                    probe = true;
+                }
             }
         })?;
+        if probe {
+            probe_seen.store(true, Ordering::Relaxed);
+        }
         let now = Instant::now();
         if got > 0 {
             st.first.get_or_insert(now);

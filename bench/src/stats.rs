@@ -72,6 +72,25 @@ pub struct RunResult {
     pub server_peak_rss_mib: Option<f64>,
     pub latency: Option<Latency>,
     pub errors: Vec<String>,
+    /// With `--sub-url`: each server's share; `server_*` above are their sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servers: Option<SplitServers>,
+}
+
+/// Per-server CPU of a run whose publishers and subscribers use different
+/// servers (`--sub-url`); "per msg" is per published message.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SplitServers {
+    pub pub_url: String,
+    pub pub_server_pid: Option<u32>,
+    pub pub_server_cpu_s: Option<f64>,
+    pub pub_server_us_per_msg: Option<f64>,
+    pub pub_server_rss_mib: Option<f64>,
+    pub sub_url: String,
+    pub sub_server_pid: Option<u32>,
+    pub sub_server_cpu_s: Option<f64>,
+    pub sub_server_us_per_msg: Option<f64>,
+    pub sub_server_rss_mib: Option<f64>,
 }
 
 /// The raw counts a scenario hands over; derived rates are computed here.
@@ -132,6 +151,7 @@ impl RunResult {
             server_peak_rss_mib: r.server_peak_rss_mib,
             latency: r.latency,
             errors: r.errors,
+            servers: None,
         }
     }
 }

@@ -420,3 +420,64 @@ fn pubacks_with_errors_are_counted_and_fail_the_run() {
         "{v}"
     );
 }
+
+/// `--sub-url`: publisher on a leaf, subscribers on its hub (two
+/// nats-servers joined by a leaf link); server CPU covers both.
+#[test]
+fn sub_url_across_a_leaf_link() {
+    if !Path::new(NATS_SERVER).exists() {
+        eprintln!("skipping: {NATS_SERVER} is not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bench-leaf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let leaf_port = free_port();
+    let hub_conf = dir.join("hub.conf");
+    std::fs::write(
+        &hub_conf,
+        format!("leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n"),
+    )
+    .unwrap();
+    let leaf_conf = dir.join("leaf.conf");
+    std::fs::write(
+        &leaf_conf,
+        format!("leafnodes {{ remotes: [ {{ url: \"nats://127.0.0.1:{leaf_port}\" }} ] }}\n"),
+    )
+    .unwrap();
+    let Some(hub) = start_nats_server_with(&["-c", hub_conf.to_str().unwrap()]) else {
+        return;
+    };
+    let leaf = start_nats_server_with(&["-c", leaf_conf.to_str().unwrap()]).unwrap();
+    for (scen, subs, received) in [
+        ("pubsub", "1", 3000),
+        ("fanout", "2", 6000),
+        ("queue", "2", 3000),
+    ] {
+        let (ok, v) = bench(&[
+            scen,
+            "--msgs",
+            "3000",
+            "--subs",
+            subs,
+            "--url",
+            &url(leaf.port),
+            "--sub-url",
+            &url(hub.port),
+        ]);
+        assert!(ok, "{scen}: {v}");
+        assert_eq!(v["received"], received, "{scen}: {v}");
+        let s = &v["servers"];
+        assert_eq!(s["pub_server_pid"], leaf.child.id(), "{v}");
+        assert_eq!(s["sub_server_pid"], hub.child.id(), "{v}");
+        let (p, q) = (
+            s["pub_server_cpu_s"].as_f64().unwrap(),
+            s["sub_server_cpu_s"].as_f64().unwrap(),
+        );
+        let total = v["server_cpu_s"].as_f64().unwrap();
+        assert!((total - (p + q)).abs() < 1e-9, "{v}");
+    }
+    // Without --sub-url the JSON is as before: no "servers".
+    let (ok, v) = bench(&["pubsub", "--msgs", "1000", "--url", &url(hub.port)]);
+    assert!(ok && v.get("servers").is_none(), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
