@@ -1660,3 +1660,60 @@ async fn jetstream_domains_across_the_link() {
         }
     }
 }
+
+/// A remote's `deny_exports` keeps those subjects from going to the hub,
+/// its `deny_imports` keeps them from coming in; other subjects flow.
+#[tokio::test]
+async fn remote_deny_lists_hold_both_ways() {
+    for pair in pairs() {
+        let ctx = pair.to_string();
+        let lp = common::free_port();
+        let hub = Node::start(&ctx, pair.hub, "hub", &hub_conf(lp, "", ""));
+        let leaf = Node::start(
+            &ctx,
+            pair.leaf,
+            "leaf",
+            &leaf_conf(
+                &[remote(
+                    &leaf_url(lp),
+                    "deny_exports: [\"up.secret.>\"]\n deny_imports: [\"down.private.>\"]",
+                )],
+                "",
+            ),
+        );
+        wait_links(&ctx, &[(&hub, 1), (&leaf, 1)]).await;
+        let hc = hub.client().await;
+        let lc = leaf.client().await;
+
+        // Leaf → hub: public crosses, secret does not.
+        let mut on_hub = hc.subscribe("up.>").await.unwrap();
+        await_interest(&ctx, &lc, "up.probe", &mut on_hub).await;
+        lc.publish("up.secret.x", "no".into()).await.unwrap();
+        lc.publish("up.public.x", "yes".into()).await.unwrap();
+        lc.flush().await.unwrap();
+        let m = next_real(&ctx, &mut on_hub).await;
+        assert_eq!(
+            (m.subject.as_str(), text(&m).as_str()),
+            ("up.public.x", "yes"),
+            "{ctx}: deny_exports let up.secret.x through (or up.public.x was lost)"
+        );
+
+        // Hub → leaf: public crosses, private does not.
+        let mut on_leaf = lc.subscribe("down.>").await.unwrap();
+        await_interest(&ctx, &hc, "down.probe", &mut on_leaf).await;
+        hc.publish("down.private.x", "no".into()).await.unwrap();
+        hc.publish("down.public.y", "yes".into()).await.unwrap();
+        hc.flush().await.unwrap();
+        let m = next_real(&ctx, &mut on_leaf).await;
+        assert_eq!(
+            (m.subject.as_str(), text(&m).as_str()),
+            ("down.public.y", "yes"),
+            "{ctx}: deny_imports let down.private.x through (or down.public.y was lost)"
+        );
+        // A last round trip each way: anything denied would be here by now.
+        await_interest(&ctx, &lc, "up.fence", &mut on_hub).await;
+        await_interest(&ctx, &hc, "down.fence", &mut on_leaf).await;
+        assert_nothing_real(&ctx, &mut on_hub);
+        assert_nothing_real(&ctx, &mut on_leaf);
+    }
+}
