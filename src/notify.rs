@@ -79,6 +79,10 @@ pub fn starting(g: &Global) {
 /// A shard has recovered its streams and is about to serve its control
 /// loop. The last one to get here tells the service manager the server is ready.
 pub fn shard_up(g: &Global) {
+    // Shards come up on their own threads: counting and telling happen
+    // under one lock, so no "N of M up" can follow the READY.
+    static ORDER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _order = ORDER.lock().unwrap_or_else(|e| e.into_inner());
     let l = &g.lifecycle;
     let done = l.started.fetch_add(1, Ordering::AcqRel) + 1;
     if done < l.shards {

@@ -381,7 +381,31 @@ async fn handle(
     let Some(l) = c.leaf.clone() else {
         return Err(CloseReason::ProtocolViolation);
     };
-    if !l.ready.get() {
+    if !l.ready.get() && l.remote.is_some() {
+        // We dialed: the hub's INFO answering our CONNECT says it took the
+        // link (a refusal comes as -ERR and a close instead).
+        match &op {
+            LeafOp::Info(json) => {
+                let v: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
+                if v["connect_info"].as_bool().unwrap_or(false) {
+                    if let Some(acc) = v["remote_account"].as_str() {
+                        *l.remote_account.borrow_mut() = acc.to_string();
+                    }
+                    up(shard, c);
+                }
+                return Ok(());
+            }
+            LeafOp::Ping => {
+                c.out.push(b"PONG\r\n");
+                return Ok(());
+            }
+            LeafOp::Pong | LeafOp::Ok => return Ok(()),
+            LeafOp::Err(_) => {}
+            // Anything else means the hub took the link without saying so.
+            _ => up(shard, c),
+        }
+    }
+    if !l.ready.get() && l.remote.is_none() {
         // An accepted link: CONNECT first (PINGs are answered).
         return match op {
             LeafOp::Connect(json) => connect(shard, c, &l, json).await,

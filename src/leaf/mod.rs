@@ -194,6 +194,11 @@ pub fn flush(shard: &Shard, mark: usize, m: &Msg, from_spoke: bool) {
         ShardStats::add(&st.out_msgs, 1);
         ShardStats::add(&st.out_bytes, body.len() as u64);
         c.check_pending();
+        // A link whose peer reads slowly holds up producers like a client
+        // (`Shard::unstall`), rather than growing until max_pending.
+        if c.is_lagging() {
+            shard.stalled.borrow_mut().push(c.clone());
+        }
     }
     drop(all);
     shard.leaf_out.borrow_mut().truncate(mark);

@@ -207,6 +207,9 @@ async fn dial(shard: &Rc<Shard>, index: usize, url: &str) -> Result<(Vec<String>
         t.host,
         t.port
     );
+    // A hub that answers CONNECT with an INFO (`info_on_connect`) accepted
+    // the link only once that INFO comes; older hubs say nothing.
+    let wait_accept = info["info_on_connect"].as_bool().unwrap_or(false);
     let tls_wanted = t.tls || r.tls.is_some() || info["tls_required"].as_bool().unwrap_or(false);
     if tls_wanted {
         drop(writer);
@@ -227,13 +230,17 @@ async fn dial(shard: &Rc<Shard>, index: usize, url: &str) -> Result<(Vec<String>
         c.out.push(&connect);
         c.reader_fd.set(Some(raw));
         runtime::spawn_local(crate::client::write_loop(c.clone(), wr)).detach();
-        conn::up(shard, &c);
+        if !wait_accept {
+            conn::up(shard, &c);
+        }
         conn::read_loop(shard.clone(), c.clone(), rd, buf).await;
     } else {
         c.reader_fd.set(Some(raw));
         c.out.push(&connect);
         runtime::spawn_local(crate::client::write_loop(c.clone(), writer)).detach();
-        conn::up(shard, &c);
+        if !wait_accept {
+            conn::up(shard, &c);
+        }
         conn::read_loop(shard.clone(), c.clone(), reader, buf).await;
     }
     Ok((learned, state.loop_detected.get()))

@@ -43,7 +43,7 @@ pub struct Shard {
     last_sync: RefCell<Option<Arc<SyncPoint>>>,
     /// Subscribers whose outbound buffer passed half of max_pending during
     /// the current delivery run; the producer waits for them (see `unstall`).
-    stalled: RefCell<Vec<Rc<Client>>>,
+    pub(crate) stalled: RefCell<Vec<Rc<Client>>>,
     /// The streams placed here (set at start when JetStream is on).
     pub js: std::cell::OnceCell<Rc<crate::jetstream::JetStream>>,
 }
