@@ -1717,3 +1717,80 @@ async fn remote_deny_lists_hold_both_ways() {
         assert_nothing_real(&ctx, &mut on_leaf);
     }
 }
+
+/// A server that links again into the same account while its old link is
+/// still open (say after a network cut the hub has not noticed) replaces
+/// it: the old link is told and closed, as the reference does.
+#[tokio::test]
+async fn a_second_link_from_the_same_server_replaces_the_first() {
+    let mut hubs: Vec<Kind> = Vec::new();
+    for p in pairs() {
+        if !hubs.contains(&p.hub) {
+            hubs.push(p.hub);
+        }
+    }
+    for kind in hubs {
+        let ctx = format!("hub {}", kind.name());
+        let lp = common::free_port();
+        let hub = Node::start(&ctx, kind, "hub", &hub_conf(lp, "", ""));
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{lp}").parse().unwrap();
+        let connect = r#"CONNECT {"server_id":"NFAKELEAF","name":"fake-leaf","headers":true,"remote_account":"$G"}"#;
+        let mut first = common::Raw::connect(addr).await;
+        assert!(
+            first.info["client_id"].as_u64().unwrap_or(0) > 0,
+            "{ctx}: {:?}",
+            first.info
+        );
+        first.send(&format!("{connect}\r\nPING\r\n")).await;
+        // The link is up once the hub answers PING.
+        let deadline = Instant::now() + STEP;
+        loop {
+            let l = first
+                .line()
+                .await
+                .unwrap_or_else(|| panic!("{ctx}: closed"));
+            if l == "PONG" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ctx}: no PONG");
+        }
+        wait_links(&ctx, &[(&hub, 1)]).await;
+
+        let mut second = common::Raw::connect(addr).await;
+        second.send(&format!("{connect}\r\nPING\r\n")).await;
+        // The first is told why and closed; the second stays.
+        let deadline = Instant::now() + STEP;
+        let mut told = false;
+        while let Ok(Some(l)) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            first.line(),
+        )
+        .await
+        {
+            if l.contains("Duplicate Remote LeafNode Connection") {
+                told = true;
+            }
+        }
+        assert!(
+            told,
+            "{ctx}: the first link was not told\n{}",
+            hub.describe()
+        );
+        wait_links(&ctx, &[(&hub, 1)]).await;
+        second.send("PING\r\n").await;
+        let deadline = Instant::now() + STEP;
+        loop {
+            let l = second
+                .line()
+                .await
+                .unwrap_or_else(|| panic!("{ctx}: second link closed"));
+            if l == "PONG" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ctx}: no PONG on the second link"
+            );
+        }
+    }
+}

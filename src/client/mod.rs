@@ -43,6 +43,8 @@ pub enum CloseReason {
     WriteError,
     ReadError,
     TlsHandshakeError,
+    /// A leaf link replaced by a newer one from the same server.
+    DuplicateRemoteLeafnode,
 }
 
 impl CloseReason {
@@ -63,6 +65,7 @@ impl CloseReason {
             CloseReason::WriteError => "Write Error",
             CloseReason::ReadError => "Read Error",
             CloseReason::TlsHandshakeError => "TLS Handshake Failure",
+            CloseReason::DuplicateRemoteLeafnode => "Duplicate Remote LeafNode Connection",
         }
     }
 }

@@ -609,6 +609,7 @@ async fn connect(
         return Err(CloseReason::AuthenticationViolation);
     };
     c.set_account(acc);
+    replace_duplicate(shard, c, acc, &conn);
     l.spoke.set(conn.hub);
     *l.remote_server.borrow_mut() = if conn.name.is_empty() {
         conn.server_id.clone()
@@ -638,6 +639,38 @@ async fn connect(
     );
     up(shard, c);
     Ok(())
+}
+
+/// A server that links again into the same account (its old link not yet
+/// gone, e.g. after a network cut) replaces its old link, as in the
+/// reference.
+fn replace_duplicate(shard: &Shard, c: &Client, acc: u32, conn: &LeafConnect) {
+    if conn.remote_account.is_empty() || conn.name.is_empty() {
+        return;
+    }
+    let old = shard
+        .leafs
+        .borrow()
+        .iter()
+        .find(|x| {
+            x.cid != c.cid
+                && x.account() == acc
+                && x.leaf.as_ref().is_some_and(|ol| {
+                    ol.remote.is_none()
+                        && *ol.remote_server.borrow() == conn.name
+                        && *ol.remote_account.borrow() == conn.remote_account
+                })
+        })
+        .cloned();
+    if let Some(o) = old {
+        tracing::warn!(
+            "{} - lid:{} - Replacing connection from same server",
+            c.addr,
+            c.cid
+        );
+        o.send_err("Duplicate Remote LeafNode Connection");
+        o.close(CloseReason::DuplicateRemoteLeafnode);
+    }
 }
 
 /// Ends a link: it leaves the shard first (its subscriptions going must
