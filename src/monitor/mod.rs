@@ -14,6 +14,7 @@ pub mod gather;
 pub mod http;
 mod jsz;
 mod leafz;
+mod metrics;
 pub use jsz::free_disk;
 
 use std::cell::RefCell;
@@ -251,6 +252,17 @@ async fn respond(
         }
         "/jsz" => jsz::jsz(shard, params).await,
         "/leafz" => leafz::leafz(shard, params).await,
+        "/metrics" => {
+            return match metrics::metrics(shard).await {
+                Ok(text) => http::response(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text.as_bytes(),
+                    head_only,
+                ),
+                Err(e) => http::response(500, "text/plain", format!("{e}\n").as_bytes(), head_only),
+            };
+        }
         "/connz" => endpoints::connz(&shard.g, params).await,
         "/subsz" | "/subscriptionsz" => endpoints::subsz(&shard.g, params).await,
         _ => {
