@@ -178,6 +178,12 @@ if [ -n "$nats" ]; then
   js pub pkgtest.a 'kept across upgrades' >/dev/null 2>&1 || fail "publish"
   [ "$(stream_msgs)" = 1 ] || fail "stream PKGTEST does not hold the message"
   echo "stream PKGTEST created, 1 message stored"
+  # The appliance profile's declared streams and buckets exist.
+  for st in DATA EVENTS LOGS METRICS STATUSES KV_SERVERS KV_EXPORTERS; do
+    for _ in $(seq 1 50); do js stream info "$st" --json >/dev/null 2>&1 && break; sleep 0.1; done
+    js stream info "$st" --json >/dev/null 2>&1 || fail "provisioned stream $st missing"
+  done
+  echo "provisioned streams and buckets present"
 else
   echo "note: target/refs/bin/nats missing (scripts/install-refs): stream checks skipped"
 fi

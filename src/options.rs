@@ -90,6 +90,9 @@ pub struct Options {
     /// `leafnodes { }` (also `leaf { }`): the hub listener and the remotes
     /// this server solicits.
     pub leafnodes: Option<LeafNodeOpts>,
+    /// `provision { }`: JetStream streams, KV buckets and consumers that
+    /// must exist (created at start, reconciled on reload).
+    pub provision: Option<Provision>,
     pub cluster: Option<ListenerConfig>,
     pub server_tags: Vec<String>,
     /// `operator`: trusted operator JWTs (read from files when given a
@@ -290,6 +293,23 @@ pub struct ImportConfig {
     pub to: Option<String>,
     pub prefix: Option<String>,
     pub share: bool,
+}
+
+/// `provision { }`, ready for the JetStream API: KV buckets already turned
+/// into their streams, variables filled in, durations in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Provision {
+    pub streams: Vec<Declared>,
+    pub consumers: Vec<Declared>,
+}
+
+/// One declared stream or consumer: its API configuration (a consumer's
+/// with `stream_name`), its account, and where it was written (for logs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    pub config: serde_json::Value,
+    pub account: String,
+    pub at: String,
 }
 
 /// `tls { … }` (client listener, websocket, leafnodes, cluster).
@@ -668,6 +688,7 @@ impl Default for Options {
             tls: None,
             websocket: None,
             leafnodes: None,
+            provision: None,
             cluster: None,
             server_tags: Vec::new(),
             trusted_operators: Vec::new(),

@@ -113,6 +113,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "no_fast_producer_stall",
     "max_closed_clients",
     "proxies",
+    // Broker Edge's own blocks.
+    "broker_edge",
+    "provision",
 ];
 
 /// Is `key` a top-level option of nats-server (case-insensitive)?

@@ -20,6 +20,7 @@ mod auth;
 mod leafnodes;
 mod listeners;
 mod operator;
+mod provision;
 mod tuning;
 
 use std::path::{Path, PathBuf};
@@ -253,6 +254,7 @@ fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
         "cluster" => o.cluster = cx.ok(listeners::listener(e, "cluster")),
         "leaf" | "leafnodes" => leafnodes::leafnodes(cx, e, o),
         "broker_edge" => tuning::block(cx, e, o),
+        "provision" => provision::block(cx, e, o),
         "server_tags" => {
             if let Some(tags) = cx.ok(server_tags(e)) {
                 o.server_tags.extend(tags);

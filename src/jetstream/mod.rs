@@ -16,6 +16,7 @@ pub mod headers;
 pub mod limits;
 pub mod meta;
 pub mod placement;
+pub mod provision;
 pub mod retention;
 pub mod snapshot;
 pub mod store;

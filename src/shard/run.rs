@@ -63,6 +63,8 @@ pub async fn run(g: Arc<Global>) {
     crate::jetstream::start(&shard).await;
     // Links to hubs start once the streams they might feed are here.
     crate::leaf::start(&shard);
+    // Declared streams, buckets and consumers (shard 0, once all are up).
+    crate::jetstream::provision::spawn(&shard);
     // The last shard to get here tells the service manager we are ready.
     crate::notify::shard_up(&g);
     let ctl = g.ctl_rx[id].clone();
@@ -125,6 +127,7 @@ fn lame_duck(shard: &Rc<Shard>) {
 /// password changed) is told `Authorization Violation` and closed.
 /// `done` hears when every connection has been checked again.
 fn reload(shard: &Rc<Shard>, done: std::sync::mpsc::Sender<()>) {
+    crate::jetstream::provision::spawn(shard);
     let g = &shard.g;
     let limits = crate::client::Limits::from(&g.live());
     let required = g.auth().required();
