@@ -67,15 +67,10 @@ fn online_cpus() -> usize {
     n.max(1) as usize
 }
 
-pub fn index(g: &Global) -> Value {
-    let links = ["varz", "connz", "subsz", "jsz", "healthz"]
-        .iter()
-        .map(|p| format!("<a href=\"/{p}\">{p}</a><br/>"))
-        .collect::<String>();
-    Value::String(format!(
-        "<html><body><h1>Broker Edge {PRODUCT_VERSION}</h1><p>{}</p>{links}</body></html>",
-        g.server_id
-    ))
+/// The page at `/`: a live dashboard (server figures, throughput, streams,
+/// consumers' lag) that only talks to this server, so it works offline.
+pub fn index(_g: &Global) -> Value {
+    Value::String(include_str!("dashboard.html").to_string())
 }
 
 /// The port the leaf listener is bound to, once there is one. Until the
