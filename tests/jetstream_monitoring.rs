@@ -311,3 +311,25 @@ async fn healthz_varz_jsz_with_jetstream_on_and_off() {
     }
     assert!(jsz["config"].get("store_dir").is_none(), "{jsz}");
 }
+
+/// `/routez`, `/gatewayz` and `/accountz` beside nats-server 2.15.3: the
+/// same keys (no routes or gateways on either; the same accounts).
+#[tokio::test]
+async fn routez_gatewayz_accountz_match_nats_server_2_15() {
+    let ours = Server::start_bin(&server_bin(), &[]);
+    let reference = Server::start_bin(&ref_server_2_15(), &[]);
+    let mut report = Vec::new();
+    for path in ["/routez", "/gatewayz", "/accountz"] {
+        let a = ours.json(path).await;
+        let b = reference.json(path).await;
+        compare_keys(path, &a, &b, &mut report);
+        if path == "/routez" {
+            assert_eq!(a["num_routes"], 0, "{a}");
+        }
+        if path == "/accountz" {
+            assert_eq!(a["accounts"], b["accounts"], "{a}\n{b}");
+            assert_eq!(a["system_account"], b["system_account"]);
+        }
+    }
+    assert!(report.is_empty(), "key differences:\n{}", report.join("\n"));
+}

@@ -214,6 +214,11 @@ impl Accounts {
         }
     }
 
+    /// Every account's name, in id order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }

@@ -252,6 +252,9 @@ async fn respond(
         }
         "/jsz" => jsz::jsz(shard, params).await,
         "/leafz" => leafz::leafz(shard, params).await,
+        "/routez" => Ok(endpoints::routez(&shard.g)),
+        "/gatewayz" => Ok(endpoints::gatewayz(&shard.g)),
+        "/accountz" => Ok(endpoints::accountz(&shard.g)),
         "/metrics" => {
             return match metrics::metrics(shard).await {
                 Ok(text) => http::response(
