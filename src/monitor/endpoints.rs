@@ -491,6 +491,43 @@ pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
     Ok(v)
 }
 
+/// `/routez`: this build has no routes (clusters are refused), so the
+/// reference's shape with none.
+pub fn routez(g: &Global) -> Value {
+    json!({
+        "server_id": g.server_id,
+        "server_name": g.server_name,
+        "now": rfc3339(SystemTime::now()),
+        "num_routes": 0,
+        "routes": [],
+    })
+}
+
+/// `/gatewayz`: no gateways in this build, as the reference shows none.
+pub fn gatewayz(g: &Global) -> Value {
+    json!({
+        "server_id": g.server_id,
+        "now": rfc3339(SystemTime::now()),
+        "outbound_gateways": {},
+        "inbound_gateways": {},
+    })
+}
+
+/// `/accountz`: the accounts (the system account exists once accounts are
+/// configured, as in the reference; without, nats-server lists `$SYS` too).
+pub fn accountz(g: &Global) -> Value {
+    let mut names: Vec<String> = g.accounts.names().to_vec();
+    if !names.iter().any(|n| n == crate::account::SYSTEM) {
+        names.insert(0, crate::account::SYSTEM.to_string());
+    }
+    json!({
+        "server_id": g.server_id,
+        "now": rfc3339(SystemTime::now()),
+        "system_account": crate::account::SYSTEM,
+        "accounts": names,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,41 +633,4 @@ mod tests {
         assert_eq!(b[63], 1024);
         assert_eq!(b[64], 0);
     }
-}
-
-/// `/routez`: this build has no routes (clusters are refused), so the
-/// reference's shape with none.
-pub fn routez(g: &Global) -> Value {
-    json!({
-        "server_id": g.server_id,
-        "server_name": g.server_name,
-        "now": rfc3339(SystemTime::now()),
-        "num_routes": 0,
-        "routes": [],
-    })
-}
-
-/// `/gatewayz`: no gateways in this build, as the reference shows none.
-pub fn gatewayz(g: &Global) -> Value {
-    json!({
-        "server_id": g.server_id,
-        "now": rfc3339(SystemTime::now()),
-        "outbound_gateways": {},
-        "inbound_gateways": {},
-    })
-}
-
-/// `/accountz`: the accounts (the system account exists once accounts are
-/// configured, as in the reference; without, nats-server lists `$SYS` too).
-pub fn accountz(g: &Global) -> Value {
-    let mut names: Vec<String> = g.accounts.names().to_vec();
-    if !names.iter().any(|n| n == crate::account::SYSTEM) {
-        names.insert(0, crate::account::SYSTEM.to_string());
-    }
-    json!({
-        "server_id": g.server_id,
-        "now": rfc3339(SystemTime::now()),
-        "system_account": crate::account::SYSTEM,
-        "accounts": names,
-    })
 }
