@@ -1794,3 +1794,139 @@ async fn a_second_link_from_the_same_server_replaces_the_first() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// A link that goes silent
+// ---------------------------------------------------------------------------
+
+/// A TCP relay between a leaf and its hub that can go silent: while cut it
+/// neither forwards nor closes anything (a dead network path, not a reset),
+/// and new connections hang unanswered; when restored it forwards again.
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: u16) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    // A connection made during the cut is never answered.
+                    while flag.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                    else {
+                        return;
+                    };
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = outbound.into_split();
+                    let pump = |mut r: tokio::net::tcp::OwnedReadHalf,
+                                mut w: tokio::net::tcp::OwnedWriteHalf,
+                                flag: std::sync::Arc<std::sync::atomic::AtomicBool>| async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match r.read(&mut buf).await {
+                                Ok(0) | Err(_) if flag.load(Ordering::Relaxed) => {
+                                    // Silent: the other side hears nothing,
+                                    // not even a close.
+                                    std::future::pending::<()>().await;
+                                    return;
+                                }
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if flag.load(Ordering::Relaxed) {
+                                // Silent: swallow; this connection is dead.
+                                continue;
+                            }
+                            if w.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let a = tokio::spawn(pump(ir, ow, flag.clone()));
+                    let b = tokio::spawn(pump(or, iw, flag));
+                    let _ = tokio::join!(a, b);
+                });
+            }
+        });
+        Relay { port, cut, task }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The path between leaf and hub goes silent (no reset) for a while: both
+/// sides give the link up on missed PINGs, the leaf keeps redialing, and
+/// once the path is back there is again exactly one link and messages flow
+/// both ways.
+#[tokio::test]
+async fn a_silent_link_is_dropped_and_comes_back() {
+    for pair in pairs() {
+        let ctx = pair.to_string();
+        let lp = common::free_port();
+        let top = "ping_interval: \"1s\"\nping_max: 2";
+        let hub = Node::start(&ctx, pair.hub, "hub", &hub_conf(lp, "", top));
+        let relay = Relay::start(lp).await;
+        let leaf = Node::start(
+            &ctx,
+            pair.leaf,
+            "leaf",
+            &leaf_conf(&[remote(&leaf_url(relay.port), "")], top),
+        );
+        wait_links(&ctx, &[(&hub, 1), (&leaf, 1)]).await;
+        let hc = hub.client().await;
+        let lc = leaf.client().await;
+        let mut on_hub = hc.subscribe("silent.>").await.unwrap();
+        await_interest(&ctx, &lc, "silent.probe", &mut on_hub).await;
+
+        relay.set_cut(true);
+        // Both sides notice: their link counts drop to zero.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if hub.leaf_count().await == 0 && leaf.leaf_count().await == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ctx}: the silent link was never given up\n{}",
+                logs(&[&hub, &leaf])
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        relay.set_cut(false);
+        wait_links(&ctx, &[(&hub, 1), (&leaf, 1)]).await;
+
+        // Interest is back both ways.
+        await_interest(&ctx, &lc, "silent.probe", &mut on_hub).await;
+        lc.publish("silent.after", "back".into()).await.unwrap();
+        let m = next_real(&ctx, &mut on_hub).await;
+        assert_eq!(text(&m), "back", "{ctx}");
+        let mut on_leaf = lc.subscribe("down.>").await.unwrap();
+        await_interest(&ctx, &hc, "down.probe", &mut on_leaf).await;
+        // Still exactly one link on each side.
+        assert_eq!(hub.leaf_count().await, 1, "{ctx}");
+        assert_eq!(leaf.leaf_count().await, 1, "{ctx}");
+    }
+}
