@@ -18,6 +18,7 @@ pub mod meta;
 pub mod placement;
 pub mod retention;
 pub mod snapshot;
+pub mod source;
 pub mod store;
 pub mod stream;
 pub mod transform;
