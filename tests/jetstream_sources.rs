@@ -15,7 +15,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::Client;
@@ -492,7 +492,7 @@ async fn sources_across_a_leaf_link_through_restarts() {
     }
 }
 
-async fn across_a_leaf_link(hub_bin: &PathBuf) {
+async fn across_a_leaf_link(hub_bin: &Path) {
     let ctx = format!("hub {}", hub_bin.display());
     let store = tempfile::tempdir().unwrap();
     let lp = common::free_port();
