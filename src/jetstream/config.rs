@@ -120,8 +120,12 @@ pub struct StreamConfig {
     pub placement: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<serde_json::Value>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub sources: Vec<StreamSource>,
     #[serde(default)]
     pub compression: Compression,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
@@ -162,6 +166,224 @@ pub struct StreamConfig {
     pub allow_batched: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// One entry of `sources` (nats-server's `StreamSource`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StreamSource {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub opt_start_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_subject: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub subject_transforms: Vec<SourceTransform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalStream>,
+    /// Durable sourcing (refused: not built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<serde_json::Value>,
+}
+
+/// A source's `{src, dest}` subject transform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SourceTransform {
+    #[serde(default)]
+    pub src: String,
+    #[serde(default)]
+    pub dest: String,
+}
+
+/// Where an external source's API and deliveries are (another domain or
+/// account): `{api: "$JS.hub.API", deliver: ""}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExternalStream {
+    #[serde(default)]
+    pub api: String,
+    #[serde(default)]
+    pub deliver: String,
+}
+
+impl StreamSource {
+    /// The reference's index name: `<name>[:<hash of api>] <filters> <dests>`
+    /// (what the `Nats-Stream-Source` header carries to find the source
+    /// again).
+    pub fn iname(&self) -> String {
+        let mut n = self.name.clone();
+        if let Some(e) = &self.external {
+            n.push(':');
+            n.push_str(&short_hash(&e.api));
+        }
+        let or_all = |s: &str| {
+            if s.is_empty() {
+                ">".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        let (src, dest) = if self.subject_transforms.is_empty() {
+            (or_all(&self.filter_subject), ">".to_string())
+        } else {
+            let srcs: Vec<String> = self
+                .subject_transforms
+                .iter()
+                .map(|t| or_all(&t.src))
+                .collect();
+            let dests: Vec<String> = self
+                .subject_transforms
+                .iter()
+                .map(|t| or_all(&t.dest))
+                .collect();
+            (srcs.join("\u{c}"), dests.join("\u{c}"))
+        };
+        format!("{n} {src} {dest}")
+    }
+
+    /// The API prefix requests for this source go to.
+    pub fn api_prefix(&self) -> &str {
+        match &self.external {
+            Some(e) if !e.api.is_empty() => &e.api,
+            _ => "$JS.API",
+        }
+    }
+}
+
+/// nats-server's `getHash`: base64url (no padding) of SHA-256, 8 chars.
+pub fn short_hash(s: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(s.as_bytes());
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+    b[..8].to_string()
+}
+
+/// nats-server's asset name rule.
+fn valid_asset_name(n: &str) -> bool {
+    !n.is_empty() && !n.contains([' ', '\t', '\r', '\n', '\u{c}', '.', '*', '>', '\\', '/'])
+}
+
+/// The checks nats-server makes of `sources` on their own (the cycle check
+/// needs the other streams: `Meta::source_cycle`).
+fn check_sources(sources: &[StreamSource]) -> Result<(), ApiError> {
+    let mut inames = std::collections::HashSet::new();
+    for s in sources {
+        if !valid_asset_name(&s.name) {
+            return Err(ApiError::new_pub(
+                400,
+                10141,
+                "sourced stream name is invalid",
+            ));
+        }
+        if !inames.insert(s.iname()) {
+            return Err(ApiError::new_pub(
+                400,
+                10140,
+                "duplicate source configuration detected",
+            ));
+        }
+        if !s.filter_subject.is_empty() && !s.subject_transforms.is_empty() {
+            return Err(ApiError::new_pub(
+                400,
+                10144,
+                "source with multiple subject transforms cannot also have a single subject filter",
+            ));
+        }
+        if !s.filter_subject.is_empty()
+            && !crate::subject::is_valid_filter(s.filter_subject.as_bytes())
+        {
+            return Err(ApiError::new_pub(
+                400,
+                10145,
+                format!(
+                    "source transform source: invalid subject {}",
+                    s.filter_subject
+                ),
+            ));
+        }
+        for t in &s.subject_transforms {
+            if !t.src.is_empty() && !crate::subject::is_valid_filter(t.src.as_bytes()) {
+                return Err(ApiError::new_pub(
+                    400,
+                    10145,
+                    format!("source transform source: invalid subject {}", t.src),
+                ));
+            }
+            if !t.dest.is_empty() {
+                if let Err(e) = super::transform::Transform::new(&t.src, &t.dest) {
+                    return Err(ApiError::new_pub(
+                        400,
+                        10146,
+                        format!("source transform: {e}"),
+                    ));
+                }
+            }
+        }
+        for (i, a) in s.subject_transforms.iter().enumerate() {
+            for (j, b) in s.subject_transforms.iter().enumerate() {
+                let (a, b) = (or_gt(&a.src), or_gt(&b.src));
+                if i != j && crate::subject::matches(b.as_bytes(), a.as_bytes()) {
+                    return Err(ApiError::new_pub(
+                        400,
+                        10147,
+                        "source filters can not overlap",
+                    ));
+                }
+            }
+        }
+        if let Some(t) = &s.opt_start_time {
+            if parse_time(t).is_none() {
+                return Err(ApiError::invalid_json(format!(
+                    "parsing time {t:?} as RFC3339: cannot parse"
+                )));
+            }
+        }
+        if let Some(e) = &s.external {
+            if !e.deliver.is_empty() && !crate::subject::is_valid_literal(e.deliver.as_bytes()) {
+                return Err(ApiError::new_pub(
+                    400,
+                    10024,
+                    format!(
+                        "stream external delivery prefix {} must not contain wildcards",
+                        e.deliver
+                    ),
+                ));
+            }
+            if !e.api.is_empty() {
+                if !crate::subject::is_valid_literal(e.api.as_bytes()) {
+                    return Err(ApiError::invalid_config(format!(
+                        "stream external api prefix {:?} must be a valid subject without wildcards",
+                        e.api
+                    )));
+                }
+                if crate::subject::filters_overlap(e.api.as_bytes(), b"$JS.API") {
+                    return Err(ApiError::new_pub(
+                        400,
+                        10021,
+                        format!(
+                            "stream external api prefix {} must not overlap with $JS.API",
+                            e.api
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn or_gt(s: &str) -> &str {
+    if s.is_empty() {
+        ">"
+    } else {
+        s
+    }
 }
 
 /// Keys the server owns in `metadata`.
@@ -319,7 +541,7 @@ impl StreamConfig {
                 "max message size larger than max payload size",
             ));
         }
-        if self.duplicate_window == 0 && self.mirror.is_none() && self.sources.is_none() {
+        if self.duplicate_window == 0 && self.mirror.is_none() && self.sources.is_empty() {
             self.duplicate_window = DEFAULT_DUPLICATE_WINDOW;
         }
         if self.max_age != 0 && self.duplicate_window > self.max_age {
@@ -330,7 +552,7 @@ impl StreamConfig {
             }
             self.duplicate_window = self.max_age;
         }
-        if self.subjects.is_empty() && self.mirror.is_none() && self.sources.is_none() {
+        if self.subjects.is_empty() && self.mirror.is_none() && self.sources.is_empty() {
             self.subjects = vec![self.name.clone()];
         }
         for s in &self.subjects {
@@ -385,10 +607,14 @@ impl StreamConfig {
                 ));
             }
         }
+        check_sources(&self.sources)?;
         // Honour or refuse: what is not built yet is named, not ignored.
         let unsupported = [
             ("mirror", self.mirror.is_some()),
-            ("sources", self.sources.is_some()),
+            (
+                "sources with a durable consumer",
+                self.sources.iter().any(|s| s.consumer.is_some()),
+            ),
             ("compression s2", self.compression == Compression::S2),
             (
                 "subject_delete_marker_ttl",

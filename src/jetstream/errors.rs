@@ -1,9 +1,9 @@
 //! JetStream API errors with nats-server's codes and wording
 //! (`server/errors.json`): clients and the `nats` CLI branch on `err_code`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{description} ({err_code})")]
 pub struct ApiError {
     pub code: u16,

@@ -99,6 +99,42 @@ impl Meta {
             .collect()
     }
 
+    /// nats-server's source cycle check: following local sources from
+    /// `cfg` leads back to a stream already seen, through a filter its
+    /// subjects overlap (a stream sourcing itself is the shortest cycle).
+    pub fn source_cycle(&self, acc: u32, cfg: &StreamConfig) -> bool {
+        let reg = self.registry.borrow();
+        let mut to_visit: Vec<StreamConfig> = vec![cfg.clone()];
+        let mut visited = std::collections::HashSet::new();
+        while !to_visit.is_empty() {
+            let c = to_visit.remove(0);
+            visited.insert(c.name.clone());
+            for src in &c.sources {
+                if src.external.is_some() {
+                    continue;
+                }
+                if visited.contains(&src.name) {
+                    let overlaps = src.filter_subject.is_empty()
+                        || c.subjects.iter().any(|s| {
+                            crate::subject::filters_overlap(
+                                s.as_bytes(),
+                                src.filter_subject.as_bytes(),
+                            )
+                        });
+                    if overlaps {
+                        return true;
+                    }
+                } else if let Some(e) = reg.get(&(acc, src.name.clone())) {
+                    // The stream being checked is seen as it will be.
+                    if e.config.name != cfg.name && visited.len() < 1024 {
+                        to_visit.push(e.config.clone());
+                    }
+                }
+            }
+        }
+        false
+    }
+
     pub fn count_api(&self, acc: u32, error: bool) {
         let mut api = self.api.borrow_mut();
         let e = api.entry(acc).or_default();

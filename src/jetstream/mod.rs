@@ -19,6 +19,7 @@ pub mod placement;
 pub mod provision;
 pub mod retention;
 pub mod snapshot;
+pub mod source;
 pub mod store;
 pub mod stream;
 pub mod transform;

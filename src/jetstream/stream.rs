@@ -48,7 +48,13 @@ pub struct Stream {
     pub durability: Durability,
     /// Messages with a `Nats-TTL`, by due time.
     pub(crate) ttl: RefCell<super::ttl::Due>,
+    /// The consumers on other streams feeding this one (`sources`).
+    sources: RefCell<Option<Rc<super::source::Sources>>>,
 }
+
+/// Told how an append ended: the sequence stored (or of the duplicate),
+/// or why not.
+pub type Done = Box<dyn FnOnce(Result<u64, ApiError>)>;
 
 #[derive(Default)]
 struct Derived {
@@ -98,10 +104,42 @@ impl Stream {
     pub fn set_config(&self, c: StreamConfig) {
         *self.derived.borrow_mut() = Derived::of(&c);
         let direct = c.allow_direct;
+        let sources = c.sources.clone();
         self.meta.borrow_mut().config = c;
         if let (Some(shard), Some(me)) = (self.shard.upgrade(), self.this()) {
             me.subscribe_direct(&shard, direct);
+            me.start_sources(&shard, &sources);
         }
+    }
+
+    /// Starts, changes or stops the feeds from `sources`.
+    fn start_sources(self: &Rc<Self>, shard: &Rc<Shard>, sources: &[super::config::StreamSource]) {
+        let current = self.sources.borrow().clone();
+        match current {
+            Some(s) if sources.is_empty() => {
+                s.stop(shard);
+                *self.sources.borrow_mut() = None;
+            }
+            Some(s) => s.reconcile(self, shard, sources),
+            None if sources.is_empty() => {}
+            None => {
+                let s = super::source::Sources::start(self, shard);
+                *self.sources.borrow_mut() = Some(s);
+            }
+        }
+    }
+
+    /// Stops the feeds (the stream is being deleted).
+    pub fn stop_sources(&self) {
+        let s = self.sources.borrow_mut().take();
+        if let (Some(s), Some(shard)) = (s, self.shard.upgrade()) {
+            s.stop(&shard);
+        }
+    }
+
+    /// `sources` of the stream info (None without sources).
+    pub fn sources_info(&self) -> Option<Vec<serde_json::Value>> {
+        self.sources.borrow().as_ref().map(|s| s.info())
     }
 
     /// Direct gets are answered here, on the owner, straight from the
@@ -197,6 +235,7 @@ impl Stream {
             consumers: RefCell::new(Default::default()),
             durability: lc_durability,
             ttl: RefCell::new(Default::default()),
+            sources: RefCell::new(None),
         });
         s.report_usage();
         s.load_dedup();
@@ -204,6 +243,8 @@ impl Stream {
         s.subscribe(shard);
         let direct = s.meta.borrow().config.allow_direct;
         s.subscribe_direct(shard, direct);
+        let sources = s.meta.borrow().config.sources.clone();
+        s.start_sources(shard, &sources);
         for m in consumer::scan(&s.dir) {
             let name = m.config.name.clone();
             match Consumer::open(&s, shard, m.config, m.created, lc_durability, false).await {
@@ -297,6 +338,22 @@ impl Stream {
     /// One captured message: checks, then append; the PubAck (or error
     /// PubAck) goes to its reply subject when the append resolves.
     pub fn ingest(self: &Rc<Self>, m: Owned) {
+        self.ingest_with(m, None)
+    }
+
+    /// [`Self::ingest`], telling `done` how it ended (sourced messages).
+    pub fn ingest_with(self: &Rc<Self>, m: Owned, done: Option<Done>) {
+        let done = Rc::new(RefCell::new(done));
+        let finish = {
+            let d = done.clone();
+            move |r: Result<u64, ApiError>| {
+                let f = d.borrow_mut().take();
+                if let Some(f) = f {
+                    f(r);
+                }
+            }
+        };
+        let finish = Rc::new(finish);
         let reply = m.reply.clone();
         let (name, cfg_checks) = {
             let meta = self.meta.borrow();
@@ -314,7 +371,10 @@ impl Stream {
         };
         let (sealed, max_size, window, rollup_ok, no_ack) = cfg_checks;
         let reply = if no_ack { None } else { reply };
-        let fail = |e: ApiError| self.nak(reply.as_ref(), e);
+        let fail = |e: ApiError| {
+            finish(Err(e.clone()));
+            self.nak(reply.as_ref(), e)
+        };
         if sealed {
             return fail(ApiError::sealed());
         }
@@ -337,13 +397,23 @@ impl Stream {
         if let (Some(id), true) = (&msg_id, window > 0) {
             match self.dedup.borrow_mut().check(id, now_ns(), window as u64) {
                 Check::New => {}
-                Check::Duplicate(seq) => return self.ack(reply.as_ref(), seq, true),
+                Check::Duplicate(seq) => {
+                    finish(Ok(seq));
+                    return self.ack(reply.as_ref(), seq, true);
+                }
                 Check::Wait(rx) => {
                     let me = self.clone();
+                    let finish = finish.clone();
                     crate::runtime::spawn_local(async move {
                         match rx.await {
-                            Ok(Some(seq)) => me.ack(reply.as_ref(), seq, true),
-                            _ => me.nak(reply.as_ref(), ApiError::duplicate_in_process()),
+                            Ok(Some(seq)) => {
+                                finish(Ok(seq));
+                                me.ack(reply.as_ref(), seq, true)
+                            }
+                            _ => {
+                                finish(Err(ApiError::duplicate_in_process()));
+                                me.nak(reply.as_ref(), ApiError::duplicate_in_process())
+                            }
                         }
                     })
                     .detach();
@@ -440,6 +510,7 @@ impl Stream {
         };
         // Spawned in arrival order; the first poll stages the record, so
         // records are framed in the order messages arrived.
+        let finish = finish.clone();
         crate::runtime::spawn_local(async move {
             let r = me
                 .log
@@ -472,6 +543,7 @@ impl Stream {
                     }
                     me.ack(reply.as_ref(), seq, false);
                     me.appended(seq, &subject);
+                    finish(Ok(seq));
                 }
                 Err(e) => {
                     if let (Some(id), true) = (&msg_id, window > 0) {
@@ -488,6 +560,7 @@ impl Stream {
                             .unwrap_or_default();
                         *me.last_msg_id.borrow_mut() = id;
                     }
+                    finish(Err(store_error(&e)));
                     me.nak(reply.as_ref(), store_error(&e));
                 }
             }

@@ -447,10 +447,17 @@ async fn handle(
                 );
                 return Err(CloseReason::ProtocolViolation);
             }
+            let (reply, shown) = match reply {
+                Some(r) => {
+                    let (r, shown) = super::split_ack_reply(r);
+                    (Some(r), shown)
+                }
+                None => (None, None),
+            };
             let m = crate::shard::Msg {
                 data,
                 subject,
-                shown: None,
+                shown,
                 reply,
                 hdr_len,
                 msg,

@@ -165,6 +165,17 @@ pub fn flush(shard: &Shard, mark: usize, m: &Msg, from_spoke: bool) {
     let all = shard.leaf_out.borrow();
     let picked = &all[mark.min(all.len())..];
     let subject = m.subject;
+    // A consumer delivery routed by its deliver subject but shown under
+    // the stored subject carries that subject after its ack reply, as the
+    // reference sends it between servers (`$JS.ACK.…@<subject>`).
+    let with_shown;
+    let reply = match (m.shown, m.reply) {
+        (Some(shown), Some(r)) if r.starts_with(b"$JS.ACK.") && !r.contains(&b'@') => {
+            with_shown = [r, &b"@"[..], shown].concat();
+            Some(&with_shown[..])
+        }
+        _ => m.reply,
+    };
     for (i, (c, _)) in picked.iter().enumerate() {
         if picked[..i].iter().any(|(o, _)| o.cid == c.cid) {
             continue;
@@ -186,7 +197,7 @@ pub fn flush(shard: &Shard, mark: usize, m: &Msg, from_spoke: bool) {
             h => (h, m.msg),
         };
         c.out
-            .push_with(|b| protocol::write_msg(b, subject, m.reply, &queues, hdr_len, body));
+            .push_with(|b| protocol::write_msg(b, subject, reply, &queues, hdr_len, body));
         let n = &c.counters;
         n.out_msgs.set(n.out_msgs.get() + 1);
         n.out_bytes.set(n.out_bytes.get() + body.len() as u64);
@@ -202,6 +213,25 @@ pub fn flush(shard: &Shard, mark: usize, m: &Msg, from_spoke: bool) {
     }
     drop(all);
     shard.leaf_out.borrow_mut().truncate(mark);
+}
+
+/// `$JS.ACK.…@<subject>` (a consumer delivery from another server): the
+/// ack reply and the subject to show, else the reply as it is.
+pub fn split_ack_reply(reply: &[u8]) -> (&[u8], Option<&[u8]>) {
+    if !reply.starts_with(b"$JS.ACK.") {
+        return (reply, None);
+    }
+    let mut dots = 0;
+    for (i, &b) in reply.iter().enumerate() {
+        match b {
+            b'.' => dots += 1,
+            b'@' if dots >= 8 && i + 1 < reply.len() => {
+                return (&reply[..i], Some(&reply[i + 1..]));
+            }
+            _ => {}
+        }
+    }
+    (reply, None)
 }
 
 /// An accepted link whose user has permissions: what it may receive is

@@ -200,6 +200,11 @@ async fn try_create(
     cfg.normalize(&scfg)?;
     if cfg.name.is_empty() {
         cfg.name = consumer::new_name();
+    } else if cfg.direct && cfg.sourcing {
+        // A sourcing stream asks under a stable name each time it sets
+        // its consumer up: each gets a name of its own (the reference
+        // appends a random suffix too), the old one fades out inactive.
+        cfg.name = format!("{}-{}", cfg.name, consumer::new_name());
     }
     let action = r.action.as_str();
     if let Some(existing) = st.consumer(&cfg.name) {

@@ -89,6 +89,9 @@ async fn try_create(
         return Err(ApiError::stream_name_exist());
     }
     check_limits(js, meta, req.acc, name, &cfg)?;
+    if meta.source_cycle(req.acc, &cfg) {
+        return Err(ApiError::invalid_config("detected cycle"));
+    }
     if meta.overlaps(req.acc, name, &cfg.subjects) {
         return Err(ApiError::subject_overlap());
     }
@@ -213,6 +216,9 @@ async fn try_update(
     cfg.normalize(shard.g.opts.max_payload)?;
     cfg.check_update(&old)?;
     check_limits(js, meta, req.acc, name, &cfg)?;
+    if meta.source_cycle(req.acc, &cfg) {
+        return Err(ApiError::invalid_config("detected cycle"));
+    }
     if meta.overlaps(req.acc, name, &cfg.subjects) {
         return Err(ApiError::subject_overlap());
     }
@@ -278,6 +284,7 @@ pub async fn delete(shard: &Rc<Shard>, js: &JetStream, req: &Req, name: &str) ->
             return Err(ApiError::stream_not_found());
         };
         st.unsubscribe(&s);
+        st.stop_sources();
         st.stop_consumers(true).await;
         st.forget_usage();
         let _ = st.log.close().await;
@@ -436,12 +443,17 @@ pub fn info_value(
     } else {
         m.config.clone()
     };
-    json!({
+    let mut v = json!({
         "config": cfg,
         "created": go_time(m.created),
         "state": state_value(st, subjects_filter, deleted),
         "ts": go_time(now_ns()),
-    })
+    });
+    drop(m);
+    if let Some(s) = st.sources_info() {
+        v["sources"] = json!(s);
+    }
+    v
 }
 
 pub fn state_value(st: &Stream, subjects_filter: Option<&str>, deleted: bool) -> Value {

@@ -128,6 +128,9 @@ pub struct ConsumerConfig {
     pub mem_storage: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub direct: bool,
+    /// Made by a sourcing stream (nats-server 2.12+ marks them).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sourcing: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +187,7 @@ const KNOWN: &[&str] = &[
     "num_replicas",
     "mem_storage",
     "direct",
+    "sourcing",
     "metadata",
     "pause_until",
     "priority_groups",

@@ -663,12 +663,19 @@ impl Consumer {
             consider(t);
         }
         if !cfg.is_pull() {
-            if cfg.idle_heartbeat > 0 {
-                let every = Duration::from_nanos(cfg.idle_heartbeat as u64);
-                let last = self.push.borrow().last_send.unwrap_or(now);
-                consider(last + every);
-            }
             let bound = self.push_bound();
+            if cfg.idle_heartbeat > 0 {
+                if bound {
+                    let every = Duration::from_nanos(cfg.idle_heartbeat as u64);
+                    let last = self.push.borrow().last_send.unwrap_or(now);
+                    consider(last + every);
+                } else {
+                    // No heartbeats without a listener (a deadline long
+                    // past would fire at once, again and again): look
+                    // for one to come back.
+                    consider(now + UNBOUND_POLL);
+                }
+            }
             if !bound {
                 let work = !self.redeliver.borrow().is_empty()
                     || self
@@ -699,6 +706,9 @@ impl Consumer {
     /// Wakes the timer at `at` unless it is already due earlier. A
     /// superseded sleep finds a newer generation and ends.
     pub(crate) fn arm(&self, at: Instant) {
+        // Never due at once: a sleep of zero completes inside the spawn,
+        // and a pass that arms again would recurse.
+        let at = at.max(Instant::now() + Duration::from_millis(1));
         {
             let t = self.timer.borrow();
             if let Some((cur, _)) = &*t {
