@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod leaf;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
