@@ -646,3 +646,51 @@ async fn a_silent_link_is_dropped_and_comes_back() {
         assert_eq!(leaf.leaf_count().await, 1, "{ctx}");
     }
 }
+
+/// A reload that removes the user a leaf link came in as closes the link,
+/// and the leaf cannot link again with those credentials. Broker Edge hubs
+/// only: nats-server 2.15.3 leaves such a link up until it drops for
+/// another reason (checked: the pair with a 2.15.3 hub fails here), where
+/// we re-check links as we re-check clients.
+#[tokio::test]
+async fn a_reload_removing_the_links_user_closes_it() {
+    for pair in pairs().into_iter().filter(|p| p.hub == Kind::Ours) {
+        if common::is_reference() {
+            eprintln!("skipped under the reference server: it keeps such links");
+            return;
+        }
+        let ctx = pair.to_string();
+        let lp = common::free_port();
+        let users = |with_leaf: bool| {
+            let leaf_user = if with_leaf {
+                "{user: l, password: p}, "
+            } else {
+                ""
+            };
+            format!("authorization {{ users: [ {leaf_user}{{user: c, password: c}} ] }}")
+        };
+        let hub = Node::start(&ctx, pair.hub, "hub", &hub_conf(lp, "", &users(true)));
+        let leaf = Node::start(
+            &ctx,
+            pair.leaf,
+            "leaf",
+            &leaf_conf(&[remote(&format!("nats://l:p@127.0.0.1:{lp}"), "")], ""),
+        );
+        wait_links(&ctx, &[(&hub, 1), (&leaf, 1)]).await;
+
+        std::fs::write(hub.config_path(), hub_conf(lp, "", &users(false))).unwrap();
+        hub.srv.signal(libc::SIGHUP);
+        let deadline = Instant::now() + STEP;
+        while hub.leaf_count().await != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{ctx}: the link of a removed user stayed up\n{}",
+                logs(&[&hub, &leaf])
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The leaf keeps trying; it does not get in.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(hub.leaf_count().await, 0, "{ctx}\n{}", logs(&[&hub, &leaf]));
+    }
+}

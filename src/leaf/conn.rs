@@ -68,7 +68,7 @@ impl LeafInfo {
 }
 
 /// The CONNECT a leaf sends (the fields we use; the rest is ignored).
-#[derive(Deserialize, Serialize, Default, Debug)]
+#[derive(Deserialize, Serialize, Default, Debug, Clone)]
 pub struct LeafConnect {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
@@ -634,6 +634,7 @@ async fn connect(
         ..Default::default()
     });
     let acc_name = shard.g.accounts.name(acc).to_string();
+    *l.connect.borrow_mut() = Some(conn);
     let mut answer = info(&shard.g, c.cid, None);
     answer.connect_info = true;
     answer.remote_account = Some(acc_name.clone());

@@ -93,6 +93,9 @@ pub struct LeafState {
     pub ping_at: Cell<Option<Instant>>,
     /// Set when the other side reported a loop: wait longer to redial.
     pub loop_detected: Cell<bool>,
+    /// An accepted link's CONNECT, checked again when a reload changes the
+    /// server's users.
+    pub connect: RefCell<Option<conn::LeafConnect>>,
 }
 
 impl LeafState {
@@ -124,6 +127,7 @@ impl LeafState {
             rtt: Cell::new(None),
             ping_at: Cell::new(None),
             loop_detected: Cell::new(false),
+            connect: RefCell::new(None),
         }
     }
 

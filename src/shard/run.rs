@@ -192,6 +192,30 @@ fn reload(shard: &Rc<Shard>, done: std::sync::mpsc::Sender<()>) {
         });
         checks.push(task);
     }
+    // Leaf links that came in as one of the server's users: that user may
+    // be gone or moved (`leafnodes { }` itself cannot change on reload).
+    let links: Vec<_> = shard.leafs.borrow().iter().cloned().collect();
+    for c in links {
+        let Some(conn) = c
+            .leaf
+            .as_ref()
+            .filter(|l| l.remote.is_none())
+            .and_then(|l| l.connect.borrow().clone())
+        else {
+            continue;
+        };
+        checks.push(runtime::spawn_local(async move {
+            if crate::leaf::auth::authenticate(&c, &conn).await != Some(c.account()) {
+                tracing::info!(
+                    "{} - lid:{} - leaf link closed after reload: its credentials no longer bind it to its account",
+                    c.addr,
+                    c.cid
+                );
+                c.send_err(crate::auth::AUTH_VIOLATION);
+                c.close(crate::client::CloseReason::AuthenticationViolation);
+            }
+        }));
+    }
     runtime::spawn_local(async move {
         for t in checks {
             t.await;

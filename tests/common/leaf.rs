@@ -145,6 +145,11 @@ impl Node {
         }
     }
 
+    /// The config file the node was started with (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self._conf_dir.path().join(format!("{}.conf", self.role))
+    }
+
     pub async fn leafz(&self, subs: bool) -> Value {
         let path = if subs { "/leafz?subs=1" } else { "/leafz" };
         let (status, body) = self.srv.http(path).await;
