@@ -119,7 +119,10 @@ async fn unanswered_pings_make_a_stale_connection() {
 #[tokio::test]
 async fn slow_consumer_is_disconnected() {
     let s = Server::start_with_config(
-        "max_payload: 65536\nmax_pending: 262144\nwrite_deadline: \"2s\"\n",
+        // 16 MiB against 1 MiB of max_pending: far larger, with room for a
+        // reader that the loaded test machine schedules late now and then
+        // (the stall budget is the reference's 10 ms per read).
+        "max_payload: 65536\nmax_pending: 1048576\nwrite_deadline: \"10s\"\n",
         &[],
     );
     let mut slow = s.raw().await;
@@ -240,7 +243,10 @@ async fn slow_consumer_does_not_hurt_fast_subscribers() {
 async fn reading_subscriber_survives_a_burst_larger_than_max_pending() {
     const MSGS: usize = 256;
     let s = Server::start_with_config(
-        "max_payload: 65536\nmax_pending: 262144\nwrite_deadline: \"2s\"\n",
+        // 16 MiB against 1 MiB of max_pending: far larger, with room for a
+        // reader that the loaded test machine schedules late now and then
+        // (the stall budget is the reference's 10 ms per read).
+        "max_payload: 65536\nmax_pending: 1048576\nwrite_deadline: \"10s\"\n",
         &[],
     );
     let mut sub = s.raw().await;
