@@ -50,6 +50,18 @@ pub struct Stream {
     pub(crate) ttl: RefCell<super::ttl::Due>,
     /// The consumers on other streams feeding this one (`sources`).
     sources: RefCell<Option<Rc<super::source::Sources>>>,
+    /// Appends in flight: producers wait while it is over its mark.
+    backlog: Rc<crate::shard::backlog::Backlog>,
+}
+
+/// One append counted in a stream's backlog until it ends (or its task
+/// is dropped).
+struct InFlight(Rc<crate::shard::backlog::Backlog>, usize);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.finish(self.1);
+    }
 }
 
 /// Told how an append ended: the sequence stored (or of the duplicate),
@@ -236,6 +248,7 @@ impl Stream {
             durability: lc_durability,
             ttl: RefCell::new(Default::default()),
             sources: RefCell::new(None),
+            backlog: Rc::default(),
         });
         s.report_usage();
         s.load_dedup();
@@ -508,10 +521,20 @@ impl Stream {
         } else {
             0
         };
+        // Counted until the append ends, however it ends; past the mark
+        // the producer of this message waits (Shard::unstall).
+        let size = subject.len() + m.headers.len() + m.payload.len();
+        if self.backlog.add(size) {
+            if let Some(shard) = self.shard.upgrade() {
+                shard.backlogged(&self.backlog);
+            }
+        }
+        let in_flight = InFlight(self.backlog.clone(), size);
         // Spawned in arrival order; the first poll stages the record, so
         // records are framed in the order messages arrived.
         let finish = finish.clone();
         crate::runtime::spawn_local(async move {
+            let _in_flight = in_flight;
             let r = me
                 .log
                 .append_expect(

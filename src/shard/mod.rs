@@ -2,6 +2,7 @@
 //! peers announced. Publishing matches locally, delivers locally and hands
 //! the message once to each other shard with matching interest.
 
+pub mod backlog;
 pub mod bus;
 pub mod interest;
 pub mod link;
@@ -44,6 +45,9 @@ pub struct Shard {
     /// Subscribers whose outbound buffer passed half of max_pending during
     /// the current delivery run; the producer waits for them (see `unstall`).
     pub(crate) stalled: RefCell<Vec<Rc<Client>>>,
+    /// Internal sinks (streams) over their backlog mark; producers wait
+    /// for them as for stalled clients (see `unstall`).
+    backlogged: RefCell<Vec<Rc<backlog::Backlog>>>,
     /// The streams placed here (set at start when JetStream is on).
     pub js: std::cell::OnceCell<Rc<crate::jetstream::JetStream>>,
 }
@@ -150,6 +154,7 @@ impl Shard {
             links,
             last_sync: RefCell::new(None),
             stalled: RefCell::new(Vec::new()),
+            backlogged: RefCell::new(Vec::new()),
             js: std::cell::OnceCell::new(),
         }
     }
@@ -505,7 +510,15 @@ impl Shard {
     }
 
     pub fn has_stalled(&self) -> bool {
-        !self.stalled.borrow().is_empty()
+        !self.stalled.borrow().is_empty() || !self.backlogged.borrow().is_empty()
+    }
+
+    /// An internal sink went over its backlog mark: the producer of the
+    /// current read (or link item) waits for it in `unstall`.
+    pub fn backlogged(&self, b: &Rc<backlog::Backlog>) {
+        if !b.listed.replace(true) {
+            self.backlogged.borrow_mut().push(b.clone());
+        }
     }
 
     pub fn any_congested(&self) -> bool {
@@ -521,6 +534,7 @@ impl Shard {
     /// link item) stay within `budget`: a stuck subscriber holds nobody
     /// for long and is left to max_pending.
     pub async fn unstall(&self, budget: &Cell<Duration>) {
+        self.drain_backlogs().await;
         if self.stalled.borrow().is_empty() {
             return;
         }
@@ -763,6 +777,26 @@ impl Shard {
             self.remove_sub(sub);
         }
         true
+    }
+
+    /// Waits until every backlogged sink is back under half its marks,
+    /// for as long as it keeps finishing work: a sink that finishes
+    /// nothing for `STALL_MAX` (a stuck disk) is not waited for further.
+    async fn drain_backlogs(&self) {
+        let sinks: Vec<Rc<backlog::Backlog>> = std::mem::take(&mut *self.backlogged.borrow_mut());
+        for b in sinks {
+            b.listed.set(false);
+            loop {
+                let mark = b.finished();
+                if crate::runtime::timeout(STALL_MAX, b.drained())
+                    .await
+                    .is_some()
+                    || b.finished() == mark
+                {
+                    break;
+                }
+            }
+        }
     }
 
     pub fn link(&self, peer: usize) -> Option<&Rc<Link>> {
