@@ -66,6 +66,10 @@ fn sigkill_keeps_every_acked_record() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // The kill lands at a random time after the child's first ack, not
+        // after its start: a loaded machine may take longer than the
+        // window just to start the child.
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut v = Vec::new();
             for line in BufReader::new(stdout).lines() {
@@ -76,10 +80,12 @@ fn sigkill_keeps_every_acked_record() {
                     it.next().map(str::parse::<u64>),
                 ) {
                     v.push((s, k));
+                    let _ = first_tx.send(());
                 }
             }
             v
         });
+        let _ = first_rx.recv_timeout(Duration::from_secs(60));
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
