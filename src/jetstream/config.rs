@@ -119,7 +119,7 @@ pub struct StreamConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<serde_json::Value>,
+    pub mirror: Option<StreamSource>,
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
@@ -265,7 +265,7 @@ pub fn short_hash(s: &str) -> String {
 }
 
 /// nats-server's asset name rule.
-fn valid_asset_name(n: &str) -> bool {
+pub(crate) fn valid_asset_name(n: &str) -> bool {
     !n.is_empty() && !n.contains([' ', '\t', '\r', '\n', '\u{c}', '.', '*', '>', '\\', '/'])
 }
 
@@ -345,34 +345,40 @@ fn check_sources(sources: &[StreamSource]) -> Result<(), ApiError> {
             }
         }
         if let Some(e) = &s.external {
-            if !e.deliver.is_empty() && !crate::subject::is_valid_literal(e.deliver.as_bytes()) {
-                return Err(ApiError::new_pub(
-                    400,
-                    10024,
-                    format!(
-                        "stream external delivery prefix {} must not contain wildcards",
-                        e.deliver
-                    ),
-                ));
-            }
-            if !e.api.is_empty() {
-                if !crate::subject::is_valid_literal(e.api.as_bytes()) {
-                    return Err(ApiError::invalid_config(format!(
-                        "stream external api prefix {:?} must be a valid subject without wildcards",
-                        e.api
-                    )));
-                }
-                if crate::subject::filters_overlap(e.api.as_bytes(), b"$JS.API") {
-                    return Err(ApiError::new_pub(
-                        400,
-                        10021,
-                        format!(
-                            "stream external api prefix {} must not overlap with $JS.API",
-                            e.api
-                        ),
-                    ));
-                }
-            }
+            check_external(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// An `external` block's prefixes (sources and mirrors alike).
+pub(crate) fn check_external(e: &ExternalStream) -> Result<(), ApiError> {
+    if !e.deliver.is_empty() && !crate::subject::is_valid_literal(e.deliver.as_bytes()) {
+        return Err(ApiError::new_pub(
+            400,
+            10024,
+            format!(
+                "stream external delivery prefix {} must not contain wildcards",
+                e.deliver
+            ),
+        ));
+    }
+    if !e.api.is_empty() {
+        if !crate::subject::is_valid_literal(e.api.as_bytes()) {
+            return Err(ApiError::invalid_config(format!(
+                "stream external api prefix {:?} must be a valid subject without wildcards",
+                e.api
+            )));
+        }
+        if crate::subject::filters_overlap(e.api.as_bytes(), b"$JS.API") {
+            return Err(ApiError::new_pub(
+                400,
+                10021,
+                format!(
+                    "stream external api prefix {} must not overlap with $JS.API",
+                    e.api
+                ),
+            ));
         }
     }
     Ok(())
@@ -608,9 +614,13 @@ impl StreamConfig {
             }
         }
         check_sources(&self.sources)?;
+        super::source::mirror::check_config(self)?;
         // Honour or refuse: what is not built yet is named, not ignored.
         let unsupported = [
-            ("mirror", self.mirror.is_some()),
+            (
+                "mirror with a durable consumer",
+                self.mirror.as_ref().is_some_and(|m| m.consumer.is_some()),
+            ),
             (
                 "sources with a durable consumer",
                 self.sources.iter().any(|s| s.consumer.is_some()),
@@ -694,6 +704,15 @@ impl StreamConfig {
         if old.deny_purge && !self.deny_purge {
             return Err(ApiError::update_failed(
                 "stream configuration update can not cancel deny purge",
+            ));
+        }
+        // A mirror may be removed (the stream is promoted to a normal
+        // one), never changed.
+        if self.mirror.is_some() && self.mirror != old.mirror {
+            return Err(ApiError::new_pub(
+                400,
+                10055,
+                "stream mirror configuration can not be updated",
             ));
         }
         Ok(())

@@ -15,13 +15,19 @@
 //! restart of either side neither loses nor duplicates. After a restart
 //! of this server the last origin sequence of each source is found in the
 //! stream itself, scanning the stored headers from the end.
+//!
+//! A `mirror` is the same machinery with one feed (`mirror.rs`): its
+//! deliveries are stored at the origin's sequence and time, without a
+//! source header, and its last origin sequence is the stream's own last.
+
+mod feed;
+pub mod mirror;
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::json;
 
 use super::config::{now_ns, StreamSource};
 use super::errors::ApiError;
@@ -29,8 +35,7 @@ use super::headers as h;
 use super::stream::Stream;
 use super::transform::Transform;
 use crate::client::SubRef;
-use crate::shard::sink::Owned;
-use crate::shard::{Msg, Shard};
+use crate::shard::Shard;
 
 pub const HEADER: &str = "Nats-Stream-Source";
 /// The origin consumer's idle heartbeat (the reference's `sourceHealthHB`).
@@ -48,14 +53,18 @@ const THROTTLE: Duration = Duration::from_secs(2);
 const BACKOFF: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The sources of one stream, on the stream's shard.
+/// The sources (or the mirror) of one stream, on the stream's shard.
 pub struct Sources {
     list: RefCell<Vec<Rc<Source>>>,
     stopped: Cell<bool>,
+    /// Feeding a mirror (one feed, `cfg.mirror`), not `sources`.
+    pub mirror: bool,
 }
 
 pub struct Source {
     pub cfg: StreamSource,
+    /// A mirror's feed: origin sequences and times are kept.
+    mirror: bool,
     iname: String,
     /// The header's fields besides the sequence: name (with the api hash),
     /// filter, destination.
@@ -90,6 +99,8 @@ struct State {
     /// are done.
     inflight: u64,
     fc_reply: Option<Bytes>,
+    /// A mirror's direct-get subscriptions for its origin.
+    direct: Vec<SubRef>,
 }
 
 fn rand_token() -> String {
@@ -101,14 +112,24 @@ fn rand_token() -> String {
 impl Sources {
     /// Starts feeding `stream` from its configured sources.
     pub fn start(stream: &Rc<Stream>, shard: &Rc<Shard>) -> Rc<Sources> {
+        let cfg = stream.cfg();
+        let mirror = cfg.mirror.is_some();
         let s = Rc::new(Sources {
             list: RefCell::new(Vec::new()),
             stopped: Cell::new(false),
+            mirror,
         });
-        let cfgs = stream.cfg().sources;
-        let recovered = recover(stream, &cfgs);
+        let (cfgs, recovered) = match cfg.mirror {
+            // A mirror holds the origin's sequences: it goes on after its
+            // own last one.
+            Some(m) => (vec![m], vec![stream.log.state(false).last_seq]),
+            None => {
+                let r = recover(stream, &cfg.sources);
+                (cfg.sources, r)
+            }
+        };
         for (c, seq) in cfgs.into_iter().zip(recovered) {
-            let src = Source::new(c, stream, seq);
+            let src = Source::new(c, stream, seq, mirror);
             src.schedule(shard, Duration::ZERO);
             s.list.borrow_mut().push(src);
         }
@@ -174,7 +195,7 @@ impl Sources {
         }
         let recovered = recover(stream, &new);
         for (c, seq) in new.into_iter().zip(recovered) {
-            let src = Source::new(c, stream, seq);
+            let src = Source::new(c, stream, seq, false);
             src.schedule(shard, Duration::ZERO);
             list.push(src);
         }
@@ -188,9 +209,14 @@ impl Sources {
         }
     }
 
-    /// `sources` of the stream info.
+    /// `sources` of the stream info (or `[mirror]`).
     pub fn info(&self) -> Vec<serde_json::Value> {
         self.list.borrow().iter().map(|s| s.info()).collect()
+    }
+
+    /// The mirror's feed.
+    pub fn first(&self) -> Option<Rc<Source>> {
+        self.list.borrow().first().cloned()
     }
 }
 
@@ -234,10 +260,21 @@ pub fn parse_header(v: &str) -> Option<(String, u64)> {
     Some((format!("{} {} {}", f[0], f[2], f[3]), seq))
 }
 
-/// What a `$JS.ACK` reply says: (consumer, delivered count, stream
-/// sequence, consumer sequence, pending). Both the 9-token form and the
-/// 12-token form with domain and account hash.
-pub fn parse_ack(reply: &[u8]) -> Option<(String, u64, u64, u64, u64)> {
+/// What a `$JS.ACK` reply says of a delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub consumer: String,
+    pub delivered: u64,
+    pub sseq: u64,
+    pub dseq: u64,
+    /// The message's time on the origin (ns).
+    pub ts: u64,
+    pub pending: u64,
+}
+
+/// Parses a `$JS.ACK` reply: the 9-token form and the 12-token form with
+/// domain and account hash.
+pub fn parse_ack(reply: &[u8]) -> Option<Ack> {
     let s = std::str::from_utf8(reply).ok()?;
     let t: Vec<&str> = s.split('.').collect();
     if t.len() < 9 || t[0] != "$JS" || t[1] != "ACK" {
@@ -249,7 +286,14 @@ pub fn parse_ack(reply: &[u8]) -> Option<(String, u64, u64, u64, u64)> {
         _ => return None,
     };
     let num = |i: usize| t[off + i].parse::<u64>().ok();
-    Some((t[off + 1].to_string(), num(2)?, num(3)?, num(4)?, num(6)?))
+    Some(Ack {
+        consumer: t[off + 1].to_string(),
+        delivered: num(2)?,
+        sseq: num(3)?,
+        dseq: num(4)?,
+        ts: num(5)?,
+        pending: num(6)?,
+    })
 }
 
 /// `headers` without the source header, `Nats-Expected-*` and
@@ -283,508 +327,24 @@ fn source_headers(headers: &[u8], value: &str) -> Vec<u8> {
     out
 }
 
-impl Source {
-    fn new(cfg: StreamSource, stream: &Rc<Stream>, sseq: u64) -> Rc<Source> {
-        let iname = cfg.iname();
-        let mut parts = iname.splitn(3, ' ').map(str::to_string);
-        let hdr = (
-            parts.next().unwrap_or_default(),
-            parts.next().unwrap_or_default(),
-            parts.next().unwrap_or_default(),
-        );
-        let transforms = cfg
-            .subject_transforms
-            .iter()
-            .filter(|t| !t.dest.is_empty())
-            .filter_map(|t| Transform::new(&t.src, &t.dest).ok())
-            .collect();
-        Rc::new(Source {
-            cfg,
-            iname,
-            hdr,
-            transforms,
-            stream: Rc::downgrade(stream),
-            st: RefCell::new(State {
-                sseq,
-                ..State::default()
-            }),
-            last: Cell::new(0),
-        })
-    }
-
-    fn stream_name(&self) -> String {
-        self.stream
-            .upgrade()
-            .map(|s| s.name.clone())
-            .unwrap_or_default()
-    }
-
-    fn info(&self) -> serde_json::Value {
-        let st = self.st.borrow();
-        let last = self.last.get();
-        let active: i64 = if last == 0 {
-            -1
-        } else {
-            now_ns().saturating_sub(last) as i64
-        };
-        let mut v = json!({"name": self.cfg.name});
-        if let Some(e) = &self.cfg.external {
-            v["external"] = json!({"api": e.api, "deliver": e.deliver});
-        }
-        v["lag"] = json!(st.lag);
-        if st.sseq > 0 {
-            v["seq"] = json!(st.sseq);
-        }
-        v["active"] = json!(active);
-        if let Some(e) = &st.err {
-            v["error"] = json!(e);
-        }
-        if !self.cfg.filter_subject.is_empty() {
-            v["filter_subject"] = json!(self.cfg.filter_subject);
-        }
-        if !self.cfg.subject_transforms.is_empty() {
-            v["subject_transforms"] = json!(self.cfg.subject_transforms);
-        }
-        v
-    }
-
-    /// Abandons the current consumer (its deliveries are ignored from now
-    /// on) and schedules a new one from the last sequence taken + 1.
-    fn retry(self: &Rc<Self>, shard: &Rc<Shard>) {
-        self.cancel(shard);
-        self.schedule(shard, Duration::ZERO);
-    }
-
-    /// Forgets the consumer; its subscription goes from a task (this may
-    /// run inside a delivery to it).
-    fn cancel(&self, shard: &Rc<Shard>) {
-        let mut st = self.st.borrow_mut();
-        st.gen += 1;
-        st.cname.clear();
-        st.dseq = 0;
-        if let Some(s) = st.deliver.take() {
-            let shard = shard.clone();
-            crate::runtime::spawn_local(async move { shard.remove_sub(&s) }).detach();
-        }
-    }
-
-    /// Sets the consumer up after the throttle, the backoff and `extra`.
-    fn schedule(self: &Rc<Self>, shard: &Rc<Shard>, extra: Duration) {
-        let delay = {
-            let mut st = self.st.borrow_mut();
-            if st.stopped || st.scheduled || st.setting_up {
-                return;
-            }
-            st.scheduled = true;
-            let mut d = extra;
-            if let Some(at) = st.last_req {
-                d += THROTTLE.saturating_sub(at.elapsed());
-                if st.fails > 0 {
-                    d += (BACKOFF * st.fails).min(BACKOFF_MAX);
-                }
-            }
-            d + Duration::from_millis(fastrand::u64(20..120))
-        };
-        let me = self.clone();
-        let shard = shard.clone();
-        crate::runtime::spawn_local(async move {
-            crate::runtime::sleep(delay).await;
-            me.st.borrow_mut().scheduled = false;
-            me.setup(&shard).await;
-        })
-        .detach();
-    }
-
-    /// One attempt at creating the origin consumer.
-    async fn setup(self: &Rc<Self>, shard: &Rc<Shard>) {
-        let Some(stream) = self.stream.upgrade() else {
-            return;
-        };
-        let acc = stream.acc;
-        let (gen, start) = {
-            let mut st = self.st.borrow_mut();
-            if st.stopped || st.setting_up {
-                return;
-            }
-            st.setting_up = true;
-            st.last_req = Some(Instant::now());
-            (st.gen, st.sseq + 1)
-        };
-        self.cancel(shard);
-        let gen = gen + 1;
-        let deliver = match self.cfg.external.as_ref().map(|e| e.deliver.as_str()) {
-            Some(p) if !p.is_empty() => format!("{p}.S.{}", rand_token()).replace("..", "."),
-            _ => format!("$JS.S.{}", rand_token()),
-        };
-        // Deliveries are taken from the start: a consumer that delivered
-        // before our interest reached it shows as a gap (retried).
-        let w = Rc::downgrade(self);
-        let sw = Rc::downgrade(shard);
-        let sub = shard.subscribe_internal(
-            acc,
-            &deliver,
-            None,
-            Rc::new(move |m: &Msg| {
-                if let (Some(src), Some(shard)) = (w.upgrade(), sw.upgrade()) {
-                    src.on_deliver(&shard, gen, m);
-                }
-            }),
-        );
-        self.st.borrow_mut().deliver = Some(sub);
-        let name = format!(
-            "JS_SRC_{}_{}",
-            super::config::short_hash(&format!("{} {}", stream.name, self.iname)),
-            &rand_token()[..8]
-        );
-        let mut config = json!({
-            "name": name,
-            "deliver_subject": deliver,
-            "ack_policy": "none",
-            "ack_wait": 22 * 3600 * 1_000_000_000i64,
-            "max_deliver": 1,
-            "idle_heartbeat": HEARTBEAT.as_nanos() as i64,
-            "flow_control": true,
-            "direct": true,
-            "inactive_threshold": INACTIVE.as_nanos() as i64,
-            "num_replicas": 1,
-            "mem_storage": true,
-        });
-        let mut md = serde_json::Map::new();
-        md.insert("_nats.src.stream".into(), json!(stream.name));
-        md.insert("_nats.src.acc".into(), json!(shard.g.accounts.name(acc)));
-        if let Some(d) = &shard.g.opts.jetstream_domain {
-            md.insert("_nats.src.domain".into(), json!(d));
-        }
-        config["metadata"] = serde_json::Value::Object(md);
-        if start > 1 {
-            config["deliver_policy"] = json!("by_start_sequence");
-            config["opt_start_seq"] = json!(start);
-        } else if self.cfg.opt_start_seq > 0 {
-            config["deliver_policy"] = json!("by_start_sequence");
-            config["opt_start_seq"] = json!(self.cfg.opt_start_seq);
-        } else if let Some(t) = &self.cfg.opt_start_time {
-            config["deliver_policy"] = json!("by_start_time");
-            config["opt_start_time"] = json!(t);
-        } else {
-            config["deliver_policy"] = json!("all");
-        }
-        let mut filter = self.cfg.filter_subject.clone();
-        let srcs: Vec<String> = self
-            .cfg
-            .subject_transforms
-            .iter()
-            .map(|t| {
-                if t.src.is_empty() {
-                    ">".into()
-                } else {
-                    t.src.clone()
-                }
-            })
-            .collect();
-        if filter.is_empty() && srcs.len() == 1 {
-            filter = srcs[0].clone();
-        } else if srcs.len() > 1 {
-            config["filter_subjects"] = json!(srcs);
-        }
-        if !filter.is_empty() {
-            config["filter_subject"] = json!(filter);
-        }
-        let prefix = self.cfg.api_prefix();
-        let mut subject = format!("{prefix}.CONSUMER.CREATE.{}.{name}", self.cfg.name);
-        if !filter.is_empty() {
-            subject.push('.');
-            subject.push_str(&filter);
-        }
-        let subject = subject.replace("..", ".");
-        let body = json!({"stream_name": self.cfg.name, "config": config}).to_string();
-        let reply = format!("$JSC.R.{}", rand_token());
-        let (tx, rx) = futures_channel::oneshot::channel::<Bytes>();
-        let tx = RefCell::new(Some(tx));
-        let rsub = shard.subscribe_internal(
-            acc,
-            &reply,
-            None,
-            Rc::new(move |m: &Msg| {
-                if let Some(tx) = tx.borrow_mut().take() {
-                    let _ = tx.send(Owned::of(m).payload);
-                }
-            }),
-        );
-        // Every shard knows of the inbox and the deliver subject before
-        // the request leaves.
-        if let Some(b) = shard.barrier() {
-            b.wait().await;
-        }
-        let answer = if shard.has_interest(acc, subject.as_bytes()) {
-            shard.publish_internal(
-                acc,
-                subject.as_bytes(),
-                Some(reply.as_bytes()),
-                None,
-                body.as_bytes(),
-            );
-            crate::runtime::timeout(CREATE_WAIT, rx)
-                .await
-                .and_then(|r| r.ok())
-        } else {
-            None
-        };
-        shard.remove_sub(&rsub);
-        let outcome = match answer {
-            None => Err(ApiError::new_pub(
-                500,
-                10045,
-                if shard.has_interest(acc, subject.as_bytes()) {
-                    "consumer create timed out".to_string()
-                } else {
-                    format!("no responders for {prefix}")
-                },
-            )),
-            Some(b) => match serde_json::from_slice::<serde_json::Value>(&b) {
-                Ok(v) if v.get("error").is_some() => {
-                    Err(serde_json::from_value::<ApiError>(v["error"].clone())
-                        .unwrap_or_else(|_| ApiError::new_pub(500, 10045, v["error"].to_string())))
-                }
-                Ok(v) => Ok(v),
-                Err(e) => Err(ApiError::new_pub(500, 10045, e.to_string())),
-            },
-        };
-        let retry = {
-            let mut st = self.st.borrow_mut();
-            st.setting_up = false;
-            if st.stopped || st.gen != gen {
-                // Stopped or abandoned meanwhile (a delivery saw a gap).
-                let abandoned = !st.stopped;
-                drop(st);
-                if let Ok(v) = &outcome {
-                    self.delete_consumer(shard, acc, v["name"].as_str().unwrap_or(&name));
-                }
-                if abandoned {
-                    self.schedule(shard, Duration::ZERO);
-                }
-                return;
-            }
-            match outcome {
-                Ok(v) => {
-                    st.fails = 0;
-                    st.err = None;
-                    if let Some(n) = v["name"].as_str() {
-                        if st.cname.is_empty() {
-                            st.cname = n.to_string();
-                        }
-                    }
-                    self.last.set(now_ns());
-                    false
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "JetStream: stream {} could not create the consumer for source {}: {e}",
-                        stream.name,
-                        self.cfg.name
-                    );
-                    st.err = Some(e);
-                    st.fails += 1;
-                    true
-                }
-            }
-        };
-        if retry {
-            self.cancel(shard);
-            self.schedule(shard, Duration::ZERO);
-        }
-    }
-
-    /// A delivery, heartbeat or flow-control request from the consumer.
-    fn on_deliver(self: &Rc<Self>, shard: &Rc<Shard>, gen: u64, m: &Msg) {
-        let Some(stream) = self.stream.upgrade() else {
-            return;
-        };
-        {
-            let st = self.st.borrow();
-            if st.stopped || st.gen != gen {
-                return;
-            }
-        }
-        let o = Owned::of(m);
-        let control = o.payload.is_empty() && o.headers.starts_with(b"NATS/1.0 100");
-        if control {
-            self.last.set(now_ns());
-            if let Some(reply) = o.reply {
-                // Flow control: answered once what came before is stored.
-                let mut st = self.st.borrow_mut();
-                if st.inflight == 0 {
-                    drop(st);
-                    shard.publish_internal(stream.acc, &reply, None, None, b"");
-                } else {
-                    st.fc_reply = Some(reply);
-                }
-                return;
-            }
-            let last = h::get(&o.headers, "Nats-Last-Consumer").and_then(|v| v.parse::<u64>().ok());
-            let dseq = self.st.borrow().dseq;
-            if let Some(l) = last.filter(|l| *l > 0) {
-                if l != dseq {
-                    // We missed deliveries.
-                    self.retry(shard);
-                    return;
-                }
-            }
-            if let Some(fc) = h::get(&o.headers, "Nats-Consumer-Stalled") {
-                shard.publish_internal(stream.acc, fc.as_bytes(), None, None, b"");
-            }
-            return;
-        }
-        let Some(reply) = o.reply.as_ref() else {
-            return;
-        };
-        let Some((cname, dc, sseq, dseq, pending)) = parse_ack(reply) else {
-            return;
-        };
-        self.last.set(now_ns());
-        if dc > 1 {
-            return;
-        }
-        {
-            let mut st = self.st.borrow_mut();
-            if !st.cname.is_empty() && st.cname != cname {
-                return;
-            }
-            if sseq <= st.sseq {
-                // Already taken (a consumer recreated from further back).
-                if dseq == st.dseq + 1 {
-                    st.dseq += 1;
-                    if st.cname.is_empty() {
-                        st.cname = cname;
-                    }
-                }
-                return;
-            }
-            if dseq != st.dseq + 1 {
-                drop(st);
-                self.retry(shard);
-                return;
-            }
-            st.dseq = dseq;
-            st.sseq = sseq;
-            if st.cname.is_empty() {
-                st.cname = cname;
-            }
-            st.lag = pending.saturating_sub(1);
-            st.inflight += 1;
-        }
-        let shown = m.shown.unwrap_or(m.subject);
-        let orig = String::from_utf8_lossy(shown).into_owned();
-        let value = format!("{} {sseq} {} {} {orig}", self.hdr.0, self.hdr.1, self.hdr.2);
-        let headers = source_headers(&o.headers, &value);
-        let subject = self
-            .transforms
-            .iter()
-            .find_map(|t| t.apply(&orig))
-            .unwrap_or(orig);
-        let msg = Owned {
-            subject: Bytes::from(subject),
-            reply: None,
-            headers: Bytes::from(headers),
-            payload: o.payload,
-        };
-        let me = Rc::downgrade(self);
-        let sw = Rc::downgrade(shard);
-        stream.ingest_with(
-            msg,
-            Some(Box::new(move |r: Result<u64, ApiError>| {
-                let (Some(me), Some(shard)) = (me.upgrade(), sw.upgrade()) else {
-                    return;
-                };
-                me.appended(&shard, sseq, r);
-            })),
-        );
-    }
-
-    /// An append of origin sequence `sseq` finished.
-    fn appended(self: &Rc<Self>, shard: &Rc<Shard>, sseq: u64, r: Result<u64, ApiError>) {
-        let fc = {
-            let mut st = self.st.borrow_mut();
-            st.inflight = st.inflight.saturating_sub(1);
-            if st.inflight == 0 {
-                st.fc_reply.take()
-            } else {
-                None
-            }
-        };
-        let acc = self.stream.upgrade().map(|s| s.acc);
-        if let (Some(fc), Some(acc)) = (&fc, acc) {
-            shard.publish_internal(acc, fc, None, None, b"");
-        }
-        if let Err(e) = r {
-            tracing::warn!(
-                "JetStream: stream {} could not store message {sseq} of source {}: {e}",
-                self.stream_name(),
-                self.cfg.name
-            );
-            {
-                let mut st = self.st.borrow_mut();
-                if st.stopped {
-                    return;
-                }
-                // Take it again from the message that failed.
-                if st.sseq >= sseq {
-                    st.sseq = sseq - 1;
-                }
-                st.err = Some(e);
-                st.fails += 1;
-            }
-            self.retry(shard);
-        }
-    }
-
-    fn stop(&self, shard: &Rc<Shard>) {
-        let (cname, acc) = {
-            let mut st = self.st.borrow_mut();
-            st.stopped = true;
-            (
-                std::mem::take(&mut st.cname),
-                self.stream.upgrade().map(|s| s.acc),
-            )
-        };
-        self.cancel(shard);
-        if let (false, Some(acc)) = (cname.is_empty(), acc) {
-            self.delete_consumer(shard, acc, &cname);
-        }
-    }
-
-    /// Best effort: asks the origin to delete consumer `cname`.
-    fn delete_consumer(&self, shard: &Rc<Shard>, acc: u32, cname: &str) {
-        let subject = format!(
-            "{}.CONSUMER.DELETE.{}.{cname}",
-            self.cfg.api_prefix(),
-            self.cfg.name
-        )
-        .replace("..", ".");
-        let shard = shard.clone();
-        crate::runtime::spawn_local(async move {
-            let reply = format!("$JSC.R.{}", rand_token());
-            let sub = shard.subscribe_internal(acc, &reply, None, Rc::new(|_m: &Msg| {}));
-            if let Some(b) = shard.barrier() {
-                b.wait().await;
-            }
-            shard.publish_internal(acc, subject.as_bytes(), Some(reply.as_bytes()), None, b"");
-            crate::runtime::sleep(Duration::from_secs(2)).await;
-            shard.remove_sub(&sub);
-        })
-        .detach();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ack_replies_both_forms() {
+        let ack = |consumer: &str, delivered, pending| Ack {
+            consumer: consumer.into(),
+            delivered,
+            sseq: 42,
+            dseq: 7,
+            ts: 1_700_000_000_000_000_000,
+            pending,
+        };
         let v1 = b"$JS.ACK.ORDERS.C1.1.42.7.1700000000000000000.3";
-        assert_eq!(parse_ack(v1), Some(("C1".into(), 1, 42, 7, 3)));
+        assert_eq!(parse_ack(v1), Some(ack("C1", 1, 3)));
         let v2 = b"$JS.ACK.hub.ACCHASH.ORDERS.C1.2.42.7.1700000000000000000.0.xyz";
-        assert_eq!(parse_ack(v2), Some(("C1".into(), 2, 42, 7, 0)));
+        assert_eq!(parse_ack(v2), Some(ack("C1", 2, 0)));
         assert_eq!(parse_ack(b"$JS.ACK.A.B"), None);
         assert_eq!(parse_ack(b"_INBOX.x"), None);
     }
