@@ -269,129 +269,6 @@ pub(crate) fn valid_asset_name(n: &str) -> bool {
     !n.is_empty() && !n.contains([' ', '\t', '\r', '\n', '\u{c}', '.', '*', '>', '\\', '/'])
 }
 
-/// The checks nats-server makes of `sources` on their own (the cycle check
-/// needs the other streams: `Meta::source_cycle`).
-fn check_sources(sources: &[StreamSource]) -> Result<(), ApiError> {
-    let mut inames = std::collections::HashSet::new();
-    for s in sources {
-        if !valid_asset_name(&s.name) {
-            return Err(ApiError::new_pub(
-                400,
-                10141,
-                "sourced stream name is invalid",
-            ));
-        }
-        if !inames.insert(s.iname()) {
-            return Err(ApiError::new_pub(
-                400,
-                10140,
-                "duplicate source configuration detected",
-            ));
-        }
-        if !s.filter_subject.is_empty() && !s.subject_transforms.is_empty() {
-            return Err(ApiError::new_pub(
-                400,
-                10144,
-                "source with multiple subject transforms cannot also have a single subject filter",
-            ));
-        }
-        if !s.filter_subject.is_empty()
-            && !crate::subject::is_valid_filter(s.filter_subject.as_bytes())
-        {
-            return Err(ApiError::new_pub(
-                400,
-                10145,
-                format!(
-                    "source transform source: invalid subject {}",
-                    s.filter_subject
-                ),
-            ));
-        }
-        for t in &s.subject_transforms {
-            if !t.src.is_empty() && !crate::subject::is_valid_filter(t.src.as_bytes()) {
-                return Err(ApiError::new_pub(
-                    400,
-                    10145,
-                    format!("source transform source: invalid subject {}", t.src),
-                ));
-            }
-            if !t.dest.is_empty() {
-                if let Err(e) = super::transform::Transform::new(&t.src, &t.dest) {
-                    return Err(ApiError::new_pub(
-                        400,
-                        10146,
-                        format!("source transform: {e}"),
-                    ));
-                }
-            }
-        }
-        for (i, a) in s.subject_transforms.iter().enumerate() {
-            for (j, b) in s.subject_transforms.iter().enumerate() {
-                let (a, b) = (or_gt(&a.src), or_gt(&b.src));
-                if i != j && crate::subject::matches(b.as_bytes(), a.as_bytes()) {
-                    return Err(ApiError::new_pub(
-                        400,
-                        10147,
-                        "source filters can not overlap",
-                    ));
-                }
-            }
-        }
-        if let Some(t) = &s.opt_start_time {
-            if parse_time(t).is_none() {
-                return Err(ApiError::invalid_json(format!(
-                    "parsing time {t:?} as RFC3339: cannot parse"
-                )));
-            }
-        }
-        if let Some(e) = &s.external {
-            check_external(e)?;
-        }
-    }
-    Ok(())
-}
-
-/// An `external` block's prefixes (sources and mirrors alike).
-pub(crate) fn check_external(e: &ExternalStream) -> Result<(), ApiError> {
-    if !e.deliver.is_empty() && !crate::subject::is_valid_literal(e.deliver.as_bytes()) {
-        return Err(ApiError::new_pub(
-            400,
-            10024,
-            format!(
-                "stream external delivery prefix {} must not contain wildcards",
-                e.deliver
-            ),
-        ));
-    }
-    if !e.api.is_empty() {
-        if !crate::subject::is_valid_literal(e.api.as_bytes()) {
-            return Err(ApiError::invalid_config(format!(
-                "stream external api prefix {:?} must be a valid subject without wildcards",
-                e.api
-            )));
-        }
-        if crate::subject::filters_overlap(e.api.as_bytes(), b"$JS.API") {
-            return Err(ApiError::new_pub(
-                400,
-                10021,
-                format!(
-                    "stream external api prefix {} must not overlap with $JS.API",
-                    e.api
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn or_gt(s: &str) -> &str {
-    if s.is_empty() {
-        ">"
-    } else {
-        s
-    }
-}
-
 /// Keys the server owns in `metadata`.
 const DYNAMIC_KEYS: [&str; 2] = ["_nats.ver", "_nats.level"];
 const REQ_LEVEL: &str = "_nats.req.level";
@@ -613,7 +490,7 @@ impl StreamConfig {
                 ));
             }
         }
-        check_sources(&self.sources)?;
+        super::source::check_sources(&self.sources)?;
         super::source::mirror::check_config(self)?;
         // Honour or refuse: what is not built yet is named, not ignored.
         let unsupported = [

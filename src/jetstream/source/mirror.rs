@@ -109,7 +109,7 @@ pub fn check_config(cfg: &StreamConfig) -> Result<(), ApiError> {
     match &m.external {
         None if !valid_asset_name(&m.name) => err(10142, "mirrored stream name is invalid"),
         None => Ok(()),
-        Some(e) => crate::jetstream::config::check_external(e),
+        Some(e) => super::check_external(e),
     }?;
     if !m.filter_subject.is_empty() && !crate::subject::is_valid_filter(m.filter_subject.as_bytes())
     {
@@ -151,7 +151,7 @@ impl Source {
         (sseq, ts): (u64, u64),
         pending: u64,
     ) {
-        if pending < CAUGHT_UP && stream.cfg().mirror_direct {
+        if pending < CAUGHT_UP && stream.meta.borrow().config.mirror_direct {
             self.direct_on(shard, stream);
         }
         let subject = self
