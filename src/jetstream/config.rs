@@ -119,7 +119,7 @@ pub struct StreamConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<serde_json::Value>,
+    pub mirror: Option<StreamSource>,
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
@@ -265,125 +265,8 @@ pub fn short_hash(s: &str) -> String {
 }
 
 /// nats-server's asset name rule.
-fn valid_asset_name(n: &str) -> bool {
+pub(crate) fn valid_asset_name(n: &str) -> bool {
     !n.is_empty() && !n.contains([' ', '\t', '\r', '\n', '\u{c}', '.', '*', '>', '\\', '/'])
-}
-
-/// The checks nats-server makes of `sources` on their own (the cycle check
-/// needs the other streams: `Meta::source_cycle`).
-fn check_sources(sources: &[StreamSource]) -> Result<(), ApiError> {
-    let mut inames = std::collections::HashSet::new();
-    for s in sources {
-        if !valid_asset_name(&s.name) {
-            return Err(ApiError::new_pub(
-                400,
-                10141,
-                "sourced stream name is invalid",
-            ));
-        }
-        if !inames.insert(s.iname()) {
-            return Err(ApiError::new_pub(
-                400,
-                10140,
-                "duplicate source configuration detected",
-            ));
-        }
-        if !s.filter_subject.is_empty() && !s.subject_transforms.is_empty() {
-            return Err(ApiError::new_pub(
-                400,
-                10144,
-                "source with multiple subject transforms cannot also have a single subject filter",
-            ));
-        }
-        if !s.filter_subject.is_empty()
-            && !crate::subject::is_valid_filter(s.filter_subject.as_bytes())
-        {
-            return Err(ApiError::new_pub(
-                400,
-                10145,
-                format!(
-                    "source transform source: invalid subject {}",
-                    s.filter_subject
-                ),
-            ));
-        }
-        for t in &s.subject_transforms {
-            if !t.src.is_empty() && !crate::subject::is_valid_filter(t.src.as_bytes()) {
-                return Err(ApiError::new_pub(
-                    400,
-                    10145,
-                    format!("source transform source: invalid subject {}", t.src),
-                ));
-            }
-            if !t.dest.is_empty() {
-                if let Err(e) = super::transform::Transform::new(&t.src, &t.dest) {
-                    return Err(ApiError::new_pub(
-                        400,
-                        10146,
-                        format!("source transform: {e}"),
-                    ));
-                }
-            }
-        }
-        for (i, a) in s.subject_transforms.iter().enumerate() {
-            for (j, b) in s.subject_transforms.iter().enumerate() {
-                let (a, b) = (or_gt(&a.src), or_gt(&b.src));
-                if i != j && crate::subject::matches(b.as_bytes(), a.as_bytes()) {
-                    return Err(ApiError::new_pub(
-                        400,
-                        10147,
-                        "source filters can not overlap",
-                    ));
-                }
-            }
-        }
-        if let Some(t) = &s.opt_start_time {
-            if parse_time(t).is_none() {
-                return Err(ApiError::invalid_json(format!(
-                    "parsing time {t:?} as RFC3339: cannot parse"
-                )));
-            }
-        }
-        if let Some(e) = &s.external {
-            if !e.deliver.is_empty() && !crate::subject::is_valid_literal(e.deliver.as_bytes()) {
-                return Err(ApiError::new_pub(
-                    400,
-                    10024,
-                    format!(
-                        "stream external delivery prefix {} must not contain wildcards",
-                        e.deliver
-                    ),
-                ));
-            }
-            if !e.api.is_empty() {
-                if !crate::subject::is_valid_literal(e.api.as_bytes()) {
-                    return Err(ApiError::invalid_config(format!(
-                        "stream external api prefix {:?} must be a valid subject without wildcards",
-                        e.api
-                    )));
-                }
-                if crate::subject::filters_overlap(e.api.as_bytes(), b"$JS.API") {
-                    return Err(ApiError::new_pub(
-                        400,
-                        10021,
-                        format!(
-                            "stream external api prefix {} must not overlap with $JS.API",
-                            e.api
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn or_gt(s: &str) -> &str {
-    if s.is_empty() {
-        ">"
-    } else {
-        s
-    }
 }
 
 /// Keys the server owns in `metadata`.
@@ -607,10 +490,14 @@ impl StreamConfig {
                 ));
             }
         }
-        check_sources(&self.sources)?;
+        super::source::check_sources(&self.sources)?;
+        super::source::mirror::check_config(self)?;
         // Honour or refuse: what is not built yet is named, not ignored.
         let unsupported = [
-            ("mirror", self.mirror.is_some()),
+            (
+                "mirror with a durable consumer",
+                self.mirror.as_ref().is_some_and(|m| m.consumer.is_some()),
+            ),
             (
                 "sources with a durable consumer",
                 self.sources.iter().any(|s| s.consumer.is_some()),
@@ -694,6 +581,15 @@ impl StreamConfig {
         if old.deny_purge && !self.deny_purge {
             return Err(ApiError::update_failed(
                 "stream configuration update can not cancel deny purge",
+            ));
+        }
+        // A mirror may be removed (the stream is promoted to a normal
+        // one), never changed.
+        if self.mirror.is_some() && self.mirror != old.mirror {
+            return Err(ApiError::new_pub(
+                400,
+                10055,
+                "stream mirror configuration can not be updated",
             ));
         }
         Ok(())

@@ -109,7 +109,8 @@ impl Meta {
         while !to_visit.is_empty() {
             let c = to_visit.remove(0);
             visited.insert(c.name.clone());
-            for src in &c.sources {
+            // Cycles hiding behind mirrors count too.
+            for src in c.sources.iter().chain(c.mirror.iter()) {
                 if src.external.is_some() {
                     continue;
                 }

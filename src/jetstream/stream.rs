@@ -116,24 +116,32 @@ impl Stream {
     pub fn set_config(&self, c: StreamConfig) {
         *self.derived.borrow_mut() = Derived::of(&c);
         let direct = c.allow_direct;
-        let sources = c.sources.clone();
         self.meta.borrow_mut().config = c;
         if let (Some(shard), Some(me)) = (self.shard.upgrade(), self.this()) {
             me.subscribe_direct(&shard, direct);
-            me.start_sources(&shard, &sources);
+            me.start_sources(&shard);
         }
     }
 
-    /// Starts, changes or stops the feeds from `sources`.
-    fn start_sources(self: &Rc<Self>, shard: &Rc<Shard>, sources: &[super::config::StreamSource]) {
+    /// Starts, changes or stops the feeds from `sources` or the mirror
+    /// (a mirror only ever goes away: the stream is promoted).
+    fn start_sources(self: &Rc<Self>, shard: &Rc<Shard>) {
+        let c = self.cfg();
         let current = self.sources.borrow().clone();
+        let mirror = c.mirror.is_some();
+        let none = !mirror && c.sources.is_empty();
         match current {
-            Some(s) if sources.is_empty() => {
+            Some(s) if none || s.mirror != mirror => {
                 s.stop(shard);
                 *self.sources.borrow_mut() = None;
+                if !none {
+                    let s = super::source::Sources::start(self, shard);
+                    *self.sources.borrow_mut() = Some(s);
+                }
             }
-            Some(s) => s.reconcile(self, shard, sources),
-            None if sources.is_empty() => {}
+            Some(_) if mirror => {}
+            Some(s) => s.reconcile(self, shard, &c.sources),
+            None if none => {}
             None => {
                 let s = super::source::Sources::start(self, shard);
                 *self.sources.borrow_mut() = Some(s);
@@ -149,9 +157,23 @@ impl Stream {
         }
     }
 
-    /// `sources` of the stream info (None without sources).
-    pub fn sources_info(&self) -> Option<Vec<serde_json::Value>> {
-        self.sources.borrow().as_ref().map(|s| s.info())
+    /// `sources` of the stream info (None without sources), or
+    /// `[mirror]` (with `true`) for a mirror.
+    pub fn sources_info(&self) -> Option<(bool, Vec<serde_json::Value>)> {
+        self.sources.borrow().as_ref().map(|s| (s.mirror, s.info()))
+    }
+
+    /// The account and server resource limits allow one more message.
+    pub(crate) fn check_resources(&self) -> Result<(), ApiError> {
+        let Some(cfg) = &self.limits else {
+            return Ok(());
+        };
+        let t = self.meta.borrow().config.storage;
+        match super::limits::check_publish(cfg, self.acc, t) {
+            Ok(()) => Ok(()),
+            Err(super::limits::Exceeded::Server) => Err(ApiError::insufficient_resources()),
+            Err(super::limits::Exceeded::Account) => Err(ApiError::account_resources_exceeded()),
+        }
     }
 
     /// Direct gets are answered here, on the owner, straight from the
@@ -188,7 +210,10 @@ impl Stream {
                     }
                 }
             });
-            subs.push(shard.subscribe_internal(self.acc, &subject, None, handler));
+            // A queue group shared with the mirrors that answer for this
+            // stream (`mirror_direct`): one of them answers.
+            let group = Some(super::source::mirror::DIRECT_GROUP);
+            subs.push(shard.subscribe_internal(self.acc, &subject, group, handler));
         }
     }
 
@@ -256,8 +281,7 @@ impl Stream {
         s.subscribe(shard);
         let direct = s.meta.borrow().config.allow_direct;
         s.subscribe_direct(shard, direct);
-        let sources = s.meta.borrow().config.sources.clone();
-        s.start_sources(shard, &sources);
+        s.start_sources(shard);
         for m in consumer::scan(&s.dir) {
             let name = m.config.name.clone();
             match Consumer::open(&s, shard, m.config, m.created, lc_durability, false).await {
@@ -485,19 +509,9 @@ impl Stream {
             release(self);
             return fail(ApiError::header_too_large());
         }
-        if let Some(cfg) = &self.limits {
-            let t = self.meta.borrow().config.storage;
-            match super::limits::check_publish(cfg, self.acc, t) {
-                Ok(()) => {}
-                Err(super::limits::Exceeded::Server) => {
-                    release(self);
-                    return fail(ApiError::insufficient_resources());
-                }
-                Err(super::limits::Exceeded::Account) => {
-                    release(self);
-                    return fail(ApiError::account_resources_exceeded());
-                }
-            }
+        if let Err(e) = self.check_resources() {
+            release(self);
+            return fail(e);
         }
         *self.last_msg_id.borrow_mut() = msg_id.clone().unwrap_or_default();
         let me = self.clone();
@@ -651,7 +665,7 @@ impl Stream {
         }
     }
 
-    async fn rollup(&self, kind: &str, subject: &Bytes, seq: u64) {
+    pub(crate) async fn rollup(&self, kind: &str, subject: &Bytes, seq: u64) {
         let req = broker_edge_storage::Purge {
             subject: (kind == "sub").then(|| String::from_utf8_lossy(subject).into_owned()),
             up_to: Some(seq),

@@ -34,12 +34,29 @@ pub struct Expect {
     pub last_subject_seq: Option<u64>,
 }
 
+/// A message's own sequence and timestamp (`Log::append_at`): a mirror
+/// keeps its origin's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct At {
+    pub seq: u64,
+    pub ts: u64,
+}
+
+/// Most sequences one skip record covers inside a segment: the segment's
+/// index holds a slot per sequence (4 bytes each), so a longer gap starts
+/// a new segment at the message's sequence instead (a sequence jump).
+pub(crate) const MAX_SKIP: u64 = 16 * 1024;
+
+/// Bytes of a skip record (header and the first skipped sequence).
+const SKIP_LEN: usize = format::HEADER_LEN + 8;
+
 pub(crate) enum Op {
     Msg {
         subject: Bytes,
         headers: Bytes,
         payload: Bytes,
         expect: Expect,
+        at: Option<At>,
     },
     /// Resolves once every control record staged before it is durable.
     Barrier,
@@ -53,8 +70,12 @@ impl Op {
                 subject,
                 headers,
                 payload,
+                at,
                 ..
-            } => format::record_len(subject.len(), headers.len(), payload.len()),
+            } => {
+                format::record_len(subject.len(), headers.len(), payload.len())
+                    + if at.is_some() { SKIP_LEN } else { 0 }
+            }
             Op::Barrier => 0,
         }
     }
@@ -907,10 +928,13 @@ fn plan(
     };
     let cap = active.capacity as usize;
     let start = p.pos as usize;
-    let ts0 = now_ns()
-        .max(st.last_ts)
-        .max(ahead.last().map_or(0, |e| e.ts));
-    let base = st.next_seq + ahead.len() as u64;
+    // Timestamps never go backwards: `ts_floor` is the newest given so
+    // far (messages appended `at` a sequence bring their own, older).
+    let mut ts_floor = st.last_ts.max(ahead.last().map_or(0, |e| e.ts));
+    let ts0 = now_ns().max(ts_floor);
+    // The next sequence: after the group in flight (whose records may
+    // skip sequences), else the log's.
+    let mut next = ahead.last().map_or(st.next_seq, |e| e.seq + 1);
 
     // Control records first: they are small and must not wait behind a roll.
     let ctl_len = if st.pending_floor {
@@ -974,12 +998,34 @@ fn plan(
                 headers,
                 payload,
                 expect,
+                at,
             } => {
-                let len = format::record_len(subject.len(), headers.len(), payload.len());
-                if let Err(e) = check_expect(st, base, ahead, &p, subject, expect) {
+                let mut len = format::record_len(subject.len(), headers.len(), payload.len());
+                if let Err(e) = check_expect(st, next, ahead, &p, subject, expect) {
                     results[*i] = Some(Err(e));
                     *i += 1;
                     continue;
+                }
+                // Sequences an append `at` a later sequence skips.
+                let mut skip = None;
+                if let Some(at) = at {
+                    if at.seq < next {
+                        results[*i] = Some(Err(Error::SequenceUsed { seq: at.seq, next }));
+                        *i += 1;
+                        continue;
+                    }
+                    if at.seq - next > MAX_SKIP {
+                        // A long gap: the log continues at `at.seq` in a
+                        // new segment (gen-0 segments hold consecutive
+                        // sequences; see `storage/FORMAT.md`). The next
+                        // plan, with everything ahead published, rolls.
+                        st.jump_to = st.jump_to.max(at.seq);
+                        return p;
+                    }
+                    if at.seq > next {
+                        skip = Some((next, at.seq - 1));
+                        len += SKIP_LEN;
+                    }
                 }
                 let same = |es: &[Entry]| es.iter().filter(|e| e.subject == *subject).count();
                 let pending_same = if st.cfg.limits.discard_new_per_subject {
@@ -998,19 +1044,31 @@ fn plan(
                     p.roll = Some(len);
                     return p;
                 }
-                let seq = base + p.entries.len() as u64;
+                let ts = match at {
+                    Some(a) => a.ts.max(ts_floor),
+                    None => ts0.max(ts_floor),
+                };
+                let key = p.key;
+                if let Some((first, last)) = skip {
+                    // Framed right before its message, in the same write.
+                    len -= SKIP_LEN;
+                    let first = first.to_le_bytes();
+                    p.push(|b| format::encode(b, &key, Kind::Skip, 0, last, ts, b"", b"", &first));
+                }
+                let seq = at.map_or(next, |a| a.seq);
                 p.entries.push(Entry {
                     slot: *i,
                     seq,
-                    ts: ts0,
+                    ts,
                     off: start + p.len(),
                     len,
                     subject: subject.clone(),
                 });
-                let key = p.key;
                 p.push(|b| {
-                    format::encode(b, &key, Kind::Msg, 0, seq, ts0, subject, headers, payload)
+                    format::encode(b, &key, Kind::Msg, 0, seq, ts, subject, headers, payload)
                 });
+                next = seq + 1;
+                ts_floor = ts;
                 acc_msgs += 1;
                 acc_bytes += len as u64;
             }
@@ -1071,14 +1129,14 @@ fn pad(p: &mut Plan, start: usize, cap: usize, ts: u64) {
 /// this one (`ahead`: the group in flight; `p`: this group so far).
 fn check_expect(
     st: &mut State,
-    base: u64,
+    next: u64,
     ahead: &[Entry],
     p: &Plan,
     subject: &[u8],
     expect: &Expect,
 ) -> Result<()> {
     if let Some(want) = expect.last_seq {
-        let actual = base - 1 + p.entries.len() as u64;
+        let actual = next - 1;
         if actual != want {
             return Err(Error::WrongLastSequence { actual });
         }

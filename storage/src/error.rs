@@ -32,6 +32,9 @@ pub enum Error {
     /// An `Expect::last_subject_seq` condition failed.
     #[error("wrong last sequence for subject: {actual}")]
     WrongLastSubjectSequence { actual: u64 },
+    /// `Log::append_at` asked for a sequence the log has already used.
+    #[error("sequence {seq} is below the next sequence {next}")]
+    SequenceUsed { seq: u64, next: u64 },
     /// The sequence is not (or no longer) stored.
     #[error("sequence {0} not found")]
     NotFound(u64),
@@ -74,6 +77,10 @@ impl Error {
             Error::SubjectTooLong(n) => Error::SubjectTooLong(*n),
             Error::LimitReached(k) => Error::LimitReached(*k),
             Error::NotFound(s) => Error::NotFound(*s),
+            Error::SequenceUsed { seq, next } => Error::SequenceUsed {
+                seq: *seq,
+                next: *next,
+            },
             Error::WrongLastSequence { actual } => Error::WrongLastSequence { actual: *actual },
             Error::WrongLastSubjectSequence { actual } => {
                 Error::WrongLastSubjectSequence { actual: *actual }

@@ -38,6 +38,10 @@ pub enum Kind {
     /// Filler up to a block boundary; its payload means nothing (see
     /// `commit::pad`).
     Pad = 3,
+    /// Sequences used without a message (an append at a later sequence,
+    /// `Log::append_at`): `seq` is the last of them, the payload (u64 LE)
+    /// the first. Always framed right before the message that follows them.
+    Skip = 4,
 }
 
 impl Kind {
@@ -47,6 +51,7 @@ impl Kind {
             1 => Some(Kind::Tombstone),
             2 => Some(Kind::Floor),
             3 => Some(Kind::Pad),
+            4 => Some(Kind::Skip),
             _ => None,
         }
     }

@@ -173,6 +173,41 @@ impl Log {
         payload: Bytes,
         expect: Expect,
     ) -> Result<(u64, u64)> {
+        self.submit_msg(subject, headers, payload, expect, None)
+            .await
+    }
+
+    /// Appends a message with its own sequence and timestamp (a mirror
+    /// keeps its origin's). `seq` must not be below the log's next
+    /// sequence (`Error::SequenceUsed`); the sequences between are used
+    /// without a message (gaps, as deleted ones), durably: a skip record
+    /// before the message, or for a long gap a new segment starting at
+    /// `seq`. `ts` is raised to the newest timestamp stored if older, so
+    /// timestamps never go backwards. Resolves with the (seq, ts) stored.
+    pub async fn append_at(
+        &self,
+        seq: u64,
+        ts: u64,
+        subject: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+    ) -> Result<(u64, u64)> {
+        let at = crate::commit::At {
+            seq: seq.min(MAX_SEQ),
+            ts,
+        };
+        self.submit_msg(subject, headers, payload, Expect::default(), Some(at))
+            .await
+    }
+
+    async fn submit_msg(
+        &self,
+        subject: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+        expect: Expect,
+        at: Option<crate::commit::At>,
+    ) -> Result<(u64, u64)> {
         if subject.len() > format::MAX_SUBJECT_LEN {
             return Err(Error::SubjectTooLong(subject.len()));
         }
@@ -197,6 +232,7 @@ impl Log {
                 headers,
                 payload,
                 expect,
+                at,
             })
             .await?
         {

@@ -272,6 +272,31 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
                     seg.tail = (off as u64, h.crc.get());
                 }
                 Some(Kind::Pad) => seg.tail = (off as u64, h.crc.get()),
+                Some(Kind::Skip) => {
+                    // Sequences `first..=last` used without a message: the
+                    // first takes the place a message would have.
+                    let (_, _, p) = segment::body(rec, h);
+                    let last = h.seq.get();
+                    let first = rec
+                        .get(p..)
+                        .filter(|b| b.len() == 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_le_bytes);
+                    let lowest = prev.map_or(base, |p| p.saturating_add(1));
+                    let highest = if gen == 0 {
+                        lowest.saturating_add((gap / format::HEADER_LEN) as u64)
+                    } else {
+                        u64::MAX
+                    };
+                    match first {
+                        Some(f) if f >= lowest && f <= highest && last >= f && last < next_base => {
+                            prev = Some(last);
+                            seg.note_slot(last);
+                            seg.tail = (off as u64, h.crc.get());
+                        }
+                        _ => bad_order.push(off),
+                    }
+                }
                 None => {}
             }
         });

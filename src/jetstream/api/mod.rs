@@ -165,12 +165,18 @@ async fn handle(shard: Rc<Shard>, js: Rc<JetStream>, req: Req) {
         }
         ["DIRECT", "GET", name, ..] => {
             // The stream answers on its own subscription when it allows
-            // direct gets; otherwise nobody does.
-            let direct = meta
-                .registry
-                .borrow()
-                .get(&(req.acc, name.to_string()))
-                .is_some_and(|e| e.config.allow_direct);
+            // direct gets, and so do its mirrors with `mirror_direct`
+            // (even with the origin gone); otherwise nobody does.
+            let direct = {
+                let reg = meta.registry.borrow();
+                reg.get(&(req.acc, name.to_string()))
+                    .is_some_and(|e| e.config.allow_direct)
+                    || reg.iter().any(|((a, _), e)| {
+                        *a == req.acc
+                            && e.config.mirror_direct
+                            && e.config.mirror.as_ref().is_some_and(|m| m.name == *name)
+                    })
+            };
             if direct {
                 Answer::None
             } else {

@@ -153,11 +153,25 @@ const MULTI_LAST_MAX: usize = 1024;
 /// gets (no responder, as with the reference). Batches (`batch`) and
 /// `multi_last` end with a `204 EOB` status.
 pub fn direct(st: &Stream, subject: &str, body: &Bytes) -> Option<Replies> {
-    if !st.meta.borrow().config.allow_direct {
-        return None;
-    }
+    // Addressed to this stream (`allow_direct`), or to the origin of
+    // this mirror (`mirror_direct`).
+    let name = {
+        let m = st.meta.borrow();
+        let c = &m.config;
+        let addressed = |n: &str| {
+            subject
+                .strip_prefix("$JS.API.DIRECT.GET.")
+                .and_then(|r| r.strip_prefix(n))
+                .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+        };
+        match &c.mirror {
+            _ if c.allow_direct && addressed(&st.name) => st.name.clone(),
+            Some(o) if c.mirror_direct && addressed(&o.name) => o.name.clone(),
+            _ => return None,
+        }
+    };
     let status = |s: &str| Some(vec![(headers::build(Some(s), &[]), Bytes::new())]);
-    let prefix = format!("$JS.API.DIRECT.GET.{}", st.name);
+    let prefix = format!("$JS.API.DIRECT.GET.{name}");
     let key = subject
         .strip_prefix(&prefix)
         .and_then(|r| r.strip_prefix('.'))

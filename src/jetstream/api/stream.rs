@@ -67,6 +67,7 @@ async fn try_create(
         ));
     }
     cfg.normalize(shard.g.opts.max_payload)?;
+    mirror_origin(meta, req.acc, &mut cfg)?;
     let key = (req.acc, name.to_string());
     let existing = meta
         .registry
@@ -146,6 +147,24 @@ async fn try_create(
     r
 }
 
+/// A mirror of a stream in this account: checked against the origin's
+/// config when it exists here.
+fn mirror_origin(
+    meta: &crate::jetstream::meta::Meta,
+    acc: u32,
+    cfg: &mut StreamConfig,
+) -> Result<(), ApiError> {
+    let Some(m) = cfg.mirror.as_ref().filter(|m| m.external.is_none()) else {
+        return Ok(());
+    };
+    let origin = meta
+        .registry
+        .borrow()
+        .get(&(acc, m.name.clone()))
+        .map(|e| e.config.clone());
+    crate::jetstream::source::mirror::check_origin(cfg, origin.as_ref())
+}
+
 /// The account's stream count and the reservations (`max_bytes`) of the
 /// server and the account, for a stream `name` with `cfg` (an update
 /// replaces its own old reservation).
@@ -214,6 +233,7 @@ async fn try_update(
         return Err(ApiError::stream_not_found());
     };
     cfg.normalize(shard.g.opts.max_payload)?;
+    mirror_origin(meta, req.acc, &mut cfg)?;
     cfg.check_update(&old)?;
     check_limits(js, meta, req.acc, name, &cfg)?;
     if meta.source_cycle(req.acc, &cfg) {
@@ -450,8 +470,10 @@ pub fn info_value(
         "ts": go_time(now_ns()),
     });
     drop(m);
-    if let Some(s) = st.sources_info() {
-        v["sources"] = json!(s);
+    match st.sources_info() {
+        Some((true, mut m)) if !m.is_empty() => v["mirror"] = m.swap_remove(0),
+        Some((false, s)) => v["sources"] = json!(s),
+        _ => {}
     }
     v
 }

@@ -1,290 +1,34 @@
-//! Stream `sources`: a stream that copies the messages of other streams,
-//! here or behind a leaf link (`external.api`, a JetStream domain).
-//!
-//! Each source is fed by a push consumer on the origin stream, created
-//! over the wire like any client would (`<api>.CONSUMER.CREATE.<origin>.…`
-//! with the reply on an internal inbox), so the origin may be a stream on
-//! this server, or on nats-server or Broker Edge across a link. The
-//! consumer acks nothing, sends idle heartbeats and flow-control requests,
-//! and starts after the last origin sequence this stream holds; every
-//! delivery is appended with a `Nats-Stream-Source` header naming the
-//! source and the origin sequence (the reference's format). A gap in the
-//! consumer sequence, a heartbeat whose `Nats-Last-Consumer` does not
-//! match, or silence for `STALE` recreates the consumer from the last
-//! origin sequence stored + 1 (with backoff), so a link outage or a
-//! restart of either side neither loses nor duplicates. After a restart
-//! of this server the last origin sequence of each source is found in the
-//! stream itself, scanning the stored headers from the end.
+//! The consumer that feeds one source or a mirror: set up on the origin
+//! over the wire, deliveries taken in consumer-sequence order, set up
+//! again from the last origin sequence taken after a gap, silence or a
+//! failed append (see `mod.rs`).
 
 use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
 
-use super::config::{now_ns, StreamSource};
-use super::errors::ApiError;
-use super::headers as h;
-use super::stream::Stream;
-use super::transform::Transform;
-use crate::client::SubRef;
+use super::{
+    parse_ack, rand_token, source_headers, Source, State, BACKOFF, BACKOFF_MAX, CREATE_WAIT,
+    HEARTBEAT, INACTIVE, THROTTLE,
+};
+use crate::jetstream::config::{now_ns, StreamSource};
+use crate::jetstream::errors::ApiError;
+use crate::jetstream::headers as h;
+use crate::jetstream::stream::Stream;
+use crate::jetstream::transform::Transform;
 use crate::shard::sink::Owned;
 use crate::shard::{Msg, Shard};
 
-pub const HEADER: &str = "Nats-Stream-Source";
-/// The origin consumer's idle heartbeat (the reference's `sourceHealthHB`).
-const HEARTBEAT: Duration = Duration::from_secs(1);
-/// Silence after which a source is set up again (five missed heartbeats).
-const STALE: Duration = Duration::from_secs(5);
-/// The origin drops a consumer nobody listens to after this long (the
-/// reference's `sourceHealthCheckInterval`).
-const INACTIVE: Duration = Duration::from_secs(10);
-/// How long a consumer create may take to be answered.
-const CREATE_WAIT: Duration = Duration::from_secs(5);
-/// Requests for one source at most this often (the reference's 2 s).
-const THROTTLE: Duration = Duration::from_secs(2);
-/// Backoff per failed attempt, and its cap.
-const BACKOFF: Duration = Duration::from_secs(2);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// The sources of one stream, on the stream's shard.
-pub struct Sources {
-    list: RefCell<Vec<Rc<Source>>>,
-    stopped: Cell<bool>,
-}
-
-pub struct Source {
-    pub cfg: StreamSource,
-    iname: String,
-    /// The header's fields besides the sequence: name (with the api hash),
-    /// filter, destination.
-    hdr: (String, String, String),
-    transforms: Vec<Transform>,
-    stream: Weak<Stream>,
-    st: RefCell<State>,
-    /// Wall-clock ns of the last delivery or heartbeat (0: never).
-    last: Cell<u64>,
-}
-
-#[derive(Default)]
-struct State {
-    /// The last origin sequence taken (appended or on its way).
-    sseq: u64,
-    /// The last consumer sequence taken.
-    dseq: u64,
-    /// The consumer feeding us (empty until known).
-    cname: String,
-    lag: u64,
-    err: Option<ApiError>,
-    /// Bumped whenever the consumer is abandoned: older deliveries and
-    /// answers are ignored.
-    gen: u64,
-    deliver: Option<SubRef>,
-    setting_up: bool,
-    scheduled: bool,
-    fails: u32,
-    last_req: Option<Instant>,
-    stopped: bool,
-    /// Appends on their way, and a flow-control reply held until they
-    /// are done.
-    inflight: u64,
-    fc_reply: Option<Bytes>,
-}
-
-fn rand_token() -> String {
-    let mut s = super::consumer::new_name();
-    s.push_str(&super::consumer::new_name());
-    s
-}
-
-impl Sources {
-    /// Starts feeding `stream` from its configured sources.
-    pub fn start(stream: &Rc<Stream>, shard: &Rc<Shard>) -> Rc<Sources> {
-        let s = Rc::new(Sources {
-            list: RefCell::new(Vec::new()),
-            stopped: Cell::new(false),
-        });
-        let cfgs = stream.cfg().sources;
-        let recovered = recover(stream, &cfgs);
-        for (c, seq) in cfgs.into_iter().zip(recovered) {
-            let src = Source::new(c, stream, seq);
-            src.schedule(shard, Duration::ZERO);
-            s.list.borrow_mut().push(src);
-        }
-        let w = Rc::downgrade(&s);
-        let shard_w = Rc::downgrade(shard);
-        crate::runtime::spawn_local(async move {
-            loop {
-                crate::runtime::sleep(HEARTBEAT).await;
-                let (Some(s), Some(shard)) = (w.upgrade(), shard_w.upgrade()) else {
-                    return;
-                };
-                if s.stopped.get() {
-                    return;
-                }
-                s.health(&shard);
-            }
-        })
-        .detach();
-        s
-    }
-
-    /// Sources silent for too long are set up again.
-    fn health(&self, shard: &Rc<Shard>) {
-        let now = now_ns();
-        let list: Vec<Rc<Source>> = self.list.borrow().clone();
-        for src in list {
-            let stale = {
-                let st = src.st.borrow();
-                !st.stopped
-                    && !st.setting_up
-                    && !st.scheduled
-                    && now.saturating_sub(src.last.get()) > STALE.as_nanos() as u64
-            };
-            if stale {
-                tracing::debug!(
-                    "JetStream: source {} of stream {} is stale, setting it up again",
-                    src.cfg.name,
-                    src.stream_name()
-                );
-                src.retry(shard);
-            }
-        }
-    }
-
-    /// The config changed: sources no longer listed stop, new ones start.
-    pub fn reconcile(&self, stream: &Rc<Stream>, shard: &Rc<Shard>, cfgs: &[StreamSource]) {
-        let mut list = self.list.borrow_mut();
-        let keep: Vec<String> = cfgs.iter().map(|c| c.iname()).collect();
-        list.retain(|s| {
-            let on = keep.contains(&s.iname);
-            if !on {
-                s.stop(shard);
-            }
-            on
-        });
-        let new: Vec<StreamSource> = cfgs
-            .iter()
-            .filter(|c| !list.iter().any(|s| s.iname == c.iname()))
-            .cloned()
-            .collect();
-        if new.is_empty() {
-            return;
-        }
-        let recovered = recover(stream, &new);
-        for (c, seq) in new.into_iter().zip(recovered) {
-            let src = Source::new(c, stream, seq);
-            src.schedule(shard, Duration::ZERO);
-            list.push(src);
-        }
-    }
-
-    /// Stops every source and deletes their consumers on the origins.
-    pub fn stop(&self, shard: &Rc<Shard>) {
-        self.stopped.set(true);
-        for s in self.list.borrow_mut().drain(..) {
-            s.stop(shard);
-        }
-    }
-
-    /// `sources` of the stream info.
-    pub fn info(&self) -> Vec<serde_json::Value> {
-        self.list.borrow().iter().map(|s| s.info()).collect()
-    }
-}
-
-/// The last origin sequence stored for each source (0: none), from the
-/// `Nats-Stream-Source` headers, newest first.
-fn recover(stream: &Stream, cfgs: &[StreamSource]) -> Vec<u64> {
-    let mut found = vec![0u64; cfgs.len()];
-    if cfgs.is_empty() {
-        return found;
-    }
-    let inames: Vec<String> = cfgs.iter().map(|c| c.iname()).collect();
-    let state = stream.log.state(false);
-    if state.msgs == 0 {
-        return found;
-    }
-    let mut left = cfgs.len();
-    let mut seq = state.last_seq;
-    while seq >= state.first_seq.max(1) && left > 0 {
-        if let Ok(m) = stream.log.get(seq) {
-            if let Some((iname, sseq)) = h::get(&m.headers, HEADER).and_then(parse_header) {
-                for (i, n) in inames.iter().enumerate() {
-                    if found[i] == 0 && *n == iname {
-                        found[i] = sseq;
-                        left -= 1;
-                    }
-                }
-            }
-        }
-        seq -= 1;
-    }
-    found
-}
-
-/// `<name> <seq> <filter> <dest> <subject> [<ident>]` → (index name, seq).
-pub fn parse_header(v: &str) -> Option<(String, u64)> {
-    let f: Vec<&str> = v.split(' ').collect();
-    if f.len() < 4 {
-        return None;
-    }
-    let seq = f[1].parse().ok()?;
-    Some((format!("{} {} {}", f[0], f[2], f[3]), seq))
-}
-
-/// What a `$JS.ACK` reply says: (consumer, delivered count, stream
-/// sequence, consumer sequence, pending). Both the 9-token form and the
-/// 12-token form with domain and account hash.
-pub fn parse_ack(reply: &[u8]) -> Option<(String, u64, u64, u64, u64)> {
-    let s = std::str::from_utf8(reply).ok()?;
-    let t: Vec<&str> = s.split('.').collect();
-    if t.len() < 9 || t[0] != "$JS" || t[1] != "ACK" {
-        return None;
-    }
-    let off = match t.len() {
-        9 => 2,
-        n if n >= 11 => 4,
-        _ => return None,
-    };
-    let num = |i: usize| t[off + i].parse::<u64>().ok();
-    Some((t[off + 1].to_string(), num(2)?, num(3)?, num(4)?, num(6)?))
-}
-
-/// `headers` without the source header, `Nats-Expected-*` and
-/// `Nats-Batch-*`, plus `Nats-Stream-Source: value`.
-fn source_headers(headers: &[u8], value: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(headers.len() + value.len() + 32);
-    let text = std::str::from_utf8(headers).unwrap_or("");
-    let mut lines = text.split("\r\n");
-    match lines.next() {
-        Some(first) if first.starts_with("NATS/1.0") => {
-            out.extend_from_slice(first.as_bytes());
-        }
-        _ => out.extend_from_slice(b"NATS/1.0"),
-    }
-    out.extend_from_slice(b"\r\n");
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let key = line.split_once(':').map_or(line, |(k, _)| k).trim();
-        if key == HEADER || key.starts_with("Nats-Expected-") || key.starts_with("Nats-Batch-") {
-            continue;
-        }
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(HEADER.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out
-}
-
 impl Source {
-    fn new(cfg: StreamSource, stream: &Rc<Stream>, sseq: u64) -> Rc<Source> {
+    pub(super) fn new(
+        cfg: StreamSource,
+        stream: &Rc<Stream>,
+        sseq: u64,
+        mirror: bool,
+    ) -> Rc<Source> {
         let iname = cfg.iname();
         let mut parts = iname.splitn(3, ' ').map(str::to_string);
         let hdr = (
@@ -300,6 +44,7 @@ impl Source {
             .collect();
         Rc::new(Source {
             cfg,
+            mirror,
             iname,
             hdr,
             transforms,
@@ -312,14 +57,14 @@ impl Source {
         })
     }
 
-    fn stream_name(&self) -> String {
+    pub(super) fn stream_name(&self) -> String {
         self.stream
             .upgrade()
             .map(|s| s.name.clone())
             .unwrap_or_default()
     }
 
-    fn info(&self) -> serde_json::Value {
+    pub(super) fn info(&self) -> serde_json::Value {
         let st = self.st.borrow();
         let last = self.last.get();
         let active: i64 = if last == 0 {
@@ -332,7 +77,7 @@ impl Source {
             v["external"] = json!({"api": e.api, "deliver": e.deliver});
         }
         v["lag"] = json!(st.lag);
-        if st.sseq > 0 {
+        if st.sseq > 0 && !self.mirror {
             v["seq"] = json!(st.sseq);
         }
         v["active"] = json!(active);
@@ -350,7 +95,7 @@ impl Source {
 
     /// Abandons the current consumer (its deliveries are ignored from now
     /// on) and schedules a new one from the last sequence taken + 1.
-    fn retry(self: &Rc<Self>, shard: &Rc<Shard>) {
+    pub(super) fn retry(self: &Rc<Self>, shard: &Rc<Shard>) {
         self.cancel(shard);
         self.schedule(shard, Duration::ZERO);
     }
@@ -369,7 +114,7 @@ impl Source {
     }
 
     /// Sets the consumer up after the throttle, the backoff and `extra`.
-    fn schedule(self: &Rc<Self>, shard: &Rc<Shard>, extra: Duration) {
+    pub(super) fn schedule(self: &Rc<Self>, shard: &Rc<Shard>, extra: Duration) {
         let delay = {
             let mut st = self.st.borrow_mut();
             if st.stopped || st.scheduled || st.setting_up {
@@ -433,7 +178,7 @@ impl Source {
         self.st.borrow_mut().deliver = Some(sub);
         let name = format!(
             "JS_SRC_{}_{}",
-            super::config::short_hash(&format!("{} {}", stream.name, self.iname)),
+            crate::jetstream::config::short_hash(&format!("{} {}", stream.name, self.iname)),
             &rand_token()[..8]
         );
         let mut config = json!({
@@ -637,9 +382,11 @@ impl Source {
         let Some(reply) = o.reply.as_ref() else {
             return;
         };
-        let Some((cname, dc, sseq, dseq, pending)) = parse_ack(reply) else {
+        let Some(ack) = parse_ack(reply) else {
             return;
         };
+        let (cname, dc, sseq, dseq, pending) =
+            (ack.consumer, ack.delivered, ack.sseq, ack.dseq, ack.pending);
         self.last.set(now_ns());
         if dc > 1 {
             return;
@@ -669,11 +416,18 @@ impl Source {
             if st.cname.is_empty() {
                 st.cname = cname;
             }
+            // A mirror takes a jump in origin sequences with the next
+            // consumer sequence as the origin's gap (deleted, purged,
+            // filtered out): it stays a gap here.
             st.lag = pending.saturating_sub(1);
             st.inflight += 1;
         }
         let shown = m.shown.unwrap_or(m.subject);
         let orig = String::from_utf8_lossy(shown).into_owned();
+        if self.mirror {
+            self.mirror_store(shard, &stream, orig, o, (sseq, ack.ts), pending);
+            return;
+        }
         let value = format!("{} {sseq} {} {} {orig}", self.hdr.0, self.hdr.1, self.hdr.2);
         let headers = source_headers(&o.headers, &value);
         let subject = self
@@ -701,7 +455,12 @@ impl Source {
     }
 
     /// An append of origin sequence `sseq` finished.
-    fn appended(self: &Rc<Self>, shard: &Rc<Shard>, sseq: u64, r: Result<u64, ApiError>) {
+    pub(super) fn appended(
+        self: &Rc<Self>,
+        shard: &Rc<Shard>,
+        sseq: u64,
+        r: Result<u64, ApiError>,
+    ) {
         let fc = {
             let mut st = self.st.borrow_mut();
             st.inflight = st.inflight.saturating_sub(1);
@@ -726,9 +485,16 @@ impl Source {
                 if st.stopped {
                     return;
                 }
-                // Take it again from the message that failed.
+                // Take it again from the message that failed (a mirror:
+                // from its last stored, as the reference does when its
+                // sequence no longer fits).
                 if st.sseq >= sseq {
                     st.sseq = sseq - 1;
+                }
+                if self.mirror {
+                    if let Some(s) = self.stream.upgrade() {
+                        st.sseq = st.sseq.max(s.log.state(false).last_seq);
+                    }
                 }
                 st.err = Some(e);
                 st.fails += 1;
@@ -737,7 +503,7 @@ impl Source {
         }
     }
 
-    fn stop(&self, shard: &Rc<Shard>) {
+    pub(super) fn stop(&self, shard: &Rc<Shard>) {
         let (cname, acc) = {
             let mut st = self.st.borrow_mut();
             st.stopped = true;
@@ -747,6 +513,7 @@ impl Source {
             )
         };
         self.cancel(shard);
+        self.direct_off(shard);
         if let (false, Some(acc)) = (cname.is_empty(), acc) {
             self.delete_consumer(shard, acc, &cname);
         }
@@ -772,45 +539,5 @@ impl Source {
             shard.remove_sub(&sub);
         })
         .detach();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ack_replies_both_forms() {
-        let v1 = b"$JS.ACK.ORDERS.C1.1.42.7.1700000000000000000.3";
-        assert_eq!(parse_ack(v1), Some(("C1".into(), 1, 42, 7, 3)));
-        let v2 = b"$JS.ACK.hub.ACCHASH.ORDERS.C1.2.42.7.1700000000000000000.0.xyz";
-        assert_eq!(parse_ack(v2), Some(("C1".into(), 2, 42, 7, 0)));
-        assert_eq!(parse_ack(b"$JS.ACK.A.B"), None);
-        assert_eq!(parse_ack(b"_INBOX.x"), None);
-    }
-
-    #[test]
-    fn headers_and_index_names() {
-        let h = source_headers(
-            b"NATS/1.0\r\nNats-Msg-Id: a\r\nNats-Expected-Stream: X\r\nNats-Stream-Source: old 1 > > x\r\n\r\n",
-            "ORDERS 5 orders.> > orders.new",
-        );
-        let s = String::from_utf8(h).unwrap();
-        assert_eq!(
-            s,
-            "NATS/1.0\r\nNats-Msg-Id: a\r\nNats-Stream-Source: ORDERS 5 orders.> > orders.new\r\n\r\n"
-        );
-        let h = source_headers(b"", "A 1 > > a");
-        assert_eq!(h, b"NATS/1.0\r\nNats-Stream-Source: A 1 > > a\r\n\r\n");
-        assert_eq!(
-            parse_header("ORDERS 5 orders.> > orders.new"),
-            Some(("ORDERS orders.> >".into(), 5))
-        );
-        let src = StreamSource {
-            name: "ORDERS".into(),
-            filter_subject: "orders.>".into(),
-            ..Default::default()
-        };
-        assert_eq!(src.iname(), "ORDERS orders.> >");
     }
 }
