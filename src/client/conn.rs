@@ -320,6 +320,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         verbose: true,
         pedantic: true,
         stall_budget: Cell::new(crate::shard::STALL_TOTAL),
+        ponged: false,
     };
     let reason = 'read: loop {
         rbuf.reserve(want.max(need.saturating_sub(rbuf.len())));
