@@ -499,9 +499,11 @@ async fn raw_answers_have_the_reference_keys() {
     async fn answers(bin: &Path) -> Vec<(String, Value)> {
         let (s, _d) = start(bin, CONF);
         let sys = login(&s, "sys").await;
+        let mut events = sys.subscribe("$SYS.ACCOUNT.APP.CONNECT").await.unwrap();
+        common::sync(&sys).await;
         let app = login(&s, "app").await;
         common::sync(&app).await;
-        let mut out = Vec::new();
+        let mut out = vec![("CONNECT event".to_string(), next(&mut events).await.1)];
         for (c, subject, body) in [
             (&sys, "$SYS.REQ.SERVER.PING", ""),
             (&sys, "$SYS.REQ.SERVER.PING.VARZ", "{}"),
@@ -524,7 +526,7 @@ async fn raw_answers_have_the_reference_keys() {
     let reference = answers(&ref_server_2_15()).await;
     let mut problems = Vec::new();
     for ((what, o), (_, r)) in ours.iter().zip(&reference) {
-        for part in ["", "server", "data", "statsz", "error"] {
+        for part in ["", "server", "data", "statsz", "error", "client"] {
             let (a, b) = if part.is_empty() {
                 (o.clone(), r.clone())
             } else {
@@ -546,4 +548,67 @@ async fn raw_answers_have_the_reference_keys() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Events in the system account: a client's CONNECT and DISCONNECT, and
+/// the periodic STATSZ, each received by a system user who listens.
+#[tokio::test]
+async fn connect_disconnect_and_statsz_events() {
+    let (s, _d) = start(&server_bin(), CONF);
+    let id = s.json("/varz").await["server_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sys = login(&s, "sys").await;
+    let mut events = sys.subscribe("$SYS.ACCOUNT.APP.*").await.unwrap();
+    let mut stats = sys
+        .subscribe(format!("$SYS.SERVER.{id}.STATSZ"))
+        .await
+        .unwrap();
+    common::sync(&sys).await;
+
+    let app = login(&s, "app").await;
+    app.publish("some.subject", "hello".into()).await.unwrap();
+    common::sync(&app).await;
+    let (subject, ev) = next(&mut events).await;
+    assert_eq!(subject, "$SYS.ACCOUNT.APP.CONNECT", "{ev}");
+    assert_eq!(
+        ev["type"], "io.nats.server.advisory.v1.client_connect",
+        "{ev}"
+    );
+    check_envelope(&ev, &id);
+    assert_eq!(ev["client"]["acc"], "APP", "{ev}");
+    assert_eq!(ev["client"]["user"], "app", "{ev}");
+    assert_eq!(ev["client"]["kind"], "Client", "{ev}");
+    let cid = ev["client"]["id"].clone();
+    assert!(cid.as_u64().is_some_and(|n| n > 0), "{ev}");
+
+    drop(app);
+    let (subject, ev) = next(&mut events).await;
+    assert_eq!(subject, "$SYS.ACCOUNT.APP.DISCONNECT", "{ev}");
+    assert_eq!(
+        ev["type"], "io.nats.server.advisory.v1.client_disconnect",
+        "{ev}"
+    );
+    assert_eq!(ev["client"]["id"], cid, "{ev}");
+    assert!(ev["client"]["stop"].is_string(), "{ev}");
+    assert!(ev["sent"]["msgs"].as_u64().is_some_and(|n| n >= 1), "{ev}");
+    assert!(ev["reason"].as_str().is_some_and(|r| !r.is_empty()), "{ev}");
+
+    let (_, st) = next(&mut stats).await;
+    check_envelope(&st, &id);
+    assert!(
+        st["statsz"]["connections"].as_u64().is_some_and(|n| n >= 1),
+        "{st}"
+    );
+}
+
+/// The next message of `sub` (within a generous deadline), as JSON.
+async fn next(sub: &mut async_nats::Subscriber) -> (String, Value) {
+    let m = tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(sub))
+        .await
+        .expect("an event within 30s")
+        .expect("subscription open");
+    let v: Value = serde_json::from_slice(&m.payload).expect("JSON event");
+    (m.subject.to_string(), v)
 }

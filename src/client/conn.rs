@@ -506,6 +506,7 @@ fn release(shard: &Shard, client: &Client, reason: CloseReason) {
     shard.clients.borrow_mut().remove(&client.cid);
     shard.stats().connections.fetch_sub(1, Ordering::Relaxed);
     let why = client.reason.get().unwrap_or(reason);
+    crate::system::disconnected(shard, client, why.as_str());
     tracing::debug!(
         "{} - cid:{} - Client connection closed: {}",
         client.addr,

@@ -278,10 +278,13 @@ impl Conn<'_> {
                 }
             }
         }
-        client.connected.set(true);
+        let first = !client.connected.replace(true);
         self.verbose = c.verbose;
         self.pedantic = c.pedantic;
         client.update_connect(c);
+        if first {
+            crate::system::connected(self.shard, client);
+        }
         self.ok();
         Ok(())
     }

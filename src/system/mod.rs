@@ -11,7 +11,9 @@
 //!   system account: `$SYS.REQ.SERVER.PING.CONNZ` and
 //!   `$SYS.REQ.ACCOUNT.PING.CONNZ` (that account's connections),
 //!   `$SYS.REQ.ACCOUNT.PING.STATZ` (its figures);
-//! * everywhere, `$SYS.REQ.USER.INFO`: who the requester is (`user.rs`).
+//! * everywhere, `$SYS.REQ.USER.INFO`: who the requester is (`user.rs`);
+//! * events, when something listens: client CONNECT/DISCONNECT and the
+//!   periodic `$SYS.SERVER.<id>.STATSZ` (`events.rs`).
 //!
 //! Accounts are isolated subject spaces, so a user outside the system
 //! account never reaches the server requests: they get no responders, as
@@ -23,6 +25,7 @@
 
 mod account;
 mod envelope;
+mod events;
 mod request;
 mod server;
 mod statsz;
@@ -35,6 +38,8 @@ use serde_json::Value;
 
 use crate::shard::sink::{Handler, Owned};
 use crate::shard::Shard;
+
+pub use events::{connected, disconnected};
 
 /// Why a request got an error answer; the code is the HTTP status the
 /// reference puts in `error.code`.
@@ -144,6 +149,7 @@ pub async fn start(shard: &Rc<Shard>) {
             let statz = Route::Imported(acc, account::Verb::Statz);
             subscribe(shard, acc, "$SYS.REQ.ACCOUNT.PING.STATZ", statz);
         }
+        events::start_statsz(shard);
         if let Some(b) = shard.barrier() {
             b.wait().await;
         }
