@@ -472,6 +472,29 @@ mod tests {
     }
 
     #[test]
+    fn the_system_account() {
+        let mut opts = Options {
+            accounts: vec![acc("A", vec![], vec![]), acc("SYS", vec![], vec![])],
+            ..Options::default()
+        };
+        let a = Accounts::new(&opts).unwrap();
+        assert_eq!(a.system(), a.id(SYSTEM), "the default, beside the others");
+        opts.system_account = Some("SYS".into());
+        let a = Accounts::new(&opts).unwrap();
+        assert_eq!(a.system(), a.id("SYS"));
+        assert_eq!(a.system_name(), "SYS");
+        assert_eq!(a.id(SYSTEM), None, "no $SYS beside a named system account");
+        opts.system_account = Some("NOPE".into());
+        assert_eq!(
+            Accounts::new(&opts),
+            Err(AccountError::NoSystemAccount("NOPE".into()))
+        );
+        let single = Accounts::new(&Options::default()).unwrap();
+        assert_eq!(single.system(), None);
+        assert_eq!(single.system_name(), SYSTEM);
+    }
+
+    #[test]
     fn mappings() {
         assert_eq!(map_to("a.*.c", "x.*", "a.b.c"), "x.b");
         assert_eq!(map_to("a.>", "z.>", "a.b.c"), "z.b.c");
