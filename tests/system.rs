@@ -612,3 +612,31 @@ async fn next(sub: &mut async_nats::Subscriber) -> (String, Value) {
     let v: Value = serde_json::from_slice(&m.payload).expect("JSON event");
     (m.subject.to_string(), v)
 }
+
+/// Users in the system account and no other credentials: clients without
+/// credentials still come in, to the global account (nats-server makes up
+/// a `no_auth_user` for them), and cannot reach the server requests.
+#[tokio::test]
+async fn system_users_alone_leave_the_global_account_open() {
+    const SYS_ONLY: &str = r#"
+accounts { SYS: { users: [ { user: sys, password: sys } ] } }
+system_account: SYS
+"#;
+    let (s, _d) = start(&server_bin(), SYS_ONLY);
+    let anon = s.client().await;
+    let me = request(&anon, "$SYS.REQ.USER.INFO", "").await;
+    assert_eq!(me["data"]["account"], "$G", "{me}");
+    no_responders(&anon, "$SYS.REQ.SERVER.PING").await;
+    no_responders(&anon, "$SYS.REQ.SERVER.PING.VARZ").await;
+
+    let sys = login(&s, "sys").await;
+    let cz = request(&sys, "$SYS.REQ.SERVER.PING.CONNZ", r#"{"auth":true}"#).await;
+    assert_eq!(cz["data"]["num_connections"], 2, "{cz}");
+    let me = request(&sys, "$SYS.REQ.USER.INFO", "").await;
+    assert_eq!(me["data"]["account"], "SYS", "{me}");
+
+    let wrong = async_nats::ConnectOptions::with_user_and_password("sys".into(), "nope".into())
+        .connect(s.url())
+        .await;
+    assert!(wrong.is_err(), "a wrong password is still refused");
+}
