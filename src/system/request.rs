@@ -32,8 +32,21 @@ impl Filter {
     /// matches only when empty (exact) or contained in "" (never, unless
     /// empty).
     pub fn excludes(&self, g: &Global) -> bool {
-        let host = g.opts.host.as_str();
-        let name = g.server_name.as_str();
+        self.excludes_server(
+            &g.server_name,
+            &g.opts.host,
+            &g.opts.server_tags,
+            g.opts.jetstream_domain.as_deref(),
+        )
+    }
+
+    fn excludes_server(
+        &self,
+        name: &str,
+        host: &str,
+        tags: &[String],
+        domain: Option<&str>,
+    ) -> bool {
         let cluster = "";
         let differs = |want: &str, have: &str| {
             !want.is_empty()
@@ -49,10 +62,10 @@ impl Filter {
         {
             return true;
         }
-        if self.tags.iter().any(|t| !g.opts.server_tags.contains(t)) {
+        if self.tags.iter().any(|t| !tags.contains(t)) {
             return true;
         }
-        !self.domain.is_empty() && g.opts.jetstream_domain.as_deref() != Some(self.domain.as_str())
+        !self.domain.is_empty() && domain != Some(self.domain.as_str())
     }
 }
 
@@ -213,6 +226,24 @@ pub struct AccountStatz {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_like_the_reference() {
+        let f = |body: &str| parse::<Filter>(body.as_bytes()).unwrap();
+        let tags = ["edge".to_string()];
+        let ex = |body: &str| f(body).excludes_server("srv-a1", "0.0.0.0", &tags, Some("hub"));
+        assert!(!ex(""));
+        assert!(!ex(r#"{"server_name":"a1"}"#), "contains");
+        assert!(ex(r#"{"server_name":"a1","exact_match":true}"#));
+        assert!(!ex(r#"{"server_name":"srv-a1","exact_match":true}"#));
+        assert!(ex(r#"{"server_name":"b"}"#));
+        assert!(ex(r#"{"cluster":"c"}"#), "no cluster here");
+        assert!(!ex(r#"{"tags":["edge"]}"#));
+        assert!(ex(r#"{"tags":["edge","core"]}"#));
+        assert!(!ex(r#"{"domain":"hub"}"#));
+        assert!(ex(r#"{"domain":"leaf"}"#));
+        assert!(parse::<Filter>(b"[1]").is_err());
+    }
 
     #[test]
     fn bodies_parse_like_the_reference() {
