@@ -115,6 +115,9 @@ pub struct Global {
     /// Start-up progress and shard heartbeats for the service manager
     /// (see `notify`).
     pub lifecycle: crate::notify::Lifecycle,
+    /// Complete once every shard knows of the system services'
+    /// subscriptions (`system`): no shard takes clients before.
+    pub system_ready: Arc<crate::shard::link::SyncPoint>,
 }
 
 impl Global {
@@ -193,6 +196,7 @@ impl Global {
             responses: Default::default(),
             logins: Default::default(),
             lifecycle: crate::notify::Lifecycle::new(shards),
+            system_ready: crate::shard::link::SyncPoint::new(1),
         })
     }
 

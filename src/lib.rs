@@ -27,4 +27,5 @@ pub mod shard;
 pub mod signal;
 pub mod subject;
 pub mod sublist;
+pub mod system;
 pub mod tls;

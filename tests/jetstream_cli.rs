@@ -8,9 +8,10 @@
 //!     BROKER_EDGE_BIN=$PWD/target/refs/bin/nats-server-2.15.3 \
 //!         cargo test -p broker-edge --test jetstream_cli
 //!
-//! `nats server ping` is not covered: it needs the system account
-//! (`$SYS.REQ.SERVER.PING`); without one nats-server 2.15.3 answers 503 and
-//! the CLI exits 1 ("ensure a system account is used").
+//! `nats server ping` is not covered here: it needs a system user
+//! (`$SYS.REQ.SERVER.PING`; without one nats-server 2.15.3 answers 503 and
+//! the CLI exits 1, "ensure a system account is used"); `tests/system.rs`
+//! drives it and the other `nats server` commands with one.
 
 mod common;
 

@@ -705,3 +705,60 @@ async fn version_1_jwts_from_older_nsc_log_in() {
     let forged = format!("{input}.{}", b64(&b.sign(input.as_bytes()).unwrap()));
     expect_auth_violation(raw_connect(&s, &forged, &ub).await).await;
 }
+
+/// The operator names the system account: its users reach the server's
+/// `$SYS` requests, other accounts' users get no responders and may ask
+/// who they are (`$SYS.REQ.USER.INFO`, the account by its public key).
+#[tokio::test]
+async fn the_operators_system_account_serves_the_sys_requests() {
+    let op = KeyPair::new_operator();
+    let sys = KeyPair::new_account();
+    let a = KeyPair::new_account();
+    let op_jwt = encode(
+        json!({"sub": op.public_key(), "name": "OP",
+               "nats": {"type": "operator", "version": 2,
+                        "system_account": sys.public_key()}}),
+        &op,
+    );
+    let sys_jwt = account_jwt(&op, &sys, "SYS", json!({}));
+    let a_jwt = account_jwt(&op, &a, "A", json!({}));
+    let conf = format!(
+        "operator: \"{op_jwt}\"\nresolver: MEMORY\nresolver_preload {{\n  {}: \"{sys_jwt}\"\n  {}: \"{a_jwt}\"\n}}\n",
+        sys.public_key(),
+        a.public_key(),
+    );
+    let s = Server::start_with_config(&conf, &[]);
+    let sys_user = KeyPair::new_user();
+    let c = client(&s, &user_jwt(&sys, &sys_user, json!({}), None), &sys_user).await;
+    let m = within(
+        "VARZ over NATS",
+        c.request("$SYS.REQ.SERVER.PING.VARZ", "".into()),
+    )
+    .await
+    .expect("the system account is answered");
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert!(v["server"]["id"].is_string(), "{v}");
+    assert!(v["data"]["server_id"].is_string(), "{v}");
+
+    let a_user = KeyPair::new_user();
+    let ca = client(&s, &user_jwt(&a, &a_user, json!({}), None), &a_user).await;
+    let r = within(
+        "PING from another account",
+        ca.request("$SYS.REQ.SERVER.PING.VARZ", "".into()),
+    )
+    .await;
+    assert!(
+        matches!(&r, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders),
+        "{r:?}"
+    );
+    if ca.server_info().version.starts_with("2.9.") {
+        eprintln!("$SYS.REQ.USER.INFO came with nats-server 2.10: not asked of 2.9");
+        return;
+    }
+    let m = within("USER.INFO", ca.request("$SYS.REQ.USER.INFO", "".into()))
+        .await
+        .expect("anyone may ask who they are");
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(v["data"]["account"], a.public_key(), "{v}");
+    assert_eq!(v["data"]["user"], a_user.public_key(), "{v}");
+}

@@ -63,6 +63,8 @@ pub struct ServiceTarget {
 pub enum AccountError {
     #[error("import of {subject:?} from account {from:?}: no such account")]
     NoAccount { from: String, subject: String },
+    #[error("system account {0:?} is not a configured account")]
+    NoSystemAccount(String),
     #[error("account {importer:?} is not allowed to import {subject:?} from account {from:?}")]
     NotExported {
         importer: String,
@@ -85,6 +87,9 @@ pub struct Accounts {
     services: Vec<Vec<ServiceImport>>,
     /// By account: its limits (config `limits {}` or account JWT).
     limits: Vec<crate::options::AccountLimits>,
+    /// The system account (`system_account`, else `$SYS` when accounts
+    /// are configured); `None` with no accounts: nobody can be in it.
+    system: Option<u32>,
 }
 
 /// An account limit: absent or negative means unlimited.
@@ -134,10 +139,26 @@ impl Accounts {
             a.add(&acc.name);
         }
         // With accounts, the system account exists too (as in the
-        // reference), so `system_account` users have a home of their own.
-        if a.names.len() > 1 {
+        // reference): the one `system_account` names, else `$SYS`.
+        let named = opts.system_account.as_deref().filter(|n| *n != SYSTEM);
+        if let Some(n) = named {
+            if !a.by_name.contains_key(n) {
+                // The reference will not start; in operator mode the
+                // operator names it, and an account it did not preload
+                // leaves the default in place.
+                if opts.trusted_operators.is_empty() {
+                    return Err(AccountError::NoSystemAccount(n.to_string()));
+                }
+            }
+        }
+        let named = named.filter(|n| a.by_name.contains_key(*n));
+        if a.names.len() > 1 && named.is_none() {
             a.add(SYSTEM);
         }
+        a.system = match named {
+            Some(n) => a.by_name.get(n).copied(),
+            None => a.by_name.get(SYSTEM).copied(),
+        };
         a.multi = a.names.len() > 1;
         a.limits = vec![Default::default(); a.names.len()];
         for acc in &all {
@@ -212,6 +233,17 @@ impl Accounts {
                 .insert(name.to_string(), self.names.len() as u32);
             self.names.push(name.to_string());
         }
+    }
+
+    /// The system account's id (see [`Accounts::new`]).
+    pub fn system(&self) -> Option<u32> {
+        self.system
+    }
+
+    /// The system account's name as `/accountz` shows it (`$SYS` when
+    /// there is none to log into, as the reference's default).
+    pub fn system_name(&self) -> &str {
+        self.system.map_or(SYSTEM, |id| self.name(id))
     }
 
     /// Every account's name, in id order.
@@ -437,6 +469,29 @@ mod tests {
             Accounts::new(&bad),
             Err(AccountError::NotExported { .. })
         ));
+    }
+
+    #[test]
+    fn the_system_account() {
+        let mut opts = Options {
+            accounts: vec![acc("A", vec![], vec![]), acc("SYS", vec![], vec![])],
+            ..Options::default()
+        };
+        let a = Accounts::new(&opts).unwrap();
+        assert_eq!(a.system(), a.id(SYSTEM), "the default, beside the others");
+        opts.system_account = Some("SYS".into());
+        let a = Accounts::new(&opts).unwrap();
+        assert_eq!(a.system(), a.id("SYS"));
+        assert_eq!(a.system_name(), "SYS");
+        assert_eq!(a.id(SYSTEM), None, "no $SYS beside a named system account");
+        opts.system_account = Some("NOPE".into());
+        assert_eq!(
+            Accounts::new(&opts),
+            Err(AccountError::NoSystemAccount("NOPE".into()))
+        );
+        let single = Accounts::new(&Options::default()).unwrap();
+        assert_eq!(single.system(), None);
+        assert_eq!(single.system_name(), SYSTEM);
     }
 
     #[test]

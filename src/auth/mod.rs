@@ -272,6 +272,11 @@ pub struct Authenticator {
     /// checked against it too, so it costs what a known one does (no user
     /// names leak by timing).
     decoy: Option<Secret>,
+    /// The only configured account is the system account (and nothing
+    /// else asks for credentials): clients without credentials come into
+    /// the global account, as nats-server lets them (it makes up a
+    /// `no_auth_user` there), so adding system users locks nobody out.
+    anonymous_global: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -359,6 +364,7 @@ impl Authenticator {
             }),
             no_auth_user: opts.no_auth_user.clone(),
             timeout: opts.auth_timeout.unwrap_or_else(|| default_timeout(opts)),
+            anonymous_global: only_system_account(opts),
         })
     }
 
@@ -399,7 +405,7 @@ impl Authenticator {
     /// What INFO says in `auth_required`: with a `no_auth_user`, clients
     /// may come without credentials, so the reference does not ask for any.
     pub fn info_auth_required(&self) -> bool {
-        self.required() && self.no_auth_user.is_none()
+        self.required() && self.no_auth_user.is_none() && !self.anonymous_global
     }
 
     /// INFO must carry a nonce (nkey users are configured, or operator
@@ -459,7 +465,7 @@ impl Authenticator {
         if let Some(trust) = &self.trust {
             return self.authenticate_jwt(trust, c, nonce, conn_type);
         }
-        if !self.required() {
+        if !self.required() || (self.anonymous_global && no_credentials(c)) {
             return Ok(Authed {
                 user: String::new(),
                 account: GLOBAL_ACCOUNT.into(),
@@ -599,6 +605,26 @@ impl Authenticator {
         }
         c.user.as_deref().filter(|u| !u.is_empty())
     }
+}
+
+/// Whether the configuration's only account is its system account, with
+/// no other credentials (no `authorization` users, user, token or
+/// `no_auth_user`) and not in operator mode: nats-server's condition for
+/// letting clients without credentials into the global account.
+fn only_system_account(opts: &Options) -> bool {
+    opts.trusted_operators.is_empty()
+        && opts.no_auth_user.is_none()
+        && opts.username.is_none()
+        && opts.auth_token.is_none()
+        && opts.users.iter().all(|u| u.account.is_some())
+        && opts.nkeys.iter().all(|u| u.account.is_some())
+        && matches!(opts.accounts.as_slice(), [a] if opts.system_account.as_deref() == Some(a.name.as_str()))
+}
+
+/// A CONNECT that names nobody: no user, password, token, nkey or JWT.
+fn no_credentials(c: &Connect) -> bool {
+    let empty = |s: &Option<String>| s.as_deref().unwrap_or("").is_empty();
+    empty(&c.user) && empty(&c.pass) && empty(&c.auth_token) && empty(&c.nkey) && empty(&c.jwt)
 }
 
 /// nats' `getDefaultAuthTimeout`: 2s, or the TLS handshake timeout plus

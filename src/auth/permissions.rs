@@ -145,6 +145,46 @@ impl Permissions {
     pub fn responses(&self) -> Option<&ResponsePermission> {
         self.responses.as_ref()
     }
+
+    /// The lists as nats-server shows them to their user (`$SYS.REQ.USER.INFO`
+    /// `permissions`): subjects as strings, a queue entry as "subject queue",
+    /// `responses` with `max` and `ttl` (nanoseconds).
+    pub fn public_json(&self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let entry = |e: &SubEntry| match &e.queue {
+            Some(q) => format!("{} {}", text(&e.subject), text(q)),
+            None => text(&e.subject),
+        };
+        let side = |allow: Option<Vec<String>>, deny: Vec<String>| {
+            let mut m = Map::new();
+            if let Some(a) = allow.filter(|a| !a.is_empty()) {
+                m.insert("allow".into(), json!(a));
+            }
+            if !deny.is_empty() {
+                m.insert("deny".into(), json!(deny));
+            }
+            Value::Object(m)
+        };
+        let mut v = json!({
+            "publish": side(
+                self.pub_allow.as_ref().map(|l| l.iter().map(|s| text(s)).collect()),
+                self.pub_deny.iter().map(|s| text(s)).collect(),
+            ),
+            "subscribe": side(
+                self.sub_allow.as_ref().map(|l| l.iter().map(entry).collect()),
+                self.sub_deny.iter().map(entry).collect(),
+            ),
+        });
+        if let Some(r) = &self.responses {
+            // Unlimited shows as -1, as the reference keeps it.
+            v["responses"] = json!({
+                "max": r.max_msgs.map_or(-1, |m| m as i64),
+                "ttl": r.expires.map_or(-1, |t| t.as_nanos() as i64),
+            });
+        }
+        v
+    }
 }
 
 /// Which entries match `subject`: whether a queue-less one did, and the

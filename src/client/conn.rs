@@ -320,6 +320,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         verbose: true,
         pedantic: true,
         stall_budget: Cell::new(crate::shard::STALL_TOTAL),
+        ponged: false,
     };
     let reason = 'read: loop {
         rbuf.reserve(want.max(need.saturating_sub(rbuf.len())));
@@ -505,6 +506,7 @@ fn release(shard: &Shard, client: &Client, reason: CloseReason) {
     shard.clients.borrow_mut().remove(&client.cid);
     shard.stats().connections.fetch_sub(1, Ordering::Relaxed);
     let why = client.reason.get().unwrap_or(reason);
+    crate::system::disconnected(shard, client, why.as_str());
     tracing::debug!(
         "{} - cid:{} - Client connection closed: {}",
         client.addr,

@@ -382,6 +382,9 @@ pub fn info_for(g: &crate::global::Global, cid: u64, addr: SocketAddr, ldm: bool
         ldm,
         nonce: None,
         broker_edge_version: PRODUCT_VERSION.into(),
+        connect_info: false,
+        remote_account: None,
+        acc_is_sys: false,
     }
 }
 

@@ -64,9 +64,32 @@ pub(super) struct Conn<'a> {
     /// What is left of this read's allowance for waiting on lagging
     /// subscribers (see `Shard::unstall`).
     pub(super) stall_budget: Cell<Duration>,
+    /// A PONG went out already.
+    pub(super) ponged: bool,
 }
 
 impl Conn<'_> {
+    /// After the first PONG, a client of the system account that speaks
+    /// protocol 1 is told so in an INFO, as the reference tells every
+    /// such client its account (only system-account clients are told
+    /// here: nothing else reads it).
+    fn connect_info(&self) {
+        let client = self.client;
+        let g = &client.g;
+        if !client.connected.get()
+            || client.connect.borrow().protocol < 1
+            || g.accounts.system() != Some(client.account())
+            || client.leaf.is_some()
+        {
+            return;
+        }
+        let mut info = client.info(false);
+        info.connect_info = true;
+        info.remote_account = Some(g.accounts.name(client.account()).to_string());
+        info.acc_is_sys = true;
+        client.out.push(&info.to_line());
+    }
+
     fn ok(&self) {
         if self.verbose {
             self.client.out.push(b"+OK\r\n");
@@ -122,6 +145,9 @@ impl Conn<'_> {
                     }
                 }
                 client.out.push(b"PONG\r\n");
+                if !std::mem::replace(&mut self.ponged, true) {
+                    self.connect_info();
+                }
                 Ok(())
             }
             ClientOp::Pong => {
@@ -252,10 +278,13 @@ impl Conn<'_> {
                 }
             }
         }
-        client.connected.set(true);
+        let first = !client.connected.replace(true);
         self.verbose = c.verbose;
         self.pedantic = c.pedantic;
         client.update_connect(c);
+        if first {
+            crate::system::connected(self.shard, client);
+        }
         self.ok();
         Ok(())
     }

@@ -123,7 +123,7 @@ impl Config {
             // As the reference: with no account naming JetStream, every
             // account but the system account has it.
             *e = if explicit.is_empty() {
-                name != crate::account::SYSTEM
+                Some(id as u32) != accounts.system()
             } else {
                 explicit.contains(&name)
             };

@@ -61,7 +61,7 @@ fn proc_usage() -> (u64, f64) {
 }
 
 /// CPUs online in the machine (a shard thread's own affinity is one CPU).
-fn online_cpus() -> usize {
+pub(crate) fn online_cpus() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     n.max(1) as usize
@@ -168,8 +168,9 @@ pub(super) fn leaf_varz(o: &crate::options::Options, bound: Option<u16>) -> Valu
     Value::Object(v)
 }
 
-pub fn varz(g: &Global) -> Value {
-    let o = &g.opts;
+/// Resident memory (bytes) and CPU use (percent of one core, averaged
+/// since start, one decimal), as `/varz` `mem` and `cpu`.
+pub(crate) fn process_usage(g: &Global) -> (u64, f64) {
     let (mem, cpu_secs) = proc_usage();
     let up = g.start.elapsed();
     let cpu_pct = if up.as_secs_f64() > 0.0 {
@@ -177,6 +178,13 @@ pub fn varz(g: &Global) -> Value {
     } else {
         0.0
     };
+    (mem, cpu_pct)
+}
+
+pub fn varz(g: &Global) -> Value {
+    let o = &g.opts;
+    let (mem, cpu_pct) = process_usage(g);
+    let up = g.start.elapsed();
     let sum = |f: fn(&crate::global::ShardStats) -> u64| g.total(f);
     let http_stats: serde_json::Map<String, Value> = g
         .http_requests
@@ -293,6 +301,12 @@ fn int(params: &HashMap<String, String>, k: &str) -> Result<i64, String> {
     }
 }
 
+/// An account filter (`acc=NAME`): an unknown name matches nothing.
+fn account_param(g: &Global, params: &HashMap<String, String>, k: &str) -> Option<u32> {
+    let name = params.get(k).filter(|a| !a.is_empty())?;
+    Some(g.accounts.id(name).unwrap_or(u32::MAX))
+}
+
 /// `offset` and `limit` as the reference applies them: a negative offset
 /// is 0, a limit of 0 or less is the default (1024).
 fn paging(params: &HashMap<String, String>) -> Result<(usize, usize), String> {
@@ -313,7 +327,7 @@ pub const MAX_SUBS_PER_CONN: usize = 1024;
 /// the page get shorter lists once it is spent. The reference lists all.
 pub const MAX_SUBS_PER_ANSWER: usize = 64 * 1024;
 
-fn conn_json(c: &ConnReport, subs: bool, detail: bool) -> Value {
+fn conn_json(c: &ConnReport, subs: bool, detail: bool, auth: bool) -> Value {
     let mut v = json!({
         "cid": c.cid,
         "kind": "Client",
@@ -341,6 +355,17 @@ fn conn_json(c: &ConnReport, subs: bool, detail: bool) -> Value {
         if !val.is_empty() {
             v[k] = json!(val);
         }
+    }
+    // Who it is, when asked (`auth=1`), as the reference: the account
+    // only when it is not the global one.
+    if auth {
+        if !c.user.is_empty() {
+            v["authorized_user"] = json!(c.user);
+        }
+        if c.account != crate::account::GLOBAL {
+            v["account"] = json!(c.account);
+        }
+        v["name_tag"] = json!(c.account);
     }
     if subs && !c.subs.is_empty() {
         if detail {
@@ -383,12 +408,15 @@ pub async fn connz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
     };
     let sort = params.get("sort").map(String::as_str).unwrap_or("cid");
     let sort = ConnSort::parse(sort).ok_or_else(|| format!("invalid sorting option: {sort}"))?;
+    let auth = flag(params, "auth")?;
     let firsts = gather(
         g,
         &Query::ConnKeys {
             sort,
             keep: offset.saturating_add(limit),
             cid,
+            account: account_param(g, params, "acc"),
+            user: params.get("user").filter(|u| !u.is_empty()).cloned(),
         },
     )
     .await;
@@ -416,7 +444,7 @@ pub async fn connz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
     let conns: Vec<Value> = page
         .iter()
         .filter_map(|k| reports.get(&k.cid))
-        .map(|c| conn_json(c, subs, detail))
+        .map(|c| conn_json(c, subs, detail, auth))
         .collect();
     Ok(json!({
         "server_id": g.server_id,
@@ -447,6 +475,7 @@ pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
             list: subs,
             test,
             keep: offset.saturating_add(limit),
+            account: account_param(g, params, "acc"),
         },
     )
     .await;
@@ -517,13 +546,14 @@ pub fn gatewayz(g: &Global) -> Value {
 /// configured, as in the reference; without, nats-server lists `$SYS` too).
 pub fn accountz(g: &Global) -> Value {
     let mut names: Vec<String> = g.accounts.names().to_vec();
-    if !names.iter().any(|n| n == crate::account::SYSTEM) {
-        names.insert(0, crate::account::SYSTEM.to_string());
+    let system = g.accounts.system_name();
+    if !names.iter().any(|n| n == system) {
+        names.insert(0, system.to_string());
     }
     json!({
         "server_id": g.server_id,
         "now": rfc3339(SystemTime::now()),
-        "system_account": crate::account::SYSTEM,
+        "system_account": system,
         "accounts": names,
     })
 }

@@ -80,6 +80,10 @@ pub enum Query {
         sort: ConnSort,
         keep: usize,
         cid: Option<u64>,
+        /// Only connections of this account (`acc=`) ...
+        account: Option<u32>,
+        /// ... and of this user (`user=`).
+        user: Option<String>,
     },
     /// `/connz`, second step: full reports of these connections, each
     /// with at most `.1` of its subscriptions listed.
@@ -90,6 +94,8 @@ pub enum Query {
         list: bool,
         test: Option<String>,
         keep: usize,
+        /// Only subscriptions in this account.
+        account: Option<u32>,
     },
 }
 
@@ -132,6 +138,9 @@ pub struct ConnReport {
     pub version: String,
     pub subs: Vec<SubDetail>,
     pub shard: usize,
+    /// The authenticated user (empty without one) and the account's name.
+    pub user: String,
+    pub account: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -161,12 +170,27 @@ pub fn first_sorted<T: Ord>(items: &mut Vec<T>, keep: usize) {
 
 pub fn report(shard: &Rc<Shard>, q: &Query) -> ShardReport {
     match q {
-        Query::ConnKeys { sort, keep, cid } => {
+        Query::ConnKeys {
+            sort,
+            keep,
+            cid,
+            account,
+            user,
+        } => {
             let clients = shard.clients.borrow();
             let key = |c: &Rc<Client>| conn_key(shard, c, *sort);
+            let wanted = |c: &&Rc<Client>| {
+                account.is_none_or(|a| c.account() == a)
+                    && user.as_ref().is_none_or(|u| *u == c.user_name())
+            };
             let mut keys: Vec<ConnKey> = match cid {
-                Some(cid) => clients.get(cid).into_iter().map(key).collect(),
-                None => clients.values().map(key).collect(),
+                Some(cid) => clients
+                    .get(cid)
+                    .into_iter()
+                    .filter(wanted)
+                    .map(key)
+                    .collect(),
+                None => clients.values().filter(wanted).map(key).collect(),
             };
             let matched = keys.len();
             first_sorted(&mut keys, *keep);
@@ -187,7 +211,12 @@ pub fn report(shard: &Rc<Shard>, q: &Query) -> ShardReport {
                 ..Default::default()
             }
         }
-        Query::Subs { list, test, keep } => {
+        Query::Subs {
+            list,
+            test,
+            keep,
+            account,
+        } => {
             let sl = shard.subs.borrow();
             let mut report = ShardReport {
                 sublist: sl.stats(),
@@ -195,11 +224,13 @@ pub fn report(shard: &Rc<Shard>, q: &Query) -> ShardReport {
             };
             if *list {
                 let mut found = Vec::new();
+                let accounts = &shard.g.accounts;
                 sl.for_each(|_, _, s| {
                     let s = &s.0;
                     if test
                         .as_ref()
                         .is_none_or(|t| crate::subject::matches(&s.subject, t.as_bytes()))
+                        && account.is_none_or(|a| accounts.split_key(&s.key).0 == a)
                     {
                         found.push(SubOrder(s.cid(), s.sid.clone(), s.clone()));
                     }
@@ -260,6 +291,8 @@ fn conn_report(shard: &Rc<Shard>, c: &Client, list_subs: usize) -> ConnReport {
         name: connect.name.clone(),
         lang: connect.lang.clone(),
         version: connect.version.clone(),
+        user: c.user_name(),
+        account: shard.g.accounts.name(c.account()).to_string(),
         subs: subs
             .values()
             .take(list_subs)

@@ -9,11 +9,11 @@
 //! at once ([`MAX_CONNECTIONS_PER_SHARD`]), and what one `/connz` makes a
 //! shard walk (`gather.rs`).
 
-mod endpoints;
+pub(crate) mod endpoints;
 pub mod gather;
 pub mod http;
-mod jsz;
-mod leafz;
+pub(crate) mod jsz;
+pub(crate) mod leafz;
 mod metrics;
 pub use jsz::free_disk;
 

@@ -35,6 +35,15 @@ pub struct Info {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
     pub broker_edge_version: String,
+    /// The INFO sent after the first PONG to a client in the system
+    /// account (see `system`): its account, and that it is the system
+    /// account (`nats account info` shows it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub connect_info: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_account: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub acc_is_sys: bool,
 }
 
 impl Info {

@@ -50,6 +50,10 @@ pub struct Shard {
     backlogged: RefCell<Vec<Rc<backlog::Backlog>>>,
     /// The streams placed here (set at start when JetStream is on).
     pub js: std::cell::OnceCell<Rc<crate::jetstream::JetStream>>,
+    /// The client whose publish is being delivered now (0: none), for
+    /// shard-local internal subscribers that answer about the requester
+    /// (`$SYS.REQ.USER.INFO`, see `system::user`).
+    pub(crate) publisher: Cell<u64>,
 }
 
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
@@ -156,6 +160,7 @@ impl Shard {
             stalled: RefCell::new(Vec::new()),
             backlogged: RefCell::new(Vec::new()),
             js: std::cell::OnceCell::new(),
+            publisher: Cell::new(0),
         }
     }
 
@@ -261,11 +266,13 @@ impl Shard {
             queues: None,
             spoke: false,
         };
+        self.publisher.set(from.cid);
         let any = if accounts.multi {
             self.publish_accounts(&o, acc, data, &m)
         } else {
             self.publish_in(&o, 0, data, &m)
         };
+        self.publisher.set(0);
         if !any && reply.is_some() && from.wants_no_responders() {
             if let Some(r) = reply {
                 from.no_responders(r, NO_RESPONDERS);

@@ -61,6 +61,8 @@ pub async fn run(g: Arc<Global>) {
     }
     // Streams are recovered before the shard serves anything.
     crate::jetstream::start(&shard).await;
+    // The system account's services, subscribed before clients come.
+    crate::system::start(&shard).await;
     // Links to hubs start once the streams they might feed are here.
     crate::leaf::start(&shard);
     // Declared streams, buckets and consumers (shard 0, once all are up).

@@ -98,6 +98,26 @@ impl super::Shard {
         sub
     }
 
+    /// [`Self::subscribe_internal`] for this shard's own publishers only:
+    /// peers are not told, so a message published on another shard never
+    /// comes here (the reference's "internal only" subscriptions, for
+    /// requests this shard answers about its own connection). It stays for
+    /// the shard's life.
+    pub fn subscribe_local_internal(&self, acc: u32, subject: &str, h: Handler) {
+        let subject = Bytes::copy_from_slice(subject.as_bytes());
+        let key = self.g.accounts.key_bytes(acc, &subject);
+        let sub = crate::client::SubRef(Rc::new(crate::client::Sub {
+            sink: Sink::Internal(h),
+            subject,
+            key,
+            queue: None,
+            sid: Bytes::new(),
+            max: std::cell::Cell::new(0),
+            delivered: std::cell::Cell::new(0),
+        }));
+        self.subs.borrow_mut().insert(&sub.0.key, None, sub.clone());
+    }
+
     /// Publishes a message the server itself makes (API replies, PubAcks,
     /// advisories) into account `acc`; it reaches subscribers on every
     /// shard like a client's publish, imports and service responses
