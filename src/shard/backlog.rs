@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 /// Above either mark the sink is backlogged; producers wait until it is
@@ -75,6 +76,36 @@ impl Backlog {
     /// Items in flight (for tests and monitoring).
     pub fn pending(&self) -> (usize, usize) {
         (self.msgs.get(), self.bytes.get())
+    }
+}
+
+impl super::Shard {
+    /// An internal sink went over its backlog mark: the producer of the
+    /// current read (or link item) waits for it in `unstall`.
+    pub fn backlogged(&self, b: &Rc<Backlog>) {
+        if !b.listed.replace(true) {
+            self.backlogged.borrow_mut().push(b.clone());
+        }
+    }
+
+    /// Waits until every backlogged sink is back under half its marks,
+    /// for as long as it keeps finishing work: a sink that finishes
+    /// nothing for `STALL_MAX` (a stuck disk) is not waited for further.
+    pub(super) async fn drain_backlogs(&self) {
+        let sinks: Vec<Rc<Backlog>> = std::mem::take(&mut *self.backlogged.borrow_mut());
+        for b in sinks {
+            b.listed.set(false);
+            loop {
+                let mark = b.finished();
+                if crate::runtime::timeout(super::STALL_MAX, b.drained())
+                    .await
+                    .is_some()
+                    || b.finished() == mark
+                {
+                    break;
+                }
+            }
+        }
     }
 }
 

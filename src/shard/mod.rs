@@ -520,14 +520,6 @@ impl Shard {
         !self.stalled.borrow().is_empty() || !self.backlogged.borrow().is_empty()
     }
 
-    /// An internal sink went over its backlog mark: the producer of the
-    /// current read (or link item) waits for it in `unstall`.
-    pub fn backlogged(&self, b: &Rc<backlog::Backlog>) {
-        if !b.listed.replace(true) {
-            self.backlogged.borrow_mut().push(b.clone());
-        }
-    }
-
     pub fn any_congested(&self) -> bool {
         self.links.iter().flatten().any(|l| l.is_congested())
     }
@@ -784,26 +776,6 @@ impl Shard {
             self.remove_sub(sub);
         }
         true
-    }
-
-    /// Waits until every backlogged sink is back under half its marks,
-    /// for as long as it keeps finishing work: a sink that finishes
-    /// nothing for `STALL_MAX` (a stuck disk) is not waited for further.
-    async fn drain_backlogs(&self) {
-        let sinks: Vec<Rc<backlog::Backlog>> = std::mem::take(&mut *self.backlogged.borrow_mut());
-        for b in sinks {
-            b.listed.set(false);
-            loop {
-                let mark = b.finished();
-                if crate::runtime::timeout(STALL_MAX, b.drained())
-                    .await
-                    .is_some()
-                    || b.finished() == mark
-                {
-                    break;
-                }
-            }
-        }
     }
 
     pub fn link(&self, peer: usize) -> Option<&Rc<Link>> {
