@@ -284,3 +284,23 @@ pub async fn start(shard: &Rc<Shard>) {
     }
     cfg.api_ready.wait().await;
 }
+
+/// Closes the streams of this shard at shutdown: what is staged becomes
+/// durable (whatever the sync policy), consumer journals close, and no
+/// log still has work on glommio's blocking pool when the executor goes
+/// (see `broker_edge_storage::testing` for why that matters).
+pub async fn stop(shard: &Rc<Shard>) {
+    let Some(js) = shard.js.get().cloned() else {
+        return;
+    };
+    let streams: Vec<Rc<Stream>> = std::mem::take(&mut *js.streams.borrow_mut())
+        .into_values()
+        .collect();
+    for st in streams {
+        st.stop_sources();
+        st.stop_consumers(false).await;
+        if let Err(e) = st.log.close().await {
+            tracing::error!("JetStream: stream {} not closed cleanly: {e}", st.name);
+        }
+    }
+}

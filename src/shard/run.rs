@@ -91,6 +91,7 @@ pub async fn run(g: Arc<Global>) {
     }
     // Give writers a moment to flush and sockets to close.
     runtime::sleep(Duration::from_millis(50)).await;
+    crate::jetstream::stop(&shard).await;
     for link in (0..g.shards).filter_map(|p| shard.link(p)) {
         link.close();
     }

@@ -24,6 +24,9 @@ impl Log {
 
     /// Compacts at most `max` segments.
     pub(crate) async fn compact_some(&self, max: usize) -> Result<usize> {
+        if self.inner.closed.get() {
+            return Ok(0);
+        }
         let candidates: Vec<u64> = {
             let st = self.inner.st.borrow();
             let below = st.cfg.compact_below;
@@ -52,8 +55,28 @@ struct Snapshot {
     tmp: std::path::PathBuf,
 }
 
+/// Counts a compaction as under way for as long as it lives.
+struct Running<'a>(&'a Inner);
+
+impl<'a> Running<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.compactions.set(inner.compactions.get() + 1);
+        Running(inner)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.compactions.set(self.0.compactions.get() - 1);
+    }
+}
+
 impl Inner {
     async fn compact_one(self: &Rc<Self>, base: u64) -> Result<bool> {
+        if self.closed.get() {
+            return Ok(false);
+        }
+        let _running = Running::new(self);
         // A tombstone may be left out of the new generation only when the
         // record it deletes cannot come back without it: it lies below a
         // floor, or in a segment that was dropped. Both must be durable
@@ -140,7 +163,8 @@ impl Inner {
     /// tombstones at or above `gone` (below it they are durably redundant).
     fn snapshot(&self, base: u64, gone: u64) -> Result<Option<Snapshot>> {
         let mut st = self.st.borrow_mut();
-        if st.compacting {
+        // Closed while the barrier and syncs above were awaited.
+        if st.compacting || self.closed.get() {
             return Ok(None);
         }
         let n = st.segs.len();

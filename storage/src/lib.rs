@@ -44,6 +44,8 @@ mod segment;
 mod spare;
 mod state;
 mod subject;
+#[doc(hidden)]
+pub mod testing;
 
 pub use commit::{CommitStats, Expect};
 pub use config::{Discard, Durability, Limits, LogConfig};

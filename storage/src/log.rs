@@ -25,6 +25,11 @@ pub(crate) struct Inner {
     pub st: RefCell<State>,
     pub q: RefCell<Queue>,
     pub closed: Cell<bool>,
+    /// Compactions under way (`compact.rs`), from their first step to
+    /// their last write: close waits for them, and none starts once closed,
+    /// so a closed log never writes again (its directory may be deleted,
+    /// or opened by a new instance that would pick the same file names).
+    pub compactions: Cell<u32>,
     /// The next segment file, made ahead of the roll (`spare.rs`).
     pub spare: crate::spare::SpareSlot,
     /// Sealing rolled segments, making the spare: waited for at close.
@@ -105,6 +110,7 @@ impl Log {
             st: RefCell::new(rec.state),
             q: RefCell::new(Queue::default()),
             closed: Cell::new(false),
+            compactions: Cell::new(0),
             spare: Default::default(),
             background: Default::default(),
             marks: Default::default(),
@@ -535,7 +541,7 @@ impl Log {
         self.inner.closed.set(true);
         // A background compaction may be mid-copy: let it finish so nothing
         // of this instance writes after close returns.
-        while self.inner.st.borrow().compacting {
+        while self.inner.compactions.get() > 0 {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
         self.inner.background.wait_all().await;

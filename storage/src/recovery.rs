@@ -476,13 +476,7 @@ mod tests {
     use crate::format::{self, Key, Kind};
     use crate::{Filter, Log, LogConfig, Start};
 
-    fn run<T: 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .expect("executor")
-            .run(f)
-    }
+    use crate::testing::run;
 
     const EVIL: u64 = 1_000_000;
 

@@ -121,7 +121,11 @@ impl Inner {
             let a = st.active();
             (a.file.clone(), a.len, a.len == 0, a.base == st.next_seq)
         };
-        if empty && same_base {
+        if same_base {
+            // No message has a sequence here yet: the segment is empty or
+            // holds only deletes and purges. A new one would get the same
+            // base, so the same file name, and replace this file with its
+            // records (deletes came back after a restart). It grows.
             return self.grow(room).await;
         }
         if empty {
@@ -179,12 +183,22 @@ impl Inner {
         r
     }
 
-    /// Enlarges the (empty) active segment so a record of `room` fits.
+    /// Enlarges the active segment so a record of `room` fits after what
+    /// it holds: an empty one just enough for that record, one holding
+    /// records by another segment's worth (so a run of deletes does not
+    /// grow it record by record).
     async fn grow(&self, room: usize) -> Result<()> {
         let (file, path, cap) = {
             let st = self.st.borrow();
             let a = st.active();
-            (a.file.clone(), a.path.clone(), fit(a.capacity, room))
+            let cap = if a.len == 0 {
+                fit(a.capacity, room)
+            } else {
+                (a.len + room as u64)
+                    .max(a.capacity + st.cfg.segment_size)
+                    .next_multiple_of(4096)
+            };
+            (a.file.clone(), a.path.clone(), cap)
         };
         let Some(file) = file else {
             return Err(Error::Closed);
@@ -332,6 +346,9 @@ pub(crate) fn spawn_maintenance(weak: Weak<Inner>) {
                 if let Err(e) = inner.sync_active().await {
                     tracing::warn!(error = %e, "interval fsync failed");
                 }
+                if inner.closed.get() {
+                    return;
+                }
             }
             let candidate = {
                 let st = inner.st.borrow();
@@ -349,6 +366,9 @@ pub(crate) fn spawn_maintenance(weak: Weak<Inner>) {
                 if let Err(e) = log.compact_some(1).await {
                     tracing::warn!(error = %e, "background compaction failed");
                 }
+            }
+            if inner.closed.get() {
+                return;
             }
             if expire {
                 inner.st.borrow_mut().enforce_global();

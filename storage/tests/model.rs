@@ -266,6 +266,7 @@ fn run_case(ops: Vec<Op>, direct: bool) {
             }
             check(&log, &m).await;
         }
+        log.close().await.unwrap();
     });
 }
 

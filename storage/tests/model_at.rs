@@ -244,6 +244,7 @@ fn run_case(ops: Vec<Op>, direct: bool) {
             }
             check(&log, &m);
         }
+        log.close().await.unwrap();
     });
 }
 

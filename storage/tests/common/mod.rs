@@ -1,18 +1,7 @@
 #![allow(dead_code)]
-use std::future::Future;
-
 use broker_edge_storage::{Durability, LogConfig};
-use glommio::{LocalExecutorBuilder, Placement};
 
-/// Runs a future on a fresh glommio executor with a small I/O memory
-/// budget (RLIMIT_MEMLOCK is low on CI machines).
-pub fn run<T: 'static>(f: impl Future<Output = T> + 'static) -> T {
-    let ex = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(512 << 10)
-        .make()
-        .expect("executor");
-    ex.run(f)
-}
+pub use broker_edge_storage::testing::run;
 
 pub fn small_cfg(seg: u64) -> LogConfig {
     LogConfig {
