@@ -117,6 +117,13 @@ pub(crate) struct Queue {
     pub stats: CommitStats,
 }
 
+impl Queue {
+    /// Operations wait to be framed.
+    pub(crate) fn has_staged(&self) -> bool {
+        !self.ops.is_empty() || !self.sealed.is_empty()
+    }
+}
+
 /// The file to oneself: no group in flight and no other erase
 /// ([`Inner::exclusive`]). Restarts the committer when the last one goes.
 pub(crate) struct Exclusive {
@@ -298,6 +305,14 @@ async fn commit_loop(inner: Rc<Inner>) {
         let staged = {
             let mut q = inner.q.borrow_mut();
             let st = inner.st.borrow();
+            if inner.closed.get() && q.ops.is_empty() && q.sealed.is_empty() && ahead.is_empty() {
+                // Closed: `close` flushed what was staged. A limit applied
+                // since may stage a delete, but a closed log writes nothing
+                // (a new instance may own its directory by now); the next
+                // open applies the limit again.
+                q.running = false;
+                return;
+            }
             if let Some(sealed) = q.sealed.pop_front() {
                 Some(sealed)
             } else if !q.ops.is_empty() || st.control_pending() {

@@ -537,7 +537,16 @@ impl Log {
 
     /// Flushes and stops accepting writes. Readers' `Bytes` stay valid.
     pub async fn close(&self) -> Result<()> {
-        self.flush().await?;
+        // Appends staged while the flush waited, and deletes a limit staged
+        // as the last group was applied, are written too: once closed the
+        // commit loop writes nothing more.
+        for _ in 0..4 {
+            self.flush().await?;
+            let staged = self.inner.q.borrow().has_staged();
+            if !staged && !self.inner.st.borrow().control_pending() {
+                break;
+            }
+        }
         self.inner.closed.set(true);
         // A background compaction may be mid-copy: let it finish so nothing
         // of this instance writes after close returns.

@@ -352,3 +352,29 @@ fn torn_message_after_a_skip() {
         assert_eq!(seq, 4);
     });
 }
+
+/// Found by `append_at_matches_model`: the last append before a restart
+/// let the message limit stage a purge that `close` did not wait for; the
+/// closed instance wrote it later, rolling into a segment file beside the
+/// reopened log's, whose next two messages recovery then took for damage.
+#[test]
+fn a_limit_applied_at_close_is_written_before_close_returns() {
+    use Op::*;
+    run_case(
+        vec![
+            At(0, 0, 0),
+            Limits(Some(5), None),
+            At(0, 0, 0),
+            At(16391, 0, 71),
+            At(0, 0, 73),
+            At(1, 0, 18),
+            At(1, 0, 80),
+            At(0, 0, 28),
+            Restart,
+            At(0, 1, 40),
+            At(0, 1, 47),
+            Restart,
+        ],
+        true,
+    );
+}
