@@ -21,67 +21,19 @@ use async_nats::Client;
 use serde_json::{json, Value};
 
 use common::cli::{nats, nats_ok};
+use common::retry::{api, info, publish_with};
 use common::{js_api, Server};
 
 /// How long mirroring may take to catch up after an outage (the reference
 /// notices a silent origin after 10 s and backs off between attempts).
 const CATCH_UP: Duration = Duration::from_secs(90);
 
-/// A `$JS.API`-style request, retried while nobody answers (an API across
-/// a link that is not up yet); the JSON reply.
-async fn api(c: &Client, subject: &str, body: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = tokio::time::timeout(
-            Duration::from_secs(2),
-            c.request(subject.to_string(), body.to_string().into()),
-        )
-        .await;
-        if let Ok(Ok(m)) = r {
-            if !m.payload.is_empty() {
-                return serde_json::from_slice(&m.payload)
-                    .unwrap_or_else(|e| panic!("{subject}: not JSON ({e}): {:?}", m.payload));
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{subject} {body}: never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-static MSG_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Publishes with a header of its own and waits for the PubAck, retried
-/// while nobody answers (with a `Nats-Msg-Id`, so a retry never stores
-/// twice); the sequence.
+/// Publishes with a header of its own (kept by the mirror as it is).
 async fn publish(c: &Client, subject: &str, payload: &str) -> u64 {
-    let id = MSG_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", format!("m{id}").as_str());
+    publish_with(c, subject, payload, |id, h| {
         h.insert("X-Mine", format!("h{id}").as_str());
-        let r = tokio::time::timeout(
-            Duration::from_secs(2),
-            c.request_with_headers(subject.to_string(), h, payload.to_string().into()),
-        )
-        .await;
-        if let Ok(Ok(m)) = r {
-            let v: Value = serde_json::from_slice(&m.payload).unwrap();
-            assert!(v.get("error").is_none(), "publish {subject}: {v}");
-            return v["seq"].as_u64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "publish {subject}: no PubAck");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn info(c: &Client, prefix: &str, stream: &str) -> Value {
-    let v = api(c, &format!("{prefix}.STREAM.INFO.{stream}"), "").await;
-    assert!(v.get("error").is_none(), "info {stream}: {v}");
-    v
+    })
+    .await
 }
 
 /// Every stored message of `stream`, by sequence (each the next one at

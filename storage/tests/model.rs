@@ -6,9 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use broker_edge_storage::{
-    Discard, Durability, Filter, Limits, Log, LogConfig, Purge, Start, WriteMode,
-};
+use broker_edge_storage::{Discard, Filter, Limits, Log, LogConfig, Purge, Start};
 use common::run;
 use proptest::prelude::*;
 
@@ -80,25 +78,7 @@ impl Model {
 }
 
 fn cfg(limits: &Limits, direct: bool) -> LogConfig {
-    LogConfig {
-        segment_size: 600,
-        durability: if direct {
-            Durability::Interval(std::time::Duration::from_millis(20))
-        } else {
-            Durability::Never
-        },
-        write_mode: if direct {
-            WriteMode::Direct
-        } else {
-            WriteMode::Buffered
-        },
-        limits: limits.clone(),
-        compact_below: 0.6,
-        // Small, so reads mix the recent-writes cache and the mapping and
-        // the cache evicts.
-        recent_bytes: 1024,
-        ..Default::default()
-    }
+    common::model_cfg(600, limits, direct)
 }
 
 async fn check(log: &Log, m: &Model) {

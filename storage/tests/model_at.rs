@@ -89,23 +89,7 @@ impl Model {
 }
 
 fn cfg(limits: &Limits, direct: bool) -> LogConfig {
-    LogConfig {
-        segment_size: 700,
-        durability: if direct {
-            Durability::Interval(std::time::Duration::from_millis(20))
-        } else {
-            Durability::Never
-        },
-        write_mode: if direct {
-            WriteMode::Direct
-        } else {
-            WriteMode::Buffered
-        },
-        limits: limits.clone(),
-        compact_below: 0.6,
-        recent_bytes: 1024,
-        ..Default::default()
-    }
+    common::model_cfg(700, limits, direct)
 }
 
 fn check(log: &Log, m: &Model) {

@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod leaf;
+pub mod retry;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};

@@ -23,6 +23,17 @@ use crate::shard::sink::Owned;
 use crate::shard::{Msg, Shard};
 
 impl Source {
+    /// The subject a message is stored under: the first of the source's
+    /// transforms that applies, else its own.
+    pub(super) fn stored_subject(&self, orig: String) -> Bytes {
+        let s = self
+            .transforms
+            .iter()
+            .find_map(|t| t.apply(&orig))
+            .unwrap_or(orig);
+        Bytes::from(s)
+    }
+
     pub(super) fn new(
         cfg: StreamSource,
         stream: &Rc<Stream>,
@@ -430,13 +441,8 @@ impl Source {
         }
         let value = format!("{} {sseq} {} {} {orig}", self.hdr.0, self.hdr.1, self.hdr.2);
         let headers = source_headers(&o.headers, &value);
-        let subject = self
-            .transforms
-            .iter()
-            .find_map(|t| t.apply(&orig))
-            .unwrap_or(orig);
         let msg = Owned {
-            subject: Bytes::from(subject),
+            subject: self.stored_subject(orig),
             reply: None,
             headers: Bytes::from(headers),
             payload: o.payload,

@@ -12,8 +12,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
-
 use super::Source;
 use crate::jetstream::config::{valid_asset_name, StreamConfig};
 use crate::jetstream::errors::ApiError;
@@ -154,13 +152,8 @@ impl Source {
         if pending < CAUGHT_UP && stream.meta.borrow().config.mirror_direct {
             self.direct_on(shard, stream);
         }
-        let subject = self
-            .transforms
-            .iter()
-            .find_map(|t| t.apply(&orig))
-            .unwrap_or(orig);
         let msg = Owned {
-            subject: Bytes::from(subject),
+            subject: self.stored_subject(orig),
             reply: None,
             headers: o.headers,
             payload: o.payload,

@@ -1,7 +1,31 @@
 #![allow(dead_code)]
-use broker_edge_storage::{Durability, LogConfig};
+use broker_edge_storage::{Durability, Limits, LogConfig, WriteMode};
 
 pub use broker_edge_storage::testing::run;
+
+/// The model tests' log: small segments; direct mode with an interval
+/// sync, or buffered writes never synced.
+pub fn model_cfg(segment_size: u64, limits: &Limits, direct: bool) -> LogConfig {
+    LogConfig {
+        segment_size,
+        durability: if direct {
+            Durability::Interval(std::time::Duration::from_millis(20))
+        } else {
+            Durability::Never
+        },
+        write_mode: if direct {
+            WriteMode::Direct
+        } else {
+            WriteMode::Buffered
+        },
+        limits: limits.clone(),
+        compact_below: 0.6,
+        // Small, so reads mix the recent-writes cache and the mapping and
+        // the cache evicts.
+        recent_bytes: 1024,
+        ..Default::default()
+    }
+}
 
 pub fn small_cfg(seg: u64) -> LogConfig {
     LogConfig {
