@@ -97,6 +97,8 @@ pub struct Global {
     pub ctl: Vec<async_channel::Sender<Ctl>>,
     pub ctl_rx: Vec<async_channel::Receiver<Ctl>>,
     pub lame_duck: AtomicBool,
+    /// Client connections closed lately, for `/connz?state=closed`.
+    pub closed: crate::monitor::closed::ClosedRing,
     /// Accepts that failed for want of resources (file descriptors,
     /// memory): the router backed off each time (`/varz` `accept_errors`).
     pub accept_errors: AtomicU64,
@@ -187,6 +189,7 @@ impl Global {
             ctl,
             ctl_rx,
             lame_duck: AtomicBool::new(false),
+            closed: Default::default(),
             accept_errors: AtomicU64::new(0),
             peer_tx,
             peer_rx,

@@ -40,6 +40,8 @@ pub struct Options {
     pub max_connections: usize,
     pub max_payload: usize,
     pub max_pending: usize,
+    /// Closed client connections `/connz` keeps (0: the default).
+    pub max_closed_clients: usize,
     pub max_control_line: usize,
     /// 0 means unlimited.
     pub max_subscriptions: usize,
@@ -652,6 +654,7 @@ impl Default for Options {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_payload: DEFAULT_MAX_PAYLOAD,
             max_pending: DEFAULT_MAX_PENDING,
+            max_closed_clients: crate::monitor::closed::DEFAULT_MAX_CLOSED_CLIENTS,
             max_control_line: DEFAULT_MAX_CONTROL_LINE,
             max_subscriptions: 0,
             ping_interval: Duration::from_secs(120),

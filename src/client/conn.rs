@@ -499,13 +499,15 @@ fn release(shard: &Shard, client: &Client, reason: CloseReason) {
         }
     }
     client.reader_fd.set(None);
+    let why = client.reason.get().unwrap_or(reason);
+    // Snapshot for `/connz?state=closed`, subscriptions and all.
+    shard.g.closed.record(shard, client, why);
     let subs: Vec<SubRef> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
     for s in &subs {
         shard.remove_sub(s);
     }
     shard.clients.borrow_mut().remove(&client.cid);
     shard.stats().connections.fetch_sub(1, Ordering::Relaxed);
-    let why = client.reason.get().unwrap_or(reason);
     crate::system::disconnected(shard, client, why.as_str());
     tracing::debug!(
         "{} - cid:{} - Client connection closed: {}",

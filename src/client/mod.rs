@@ -48,6 +48,32 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    const ALL: [CloseReason; 16] = [
+        CloseReason::ClientClosed,
+        CloseReason::ProtocolViolation,
+        CloseReason::ParseError,
+        CloseReason::MaxPayload,
+        CloseReason::MaxControlLine,
+        CloseReason::SlowConsumerPendingBytes,
+        CloseReason::SlowConsumerWriteDeadline,
+        CloseReason::StaleConnection,
+        CloseReason::AuthenticationViolation,
+        CloseReason::AuthenticationTimeout,
+        CloseReason::MaxConnectionsExceeded,
+        CloseReason::ServerShutdown,
+        CloseReason::WriteError,
+        CloseReason::ReadError,
+        CloseReason::TlsHandshakeError,
+        CloseReason::DuplicateRemoteLeafnode,
+    ];
+
+    /// Its place among the reasons ordered by their text (`/connz` sorts
+    /// closed connections by reason that way).
+    pub fn rank(self) -> usize {
+        let me = self.as_str();
+        Self::ALL.iter().filter(|r| r.as_str() < me).count()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::ClientClosed => "Client Closed",

@@ -186,6 +186,7 @@ fn top_level(cx: &mut Cx, e: &Entry, o: &mut Options) {
             }
         }
         "max_pending" => set(cx, usize_of(e), &mut o.max_pending),
+        "max_closed_clients" => set(cx, usize_of(e), &mut o.max_closed_clients),
         "max_subscriptions" | "max_subs" => set(cx, usize_of(e), &mut o.max_subscriptions),
         "ping_interval" => {
             warn_int_duration(cx, e);

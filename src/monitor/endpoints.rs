@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+use super::closed::{self, ConnState};
 use super::gather::{ConnKey, ConnReport, ConnSort, Query, ShardReport};
 use crate::global::{Ctl, Global};
 use crate::protocol::info::{NATS_VERSION, PRODUCT_VERSION};
@@ -38,6 +39,14 @@ pub fn uptime(d: Duration) -> String {
 
 fn since(t: SystemTime) -> Duration {
     SystemTime::now().duration_since(t).unwrap_or_default()
+}
+
+/// From `t` to `stop` (a closed connection), or to now.
+fn until(t: SystemTime, stop: Option<SystemTime>) -> Duration {
+    match stop {
+        Some(s) => s.duration_since(t).unwrap_or_default(),
+        None => since(t),
+    }
 }
 
 /// Resident memory and CPU seconds of this process, from /proc.
@@ -337,8 +346,8 @@ fn conn_json(c: &ConnReport, subs: bool, detail: bool, auth: bool) -> Value {
         "start": rfc3339(c.start),
         "last_activity": rfc3339(c.last_activity),
         "rtt": "0s",
-        "uptime": uptime(since(c.start)),
-        "idle": uptime(since(c.last_activity)),
+        "uptime": uptime(until(c.start, c.stop)),
+        "idle": uptime(until(c.last_activity, c.stop)),
         "pending_bytes": c.pending_bytes,
         "in_msgs": c.in_msgs,
         "out_msgs": c.out_msgs,
@@ -347,6 +356,10 @@ fn conn_json(c: &ConnReport, subs: bool, detail: bool, auth: bool) -> Value {
         "subscriptions": c.subscriptions,
         "shard": c.shard,
     });
+    if let (Some(stop), Some(reason)) = (c.stop, c.reason) {
+        v["stop"] = json!(rfc3339(stop));
+        v["reason"] = json!(reason);
+    }
     for (k, val) in [
         ("name", &c.name),
         ("lang", &c.lang),
@@ -406,32 +419,67 @@ pub async fn connz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
         Some(v) => Some(v.parse::<u64>().map_err(|_| format!("invalid cid {v:?}"))?),
         None => None,
     };
+    let state = ConnState::parse(params.get("state").map_or("", String::as_str))?;
     let sort = params.get("sort").map(String::as_str).unwrap_or("cid");
     let sort = ConnSort::parse(sort).ok_or_else(|| format!("invalid sorting option: {sort}"))?;
+    match sort {
+        ConnSort::Stop if state != ConnState::Closed => {
+            return Err("sort by stop only valid on closed connections".into())
+        }
+        ConnSort::Reason if state != ConnState::Closed => {
+            return Err("sort by reason only valid on closed connections".into())
+        }
+        _ => {}
+    }
     let auth = flag(params, "auth")?;
-    let firsts = gather(
-        g,
-        &Query::ConnKeys {
-            sort,
-            keep: offset.saturating_add(limit),
+    let account = account_param(g, params, "acc");
+    let user = params.get("user").filter(|u| !u.is_empty()).cloned();
+    let keep = offset.saturating_add(limit);
+    let mut total = 0;
+    let mut keys: Vec<ConnKey> = Vec::new();
+    if state.open() {
+        let firsts = gather(
+            g,
+            &Query::ConnKeys {
+                sort,
+                keep,
+                cid,
+                account,
+                user: user.clone(),
+            },
+        )
+        .await;
+        total += firsts.iter().map(|r| r.matched).sum::<usize>();
+        keys.extend(firsts.into_iter().flat_map(|r| r.keys));
+    }
+    if state.closed() {
+        let f = closed::Filter {
             cid,
-            account: account_param(g, params, "acc"),
-            user: params.get("user").filter(|u| !u.is_empty()).cloned(),
-        },
-    )
-    .await;
-    let total: usize = firsts.iter().map(|r| r.matched).sum();
-    let mut keys: Vec<ConnKey> = firsts.into_iter().flat_map(|r| r.keys).collect();
+            account: account.map(|a| g.accounts.name(a)),
+            user: user.as_deref(),
+        };
+        let (n, k) = g.closed.keys(sort, keep, &f);
+        total += n;
+        keys.extend(k);
+    }
     keys.sort_unstable();
     let page: Vec<ConnKey> = keys.into_iter().skip(offset).take(limit).collect();
     let budget = subs_budget(&page, subs);
     let mut want: Vec<Vec<(u64, usize)>> = vec![Vec::new(); g.ctl.len()];
+    let mut want_closed = Vec::new();
     for (k, n) in page.iter().zip(&budget) {
-        if let Some(w) = want.get_mut(k.shard) {
+        if k.shard == closed::CLOSED {
+            want_closed.push((k.cid, *n));
+        } else if let Some(w) = want.get_mut(k.shard) {
             w.push((k.cid, *n));
         }
     }
-    let mut reports: HashMap<u64, ConnReport> = HashMap::new();
+    let mut reports: HashMap<u64, ConnReport> = g
+        .closed
+        .reports(&want_closed)
+        .into_iter()
+        .map(|c| (c.cid, c))
+        .collect();
     for (i, want) in want.into_iter().enumerate() {
         if want.is_empty() {
             continue;

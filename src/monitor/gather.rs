@@ -30,11 +30,15 @@ pub enum ConnSort {
     Last,
     Idle,
     Uptime,
+    /// Closed connections only: most recently closed first.
+    Stop,
+    /// Closed connections only: by the reason's text.
+    Reason,
 }
 
 impl ConnSort {
     /// The order a `sort=` value names; `None` for one the reference
-    /// does not take for open connections.
+    /// does not take.
     pub fn parse(s: &str) -> Option<ConnSort> {
         Some(match s {
             "cid" | "" => ConnSort::Cid,
@@ -48,6 +52,8 @@ impl ConnSort {
             "last" => ConnSort::Last,
             "idle" => ConnSort::Idle,
             "uptime" => ConnSort::Uptime,
+            "stop" => ConnSort::Stop,
+            "reason" => ConnSort::Reason,
             _ => return None,
         })
     }
@@ -67,6 +73,8 @@ impl ConnSort {
             ConnSort::BytesFrom => most_first(u128::from(c.counters.in_bytes.get())),
             ConnSort::Last => most_first(nanos(c.last_activity.get())),
             ConnSort::Idle => nanos(c.last_activity.get()),
+            // Closed connections only (refused for others before).
+            ConnSort::Stop | ConnSort::Reason => u128::from(c.cid),
         }
     }
 }
@@ -141,6 +149,9 @@ pub struct ConnReport {
     /// The authenticated user (empty without one) and the account's name.
     pub user: String,
     pub account: String,
+    /// Closed connections: when, and why.
+    pub stop: Option<SystemTime>,
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -273,7 +284,7 @@ fn conn_key(shard: &Shard, c: &Client, sort: ConnSort) -> ConnKey {
     }
 }
 
-fn conn_report(shard: &Rc<Shard>, c: &Client, list_subs: usize) -> ConnReport {
+pub(crate) fn conn_report(shard: &Shard, c: &Client, list_subs: usize) -> ConnReport {
     let connect = c.connect.borrow();
     let subs = c.subs.borrow();
     ConnReport {
@@ -299,6 +310,8 @@ fn conn_report(shard: &Rc<Shard>, c: &Client, list_subs: usize) -> ConnReport {
             .map(|s| detail(&s.0))
             .collect(),
         shard: shard.id,
+        stop: None,
+        reason: None,
     }
 }
 

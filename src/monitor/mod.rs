@@ -9,6 +9,7 @@
 //! at once ([`MAX_CONNECTIONS_PER_SHARD`]), and what one `/connz` makes a
 //! shard walk (`gather.rs`).
 
+pub mod closed;
 pub(crate) mod endpoints;
 pub mod gather;
 pub mod http;
