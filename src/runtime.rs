@@ -57,6 +57,19 @@ thread_local! {
     /// reactor only once no task is ready, and a read that napped alone
     /// would sit deaf while the others kept spinning.
     static LAST_TURN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// This shard's busy time handed out by glommio so far.
+    static BUSY: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// Time this shard's executor has spent running tasks and polling for I/O
+/// (not parked) since it started. glommio hands its counters out once and
+/// resets them, so they are summed here; nothing else may take them.
+pub fn busy_time() -> Duration {
+    let d = glommio::executor().executor_stats().total_runtime();
+    BUSY.with(|b| {
+        b.set(b.get() + d);
+        b.get()
+    })
 }
 
 /// A read at most this long is taken for one message of a conversation

@@ -20,6 +20,14 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of a per-shard family's samples.
+fn sum_of(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test]
 async fn metrics_follow_the_server_and_pass_promtool() {
     ours_only!("nats-server has no /metrics (the exporter makes them)");
@@ -81,12 +89,45 @@ async fn metrics_follow_the_server_and_pass_promtool() {
         .collect();
     assert_eq!(shards.len().to_string(), common::shards(), "{text}");
 
+    // Storage work per shard: every acknowledged publish was a group
+    // commit made durable before its ack (the default policy).
+    let groups = sum_of(&text, "broker_edge_storage_groups_total");
+    assert!(groups >= 3.0, "{text}");
+    assert!(
+        sum_of(&text, "broker_edge_storage_records_total") >= 3.0,
+        "{text}"
+    );
+    assert!(
+        sum_of(&text, "broker_edge_storage_written_bytes_total") > 0.0,
+        "{text}"
+    );
+    assert!(
+        sum_of(&text, "broker_edge_storage_durable_seconds_count") >= 3.0,
+        "{text}"
+    );
+    let inf = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("broker_edge_storage_durable_seconds_bucket{")
+                && l.contains("le=\"+Inf\"")
+        })
+        .count();
+    assert_eq!(inf.to_string(), common::shards(), "{text}");
+    assert!(
+        sum_of(&text, "broker_edge_shard_busy_seconds_total") > 0.0,
+        "{text}"
+    );
+
     // More messages show up at the next scrape.
     c.request("orders.more", "y".into()).await.unwrap();
     let (_, text2) = s.http("/metrics").await;
     assert_eq!(
         sample(&text2, "nats_jetstream_stream_total_messages", &stream),
         Some(4.0)
+    );
+    assert!(
+        sum_of(&text2, "broker_edge_storage_groups_total") > groups,
+        "{text2}"
     );
 
     let promtool = Command::new("promtool")

@@ -265,7 +265,7 @@ pub fn varz(g: &Global) -> Value {
 }
 
 /// Asks every shard `q`; shards that do not answer are left out.
-async fn gather(g: &Arc<Global>, q: &Query) -> Vec<ShardReport> {
+pub(super) async fn gather(g: &Arc<Global>, q: &Query) -> Vec<ShardReport> {
     let mut waits = Vec::new();
     for tx in &g.ctl {
         let (reply, rx) = futures_channel::oneshot::channel();
@@ -570,6 +570,36 @@ pub async fn subsz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<
 
 /// `/routez`: this build has no routes (clusters are refused), so the
 /// reference's shape with none.
+/// A boolean parameter as Go's `strconv.ParseBool` reads it, with the
+/// reference's words for a bad one.
+fn go_bool(params: &HashMap<String, String>, k: &str) -> Result<bool, String> {
+    match params.get(k).map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(v) => Err(format!(
+            "Error decoding boolean for '{k}': strconv.ParseBool: parsing {v:?}: invalid syntax"
+        )),
+    }
+}
+
+/// `/accstatz`: each account's connections and traffic, as
+/// `$SYS.REQ.ACCOUNT.PING.STATZ` answers (those without connections only
+/// with `unused`; over HTTP the reference takes no account filter), but
+/// always answered.
+pub async fn accstatz(g: &Arc<Global>, params: &HashMap<String, String>) -> Result<Value, String> {
+    let unused = go_bool(params, "unused")?;
+    Ok(crate::system::account_statz(g, &[], unused)
+        .await
+        .unwrap_or_else(|| {
+            json!({
+                "server_id": g.server_id,
+                "now": rfc3339(SystemTime::now()),
+                "account_statz": [],
+            })
+        }))
+}
+
 pub fn routez(g: &Global) -> Value {
     json!({
         "server_id": g.server_id,

@@ -96,6 +96,8 @@ pub enum Query {
     /// `/connz`, second step: full reports of these connections, each
     /// with at most `.1` of its subscriptions listed.
     Conns { want: Vec<(u64, usize)> },
+    /// `/metrics`: the shard's storage counters and busy time.
+    Work,
     /// `/subsz`: sublist statistics and, when `list`, how many
     /// subscriptions match `test` and the first `keep` in (cid, sid) order.
     Subs {
@@ -163,6 +165,17 @@ pub struct ShardReport {
     pub sublist: SublistStats,
     pub subs: Vec<SubDetail>,
     pub max_fanout: usize,
+    pub work: Option<Work>,
+}
+
+/// What a shard has done (`/metrics`).
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub shard: usize,
+    /// Storage counters of the shard's logs.
+    pub storage: broker_edge_storage::stats::StorageStats,
+    /// Its executor's busy time since start.
+    pub busy: std::time::Duration,
 }
 
 /// Sorts `items` and keeps the first `keep`, touching each once more
@@ -222,6 +235,14 @@ pub fn report(shard: &Rc<Shard>, q: &Query) -> ShardReport {
                 ..Default::default()
             }
         }
+        Query::Work => ShardReport {
+            work: Some(Work {
+                shard: shard.id,
+                storage: broker_edge_storage::stats::thread_stats(),
+                busy: crate::runtime::busy_time(),
+            }),
+            ..Default::default()
+        },
         Query::Subs {
             list,
             test,

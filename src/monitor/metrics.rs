@@ -9,16 +9,21 @@ use std::fmt::Write;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use broker_edge_storage::stats::{Histogram, DURABLE_BUCKETS};
 use serde_json::Value;
 
 use crate::shard::Shard;
+
+type Labels = Vec<(&'static str, String)>;
 
 /// One metric family: its samples are written under one HELP/TYPE head.
 struct Family {
     name: String,
     help: &'static str,
     kind: &'static str,
-    samples: Vec<(Vec<(&'static str, String)>, f64)>,
+    /// (name suffix, labels, value): a histogram's samples are
+    /// `_bucket`, `_sum` and `_count`.
+    samples: Vec<(&'static str, Labels, f64)>,
 }
 
 #[derive(Default)]
@@ -27,6 +32,22 @@ struct Out {
 }
 
 impl Out {
+    fn family(&mut self, name: &str, help: &'static str, kind: &'static str) -> &mut Family {
+        let i = match self.families.iter().position(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                self.families.push(Family {
+                    name: name.to_string(),
+                    help,
+                    kind,
+                    samples: Vec::new(),
+                });
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[i]
+    }
+
     fn add(
         &mut self,
         name: &str,
@@ -35,16 +56,31 @@ impl Out {
         labels: Vec<(&'static str, String)>,
         v: f64,
     ) {
-        if let Some(f) = self.families.iter_mut().find(|f| f.name == name) {
-            f.samples.push((labels, v));
-            return;
+        self.family(name, help, kind).samples.push(("", labels, v));
+    }
+
+    /// A latency histogram in seconds (cumulative buckets, `+Inf`, sum
+    /// and count).
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+        h: &Histogram,
+    ) {
+        let f = self.family(name, help, "histogram");
+        let mut below = 0;
+        for (i, bound) in DURABLE_BUCKETS.iter().enumerate() {
+            below += h.counts[i];
+            let mut l = labels.clone();
+            l.push(("le", bound.to_string()));
+            f.samples.push(("_bucket", l, below as f64));
         }
-        self.families.push(Family {
-            name: name.to_string(),
-            help,
-            kind,
-            samples: vec![(labels, v)],
-        });
+        let mut l = labels.clone();
+        l.push(("le", "+Inf".to_string()));
+        f.samples.push(("_bucket", l, h.count() as f64));
+        f.samples.push(("_sum", labels.clone(), h.sum_seconds));
+        f.samples.push(("_count", labels, h.count() as f64));
     }
 
     fn gauge(
@@ -72,8 +108,9 @@ impl Out {
         for f in &self.families {
             let _ = writeln!(s, "# HELP {} {}", f.name, f.help);
             let _ = writeln!(s, "# TYPE {} {}", f.name, f.kind);
-            for (labels, v) in &f.samples {
+            for (suffix, labels, v) in &f.samples {
                 s.push_str(&f.name);
+                s.push_str(suffix);
                 if !labels.is_empty() {
                     s.push('{');
                     for (i, (k, val)) in labels.iter().enumerate() {
@@ -176,6 +213,46 @@ pub async fn metrics(shard: &Rc<Shard>) -> Result<String, String> {
             "Leaf node links owned by the shard",
             l(),
             st.leafs.load(Ordering::Relaxed) as f64,
+        );
+    }
+
+    for r in super::endpoints::gather(&g, &super::gather::Query::Work).await {
+        let Some(w) = r.work else { continue };
+        let l = || {
+            let mut l = server();
+            l.push(("shard", w.shard.to_string()));
+            l
+        };
+        o.counter(
+            "broker_edge_shard_busy_seconds_total",
+            "Time the shard's loop spent running tasks and polling for I/O (not idle)",
+            l(),
+            w.busy.as_secs_f64(),
+        );
+        let st = &w.storage;
+        o.counter(
+            "broker_edge_storage_groups_total",
+            "Group commits the shard's logs wrote",
+            l(),
+            st.groups as f64,
+        );
+        o.counter(
+            "broker_edge_storage_records_total",
+            "Records (messages, deletes, purges) in those group commits",
+            l(),
+            st.records as f64,
+        );
+        o.counter(
+            "broker_edge_storage_written_bytes_total",
+            "Bytes the shard's logs wrote to disk",
+            l(),
+            st.bytes_written as f64,
+        );
+        o.histogram(
+            "broker_edge_storage_durable_seconds",
+            "Time to make a write durable (an O_DSYNC group write or an fdatasync)",
+            l(),
+            &st.durable,
         );
     }
 
@@ -388,5 +465,29 @@ mod tests {
             t,
             "# HELP a_b help\n# TYPE a_b gauge\na_b{x=\"q\\\"\\\\\\n\"} 1\na_b{x=\"2\"} 2.5\n"
         );
+    }
+
+    #[test]
+    fn histograms_have_cumulative_buckets_sum_and_count() {
+        let mut h = Histogram::default();
+        h.counts[0] = 2;
+        h.counts[3] = 1;
+        h.counts[DURABLE_BUCKETS.len()] = 1;
+        h.sum_seconds = 1.5;
+        let mut o = Out::default();
+        o.histogram("d_seconds", "help", vec![("shard", "0".into())], &h);
+        let t = o.render();
+        let has = |line: &str| assert!(t.contains(&format!("{line}\n")), "{line} in\n{t}");
+        assert!(
+            t.starts_with("# HELP d_seconds help\n# TYPE d_seconds histogram\n"),
+            "{t}"
+        );
+        has(r#"d_seconds_bucket{shard="0",le="0.00005"} 2"#);
+        has(r#"d_seconds_bucket{shard="0",le="0.00025"} 2"#);
+        has(r#"d_seconds_bucket{shard="0",le="0.0005"} 3"#);
+        has(r#"d_seconds_bucket{shard="0",le="0.25"} 3"#);
+        has(r#"d_seconds_bucket{shard="0",le="+Inf"} 4"#);
+        has(r#"d_seconds_sum{shard="0"} 1.5"#);
+        assert!(t.ends_with("d_seconds_count{shard=\"0\"} 4\n"), "{t}");
     }
 }

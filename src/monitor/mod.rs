@@ -235,7 +235,14 @@ async fn respond(
     // handlers): unknown paths must not grow the table `/varz` shows.
     let known = matches!(
         path,
-        "" | "/healthz" | "/varz" | "/jsz" | "/connz" | "/leafz" | "/subsz" | "/subscriptionsz"
+        "" | "/healthz"
+            | "/varz"
+            | "/jsz"
+            | "/connz"
+            | "/leafz"
+            | "/subsz"
+            | "/subscriptionsz"
+            | "/accstatz"
     );
     if known {
         if let Ok(mut stats) = shard.g.http_requests.lock() {
@@ -256,6 +263,7 @@ async fn respond(
         "/routez" => Ok(endpoints::routez(&shard.g)),
         "/gatewayz" => Ok(endpoints::gatewayz(&shard.g)),
         "/accountz" => Ok(endpoints::accountz(&shard.g)),
+        "/accstatz" => endpoints::accstatz(&shard.g, params).await,
         "/metrics" => {
             return match metrics::metrics(shard).await {
                 Ok(text) => http::response(

@@ -40,6 +40,7 @@ use crate::shard::sink::{Handler, Owned};
 use crate::shard::Shard;
 
 pub use events::{connected, disconnected};
+pub use statsz::account_statz;
 
 /// Why a request got an error answer; the code is the HTTP status the
 /// reference puts in `error.code`.

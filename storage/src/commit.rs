@@ -1285,6 +1285,9 @@ fn apply(
         };
         set(results, e.slot, Ok(out));
     }
+    crate::stats::note_group(
+        p.entries.len() + p.tombs.len().div_ceil(TOMBS_PER_RECORD) + usize::from(p.floor),
+    );
     let budget = st.cfg.recent_bytes;
     let a = st.active_mut();
     a.tail = (p.pos + p.last_off as u64, p.tail_crc);

@@ -417,11 +417,13 @@ impl LogFile {
     /// the file has such a descriptor, else write then fdatasync. Returns
     /// the written DMA frame, for the recent-writes cache.
     pub async fn write_durable_at(&self, buf: Payload, pos: u64) -> Result<Option<Written>> {
+        let t0 = std::time::Instant::now();
         let via_dsync = matches!(&self.backend, Backend::Buffered { dsync: Some(_), .. });
         let w = self.write_inner(buf, pos, via_dsync).await?;
         if !via_dsync && !self.dsync {
-            self.sync().await?;
+            self.sync_counted().await?;
         }
+        crate::stats::note_durable(t0.elapsed());
         Ok(w)
     }
 
@@ -500,6 +502,7 @@ impl LogFile {
                     return Err(Error::Io(io::Error::other("DMA frame for a buffered file")));
                 }
             };
+            crate::stats::note_written(n);
             if let Some(f) = &self.faults {
                 f.wrote(&self.path, at, n);
                 if (self.dsync || via_dsync) && injected.is_none() {
@@ -675,6 +678,16 @@ impl LogFile {
     }
 
     pub async fn sync(&self) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let r = self.sync_counted().await;
+        if r.is_ok() {
+            crate::stats::note_durable(t0.elapsed());
+        }
+        r
+    }
+
+    /// fdatasync, remembering a failure (see `sync_failed`).
+    async fn sync_counted(&self) -> Result<()> {
         let r = self.sync_inner().await;
         if r.is_err() {
             self.sync_failed.set(true);

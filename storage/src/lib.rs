@@ -43,6 +43,7 @@ mod roll;
 mod segment;
 mod spare;
 mod state;
+pub mod stats;
 mod subject;
 #[doc(hidden)]
 pub mod testing;
