@@ -122,6 +122,11 @@ impl Queue {
     pub(crate) fn has_staged(&self) -> bool {
         !self.ops.is_empty() || !self.sealed.is_empty()
     }
+
+    /// The committer runs (it stops once nothing is staged or in flight).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running
+    }
 }
 
 /// The file to oneself: no group in flight and no other erase
@@ -302,17 +307,35 @@ async fn commit_loop(inner: Rc<Inner>) {
             }
             return;
         }
+        if inner.closed.get() {
+            // `close` flushed what was staged before it. A closed log
+            // writes nothing more (a new instance may own its directory by
+            // now): groups already written are published, anything staged
+            // since is refused, and a delete a limit staged is left to the
+            // next open, which applies the limit again.
+            publish_all(&inner, &mut ahead).await;
+            let refused = {
+                let mut q = inner.q.borrow_mut();
+                q.running = false;
+                q.staged_bytes = 0;
+                let mut v: Vec<Rc<Batch>> = q.sealed.drain(..).map(|(_, b)| b).collect();
+                if !q.ops.is_empty() {
+                    q.ops.clear();
+                    v.push(std::mem::take(&mut q.batch));
+                }
+                v
+            };
+            for b in refused {
+                b.done.set(true);
+                for w in b.wakers.take() {
+                    w.wake();
+                }
+            }
+            return;
+        }
         let staged = {
             let mut q = inner.q.borrow_mut();
             let st = inner.st.borrow();
-            if inner.closed.get() && q.ops.is_empty() && q.sealed.is_empty() && ahead.is_empty() {
-                // Closed: `close` flushed what was staged. A limit applied
-                // since may stage a delete, but a closed log writes nothing
-                // (a new instance may own its directory by now); the next
-                // open applies the limit again.
-                q.running = false;
-                return;
-            }
             if let Some(sealed) = q.sealed.pop_front() {
                 Some(sealed)
             } else if !q.ops.is_empty() || st.control_pending() {

@@ -548,9 +548,12 @@ impl Log {
             }
         }
         self.inner.closed.set(true);
-        // A background compaction may be mid-copy: let it finish so nothing
-        // of this instance writes after close returns.
-        while self.inner.compactions.get() > 0 {
+        // The committer may be writing a batch it took before the flag
+        // (appends that kept coming), and a background compaction may be
+        // mid-copy: let them finish so nothing of this instance writes
+        // after close returns. The committer refuses what is left.
+        self.inner.kick();
+        while self.inner.q.borrow().is_running() || self.inner.compactions.get() > 0 {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
         self.inner.background.wait_all().await;
