@@ -15,12 +15,20 @@ use crate::subject;
 /// memory bounded when publishers use unique subjects (inboxes).
 const CACHE_MAX: usize = 4096;
 
+/// Slots of the admission filter (a power of two): a subject's result is
+/// cached on its second sighting only, so one-off subjects (every reply
+/// inbox, every PubAck) cost a lookup, not a cache entry that churns the
+/// cache and is freed unused.
+const SEEN_SLOTS: usize = 4096;
+
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 
 /// Everything interested in one literal subject.
 #[derive(Debug)]
 pub struct Matches<T> {
-    pub psubs: Vec<T>,
+    /// Inline when one (a reply inbox, a stream's capture): one
+    /// allocation per uncached lookup instead of two.
+    pub psubs: smallvec::SmallVec<[T; 1]>,
     /// Queue groups: name and members.
     pub qsubs: Vec<(Bytes, Vec<T>)>,
     /// Where each group sits in `qsubs`, when there are many.
@@ -51,7 +59,7 @@ impl<T> Matches<T> {
 impl<T> Default for Matches<T> {
     fn default() -> Self {
         Matches {
-            psubs: Vec::new(),
+            psubs: smallvec::SmallVec::new(),
             qsubs: Vec::new(),
             index: None,
         }
@@ -123,6 +131,9 @@ pub struct Sublist<T> {
     /// The last subject looked up: a publisher usually repeats its subject,
     /// and a compare is cheaper than hashing.
     last: Option<(Bytes, Rc<Matches<T>>)>,
+    /// Hashes of subjects looked up once and not cached (direct-mapped;
+    /// a collision only delays caching).
+    seen: Box<[u64]>,
     stats: SublistStats,
 }
 
@@ -138,6 +149,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
             root: Level::default(),
             cache: Map::default(),
             last: None,
+            seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
             stats: SublistStats::default(),
         }
     }
@@ -253,9 +265,15 @@ impl<T: Clone + PartialEq> Sublist<T> {
             return hit.1;
         }
         let mut out = Matches::default();
-        let tokens: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
-        collect(&self.root, &tokens, &mut out);
+        collect(&self.root, subject, &mut out);
         let out = Rc::new(out);
+        let h = self.cache.hasher().hash_one(subject) | 1;
+        let slot = &mut self.seen[h as usize & (SEEN_SLOTS - 1)];
+        if *slot != h {
+            *slot = h;
+            return out;
+        }
+        *slot = 0;
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
@@ -269,8 +287,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// monitoring or permission checks).
     pub fn matches_uncached(&self, subject: &[u8]) -> Matches<T> {
         let mut out = Matches::default();
-        let tokens: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
-        collect(&self.root, &tokens, &mut out);
+        collect(&self.root, subject, &mut out);
         out
     }
 
@@ -344,9 +361,9 @@ fn add_node<T: Clone>(node: &Node<T>, out: &mut Matches<T>, index: &mut GroupInd
     }
 }
 
-fn collect<T: Clone>(level: &Level<T>, tokens: &[&[u8]], out: &mut Matches<T>) {
+fn collect<T: Clone>(level: &Level<T>, subject: &[u8], out: &mut Matches<T>) {
     let mut index = None;
-    collect_into(level, tokens, out, &mut index);
+    collect_into(level, Some(subject), out, &mut index);
     if out.qsubs.len() >= GROUP_INDEX_MIN {
         out.index = Some(index.unwrap_or_else(|| {
             out.qsubs
@@ -358,29 +375,41 @@ fn collect<T: Clone>(level: &Level<T>, tokens: &[&[u8]], out: &mut Matches<T>) {
     }
 }
 
+/// The first token of `rest` and what follows its dot (None after the
+/// last token; `Some(b"")` after a trailing dot, as `split` counts it).
+fn token(rest: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr(b'.', rest) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    }
+}
+
+/// Walks the tokens of `rest` (None: none left) without collecting them.
 fn collect_into<T: Clone>(
     level: &Level<T>,
-    tokens: &[&[u8]],
+    rest: Option<&[u8]>,
     out: &mut Matches<T>,
     index: &mut GroupIndex,
 ) {
-    let Some((tok, rest)) = tokens.split_first() else {
+    let Some(rest) = rest else {
         return;
     };
+    let (tok, rest) = token(rest);
     if let Some(fwc) = &level.fwc {
         add_node(fwc, out, index);
     }
-    let mut step = |node: &Node<T>| {
-        if rest.is_empty() {
-            add_node(node, out, index);
-        } else if let Some(next) = &node.next {
-            collect_into(next, rest, out, index);
+    let mut step = |node: &Node<T>| match rest {
+        None => add_node(node, out, index),
+        Some(_) => {
+            if let Some(next) = &node.next {
+                collect_into(next, rest, out, index);
+            }
         }
     };
     if let Some(pwc) = &level.pwc {
         step(pwc);
     }
-    if let Some(node) = level.literal.get(*tok) {
+    if let Some(node) = level.literal.get(tok) {
         step(node);
     }
 }
@@ -487,6 +516,31 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_is_cached_on_its_second_lookup_only() {
+        let mut sl: Sublist<u32> = Sublist::new();
+        sl.insert(b"_INBOX.abc.*", None, 1);
+        for i in 0..100 {
+            let m = sl.matches(format!("_INBOX.abc.{i}").as_bytes());
+            assert_eq!(m.psubs.to_vec(), vec![1]);
+        }
+        assert_eq!(sl.stats().cache_entries, 0, "one-off subjects stay out");
+        sl.matches(b"_INBOX.abc.7");
+        assert_eq!(sl.stats().cache_entries, 1, "a repeat is cached");
+        let hits = sl.stats().cache_hits;
+        sl.matches(b"_INBOX.abc.7");
+        assert_eq!(sl.stats().cache_hits, hits + 1);
+        // A later subscription is seen through the cached entry.
+        sl.insert(b"_INBOX.>", None, 2);
+        let mut got = sl.matches(b"_INBOX.abc.7").psubs.to_vec();
+        got.sort();
+        assert_eq!(got, vec![1, 2]);
+        // Trailing and empty tokens match as the split-based walk did.
+        sl.insert(b"a.*", None, 3);
+        assert_eq!(sl.matches(b"a.").psubs.to_vec(), vec![3]);
+        assert!(sl.matches(b"a").psubs.is_empty());
+    }
+
+    #[test]
     fn basic_insert_match_remove() {
         let mut sl: Sublist<u32> = Sublist::new();
         sl.insert(b"a.b", None, 1);
@@ -495,7 +549,7 @@ mod tests {
         sl.insert(b">", Some(&b("q")), 4);
         sl.insert(b"a.b", Some(&b("q")), 5);
         let m = sl.matches(&b("a.b"));
-        let mut p = m.psubs.clone();
+        let mut p = m.psubs.to_vec();
         p.sort();
         assert_eq!(p, vec![1, 2, 3]);
         assert_eq!(m.qsubs.len(), 1);

@@ -8,11 +8,11 @@ use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 
-use broker_edge_storage::{Durability, Error as LogError, Expect, LimitKind, Log, LogConfig};
+use broker_edge_storage::{Durability, Error as LogError, LimitKind, Log, LogConfig};
 
 use super::config::{now_ns, StorageType, StreamConfig};
 use super::consumer::{self, Consumer};
-use super::dedup::{Check, Dedup};
+use super::dedup::Dedup;
 use super::errors::ApiError;
 use super::headers as h;
 use super::store::{self, StreamMeta};
@@ -20,6 +20,11 @@ use super::transform::Transform;
 use crate::client::SubRef;
 use crate::shard::sink::{Handler, Owned};
 use crate::shard::Shard;
+
+mod ingest;
+
+pub use ingest::Done;
+pub(crate) use ingest::Rollup;
 
 pub struct Stream {
     pub acc: u32,
@@ -34,7 +39,6 @@ pub struct Stream {
     /// `$JS.API.DIRECT.GET.<stream>[.>]`, while `allow_direct` is on.
     direct: RefCell<Vec<SubRef>>,
     shard: Weak<Shard>,
-    domain: Option<String>,
     /// Set when resource limits are configured: usage is tracked then.
     limits: Option<std::sync::Arc<super::Config>>,
     /// Bytes this stream last reported to the usage table.
@@ -52,21 +56,11 @@ pub struct Stream {
     sources: RefCell<Option<Rc<super::source::Sources>>>,
     /// Appends in flight: producers wait while it is over its mark.
     backlog: Rc<crate::shard::backlog::Backlog>,
+    /// Staged appends waiting for their groups.
+    acks: ingest::Acks,
+    /// What every PubAck of this stream starts with.
+    ack_prefix: String,
 }
-
-/// One append counted in a stream's backlog until it ends (or its task
-/// is dropped).
-struct InFlight(Rc<crate::shard::backlog::Backlog>, usize);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.finish(self.1);
-    }
-}
-
-/// Told how an append ended: the sequence stored (or of the duplicate),
-/// or why not.
-pub type Done = Box<dyn FnOnce(Result<u64, ApiError>)>;
 
 #[derive(Default)]
 struct Derived {
@@ -249,10 +243,12 @@ impl Stream {
             ..LogConfig::default()
         };
         let lc_durability = lc.durability;
+        let name = cfg.name.clone();
         let log = Log::open(store::log_dir(&dir), lc).await?;
         let s = Rc::new(Stream {
             acc,
-            name: cfg.name.clone(),
+            ack_prefix: ingest::ack_prefix(&name, shard.g.opts.jetstream_domain.as_deref()),
+            name,
             dir,
             log,
             dedup: RefCell::new(Dedup::default()),
@@ -260,7 +256,6 @@ impl Stream {
             capture: RefCell::new(Vec::new()),
             direct: RefCell::new(Vec::new()),
             shard: Rc::downgrade(shard),
-            domain: shard.g.opts.jetstream_domain.clone(),
             limits: shard
                 .js
                 .get()
@@ -274,6 +269,7 @@ impl Stream {
             ttl: RefCell::new(Default::default()),
             sources: RefCell::new(None),
             backlog: Rc::default(),
+            acks: Default::default(),
         });
         s.report_usage();
         s.load_dedup();
@@ -372,316 +368,16 @@ impl Stream {
         }
     }
 
-    /// One captured message: checks, then append; the PubAck (or error
-    /// PubAck) goes to its reply subject when the append resolves.
-    pub fn ingest(self: &Rc<Self>, m: Owned) {
-        self.ingest_with(m, None)
-    }
-
-    /// [`Self::ingest`], telling `done` how it ended (sourced messages).
-    pub fn ingest_with(self: &Rc<Self>, m: Owned, done: Option<Done>) {
-        let done = Rc::new(RefCell::new(done));
-        let finish = {
-            let d = done.clone();
-            move |r: Result<u64, ApiError>| {
-                let f = d.borrow_mut().take();
-                if let Some(f) = f {
-                    f(r);
-                }
-            }
-        };
-        let finish = Rc::new(finish);
-        let reply = m.reply.clone();
-        let (name, cfg_checks) = {
-            let meta = self.meta.borrow();
-            let c = &meta.config;
-            (
-                c.name.clone(),
-                (
-                    c.sealed,
-                    c.max_msg_size,
-                    c.duplicate_window,
-                    c.allow_rollup_hdrs && !c.deny_purge,
-                    c.no_ack,
-                ),
-            )
-        };
-        let (sealed, max_size, window, rollup_ok, no_ack) = cfg_checks;
-        let reply = if no_ack { None } else { reply };
-        let fail = |e: ApiError| {
-            finish(Err(e.clone()));
-            self.nak(reply.as_ref(), e)
-        };
-        if sealed {
-            return fail(ApiError::sealed());
-        }
-        let hdrs = &m.headers;
-        if let Some(es) = h::get(hdrs, h::EXPECTED_STREAM) {
-            if es != name {
-                return fail(ApiError::stream_not_match());
-            }
-        }
-        let mut expect = Expect::default();
-        if let Some(v) = h::get(hdrs, h::EXPECTED_LAST_SUBJ_SEQ) {
-            expect.last_subject_seq = Some(v.parse().unwrap_or(u64::MAX));
-        } else if h::get(hdrs, "Nats-Expected-Last-Subject-Sequence-Subject").is_some() {
-            return fail(ApiError::missing_last_seq_per_subject());
-        }
-        if let Some(v) = h::get(hdrs, h::EXPECTED_LAST_SEQ) {
-            expect.last_seq = Some(v.parse().unwrap_or(u64::MAX));
-        }
-        let msg_id = h::get(hdrs, h::MSG_ID).map(str::to_string);
-        if let (Some(id), true) = (&msg_id, window > 0) {
-            match self.dedup.borrow_mut().check(id, now_ns(), window as u64) {
-                Check::New => {}
-                Check::Duplicate(seq) => {
-                    finish(Ok(seq));
-                    return self.ack(reply.as_ref(), seq, true);
-                }
-                Check::Wait(rx) => {
-                    let me = self.clone();
-                    let finish = finish.clone();
-                    crate::runtime::spawn_local(async move {
-                        match rx.await {
-                            Ok(Some(seq)) => {
-                                finish(Ok(seq));
-                                me.ack(reply.as_ref(), seq, true)
-                            }
-                            _ => {
-                                finish(Err(ApiError::duplicate_in_process()));
-                                me.nak(reply.as_ref(), ApiError::duplicate_in_process())
-                            }
-                        }
-                    })
-                    .detach();
-                    return;
-                }
-            }
-        }
-        let release = |me: &Stream| {
-            if let (Some(id), true) = (&msg_id, window > 0) {
-                me.dedup.borrow_mut().resolve(id, None);
-            }
-        };
-        if let Some(want) = h::get(hdrs, h::EXPECTED_LAST_MSG_ID) {
-            let last = self.last_msg_id.borrow().clone();
-            if want != last {
-                release(self);
-                return fail(ApiError::wrong_last_msg_id(&last));
-            }
-        }
-        let rollup = match h::get(hdrs, h::ROLLUP).map(|v| v.to_ascii_lowercase()) {
-            None => None,
-            Some(_) if !rollup_ok => {
-                release(self);
-                return fail(ApiError::rollup_failed("rollup not permitted"));
-            }
-            Some(v) if v == "sub" || v == "all" => Some(v),
-            Some(v) => {
-                release(self);
-                return fail(ApiError::rollup_failed(format!(
-                    "rollup value invalid: {v:?}"
-                )));
-            }
-        };
-        let ttl = match h::get(hdrs, super::ttl::HEADER) {
-            None => None,
-            Some(_) if !self.meta.borrow().config.allow_msg_ttl => {
-                release(self);
-                return fail(ApiError::new_pub(400, 10166, "per-message TTL is disabled"));
-            }
-            Some(v) => match super::ttl::parse(v) {
-                Ok(ns) => Some(ns),
-                Err(e) => {
-                    release(self);
-                    return fail(e);
-                }
-            },
-        };
-        if max_size >= 0
-            && (hdrs.len() as i64 > max_size
-                || m.payload.len() as i64 > max_size - hdrs.len() as i64)
-        {
-            release(self);
-            return fail(ApiError::msg_too_large());
-        }
-        if hdrs.len() > 65535 {
-            release(self);
-            return fail(ApiError::header_too_large());
-        }
-        if let Err(e) = self.check_resources() {
-            release(self);
-            return fail(e);
-        }
-        *self.last_msg_id.borrow_mut() = msg_id.clone().unwrap_or_default();
-        let me = self.clone();
-        let subject = match &self.derived.borrow().transform {
-            Some(t) => match t.apply(&String::from_utf8_lossy(&m.subject)) {
-                Some(s) => Bytes::from(s),
-                None => m.subject.clone(),
-            },
-            None => m.subject.clone(),
-        };
-        // The subject's last sequence among stored messages, for a
-        // republish when no append on it completed since the start.
-        let prev_stored = if self.derived.borrow().republish.is_some() {
-            self.log
-                .last_for(&broker_edge_storage::Filter::one(&String::from_utf8_lossy(
-                    &subject,
-                )))
-                .ok()
-                .flatten()
-                .map_or(0, |m| m.seq)
-        } else {
-            0
-        };
-        // Counted until the append ends, however it ends; past the mark
-        // the producer of this message waits (Shard::unstall).
-        let size = subject.len() + m.headers.len() + m.payload.len();
-        if self.backlog.add(size) {
-            if let Some(shard) = self.shard.upgrade() {
-                shard.backlogged(&self.backlog);
-            }
-        }
-        let in_flight = InFlight(self.backlog.clone(), size);
-        // Spawned in arrival order; the first poll stages the record, so
-        // records are framed in the order messages arrived.
-        let finish = finish.clone();
-        crate::runtime::spawn_local(async move {
-            let _in_flight = in_flight;
-            let r = me
-                .log
-                .append_expect(
-                    subject.clone(),
-                    m.headers.clone(),
-                    m.payload.clone(),
-                    expect,
-                )
-                .await;
-            match r {
-                Ok((seq, ts)) => {
-                    if let Some(ns) = ttl {
-                        me.expire_at(ts + ns, seq);
-                    }
-                    me.republish(&subject, &m.headers, &m.payload, (seq, ts), prev_stored);
-                    if let (Some(id), true) = (&msg_id, window > 0) {
-                        me.dedup.borrow_mut().resolve(id, Some(seq));
-                    }
-                    if let Some(kind) = rollup {
-                        me.rollup(&kind, &subject, seq).await;
-                    }
-                    me.report_usage();
-                    let interest =
-                        me.meta.borrow().config.retention == super::config::Retention::Interest;
-                    if interest && !me.consumers.borrow().values().any(|c| c.wants(&subject)) {
-                        // No consumer has interest: the sequence is used,
-                        // nothing is kept, as in the reference.
-                        let _ = me.log.delete(seq, false).await;
-                    }
-                    me.ack(reply.as_ref(), seq, false);
-                    me.appended(seq, &subject);
-                    finish(Ok(seq));
-                }
-                Err(e) => {
-                    if let (Some(id), true) = (&msg_id, window > 0) {
-                        me.dedup.borrow_mut().resolve(id, None);
-                    }
-                    {
-                        // The optimistic last id did not make it.
-                        let last = me.log.state(false).last_seq;
-                        let id = me
-                            .log
-                            .get(last)
-                            .ok()
-                            .and_then(|m| h::get(&m.headers, h::MSG_ID).map(str::to_string))
-                            .unwrap_or_default();
-                        *me.last_msg_id.borrow_mut() = id;
-                    }
-                    finish(Err(store_error(&e)));
-                    me.nak(reply.as_ref(), store_error(&e));
-                }
-            }
-        })
-        .detach();
-    }
-
-    /// Publishes a stored message to the republish destination with the
-    /// stream's headers (only those, and the size, when headers_only).
-    fn republish(
-        &self,
-        subject: &Bytes,
-        headers: &Bytes,
-        payload: &Bytes,
-        (seq, ts): (u64, u64),
-        prev_stored: u64,
-    ) {
-        let mut d = self.derived.borrow_mut();
-        if d.republish.is_none() {
-            return;
-        }
-        let prev = d
-            .last_by_subject
-            .insert(subject.clone(), seq)
-            .unwrap_or(prev_stored);
-        let Some((t, headers_only)) = &d.republish else {
-            return;
-        };
-        let subj = String::from_utf8_lossy(subject).into_owned();
-        let Some(dest) = t.apply(&subj) else {
-            return;
-        };
-        let headers_only = *headers_only;
-        // Delivery may reach other streams' handlers: no borrow held.
-        drop(d);
-        let (seq_s, last_s, ts_s, size_s) = (
-            seq.to_string(),
-            prev.to_string(),
-            super::config::go_time(ts),
-            payload.len().to_string(),
-        );
-        let mut pairs = vec![
-            ("Nats-Stream", self.name.as_str()),
-            ("Nats-Subject", subj.as_str()),
-            ("Nats-Sequence", seq_s.as_str()),
-            ("Nats-Time-Stamp", ts_s.as_str()),
-            ("Nats-Last-Sequence", last_s.as_str()),
-        ];
-        if headers_only {
-            pairs.push(("Nats-Msg-Size", size_s.as_str()));
-        }
-        let block = if headers.len() >= 4 && headers.ends_with(b"\r\n\r\n") {
-            let mut out = headers[..headers.len() - 2].to_vec();
-            for (k, v) in &pairs {
-                out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-            }
-            out.extend_from_slice(b"\r\n");
-            out
-        } else {
-            h::build(None, &pairs)
-        };
-        let body: &[u8] = if headers_only { b"" } else { payload };
-        if let Some(shard) = self.shard.upgrade() {
-            shard.publish_internal(self.acc, dest.as_bytes(), None, Some(&block), body);
-        }
-    }
-
-    pub(crate) async fn rollup(&self, kind: &str, subject: &Bytes, seq: u64) {
-        let req = broker_edge_storage::Purge {
-            subject: (kind == "sub").then(|| String::from_utf8_lossy(subject).into_owned()),
-            up_to: Some(seq),
-            keep: None,
-        };
-        if let Err(e) = self.log.purge(req).await {
-            tracing::warn!("JetStream: rollup in stream {} failed: {e}", self.name);
-        }
-    }
-
     pub fn consumer(&self, name: &str) -> Option<Rc<Consumer>> {
         self.consumers.borrow().get(name).cloned()
     }
 
     /// A message was stored: every consumer may have something to send.
     pub fn appended(&self, seq: u64, subject: &[u8]) {
+        if self.consumers.borrow().is_empty() {
+            return;
+        }
+        // Collected first: a consumer's delivery may add or remove one.
         let cs: Vec<Rc<Consumer>> = self.consumers.borrow().values().cloned().collect();
         for c in cs {
             c.on_append(self, seq, subject);
@@ -721,39 +417,6 @@ impl Stream {
     pub(crate) fn this(&self) -> Option<Rc<Stream>> {
         let shard = self.shard.upgrade()?;
         shard.js.get()?.stream(self.acc, &self.name)
-    }
-
-    fn ack(&self, reply: Option<&Bytes>, seq: u64, duplicate: bool) {
-        let Some(reply) = reply else { return };
-        let name = serde_json::to_string(&self.name).unwrap_or_default();
-        let mut body = format!("{{\"stream\":{name}");
-        if let Some(d) = &self.domain {
-            body.push_str(&format!(
-                ",\"domain\":{}",
-                serde_json::to_string(d).unwrap_or_default()
-            ));
-        }
-        body.push_str(&format!(",\"seq\":{seq}"));
-        if duplicate {
-            body.push_str(",\"duplicate\": true");
-        }
-        body.push('}');
-        self.reply(reply, body.as_bytes());
-    }
-
-    fn nak(&self, reply: Option<&Bytes>, e: ApiError) {
-        let Some(reply) = reply else {
-            tracing::debug!("JetStream: stream {} refused a message: {e}", self.name);
-            return;
-        };
-        let body = serde_json::json!({"error": e, "stream": self.name, "seq": 0});
-        self.reply(reply, body.to_string().as_bytes());
-    }
-
-    fn reply(&self, to: &[u8], body: &[u8]) {
-        if let Some(shard) = self.shard.upgrade() {
-            shard.publish_internal(self.acc, to, None, None, body);
-        }
     }
 
     /// Writes the stream's metadata file (after a config change).

@@ -94,6 +94,50 @@ pub(crate) struct Batch {
     done: Cell<bool>,
 }
 
+/// One staged operation: done once the group that carries it is
+/// published (groups are published in staging order).
+pub struct Ticket {
+    batch: Rc<Batch>,
+    idx: usize,
+}
+
+impl Ticket {
+    /// The group carrying it has been published.
+    pub fn is_done(&self) -> bool {
+        self.batch.done.get()
+    }
+
+    /// Ready once done; otherwise wakes `cx` when the group is published.
+    pub fn poll_done(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.batch.done.get() {
+            return Poll::Ready(());
+        }
+        self.batch.wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// How it ended (once done; `Closed` if taken before, or twice).
+    pub(crate) fn outcome(&self) -> Result<Outcome> {
+        if !self.batch.done.get() {
+            return Err(Error::Closed);
+        }
+        self.batch
+            .results
+            .borrow_mut()
+            .get_mut(self.idx)
+            .and_then(Option::take)
+            .unwrap_or(Err(Error::Closed))
+    }
+
+    /// The (sequence, timestamp) of an appended message, once done.
+    pub fn appended(&self) -> Result<(u64, u64)> {
+        match self.outcome()? {
+            Outcome::Appended { seq, ts } => Ok((seq, ts)),
+            Outcome::Done => Err(Error::Closed),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Queue {
     ops: Vec<Op>,
@@ -185,6 +229,14 @@ const TOMBS_PER_RECORD: usize = 65536;
 impl Inner {
     /// Stages `op` and waits for the group that carries it.
     pub(crate) async fn submit(self: &Rc<Self>, op: Op) -> Result<Outcome> {
+        let t = self.stage(op)?;
+        futures_lite::future::poll_fn(|cx| t.poll_done(cx)).await;
+        t.outcome()
+    }
+
+    /// Stages `op` for the committer; the ticket resolves with the group
+    /// that carries it. Staging order is framing order.
+    pub(crate) fn stage(self: &Rc<Self>, op: Op) -> Result<Ticket> {
         if self.closed.get() {
             return Err(Error::Closed);
         }
@@ -209,22 +261,7 @@ impl Inner {
             (b, idx)
         };
         self.kick();
-        futures_lite::future::poll_fn(|cx| {
-            if batch.done.get() {
-                if let Some(r) = batch
-                    .results
-                    .borrow_mut()
-                    .get_mut(idx)
-                    .and_then(Option::take)
-                {
-                    return Poll::Ready(r);
-                }
-                return Poll::Ready(Err(Error::Closed));
-            }
-            batch.wakers.borrow_mut().push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        Ok(Ticket { batch, idx })
     }
 
     /// Groups of this log can be framed behind one in flight (O_DIRECT,

@@ -48,7 +48,7 @@ mod subject;
 #[doc(hidden)]
 pub mod testing;
 
-pub use commit::{CommitStats, Expect};
+pub use commit::{CommitStats, Expect, Ticket};
 pub use config::{Discard, Durability, Limits, LogConfig};
 pub use error::{Error, LimitKind, Result};
 pub use io::{FaultInjector, WriteMode};

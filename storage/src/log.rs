@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::commit::{CommitStats, Expect, Op, Outcome, Queue};
+use crate::commit::{CommitStats, Expect, Op, Queue, Ticket};
 use crate::config::{Durability, Limits, LogConfig};
 use crate::error::{Error, Result};
 use crate::format;
@@ -214,6 +214,33 @@ impl Log {
         expect: Expect,
         at: Option<crate::commit::At>,
     ) -> Result<(u64, u64)> {
+        let t = self.stage_msg(subject, headers, payload, expect, at)?;
+        futures_lite::future::poll_fn(|cx| t.poll_done(cx)).await;
+        t.appended()
+    }
+
+    /// [`Self::append_expect`] without a future per message: the message
+    /// is staged now (framed in staging order) and the ticket tells when
+    /// it is as durable as the policy promises, and where it went. A
+    /// caller with many appends in flight waits on the oldest ticket only.
+    pub fn stage(
+        &self,
+        subject: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+        expect: Expect,
+    ) -> Result<Ticket> {
+        self.stage_msg(subject, headers, payload, expect, None)
+    }
+
+    fn stage_msg(
+        &self,
+        subject: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+        expect: Expect,
+        at: Option<crate::commit::At>,
+    ) -> Result<Ticket> {
         if subject.len() > format::MAX_SUBJECT_LEN {
             return Err(Error::SubjectTooLong(subject.len()));
         }
@@ -231,20 +258,13 @@ impl Log {
                 max: u32::MAX as usize / 2,
             });
         }
-        match self
-            .inner
-            .submit(Op::Msg {
-                subject,
-                headers,
-                payload,
-                expect,
-                at,
-            })
-            .await?
-        {
-            Outcome::Appended { seq, ts } => Ok((seq, ts)),
-            Outcome::Done => Err(Error::Closed),
-        }
+        self.inner.stage(Op::Msg {
+            subject,
+            headers,
+            payload,
+            expect,
+            at,
+        })
     }
 
     /// The message with this sequence.

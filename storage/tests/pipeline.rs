@@ -668,3 +668,64 @@ fn large_groups_end_on_a_block_boundary_unless_always() {
         });
     }
 }
+
+/// `Log::stage`: appends staged back to back without a task each, waited
+/// on oldest first, end in staging order with consecutive sequences, and
+/// an expectation is judged at framing time per ticket, in every mode.
+#[test]
+fn staged_tickets_complete_in_order() {
+    for durability in [
+        Durability::Always,
+        Durability::Interval(Duration::from_millis(5)),
+        Durability::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().to_path_buf();
+        run(async move {
+            let log = Log::open(&p, direct(durability)).await.unwrap();
+            let mut tickets = std::collections::VecDeque::new();
+            // 3,000 × 2 KiB: several cohorts, so groups pipeline.
+            for i in 0..3000u64 {
+                let expect = if i % 500 == 499 {
+                    // Right for the odd ones (each even one before was
+                    // refused), wrong for the even ones.
+                    let k = i / 500;
+                    Expect {
+                        last_seq: Some(if k % 2 == 1 { i - k.div_ceil(2) } else { i + 7 }),
+                        ..Default::default()
+                    }
+                } else {
+                    Expect::default()
+                };
+                let t = log
+                    .stage(Bytes::from("s"), Bytes::new(), body(i, 2040), expect)
+                    .unwrap();
+                tickets.push_back((i, t));
+            }
+            let mut next_seq = 1;
+            let mut refused = 0;
+            while let Some((i, t)) = tickets.pop_front() {
+                futures_lite::future::poll_fn(|cx| t.poll_done(cx)).await;
+                // Everything staged before it is done too.
+                assert!(t.is_done());
+                match t.appended() {
+                    Ok((seq, _)) => {
+                        assert_eq!(seq, next_seq, "append {i}");
+                        let m = log.get(seq).unwrap();
+                        assert_eq!(expected_of(&m.payload), i);
+                        next_seq += 1;
+                    }
+                    Err(Error::WrongLastSequence { actual }) => {
+                        assert_eq!(actual, next_seq - 1);
+                        assert_eq!(i % 500, 499);
+                        refused += 1;
+                    }
+                    Err(e) => panic!("append {i}: {e}"),
+                }
+            }
+            assert_eq!(refused, 3);
+            assert_eq!(log.state(false).msgs, 2997);
+            log.close().await.unwrap();
+        });
+    }
+}

@@ -231,8 +231,7 @@ fn ingest(stream: &Rc<Stream>, m: Owned, seq: u64, ts: u64, done: Done) {
     let rollup = rollup_ok
         .then(|| crate::jetstream::headers::get(&m.headers, crate::jetstream::headers::ROLLUP))
         .flatten()
-        .map(|v| v.to_ascii_lowercase())
-        .filter(|v| v == "sub" || v == "all");
+        .and_then(crate::jetstream::stream::Rollup::of);
     let me = stream.clone();
     // Spawned in arrival order: records are staged in origin order.
     crate::runtime::spawn_local(async move {
@@ -243,7 +242,7 @@ fn ingest(stream: &Rc<Stream>, m: Owned, seq: u64, ts: u64, done: Done) {
         match r {
             Ok((seq, _)) => {
                 if let Some(kind) = rollup {
-                    me.rollup(&kind, &m.subject, seq).await;
+                    me.rollup(kind, &m.subject, seq).await;
                 }
                 me.report_usage();
                 me.appended(seq, &m.subject);
