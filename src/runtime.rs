@@ -18,6 +18,9 @@ pub use glommio::timer::sleep;
 pub use glommio::{spawn_local, Task};
 
 mod idle_poll;
+mod writer;
+
+pub use writer::Writer;
 
 /// Memory glommio registers per executor for I/O. Small, so that the
 /// default 8 MiB RLIMIT_MEMLOCK is enough for several shards.
@@ -110,7 +113,7 @@ where
 /// Makes an accepted socket usable on the current executor. Returns the
 /// reading and writing halves (two descriptors of one socket), so a reader
 /// task and a writer task each own one.
-pub fn bind_socket(fd: OwnedFd) -> std::io::Result<(Socket, TcpStream)> {
+pub fn bind_socket(fd: OwnedFd) -> std::io::Result<(Socket, Writer)> {
     let dup = fd.try_clone()?;
     // SAFETY: each descriptor is owned exactly once by the stream made here.
     let r = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
@@ -121,7 +124,7 @@ pub fn bind_socket(fd: OwnedFd) -> std::io::Result<(Socket, TcpStream)> {
         (Ok(l), Ok(p)) => idle_poll::same_host(l.ip(), p.ip()),
         _ => false,
     };
-    Ok((socket, w))
+    Ok((socket, Writer::new(w)))
 }
 
 /// The reading side of a client socket.
@@ -258,6 +261,16 @@ pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
     glommio::timer::timeout(d, async move { Ok(f.await) })
         .await
         .ok()
+}
+
+/// [`timeout`] whose timer is made only if `f` is not ready at once (a
+/// write to a socket with room): no timer armed and cancelled per batch.
+pub async fn timeout_lazy<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
+    let mut f = std::pin::pin!(f);
+    if let Some(v) = futures_lite::future::poll_once(f.as_mut()).await {
+        return Some(v);
+    }
+    timeout(d, f).await
 }
 
 /// Gives every other ready task on this executor a turn (writers flush

@@ -15,7 +15,7 @@ use super::outbound::{self, Quiet, Take};
 use super::{Client, CloseReason, SubRef};
 use crate::auth;
 use crate::protocol::{parse, ClientOp, Limits, ParseError, Parsed};
-use crate::runtime::{self, Socket, TcpStream};
+use crate::runtime::{self, Socket, Writer};
 use crate::shard::Shard;
 
 /// A read's room once traffic flows (a read that filled the buffer).
@@ -27,7 +27,7 @@ const READ_SMALL: usize = 4 * 1024;
 /// Largest single write of a batch.
 const WRITE_SLICE: usize = 64 * 1024;
 
-pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: Socket, writer: TcpStream) {
+pub fn start(shard: Rc<Shard>, client: Rc<Client>, reader: Socket, writer: Writer) {
     if client.websocket {
         drop(writer);
         runtime::spawn_local(ws_start(shard, client, reader)).detach();
@@ -61,14 +61,14 @@ async fn tls_start(
     shard: Rc<Shard>,
     client: Rc<Client>,
     mut stream: Socket,
-    peeker: TcpStream,
+    peeker: Writer,
     tls: crate::tls::Tls,
 ) {
     let mut first = tls.handshake_first;
     if let (true, Some(wait)) = (first, tls.fallback) {
         // Peeking leaves the ClientHello for the handshake to read.
         let mut byte = [0u8; 1];
-        first = runtime::timeout(wait, peeker.peek(&mut byte))
+        first = runtime::timeout(wait, peeker.stream().peek(&mut byte))
             .await
             .is_some();
     }
@@ -197,7 +197,7 @@ pub(crate) async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(
         let mut failed = None;
         for part in spare.chunks(WRITE_SLICE) {
             let left = until.saturating_duration_since(std::time::Instant::now());
-            match runtime::timeout(left, stream.write_all(part)).await {
+            match runtime::timeout_lazy(left, stream.write_all(part)).await {
                 Some(Ok(())) => client.out.wrote(part.len()),
                 Some(Err(_)) => {
                     failed = Some(CloseReason::WriteError);
