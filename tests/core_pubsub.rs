@@ -1660,3 +1660,41 @@ async fn request_to_own_shard_responder_gets_no_503() {
         assert!(got.is_empty(), "connection {i} got {got:?}");
     }
 }
+
+/// A subscriber that stops reading fills its socket: the server's writer
+/// then waits for room (past its direct sends) and resumes. Every message
+/// arrives once, in order and intact, when the reader comes back.
+#[tokio::test]
+async fn a_subscriber_that_pauses_reading_gets_every_byte_once_in_order() {
+    let s = Server::start(&[]);
+    let mut raw = s.raw().await;
+    raw.handshake(r#"{"verbose":false,"pedantic":false}"#).await;
+    raw.send("SUB paused.x 1\r\nPING\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"));
+    let p = s.client().await;
+    // 24 MiB: far more than loopback socket buffers hold, well under the
+    // default max_pending.
+    const N: usize = 1536;
+    const SIZE: usize = 16 * 1024;
+    let body = |i: usize| -> Vec<u8> {
+        let mut v = vec![(i % 251) as u8; SIZE];
+        v[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        v
+    };
+    for i in 0..N {
+        p.publish("paused.x", body(i).into()).await.unwrap();
+    }
+    flush(&p).await;
+    sync(&p).await;
+    // Not reading for a while: the server's writes to us stall.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..N {
+        let line = raw.next().await.expect("connection closed");
+        assert_eq!(line, format!("MSG paused.x 1 {SIZE}"), "message {i}");
+        let got = raw.bytes(SIZE + 2).await;
+        assert_eq!(&got[SIZE..], b"\r\n", "message {i}");
+        assert!(got[..SIZE] == body(i)[..], "message {i} corrupted or out of order");
+    }
+    raw.send("PING\r\n").await;
+    assert_eq!(raw.next().await.as_deref(), Some("PONG"), "nothing extra");
+}
