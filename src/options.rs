@@ -134,9 +134,11 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             pin_shards: true,
-            read_spin: Duration::from_micros(100),
+            // Off: their gain depends on how the host wakes threads, their
+            // CPU cost does not (docs/architecture.md, "Latency policy").
+            read_spin: Duration::ZERO,
             spin_turn: Duration::from_micros(8),
-            idle_poll: true,
+            idle_poll: false,
         }
     }
 }

@@ -1693,7 +1693,10 @@ async fn a_subscriber_that_pauses_reading_gets_every_byte_once_in_order() {
         assert_eq!(line, format!("MSG paused.x 1 {SIZE}"), "message {i}");
         let got = raw.bytes(SIZE + 2).await;
         assert_eq!(&got[SIZE..], b"\r\n", "message {i}");
-        assert!(got[..SIZE] == body(i)[..], "message {i} corrupted or out of order");
+        assert!(
+            got[..SIZE] == body(i)[..],
+            "message {i} corrupted or out of order"
+        );
     }
     raw.send("PING\r\n").await;
     assert_eq!(raw.next().await.as_deref(), Some("PONG"), "nothing extra");

@@ -62,11 +62,19 @@ async fn idle_broker_uses_almost_no_cpu() {
     }
 }
 
-/// Connections that just carried traffic keep reading for a moment (the
-/// read spin); once traffic stops the broker must go quiet again.
+/// With the latency policy on, connections that just carried traffic keep
+/// reading for a moment (the read spin) and the idle pollers run; once
+/// traffic stops the broker must go quiet again.
 #[tokio::test]
 async fn broker_stops_spinning_after_traffic() {
-    let s = Server::start(&[]);
+    let s = if common::is_reference() {
+        Server::start(&[])
+    } else {
+        Server::start_with_config(
+            "broker_edge { idle_poll: true, read_spin: \"100us\" }\n",
+            &[],
+        )
+    };
     converse(&s, 2000).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_quiet(s.pid(), "server after traffic stopped").await;
@@ -114,16 +122,19 @@ fn thread_run_ns(pid: u32, name: &str) -> Vec<u64> {
     out
 }
 
-/// Each shard has an idle poller; they run while a client on this machine
-/// converses with the broker (and park afterwards: the test above).
-/// `broker_edge { idle_poll: false }` leaves them out, and `/varz` says
-/// which policy is in force.
+/// With `broker_edge { idle_poll: true }` each shard has an idle poller;
+/// they run while a client on this machine converses with the broker (and
+/// park afterwards: the test above). By default there are none (the
+/// latency policy is opt-in), and `/varz` says which policy is in force.
 #[tokio::test]
 async fn idle_pollers_run_during_a_local_conversation() {
     ours_only!("the idle pollers are Broker Edge's");
     // Three shards, connections on the first (the default fill): the
     // other two shards' pollers are the ones that spin.
-    let s = Server::start(&["--shards", "3"]);
+    let s = Server::start_with_config(
+        "broker_edge { idle_poll: true, read_spin: \"100us\" }\n",
+        &["--shards", "3"],
+    );
     let mut before = Vec::new();
     for _ in 0..40 {
         before = thread_run_ns(s.pid(), "idle-poll");
@@ -147,10 +158,9 @@ async fn idle_pollers_run_during_a_local_conversation() {
 
     let v = s.json("/varz").await;
     assert_eq!(v["broker_edge"]["idle_poll"], true, "{v}");
-    let off = Server::start_with_config(
-        "broker_edge { idle_poll: false, read_spin: \"0s\" }\n",
-        &["--shards", "3"],
-    );
+    assert_eq!(v["broker_edge"]["read_spin"], 100_000, "{v}");
+    // The defaults: neither.
+    let off = Server::start(&["--shards", "3"]);
     sync(&off.client().await).await;
     assert!(thread_run_ns(off.pid(), "idle-poll").is_empty());
     let v = off.json("/varz").await;

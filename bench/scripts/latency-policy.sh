@@ -3,9 +3,9 @@
 # it: request/reply 16 B, one request outstanding, with four clients —
 # the Go client (gobench), async-nats, nats-py and broker-edge-bench —
 # against, in one run, interleaved round by round:
-#   P1 Broker Edge, defaults                 (idle_poll on, read_spin 100us)
-#   P2 Broker Edge, idle_poll: false         (read spin only)
-#   P3 Broker Edge, idle_poll: false, read_spin: 0s
+#   P1 Broker Edge, idle_poll: true, read_spin: 100us  (both on)
+#   P2 Broker Edge, idle_poll: false, read_spin: 100us (read spin only)
+#   P3 Broker Edge, idle_poll: false, read_spin: 0s    (the defaults)
 #   R15 nats-server 2.15.3, R29 nats-server 2.9.10 (skipped if absent)
 # Server CPU per request is the server's utime+stime over the run (incl.
 # 100 warm-up requests) / requests. Writes $OUT/results.md. From the root:
@@ -44,8 +44,8 @@ conf() { # port, broker_edge block body
   echo "$BASE/$1.conf"
 }
 SERVERS=(P1 P2 P3 R15)
-start P1 "Broker Edge (idle_poll on, read_spin 100us)" 14501 "$BE" -c "$(conf 14501 'idle_poll: true')"
-start P2 "Broker Edge (idle_poll off, read_spin 100us)" 14502 "$BE" -c "$(conf 14502 'idle_poll: false')"
+start P1 "Broker Edge (idle_poll on, read_spin 100us)" 14501 "$BE" -c "$(conf 14501 'idle_poll: true, read_spin: "100us"')"
+start P2 "Broker Edge (idle_poll off, read_spin 100us)" 14502 "$BE" -c "$(conf 14502 'idle_poll: false, read_spin: "100us"')"
 start P3 "Broker Edge (idle_poll off, read_spin 0)" 14503 "$BE" -c "$(conf 14503 'idle_poll: false, read_spin: "0s"')"
 start R15 "nats-server 2.15.3" 14504 "$R15" -a 127.0.0.1 -p 14504
 if [[ -x "$R29" ]]; then start R29 "nats-server 2.9.10" 14505 "$R29" -a 127.0.0.1 -p 14505; SERVERS+=(R29); fi

@@ -460,7 +460,8 @@ fn broker_edge_block() {
     assert_eq!(o.tuning.read_spin, Duration::from_micros(50));
     assert_eq!(o.tuning.spin_turn, Duration::from_micros(4));
     let d = opts_from("").unwrap().tuning;
-    assert!(d.pin_shards && d.idle_poll);
+    assert!(d.pin_shards && !d.idle_poll);
+    assert!(d.read_spin.is_zero(), "the read spin is opt-in");
     for bad in [
         "broker_edge { shards: 0 }\n",
         "broker_edge { idle_poll: maybe }\n",
