@@ -372,10 +372,15 @@ async fn commit_loop(inner: Rc<Inner>) {
         }
         let staged = {
             let mut q = inner.q.borrow_mut();
-            let st = inner.st.borrow();
+            // Deletes that limits made as a group was applied (a KV key's
+            // older revision, the floor of a full stream) ride with the
+            // next group rather than costing a write and a sync of their
+            // own: each open applies the limits again, so they need not
+            // be durable before anything else. Explicit deletes and
+            // purges stage a barrier, which is an op.
             if let Some(sealed) = q.sealed.pop_front() {
                 Some(sealed)
-            } else if !q.ops.is_empty() || st.control_pending() {
+            } else if !q.ops.is_empty() {
                 q.staged_bytes = 0;
                 Some((std::mem::take(&mut q.ops), std::mem::take(&mut q.batch)))
             } else if ahead.is_empty() {

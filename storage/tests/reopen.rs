@@ -198,3 +198,51 @@ fn appends_racing_close_are_stored_or_refused() {
         WriteMode::Direct,
     );
 }
+
+/// Deletes a limit makes (a key's older revision under a per-subject limit
+/// of 1, the floor of a log at max_msgs) ride with the next group instead
+/// of costing a write and a sync of their own, so a stream of acknowledged
+/// puts costs one group each (it cost two). Left unwritten by a log that
+/// is dropped without `close` (a crash), they are made again at the next
+/// open from the limits.
+#[test]
+fn limit_deletes_ride_with_the_next_group_and_are_remade_at_open() {
+    for (per_subject, max_msgs) in [(Some(1), None), (None, Some(3))] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().to_path_buf();
+        run(async move {
+            let cfg = LogConfig {
+                durability: Durability::Always,
+                write_mode: WriteMode::Direct,
+                limits: broker_edge_storage::Limits {
+                    max_msgs_per_subject: per_subject,
+                    max_msgs,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let log = Log::open(&p, cfg.clone()).await.unwrap();
+            let before = log.commit_stats().groups;
+            for i in 0..40u32 {
+                log.append("kv.key", b"", &i.to_le_bytes()).await.unwrap();
+                // The next put comes after a network round trip, not at
+                // once: the committer has long looked for work by then.
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            let groups = log.commit_stats().groups - before;
+            assert!(groups <= 41, "{groups} groups for 40 appends");
+            let keep = if per_subject.is_some() { 1 } else { 3 };
+            assert_eq!(log.state(false).msgs, keep);
+            // A crash: nothing more is written.
+            drop(log);
+            let log = Log::open(&p, cfg).await.unwrap();
+            let st = log.state(false);
+            assert_eq!(st.msgs, keep, "limits applied again at open");
+            assert_eq!(st.last_seq, 40);
+            let last = log.get(40).unwrap();
+            assert_eq!(&last.payload[..], &39u32.to_le_bytes());
+            assert!(log.get(40 - keep).is_err(), "the older ones stay gone");
+            log.close().await.unwrap();
+        });
+    }
+}
