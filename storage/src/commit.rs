@@ -463,6 +463,8 @@ struct Plan {
     entries: Vec<Entry>,
     tombs: Vec<u64>,
     floor: bool,
+    /// Its control records include an explicit one (`State::guard_control`).
+    guard: bool,
     /// The floor a floor record in this group carries.
     floor_seq: u64,
     /// The key of the segment the group is written to.
@@ -687,6 +689,7 @@ impl Group {
             let mut st = self.inner.st.borrow_mut();
             st.pending_tombs.extend_from_slice(&self.plan.tombs);
             st.pending_floor |= self.plan.floor;
+            st.guard_control |= self.plan.guard;
         }
         let mut owner = self.owner.take();
         let results = match &mut owner {
@@ -944,6 +947,7 @@ async fn finish(
                 let mut st = inner.st.borrow_mut();
                 st.pending_tombs.extend_from_slice(&g.plan.tombs);
                 st.pending_floor |= g.plan.floor;
+                st.guard_control |= g.plan.guard;
             }
             if let Some(file) = &g.plan.file {
                 // The next group must rewrite the last block as it was
@@ -992,6 +996,7 @@ fn plan(
         entries: Vec::new(),
         tombs: Vec::new(),
         floor: false,
+        guard: false,
         floor_seq: 0,
         key: active.key,
         last_off: 0,
@@ -1041,6 +1046,9 @@ fn plan(
             .file
             .as_ref()
             .and_then(|f| f.direct_frame(room, behind.is_some()));
+    }
+    if st.pending_floor || !st.pending_tombs.is_empty() {
+        p.guard = std::mem::take(&mut st.guard_control);
     }
     if st.pending_floor {
         st.pending_floor = false;
@@ -1383,7 +1391,7 @@ fn apply(
     if p.floor {
         a.floor = a.floor.max(p.floor_seq);
     }
-    if p.floor || !p.tombs.is_empty() {
+    if p.guard && (p.floor || !p.tombs.is_empty()) {
         // Deletes were written: once durable, the high-water mark moves
         // to here (`meta.rs`).
         let h = crate::meta::Hwm {

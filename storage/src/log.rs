@@ -490,6 +490,7 @@ impl Log {
                 return Ok(false);
             }
             st.pending_tombs.push(seq);
+            st.guard_control = true;
             if erase && st.compacting {
                 st.erase_after_compaction.push(seq);
             }
@@ -513,6 +514,7 @@ impl Log {
     pub async fn purge(&self, req: Purge) -> Result<u64> {
         let n = {
             let mut st = self.inner.st.borrow_mut();
+            st.guard_control = true;
             purge_locked(&mut st, &req)
         };
         self.inner.submit(Op::Barrier).await?;
@@ -535,6 +537,7 @@ impl Log {
         {
             let mut st = self.inner.st.borrow_mut();
             st.cfg.limits = limits;
+            st.guard_control = true;
             st.enforce_all();
         }
         self.inner.submit(Op::Barrier).await?;
@@ -543,7 +546,11 @@ impl Log {
 
     /// Applies age limits now (the maintenance task also does this).
     pub async fn expire(&self) -> Result<()> {
-        self.inner.st.borrow_mut().enforce_global();
+        {
+            let mut st = self.inner.st.borrow_mut();
+            st.guard_control = true;
+            st.enforce_global();
+        }
         self.inner.submit(Op::Barrier).await?;
         self.marks_durable().await
     }

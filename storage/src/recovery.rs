@@ -396,6 +396,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         floor,
         pending_floor: false,
         pending_tombs: Vec::new(),
+        guard_control: false,
         jump_to: 0,
         dirty: false,
         last_sync: Instant::now(),

@@ -58,6 +58,12 @@ pub(crate) struct State {
     pub pending_floor: bool,
     /// Tombstones that must be written with the next commit.
     pub pending_tombs: Vec<u64>,
+    /// Some pending control record comes from an explicit delete, purge
+    /// or limit change: the high-water mark must follow it once durable.
+    /// Deletes that limits make on their own as appends land need no
+    /// mark (each open applies the limits again), which spares a history-1
+    /// KV put a second write and sync per group.
+    pub guard_control: bool,
     /// A purge to a future sequence: the committer moves `next_seq` there
     /// before its next group (never while a write is in flight).
     pub jump_to: u64,

@@ -202,7 +202,8 @@ fn appends_racing_close_are_stored_or_refused() {
 /// Deletes a limit makes (a key's older revision under a per-subject limit
 /// of 1, the floor of a log at max_msgs) ride with the next group instead
 /// of costing a write and a sync of their own, so a stream of acknowledged
-/// puts costs one group each (it cost two). Left unwritten by a log that
+/// puts costs one group each (it cost two), and no high-water mark write
+/// (another sync) follows them. Left unwritten by a log that
 /// is dropped without `close` (a crash), they are made again at the next
 /// open from the limits.
 #[test]
@@ -222,6 +223,15 @@ fn limit_deletes_ride_with_the_next_group_and_are_remade_at_open() {
                 ..Default::default()
             };
             let log = Log::open(&p, cfg.clone()).await.unwrap();
+            let meta = || -> Vec<u8> {
+                let f = std::fs::read_dir(&p)
+                    .unwrap()
+                    .flatten()
+                    .find(|e| e.file_name().to_string_lossy().ends_with(".meta"))
+                    .expect("the log's meta file");
+                std::fs::read(f.path()).unwrap()
+            };
+            let mark = meta();
             let before = log.commit_stats().groups;
             for i in 0..40u32 {
                 log.append("kv.key", b"", &i.to_le_bytes()).await.unwrap();
@@ -233,6 +243,8 @@ fn limit_deletes_ride_with_the_next_group_and_are_remade_at_open() {
             assert!(groups <= 41, "{groups} groups for 40 appends");
             let keep = if per_subject.is_some() { 1 } else { 3 };
             assert_eq!(log.state(false).msgs, keep);
+            // No high-water mark was written for them (a second sync).
+            assert!(meta() == mark, "the mark moved for limit deletes");
             // A crash: nothing more is written.
             drop(log);
             let log = Log::open(&p, cfg).await.unwrap();
@@ -242,6 +254,10 @@ fn limit_deletes_ride_with_the_next_group_and_are_remade_at_open() {
             let last = log.get(40).unwrap();
             assert_eq!(&last.payload[..], &39u32.to_le_bytes());
             assert!(log.get(40 - keep).is_err(), "the older ones stay gone");
+            // An explicit delete does move the mark.
+            let mark = meta();
+            assert!(log.delete(40, false).await.unwrap());
+            assert!(meta() != mark, "an explicit delete is guarded by the mark");
             log.close().await.unwrap();
         });
     }
