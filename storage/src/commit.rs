@@ -116,6 +116,11 @@ impl Ticket {
         Poll::Pending
     }
 
+    /// Resolves once done.
+    pub async fn wait(&self) {
+        futures_lite::future::poll_fn(|cx| self.poll_done(cx)).await
+    }
+
     /// How it ended (once done; `Closed` if taken before, or twice).
     pub(crate) fn outcome(&self) -> Result<Outcome> {
         if !self.batch.done.get() {
@@ -230,7 +235,7 @@ impl Inner {
     /// Stages `op` and waits for the group that carries it.
     pub(crate) async fn submit(self: &Rc<Self>, op: Op) -> Result<Outcome> {
         let t = self.stage(op)?;
-        futures_lite::future::poll_fn(|cx| t.poll_done(cx)).await;
+        t.wait().await;
         t.outcome()
     }
 

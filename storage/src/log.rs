@@ -179,8 +179,9 @@ impl Log {
         payload: Bytes,
         expect: Expect,
     ) -> Result<(u64, u64)> {
-        self.submit_msg(subject, headers, payload, expect, None)
-            .await
+        let t = self.stage_msg(subject, headers, payload, expect, None)?;
+        t.wait().await;
+        t.appended()
     }
 
     /// Appends a message with its own sequence and timestamp (a mirror
@@ -202,20 +203,8 @@ impl Log {
             seq: seq.min(MAX_SEQ),
             ts,
         };
-        self.submit_msg(subject, headers, payload, Expect::default(), Some(at))
-            .await
-    }
-
-    async fn submit_msg(
-        &self,
-        subject: Bytes,
-        headers: Bytes,
-        payload: Bytes,
-        expect: Expect,
-        at: Option<crate::commit::At>,
-    ) -> Result<(u64, u64)> {
-        let t = self.stage_msg(subject, headers, payload, expect, at)?;
-        futures_lite::future::poll_fn(|cx| t.poll_done(cx)).await;
+        let t = self.stage_msg(subject, headers, payload, Expect::default(), Some(at))?;
+        t.wait().await;
         t.appended()
     }
 

@@ -705,7 +705,7 @@ fn staged_tickets_complete_in_order() {
             let mut next_seq = 1;
             let mut refused = 0;
             while let Some((i, t)) = tickets.pop_front() {
-                futures_lite::future::poll_fn(|cx| t.poll_done(cx)).await;
+                t.wait().await;
                 // Everything staged before it is done too.
                 assert!(t.is_done());
                 match t.appended() {
